@@ -1,0 +1,61 @@
+# Two commands for a fresh machine: `make run` (the daemon) and `make test` (the whole suite).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+DATA_DIR ?= var/data
+TESTNODE := tests/ipfs_testnode
+
+.PHONY: run test venv dev-venv lint typecheck contracts testnode postgres bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# torch is pinned first: 2.13.0 is a local CPU wheel; anything else would pull several GB of CUDA.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+dev-venv: $(VENV)/.installed-dev
+
+run: venv
+	$(BIN)/modelpack serve --data-dir $(DATA_DIR)
+
+postgres:
+	@pg_isready -q -h 127.0.0.1 -p 5432 || { \
+	  echo "starting PostgreSQL"; \
+	  pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start; \
+	  for i in $$(seq 1 50); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done; \
+	  pg_isready -h 127.0.0.1 -p 5432; }
+
+testnode: $(TESTNODE)/node_modules/.installed
+
+$(TESTNODE)/node_modules/.installed: $(TESTNODE)/package.json $(TESTNODE)/package-lock.json
+	cd $(TESTNODE) && npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+lint: dev-venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: dev-venv
+	$(BIN)/mypy
+
+contracts: dev-venv
+	$(BIN)/lint-imports
+
+test: dev-venv postgres testnode lint typecheck contracts
+	$(BIN)/pytest
+
+bench: dev-venv testnode
+	@echo "see bench/README.md for each benchmark's command"
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The transformer core, the safe pack loader, the smoke-test suite and its sandbox."""

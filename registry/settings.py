@@ -1,0 +1,245 @@
+"""One settings object for the whole daemon: defaults, a TOML file, ``MODELPACK_*`` env overrides.
+
+Every budget or limit an attacker could probe lives here, in one place, validated on load.
+Nested keys are set from the environment with a double underscore:
+``MODELPACK_SERVER__PORT=9000``, ``MODELPACK_DATABASE__URL=postgresql+asyncpg://...``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from registry.errors import ConfigError
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+
+DEFAULT_PORT = 8740  # not Kubo's 5001 (RPC) or 8080 (gateway)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(DEFAULT_PORT, ge=0, le=65535)
+    max_json_body_bytes: int = Field(2 * MiB, ge=1 * KiB)
+    max_upload_bytes: int = Field(64 * GiB, ge=1)
+    read_requires_token: bool = False
+    shutdown_grace_s: float = Field(30.0, gt=0)
+    access_log: bool = True
+
+
+class DatabaseSettings(_Section):
+    url: str | None = None  # default: SQLite file in the data dir
+    connect_timeout_s: float = Field(5.0, gt=0)
+    pool_size: int = Field(10, ge=1, le=200)
+    echo: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _known_driver(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not (v.startswith("sqlite+aiosqlite://") or v.startswith("postgresql+asyncpg://")):
+            raise ValueError(
+                f"unsupported database url {v!r}: use sqlite+aiosqlite:///PATH or "
+                "postgresql+asyncpg://USER@HOST:PORT/DB"
+            )
+        return v
+
+
+class StorageSettings(_Section):
+    data_dir: Path = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "modelpack"
+    fsync: bool = True
+
+
+class UnixfsSettings(_Section):
+    chunk_size: int = Field(262144, ge=1, le=2 * MiB - 256)
+    max_links: int = Field(174, ge=2, le=8192)
+    hash_workers: int = Field(2, ge=1, le=64)
+    directory_max_entries: int = Field(10_000, ge=1)
+
+
+class LimitsSettings(_Section):
+    manifest_max_bytes: int = Field(1 * MiB, ge=1 * KiB)
+    max_shards: int = Field(4096, ge=1)
+    filename_max_len: int = Field(255, ge=1, le=4096)
+    string_max_len: int = Field(4096, ge=16)
+    json_max_depth: int = Field(32, ge=2, le=256)
+    pack_max_bytes: int = Field(1024 * GiB, ge=1)
+    safetensors_header_max_bytes: int = Field(100_000_000, ge=1 * KiB)
+    page_size_default: int = Field(50, ge=1)
+    page_size_max: int = Field(500, ge=1)
+    car_max_block_bytes: int = Field(4 * MiB, ge=1 * KiB)
+
+
+class JobSettings(_Section):
+    lease_s: float = Field(60.0, gt=0)
+    heartbeat_s: float = Field(15.0, gt=0)
+    poll_interval_s: float = Field(1.0, gt=0)
+    max_attempts: int = Field(8, ge=1)
+    backoff_base_s: float = Field(2.0, gt=0)
+    backoff_max_s: float = Field(600.0, gt=0)
+    workers: int = Field(4, ge=0, le=256)
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> JobSettings:
+        if self.heartbeat_s >= self.lease_s:
+            raise ValueError(
+                f"jobs.heartbeat_s ({self.heartbeat_s}) must be shorter than jobs.lease_s ({self.lease_s})"
+            )
+        return self
+
+
+class ReplicationSettings(_Section):
+    replication_min: int = Field(2, ge=1)
+    replication_max: int = Field(3, ge=1)
+    per_node_concurrency: int = Field(2, ge=1)
+    request_timeout_s: float = Field(30.0, gt=0)
+    pin_timeout_s: float = Field(600.0, gt=0)  # no-progress timeout for pin/add
+    node_down_grace_s: float = Field(600.0, ge=0)
+    health_interval_s: float = Field(30.0, gt=0)
+    reconcile_interval_s: float = Field(300.0, gt=0)
+    audit_interval_s: float = Field(3600.0, gt=0)
+    audit_sample_blocks: int = Field(8, ge=1)
+    allowed_node_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
+    gc_retention_s: float = Field(7 * 24 * 3600.0, ge=0)
+
+    @model_validator(mode="after")
+    def _min_le_max(self) -> ReplicationSettings:
+        if self.replication_min > self.replication_max:
+            raise ValueError(
+                f"replication.replication_min ({self.replication_min}) exceeds "
+                f"replication.replication_max ({self.replication_max})"
+            )
+        return self
+
+
+class ValidationSettings(_Section):
+    auto_validate: bool = True
+    concurrency: int = Field(1, ge=1)
+    memory_bytes: int = Field(8 * GiB, ge=64 * MiB)
+    cpu_seconds: int = Field(900, ge=1)
+    wall_seconds: float = Field(1200.0, gt=0)
+    smoke_time_budget_s: float = Field(300.0, gt=0)
+
+
+class IpnsSettings(_Section):
+    validity_s: int = Field(48 * 3600, ge=60)
+    ttl_s: int = Field(3600, ge=1)
+    republish_before_s: int = Field(24 * 3600, ge=0)
+    publish_latest: bool = False
+    key_encryption_key: str | None = None  # base64 32 bytes; default: a key file in the data dir
+
+
+class CurationSettings(_Section):
+    on_degrade: Literal["rollback", "hold"] = "rollback"
+
+
+class Settings(BaseSettings):
+    """The daemon's whole configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MODELPACK_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    server: ServerSettings = ServerSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    storage: StorageSettings = StorageSettings()
+    unixfs: UnixfsSettings = UnixfsSettings()
+    limits: LimitsSettings = LimitsSettings()
+    jobs: JobSettings = JobSettings()
+    replication: ReplicationSettings = ReplicationSettings()
+    validation: ValidationSettings = ValidationSettings()
+    ipns: IpnsSettings = IpnsSettings()
+    curation: CurationSettings = CurationSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init kwargs (CLI flags) > environment > TOML file (passed in as init defaults by load()).
+        return (init_settings, env_settings)
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite+aiosqlite:///{self.storage.data_dir / 'index.sqlite3'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+_KNOWN_ENV = {"MODELPACK_CONFIG", "MODELPACK_REGISTRY", "MODELPACK_TOKEN"}
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(root)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"unknown setting {key!r} in {source}")
+        else:
+            lines.append(f"bad value for {key!r} in {source}: {e['input']!r} ({e['msg']})")
+    return "; ".join(lines)
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build settings from a TOML file, then ``MODELPACK_*`` env vars, then explicit overrides.
+
+    Raises:
+        ConfigError: with one sentence naming the bad file, key or value.
+    """
+    file_data: dict[str, Any] = {}
+    source = "defaults/environment"
+    path = config_file or os.environ.get("MODELPACK_CONFIG")
+    if path:
+        p = Path(path)
+        source = f"config file {p}"
+        try:
+            file_data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {p} does not exist") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"config file {p} is not valid TOML: {e}") from None
+    for name in os.environ:
+        if name.startswith("MODELPACK_") and name not in _KNOWN_ENV:
+            section = name[len("MODELPACK_") :].split("__", 1)[0].lower()
+            if section not in Settings.model_fields:
+                raise ConfigError(f"unknown setting in environment variable {name}")
+    data = _deep_merge(file_data, {k: v for k, v in overrides.items() if v is not None})
+    # Environment wins over the file; explicit overrides (CLI flags) win over everything.
+    try:
+        env_only = Settings()  # validates the environment on its own
+        env_set = env_only.model_dump(exclude_unset=True)
+        merged = _deep_merge(file_data, env_set)
+        merged = _deep_merge(merged, {k: v for k, v in overrides.items() if v is not None})
+        return Settings.model_validate(merged) if merged else env_only
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(e, source if data else "environment")) from None
