@@ -1,0 +1,234 @@
+"""The transformer's building blocks: RMSNorm, RoPE, grouped-query attention over a static KV cache, SwiGLU.
+
+Attention never copies the cache: K/V heads are shared through SDPA's ``enable_gqa`` (or a broadcast
+view on the manual path), and the cache is preallocated and written in place, so decoding is linear.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm, computed in float32 so fp16/bf16 activations cannot overflow to zero."""
+
+    def __init__(self, d_model: int, eps: float = 1e-5, *, dtype: torch.dtype | None = None) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(d_model, dtype=dtype))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(dim=-1, keepdim=True) + self.eps)
+        return xf.to(x.dtype) * self.weight
+
+
+class RotaryEmbedding(nn.Module):
+    """RoPE tables for every position up to max_seq_len, looked up per row (left padding shifts positions)."""
+
+    cos_cached: Tensor
+    sin_cached: Tensor
+
+    def __init__(self, head_dim: int, max_seq_len: int, theta: float = 10000.0) -> None:
+        super().__init__()
+        self.head_dim = head_dim
+        self.max_seq_len = max_seq_len
+        self.theta = theta
+        self.register_buffer("cos_cached", torch.empty(0), persistent=False)
+        self.register_buffer("sin_cached", torch.empty(0), persistent=False)
+
+    def build(self, device: torch.device | str) -> None:
+        """(Re)compute the tables on ``device``; a model built on the meta device calls this once loaded."""
+        inv_freq = 1.0 / (
+            self.theta
+            ** (torch.arange(0, self.head_dim, 2, device=device, dtype=torch.float64) / self.head_dim)
+        )
+        t = torch.arange(self.max_seq_len, device=device, dtype=torch.float64)
+        freqs = torch.outer(t, inv_freq)
+        emb = torch.cat([freqs, freqs], dim=-1)
+        self.cos_cached = emb.cos().float()
+        self.sin_cached = emb.sin().float()
+
+    def forward(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """Returns cos, sin of shape (B, 1, T, head_dim) for integer positions of shape (B, T)."""
+        if (
+            self.cos_cached.is_meta
+            or self.cos_cached.device != positions.device
+            or not self.cos_cached.numel()
+        ):
+            self.build(positions.device)
+        return self.cos_cached[positions].unsqueeze(1), self.sin_cached[positions].unsqueeze(1)
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    half = x.size(-1) // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return ((x.float() * cos) + (rotated.float() * sin)).to(x.dtype)
+
+
+class SwiGLU(nn.Module):
+    """Gated MLP; ``w1`` holds the gate and up projections fused (the seed's layout)."""
+
+    def __init__(self, d_model: int, dim_ff: int, *, dtype: torch.dtype | None = None) -> None:
+        super().__init__()
+        self.w1 = nn.Linear(d_model, dim_ff * 2, bias=False, dtype=dtype)
+        self.w2 = nn.Linear(dim_ff, d_model, bias=False, dtype=dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate, up = self.w1(x).chunk(2, dim=-1)
+        return self.w2(F.silu(gate) * up)
+
+
+class KVCache:
+    """Preallocated keys/values for all layers, which slots hold real tokens, each row's next position.
+
+    Slots are filled left to right; ``length`` is the number used. Nothing is reallocated while decoding.
+    """
+
+    def __init__(
+        self,
+        num_layers: int,
+        batch_size: int,
+        num_kv_heads: int,
+        head_dim: int,
+        capacity: int,
+        *,
+        device: torch.device | str,
+        dtype: torch.dtype,
+    ) -> None:
+        shape = (num_layers, batch_size, num_kv_heads, capacity, head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.key_mask = torch.zeros(batch_size, capacity, device=device, dtype=torch.bool)
+        self.next_position = torch.zeros(batch_size, device=device, dtype=torch.long)
+        self.length = 0
+        self.has_padding = False
+
+    @property
+    def capacity(self) -> int:
+        return self.k.size(3)
+
+    @property
+    def batch_size(self) -> int:
+        return self.k.size(1)
+
+
+class GQASelfAttention(nn.Module):
+    """Grouped-query attention: ``num_heads`` query heads share ``num_kv_heads`` key/value heads."""
+
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        num_kv_heads: int,
+        dropout: float,
+        *,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.num_kv_heads = num_kv_heads
+        self.head_dim = d_model // num_heads
+        self.dropout = dropout
+        self.use_sdpa = True
+        self.q_proj = nn.Linear(d_model, num_heads * self.head_dim, bias=False, dtype=dtype)
+        self.k_proj = nn.Linear(d_model, num_kv_heads * self.head_dim, bias=False, dtype=dtype)
+        self.v_proj = nn.Linear(d_model, num_kv_heads * self.head_dim, bias=False, dtype=dtype)
+        self.o_proj = nn.Linear(num_heads * self.head_dim, d_model, bias=False, dtype=dtype)
+
+    def forward(
+        self,
+        x: Tensor,
+        rope: tuple[Tensor, Tensor],
+        mask: Tensor | None,
+        cache: KVCache | None,
+        layer: int,
+    ) -> Tensor:
+        """Attend ``x`` (B, T, D) to the cached keys plus its own.
+
+        ``mask`` is a bool allow-mask (B, 1, T, S) (fully masked rows give zeros), or None meaning
+        "causal, nothing padded" (only valid when nothing is cached before ``x``).
+        """
+        bsz, t, _ = x.shape
+        q = self.q_proj(x).view(bsz, t, self.num_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(bsz, t, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(bsz, t, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        cos, sin = rope
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is not None:
+            past = cache.length
+            cache.k[layer, :, :, past : past + t] = k
+            cache.v[layer, :, :, past : past + t] = v
+            k = cache.k[layer, :, :, : past + t]
+            v = cache.v[layer, :, :, : past + t]
+        dropout_p = self.dropout if self.training else 0.0
+        dead: Tensor | None = None
+        if mask is not None:
+            # A query with nothing to attend to (a pad before any real token) would give NaN on every
+            # backend: let it see everything, then zero its output.
+            dead = ~mask.any(dim=-1, keepdim=True)
+            mask = mask | dead
+        if self.use_sdpa:
+            out = F.scaled_dot_product_attention(
+                q,
+                k,
+                v,
+                attn_mask=mask,
+                dropout_p=dropout_p,
+                is_causal=mask is None and t > 1,
+                enable_gqa=True,
+            )
+        else:
+            out = self._manual(q, k, v, mask, dropout_p)
+        if dead is not None:
+            out = out.masked_fill(dead, 0.0)
+        out = out.transpose(1, 2).reshape(bsz, t, self.num_heads * self.head_dim)
+        return self.o_proj(out)
+
+    def _manual(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: float) -> Tensor:
+        bsz, _, t, d = q.shape
+        s = k.size(2)
+        rep = self.num_heads // self.num_kv_heads
+        qg = q.reshape(bsz, self.num_kv_heads, rep, t, d)
+        # (B, Hkv, rep, T, S): K/V broadcast over the group, never repeated in memory.
+        scores = torch.matmul(qg.float(), k.unsqueeze(2).transpose(-2, -1).float()) / math.sqrt(d)
+        if mask is None and t > 1:
+            mask = torch.ones(t, s, dtype=torch.bool, device=q.device).tril(diagonal=s - t)[None, None]
+        if mask is not None:
+            scores = scores.masked_fill(~mask.unsqueeze(2), float("-inf"))
+        attn = torch.softmax(scores, dim=-1)
+        attn = F.dropout(attn, p=dropout_p, training=dropout_p > 0)
+        out = torch.matmul(attn.to(v.dtype), v.unsqueeze(2))
+        return out.reshape(bsz, self.num_heads, t, d)
+
+
+class DecoderBlock(nn.Module):
+    """Pre-norm block: x + Attn(RMSNorm(x)), then x + MLP(RMSNorm(x))."""
+
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        num_kv_heads: int,
+        dim_ff: int,
+        dropout: float,
+        eps: float,
+        *,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.norm1 = RMSNorm(d_model, eps, dtype=dtype)
+        self.attn = GQASelfAttention(d_model, num_heads, num_kv_heads, dropout, dtype=dtype)
+        self.norm2 = RMSNorm(d_model, eps, dtype=dtype)
+        self.mlp = SwiGLU(d_model, dim_ff, dtype=dtype)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(
+        self, x: Tensor, rope: tuple[Tensor, Tensor], mask: Tensor | None, cache: KVCache | None, layer: int
+    ) -> Tensor:
+        x = x + self.dropout(self.attn(self.norm1(x), rope, mask, cache, layer))
+        return x + self.dropout(self.mlp(self.norm2(x)))
