@@ -1,0 +1,111 @@
+"""CIDs as verified values: parsing user input, building binary CIDs fast, re-hashing blocks.
+
+Everything that takes bytes from a disk, a peer or a CAR checks them here against the CID asked for.
+Only sha2-256 multihashes over the raw and dag-pb codecs are supported (what ``ipfs add`` makes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from multiformats import CID
+
+from pinner.content_errors import InvalidBlock, InvalidCid
+
+SHA2_256 = 0x12
+RAW = 0x55
+DAG_PB = 0x70
+SUPPORTED_CODECS = {RAW: "raw", DAG_PB: "dag-pb"}
+
+
+def cid_bytes_v0(digest: bytes) -> bytes:
+    """Binary CIDv0 (dag-pb, sha2-256) of a 32-byte digest."""
+    return b"\x12\x20" + digest
+
+
+def cid_bytes_v1(codec: int, digest: bytes) -> bytes:
+    """Binary CIDv1 with sha2-256 for the raw (0x55) or dag-pb (0x70) codec."""
+    return bytes((0x01, codec, 0x12, 0x20)) + digest
+
+
+def split_cid(cid_bytes: bytes) -> tuple[int, int, bytes]:
+    """(version, codec, multihash bytes) of a binary CID; raises InvalidCid."""
+    if len(cid_bytes) == 34 and cid_bytes[:2] == b"\x12\x20":
+        return 0, DAG_PB, cid_bytes
+    if len(cid_bytes) < 4 or cid_bytes[0] != 0x01:
+        raise InvalidCid(f"not a CIDv0 or CIDv1: {cid_bytes.hex()}", cid=cid_bytes.hex())
+    codec, pos = _varint(cid_bytes, 1)
+    return 1, codec, cid_bytes[pos:]
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(buf):
+            raise InvalidCid(f"truncated varint in CID {buf.hex()}", cid=buf.hex())
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+
+
+def cid_from_bytes(cid_bytes: bytes) -> CID:
+    """A CID object from binary form, printing as Kubo does (base58btc v0, base32 v1)."""
+    cid = CID.decode(cid_bytes)
+    return cid if cid.version == 0 else cid.set(base="base32")
+
+
+def block_key(cid: CID | bytes) -> bytes:
+    """The key blocks are stored under: the multihash, as Kubo keys its blockstore."""
+    raw = bytes(cid)
+    return split_cid(raw)[2]
+
+
+def parse_cid(text: str | bytes) -> CID:
+    """Parses a CID string (any multibase) or binary CID, refusing codecs and hashes we cannot verify."""
+    shown = text if isinstance(text, str) else text.hex()
+    try:
+        cid = CID.decode(text)
+        if cid.version == 1:
+            cid = cid.set(base="base32")
+    except Exception as e:
+        raise InvalidCid(f"{shown!r} is not a valid CID: {e}", cid=shown) from e
+    check_supported(cid, shown)
+    return cid
+
+
+def check_supported(cid: CID, shown: str | None = None) -> None:
+    """Raises InvalidCid unless the CID is sha2-256 over raw or dag-pb."""
+    shown = shown or str(cid)
+    if cid.hashfun.code != SHA2_256 or len(cid.raw_digest) != 32:
+        raise InvalidCid(
+            f"CID {shown} uses hash function {cid.hashfun.name}; only sha2-256 is supported", cid=shown
+        )
+    if cid.codec.code not in SUPPORTED_CODECS:
+        raise InvalidCid(
+            f"CID {shown} uses codec {cid.codec.name}; only raw and dag-pb are supported", cid=shown
+        )
+
+
+def block_matches(cid: CID | bytes, data: bytes | memoryview) -> bool:
+    """True when sha2-256 of ``data`` is the CID's digest (constant-time compare)."""
+    mh = block_key(cid)
+    if len(mh) != 34 or mh[:2] != b"\x12\x20":
+        return False
+    return hmac.compare_digest(hashlib.sha256(data).digest(), mh[2:])
+
+
+def verify_block(cid: CID | bytes, data: bytes | memoryview) -> None:
+    """Raises InvalidBlock naming the CID when ``data`` does not hash to it."""
+    if not block_matches(cid, data):
+        shown = str(cid if isinstance(cid, CID) else CID.decode(cid))
+        raise InvalidBlock(f"block does not match its CID {shown}", cid=shown)
+
+
+def cid_str(cid: CID | bytes) -> str:
+    """The canonical text form (base58btc for v0, base32 for v1)."""
+    c = cid if isinstance(cid, CID) else CID.decode(cid)
+    return str(c) if c.version == 0 else c.encode("base32")
