@@ -1,0 +1,270 @@
+"""One HTTP seam for the node clients: session ownership, auth, timeouts, and every failure as a typed error.
+
+Kubo RPC, IPFS Cluster and the Pinning Service API all speak JSON over HTTP; what differs is the paths
+and the shapes. Everything that can go wrong on the wire (refused, hung, garbage, non-2xx) is mapped
+here once to a `pinner.ipfs.errors.NodeError` subclass carrying the node URL, the CID and the node's message.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from pinner.errors import PinnerError
+from pinner.ipfs.errors import (
+    InvalidNodeUrlError,
+    NodeBadResponseError,
+    NodeError,
+    NodeNotSupportedError,
+    NodeTimeoutError,
+    NodeUnreachableError,
+)
+
+
+@dataclass(frozen=True)
+class BasicAuth:
+    username: str
+    password: str
+
+    def header(self) -> str:
+        return aiohttp.BasicAuth(self.username, self.password).encode()
+
+
+@dataclass(frozen=True)
+class BearerAuth:
+    token: str
+
+    def header(self) -> str:
+        return f"Bearer {self.token}"
+
+
+NodeAuth = BasicAuth | BearerAuth
+
+
+@dataclass(frozen=True)
+class HttpTimeouts:
+    """Seconds. `call` bounds a whole small call; `read` bounds each wait for bytes on a stream."""
+
+    connect: float = 5.0
+    call: float = 60.0
+    read: float = 60.0
+    max_json_bytes: int = 16 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        for name in ("connect", "call", "read"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"timeout {name} must be positive, got {getattr(self, name)}")
+        if self.max_json_bytes <= 0:
+            raise ValueError("max_json_bytes must be positive")
+
+
+def check_node_url(url: str) -> str:
+    """The URL without a trailing slash; `InvalidNodeUrlError` unless it is http(s) with a host."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidNodeUrlError(f"node URL {url!r} must be http:// or https:// with a host", node_url=url)
+    return url.rstrip("/")
+
+
+def node_message(body: bytes) -> str | None:
+    """The error text in a Kubo (`Message`), Cluster (`message`) or Pinning Service (`error.reason`) body."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        text = body.decode("utf-8", "replace").strip()
+        return text[:500] or None
+    if isinstance(data, dict):
+        if isinstance(data.get("Message"), str):
+            return str(data["Message"])
+        if isinstance(data.get("message"), str):
+            return str(data["message"])
+        err = data.get("error")
+        if isinstance(err, dict):
+            reason, details = err.get("reason"), err.get("details")
+            return ": ".join(str(x) for x in (reason, details) if x) or None
+    return None
+
+
+class HttpEndpoint:
+    """A base URL plus the session, auth and timeouts used for every request to it."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        auth: NodeAuth | None = None,
+        timeouts: HttpTimeouts = HttpTimeouts(),
+    ) -> None:
+        self.url = check_node_url(url)
+        self._session = session
+        self._owns_session = session is None
+        self._auth = auth
+        self.timeouts = timeouts
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+            self._owns_session = True
+        return self._session
+
+    async def close(self) -> None:
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def error(self, cls: type[NodeError], message: str, *, cid: str | None = None, **kw: Any) -> NodeError:
+        return cls(message, node_url=self.url, cid=cid, **kw)
+
+    @asynccontextmanager
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | list[tuple[str, str]] | None = None,
+        json_body: Any = None,
+        data: Any = None,
+        stream: bool = False,
+        cid: str | None = None,
+        ok: tuple[int, ...] = (200,),
+        read_timeout: float | object | None = ...,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Send one request; yields the response once its status is one of `ok`.
+
+        `stream=True` drops the whole-call bound and keeps only the per-read one, for bodies of any
+        size; `read_timeout=None` drops the per-read bound too (the caller runs its own watchdog).
+        Failures inside the `async with` body (a stalled or broken stream) are mapped too.
+        """
+        t = self.timeouts
+        sock_read = t.read if read_timeout is ... else read_timeout
+        timeout = aiohttp.ClientTimeout(
+            total=None if stream else t.call,
+            connect=t.connect,
+            sock_connect=t.connect,
+            sock_read=sock_read if isinstance(sock_read, float | int) else None,
+        )
+        headers = {"Authorization": self._auth.header()} if self._auth else {}
+        what = f"{method} {path}"
+        try:
+            async with self._get_session().request(
+                method,
+                self.url + path,
+                params=params,
+                json=json_body,
+                data=data,
+                headers=headers,
+                timeout=timeout,
+            ) as resp:
+                if resp.status not in ok:
+                    body = await resp.content.read(64 * 1024)
+                    msg = node_message(body)
+                    cls = NodeNotSupportedError if resp.status in (404, 405) and cid is None else NodeError
+                    raise self.error(
+                        cls,
+                        f"{what} on {self.url} failed with HTTP {resp.status}: {msg or 'no message'}",
+                        cid=cid,
+                        status=resp.status,
+                        node_message=msg,
+                    )
+                yield resp
+        except PinnerError:
+            raise
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise self.error(NodeTimeoutError, f"{what} on {self.url} timed out", cid=cid) from exc
+        except aiohttp.ClientPayloadError as exc:
+            raise self.error(
+                NodeBadResponseError, f"{what} on {self.url}: broken response body: {exc}", cid=cid
+            ) from exc
+        except aiohttp.ClientResponseError as exc:
+            raise self.error(
+                NodeBadResponseError, f"{what} on {self.url}: malformed response: {exc}", cid=cid
+            ) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise self.error(
+                NodeUnreachableError, f"{what}: cannot reach {self.url}: {exc}", cid=cid
+            ) from exc
+
+    async def read_limited(
+        self, resp: aiohttp.ClientResponse, limit: int, *, cid: str | None = None
+    ) -> bytes:
+        """The whole body, refusing one longer than `limit` bytes (a node must not fill our memory)."""
+        buf = bytearray()
+        async for chunk in resp.content.iter_chunked(64 * 1024):
+            buf += chunk
+            if len(buf) > limit:
+                raise self.error(NodeBadResponseError, f"{self.url} sent more than {limit} bytes", cid=cid)
+        return bytes(buf)
+
+    async def read_json(self, resp: aiohttp.ClientResponse, *, cid: str | None = None) -> Any:
+        body = await self.read_limited(resp, self.timeouts.max_json_bytes, cid=cid)
+        return self.parse_json(body, cid=cid)
+
+    def parse_json(self, body: bytes, *, cid: str | None = None) -> Any:
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            raise self.error(
+                NodeBadResponseError,
+                f"{self.url} answered with something that is not JSON: {body[:80]!r}",
+                cid=cid,
+            ) from exc
+
+    async def iter_json_lines(
+        self, resp: aiohttp.ClientResponse, *, cid: str | None = None
+    ) -> AsyncIterator[Any]:
+        """Newline-delimited JSON values; a `{"Type": "error"}` line (Kubo stream error) raises."""
+        limit = self.timeouts.max_json_bytes
+        buf = b""
+        async for chunk in resp.content.iter_any():
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            if len(buf) > limit:
+                raise self.error(
+                    NodeBadResponseError, f"{self.url} sent a JSON line over {limit} bytes", cid=cid
+                )
+            for line in lines:
+                if line.strip():
+                    yield self._checked_line(line, cid)
+        if buf.strip():
+            yield self._checked_line(buf, cid)
+
+    def _checked_line(self, line: bytes, cid: str | None) -> Any:
+        value = self.parse_json(line, cid=cid)
+        if isinstance(value, dict) and value.get("Type") == "error" and "Message" in value:
+            raise self.error(
+                NodeError,
+                f"{self.url} reported an error mid-stream: {value['Message']}",
+                cid=cid,
+                node_message=str(value["Message"]),
+            )
+        return value
+
+
+def stream_part(body: AsyncIterable[bytes], *, filename: str = "file") -> aiohttp.MultipartWriter:
+    """A multipart form with one file part streamed from `body`, as Kubo's `add`/`dag/import` expect.
+
+    The part carries a Content-Type: js-ipfs answers 500 to a part without one.
+    """
+    writer = aiohttp.MultipartWriter("form-data")
+    payload = aiohttp.payload.AsyncIterablePayload(body, content_type="application/octet-stream")
+    payload.set_content_disposition("form-data", name="file", filename=filename)
+    writer.append_payload(payload)
+    return writer
+
+
+def json_dict(value: Any, endpoint: HttpEndpoint, what: str, *, cid: str | None = None) -> dict[str, Any]:
+    """`value` if it is a JSON object, else `NodeBadResponseError` naming what was expected."""
+    if not isinstance(value, dict):
+        raise endpoint.error(
+            NodeBadResponseError,
+            f"{endpoint.url}: expected a JSON object for {what}, got {value!r:.80}",
+            cid=cid,
+        )
+    return value
