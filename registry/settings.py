@@ -203,10 +203,14 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
     lines = []
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "(root)"
+        env_name = "MODELPACK_" + "__".join(str(p) for p in e["loc"]).upper()
+        where = f"environment variable {env_name}" if env_name in os.environ else source
         if e["type"] == "extra_forbidden":
-            lines.append(f"unknown setting {key!r} in {source}")
+            lines.append(f"unknown setting {key!r} in {where}")
+        elif e["loc"]:
+            lines.append(f"bad value for {key!r} in {where}: {e['input']!r} ({e['msg']})")
         else:
-            lines.append(f"bad value for {key!r} in {source}: {e['input']!r} ({e['msg']})")
+            lines.append(f"bad settings in {where}: {e['msg']}")
     return "; ".join(lines)
 
 
@@ -217,7 +221,7 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
         ConfigError: with one sentence naming the bad file, key or value.
     """
     file_data: dict[str, Any] = {}
-    source = "defaults/environment"
+    source = "settings"
     path = config_file or os.environ.get("MODELPACK_CONFIG")
     if path:
         p = Path(path)
@@ -242,4 +246,4 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
         merged = _deep_merge(merged, {k: v for k, v in overrides.items() if v is not None})
         return Settings.model_validate(merged) if merged else env_only
     except ValidationError as e:
-        raise ConfigError(_format_validation_error(e, source if data else "environment")) from None
+        raise ConfigError(_format_validation_error(e, source)) from None

@@ -1,0 +1,1 @@
+"""The HTTP API: route modules, middleware and typed app keys."""

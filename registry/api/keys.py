@@ -1,0 +1,21 @@
+"""Typed application keys for the resources the composition root opens (see registry.daemon)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from registry.settings import Settings
+
+if TYPE_CHECKING:
+    from registry.jobs.sql import SqlJobQueue
+    from registry.jobs.worker import Worker
+
+SETTINGS = web.AppKey("settings", Settings)
+ENGINE = web.AppKey("engine", AsyncEngine)
+SESSIONS = web.AppKey("sessions", async_sessionmaker[AsyncSession])
+JOB_QUEUE: web.AppKey[SqlJobQueue] = web.AppKey("job_queue")
+WORKER: web.AppKey[Worker] = web.AppKey("worker")
+SERVICES: web.AppKey[dict[str, Any]] = web.AppKey("services")

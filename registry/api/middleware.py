@@ -1,0 +1,107 @@
+"""One place where errors become JSON and every request becomes one structured log line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+log = logging.getLogger("modelpack.http")
+access = logging.getLogger("modelpack.access")
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    411: "length_required",
+    412: "precondition_failed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    416: "range_not_satisfiable",
+    422: "unprocessable",
+    429: "too_many_requests",
+}
+
+
+def error_response(
+    status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+) -> web.Response:
+    body = {"error": {"code": code, "message": message, "details": details or {}}}
+    return web.Response(
+        status=status,
+        text=json.dumps(body, default=str),
+        content_type="application/json",
+        headers=headers or None,
+    )
+
+
+def _is_domain_error(e: BaseException) -> bool:
+    # RegistryError, PinnerError and their subclasses all carry these two class attributes.
+    return isinstance(getattr(type(e), "code", None), str) and isinstance(
+        getattr(type(e), "http_status", None), int
+    )
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        if e.content_type == "application/json" and e.text and e.text.startswith('{"error"'):
+            raise
+        code = _HTTP_CODES.get(e.status, "http_error")
+        message = e.reason if e.text in (None, "", f"{e.status}: {e.reason}") else (e.text or e.reason)
+        return error_response(e.status, code, message, headers=_keep_headers(e))
+    except Exception as e:
+        if _is_domain_error(e):
+            status = type(e).http_status  # type: ignore[attr-defined]
+            if status >= 500:
+                log.error("%s %s failed: %s", request.method, request.path, e)
+            return error_response(
+                status,
+                type(e).code,
+                getattr(e, "message", str(e)),
+                getattr(e, "details", None),  # type: ignore[attr-defined]
+            )
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "internal error; the server log has the details")
+
+
+def _keep_headers(e: web.HTTPException) -> dict[str, str]:
+    keep = {}
+    for h in ("Allow", "WWW-Authenticate", "Content-Range", "Retry-After"):
+        if h in e.headers:
+            keep[h] = e.headers[h]
+    return keep
+
+
+@web.middleware
+async def access_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    start = time.perf_counter()
+    status = 500
+    try:
+        resp = await handler(request)
+        status = resp.status
+        return resp
+    finally:
+        access.info(
+            json.dumps(
+                {
+                    "method": request.method,
+                    "path": request.path,
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - start) * 1000, 2),
+                    "remote": request.remote,
+                }
+            )
+        )

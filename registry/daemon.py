@@ -1,0 +1,149 @@
+"""The composition root: reads settings, picks concrete classes, wires the app and its background services.
+
+Nothing else in the code base chooses an implementation; everything receives its collaborators.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from aiohttp import web
+
+from registry.api import health
+from registry.api.keys import ENGINE, JOB_QUEUE, SERVICES, SESSIONS, SETTINGS, WORKER
+from registry.api.middleware import access_log_middleware, error_middleware
+from registry.db.engine import create_engine, ping, session_factory
+from registry.db.migrate import require_current
+from registry.errors import RegistryError
+from registry.jobs.sql import SqlJobQueue
+from registry.jobs.worker import Handler, Worker, WorkerConfig
+from registry.settings import Settings
+
+log = logging.getLogger("modelpack.daemon")
+
+CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
+
+
+def _database_ctx(settings: Settings) -> CleanupCtx:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        engine = create_engine(
+            settings.database_url,
+            pool_size=settings.database.pool_size,
+            connect_timeout_s=settings.database.connect_timeout_s,
+            echo=settings.database.echo,
+        )
+        try:
+            await ping(engine)
+            await require_current(engine)
+        except BaseException:
+            await engine.dispose()
+            raise
+        app[ENGINE] = engine
+        app[SESSIONS] = session_factory(engine)
+        yield
+        await engine.dispose()
+
+    return ctx
+
+
+def _jobs_ctx(settings: Settings, handlers: dict[str, Handler]) -> CleanupCtx:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        j = settings.jobs
+        queue = SqlJobQueue(
+            app[SESSIONS],
+            lease_s=j.lease_s,
+            max_attempts=j.max_attempts,
+            backoff_base_s=j.backoff_base_s,
+            backoff_max_s=j.backoff_max_s,
+        )
+        app[JOB_QUEUE] = queue
+        worker = Worker(
+            queue,
+            handlers,
+            WorkerConfig(
+                concurrency=j.workers,
+                poll_interval_s=j.poll_interval_s,
+                heartbeat_s=j.heartbeat_s,
+                kind_concurrency={"validate": settings.validation.concurrency},
+            ),
+        )
+        app[WORKER] = worker
+        if j.workers > 0 and handlers:
+            worker.start()
+        yield
+        # Stop taking jobs; let in-flight ones finish within the grace period, then release their leases.
+        await worker.stop(settings.server.shutdown_grace_s)
+
+    return ctx
+
+
+def build_app(settings: Settings) -> web.Application:
+    """The whole daemon as one aiohttp application (also what the tests run)."""
+    app = web.Application(
+        middlewares=[access_log_middleware, error_middleware],
+        client_max_size=settings.server.max_json_body_bytes,
+    )
+    app[SETTINGS] = settings
+    app[SERVICES] = {}
+    handlers: dict[str, Handler] = {}
+    app.cleanup_ctx.append(_database_ctx(settings))
+    app.cleanup_ctx.append(_jobs_ctx(settings, handlers))
+    app.add_routes(health.routes)
+    return app
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+async def serve(settings: Settings, *, ready: Callable[[str], Any] | None = None) -> None:
+    """Run until SIGTERM/SIGINT; then stop taking work, finish or release jobs, close the database."""
+    settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
+    app = build_app(settings)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    try:
+        await runner.setup()
+    except RegistryError:
+        await runner.cleanup()
+        raise
+    site = web.TCPSite(
+        runner, settings.server.host, settings.server.port, shutdown_timeout=settings.server.shutdown_grace_s
+    )
+    try:
+        await site.start()
+    except OSError as e:
+        await runner.cleanup()
+        raise RegistryError(
+            f"cannot listen on {settings.server.host}:{settings.server.port}: {e.strerror or e}"
+            " (is another daemon running? pick another port with --listen HOST:PORT)"
+        ) from None
+    addrs = runner.addresses
+    host, port = addrs[0][0], addrs[0][1]
+    url = f"http://{host}:{port}"
+    if ready:
+        ready(url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+        log.info("shutting down: no new jobs; finishing in-flight work")
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
+        await runner.cleanup()
+        log.info("stopped")

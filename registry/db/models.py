@@ -1,0 +1,422 @@
+"""The index schema: every table of the domain (DESIGN.md), with named constraints and lookup indexes.
+
+Identity of content is its CID string (CIDv1 base32 for packs; shards keep the CID the manifest states).
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from pinner.states import NodeKind, NodeState, ReplicaState
+from registry.db.base import Base, UTCDateTime, str_enum, utcnow
+
+CID_LEN = 128
+NAME_LEN = 128
+
+
+class PackState(enum.StrEnum):
+    RECEIVED = "received"
+    AVAILABLE = "available"
+    VALIDATED = "validated"
+    CURATED = "curated"
+    REJECTED = "rejected"
+
+
+class JobState(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+
+class SignatureVerdict(enum.StrEnum):
+    VALID = "valid"
+    INVALID = "invalid"
+    UNKNOWN_KEY = "unknown_key"
+    REVOKED = "revoked"
+
+
+def _now_col() -> Mapped[datetime]:
+    return mapped_column(UTCDateTime(), default=utcnow, nullable=False)
+
+
+# --------------------------------------------------------------------------- publishers & auth
+
+
+class Publisher(Base):
+    __tablename__ = "publishers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LEN), nullable=False, unique=True)
+    created_at: Mapped[datetime] = _now_col()
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    publisher_id: Mapped[int] = mapped_column(ForeignKey("publishers.id", ondelete="CASCADE"), nullable=False)
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)  # sha256 hex
+    prefix: Mapped[str] = mapped_column(String(16), nullable=False)  # shown in listings
+    scopes: Mapped[list[str]] = mapped_column(JSON, nullable=False)  # ["publish"] | ["admin", ...]
+    namespaces: Mapped[list[str] | None] = mapped_column(JSON)  # None: every namespace of the publisher
+    description: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = _now_col()
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    __table_args__ = (Index(None, "publisher_id"),)
+
+
+class Namespace(Base):
+    __tablename__ = "namespaces"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LEN), nullable=False, unique=True)
+    required_signatures: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    created_at: Mapped[datetime] = _now_col()
+    __table_args__ = (CheckConstraint("required_signatures >= 0", name="required_signatures_nonneg"),)
+
+
+class NamespaceMember(Base):
+    """Publishers allowed to publish and move pointers in a namespace."""
+
+    __tablename__ = "namespace_members"
+    namespace_id: Mapped[int] = mapped_column(
+        ForeignKey("namespaces.id", ondelete="CASCADE"), primary_key=True
+    )
+    publisher_id: Mapped[int] = mapped_column(
+        ForeignKey("publishers.id", ondelete="CASCADE"), primary_key=True
+    )
+    __table_args__ = (Index(None, "publisher_id"),)
+
+
+# --------------------------------------------------------------------------- keys & trust
+
+
+class SigningKey(Base):
+    __tablename__ = "signing_keys"
+    key_id: Mapped[str] = mapped_column(String(NAME_LEN), primary_key=True)  # stable fingerprint
+    publisher_id: Mapped[int | None] = mapped_column(ForeignKey("publishers.id", ondelete="SET NULL"))
+    algorithm: Mapped[str] = mapped_column(String(16), nullable=False, default="ed25519")
+    public_key: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    registered_at: Mapped[datetime] = _now_col()
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revocation_reason: Mapped[str | None] = mapped_column(String(512))
+    __table_args__ = (Index(None, "publisher_id"),)
+
+
+class TrustedKey(Base):
+    """Trust policy: a key (or every key of a publisher) a namespace trusts for curation."""
+
+    __tablename__ = "trusted_keys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    namespace_id: Mapped[int] = mapped_column(ForeignKey("namespaces.id", ondelete="CASCADE"), nullable=False)
+    key_id: Mapped[str | None] = mapped_column(ForeignKey("signing_keys.key_id", ondelete="CASCADE"))
+    publisher_id: Mapped[int | None] = mapped_column(ForeignKey("publishers.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = _now_col()
+    __table_args__ = (
+        CheckConstraint("(key_id IS NULL) <> (publisher_id IS NULL)", name="exactly_one_of_key_or_publisher"),
+        UniqueConstraint("namespace_id", "key_id"),
+        UniqueConstraint("namespace_id", "publisher_id"),
+    )
+
+
+class AuditEvent(Base):
+    """Append-only record of policy changes, manual curation and other privileged acts."""
+
+    __tablename__ = "audit_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = _now_col()
+    actor: Mapped[str] = mapped_column(String(NAME_LEN), nullable=False)
+    action: Mapped[str] = mapped_column(String(64), nullable=False)
+    subject: Mapped[str] = mapped_column(String(512), nullable=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    __table_args__ = (Index(None, "subject", "at"), Index(None, "action", "at"))
+
+
+# --------------------------------------------------------------------------- models, packs, shards
+
+
+class Model(Base):
+    __tablename__ = "models"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    namespace_id: Mapped[int] = mapped_column(ForeignKey("namespaces.id", ondelete="CASCADE"), nullable=False)
+    name: Mapped[str] = mapped_column(String(NAME_LEN), nullable=False)
+    replication_min: Mapped[int | None] = mapped_column(Integer)
+    replication_max: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = _now_col()
+    __table_args__ = (
+        UniqueConstraint("namespace_id", "name"),
+        Index(None, "name"),  # search by name prefix
+        CheckConstraint(
+            "replication_min IS NULL OR replication_max IS NULL OR replication_min <= replication_max",
+            name="replication_min_le_max",
+        ),
+    )
+
+
+class Pack(Base):
+    """One ModelPack version: the manifest's canonical bytes and its lifecycle state."""
+
+    __tablename__ = "packs"
+    cid: Mapped[str] = mapped_column(String(CID_LEN), primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="RESTRICT"), nullable=False)
+    model_version: Mapped[str] = mapped_column(String(NAME_LEN), nullable=False)
+    manifest: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)  # RFC 8785 canonical bytes
+    state: Mapped[PackState] = mapped_column(str_enum(PackState, "pack_state"), nullable=False)
+    state_reason: Mapped[str | None] = mapped_column(Text)
+    flagged: Mapped[str | None] = mapped_column(Text)  # why a curated pack is no longer fit
+    total_size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    shard_count: Mapped[int] = mapped_column(Integer, nullable=False)
+    published_by: Mapped[int | None] = mapped_column(ForeignKey("publishers.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = _now_col()
+    updated_at: Mapped[datetime] = mapped_column(
+        UTCDateTime(), default=utcnow, onupdate=utcnow, nullable=False
+    )
+    __table_args__ = (
+        Index(None, "model_id", "created_at"),
+        Index(None, "state", "updated_at"),
+        CheckConstraint("total_size >= 0", name="total_size_nonneg"),
+        CheckConstraint("shard_count >= 1", name="shard_count_positive"),
+    )
+
+
+class PackStateChange(Base):
+    __tablename__ = "pack_state_history"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pack_cid: Mapped[str] = mapped_column(ForeignKey("packs.cid", ondelete="CASCADE"), nullable=False)
+    from_state: Mapped[PackState | None] = mapped_column(str_enum(PackState, "pack_state_from"))
+    to_state: Mapped[PackState] = mapped_column(str_enum(PackState, "pack_state_to"), nullable=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str | None] = mapped_column(String(NAME_LEN))
+    at: Mapped[datetime] = _now_col()
+    __table_args__ = (Index(None, "pack_cid", "at"),)
+
+
+class Shard(Base):
+    __tablename__ = "shards"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pack_cid: Mapped[str] = mapped_column(ForeignKey("packs.cid", ondelete="CASCADE"), nullable=False)
+    position: Mapped[int] = mapped_column(Integer, nullable=False)
+    filename: Mapped[str] = mapped_column(String(255), nullable=False)
+    cid: Mapped[str] = mapped_column(String(CID_LEN), nullable=False)
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)  # lowercase hex
+    size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    unixfs_profile: Mapped[str | None] = mapped_column(String(32))
+    __table_args__ = (
+        UniqueConstraint("pack_cid", "position"),
+        UniqueConstraint("pack_cid", "filename"),
+        Index(None, "cid"),
+        CheckConstraint("size >= 0", name="size_nonneg"),
+        CheckConstraint("length(sha256) = 64", name="sha256_hex_len"),
+    )
+
+
+class Blob(Base):
+    """A file whose bytes the embedded blockstore holds, verified (root CID + sha256)."""
+
+    __tablename__ = "blobs"
+    cid: Mapped[str] = mapped_column(String(CID_LEN), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    unixfs_profile: Mapped[str | None] = mapped_column(String(32))
+    uploaded_by: Mapped[int | None] = mapped_column(ForeignKey("publishers.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = _now_col()
+    __table_args__ = (Index(None, "sha256"),)
+
+
+class Signature(Base):
+    __tablename__ = "signatures"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pack_cid: Mapped[str] = mapped_column(ForeignKey("packs.cid", ondelete="CASCADE"), nullable=False)
+    key_id: Mapped[str] = mapped_column(String(NAME_LEN), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # inline | detached | dsse
+    algorithm: Mapped[str] = mapped_column(String(16), nullable=False)
+    signature: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    envelope: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # DSSE envelope, when kind = dsse
+    verdict: Mapped[SignatureVerdict] = mapped_column(
+        str_enum(SignatureVerdict, "signature_verdict"), nullable=False
+    )
+    verdict_reason: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = _now_col()  # the registry's receipt time: the signing-time bound
+    __table_args__ = (UniqueConstraint("pack_cid", "key_id", "kind"), Index(None, "key_id"))
+
+
+# --------------------------------------------------------------------------- pointers & IPNS
+
+
+class Pointer(Base):
+    __tablename__ = "pointers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), nullable=False)
+    tag: Mapped[str] = mapped_column(String(NAME_LEN), nullable=False)
+    pack_cid: Mapped[str] = mapped_column(ForeignKey("packs.cid", ondelete="RESTRICT"), nullable=False)
+    updated_at: Mapped[datetime] = _now_col()
+    updated_by: Mapped[str | None] = mapped_column(String(NAME_LEN))
+    __table_args__ = (UniqueConstraint("model_id", "tag"), Index(None, "pack_cid"))
+
+
+class PointerChange(Base):
+    __tablename__ = "pointer_history"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), nullable=False)
+    tag: Mapped[str] = mapped_column(String(NAME_LEN), nullable=False)
+    from_cid: Mapped[str | None] = mapped_column(String(CID_LEN))
+    to_cid: Mapped[str | None] = mapped_column(String(CID_LEN))
+    actor: Mapped[str | None] = mapped_column(String(NAME_LEN))
+    reason: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = _now_col()
+    __table_args__ = (Index(None, "model_id", "tag", "at"), Index(None, "to_cid"), Index(None, "from_cid"))
+
+
+class IpnsKey(Base):
+    """A channel's IPNS key (one per pointer), its private half sealed with the settings' key."""
+
+    __tablename__ = "ipns_keys"
+    name: Mapped[str] = mapped_column(String(CID_LEN), primary_key=True)  # k51... IPNS name
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), nullable=False)
+    tag: Mapped[str] = mapped_column(String(NAME_LEN), nullable=False)
+    sealed_private_key: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    created_at: Mapped[datetime] = _now_col()
+    __table_args__ = (UniqueConstraint("model_id", "tag"),)
+
+
+class IpnsRecord(Base):
+    __tablename__ = "ipns_records"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(ForeignKey("ipns_keys.name", ondelete="CASCADE"), nullable=False)
+    sequence: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    value: Mapped[str] = mapped_column(String(512), nullable=False)
+    record: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    validity: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)  # EOL
+    created_at: Mapped[datetime] = _now_col()
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    __table_args__ = (
+        UniqueConstraint("name", "sequence"),
+        Index(None, "validity"),
+        CheckConstraint("sequence >= 0", name="sequence_nonneg"),
+    )
+
+
+# --------------------------------------------------------------------------- nodes & replicas
+
+
+class IpfsNode(Base):
+    __tablename__ = "ipfs_nodes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LEN), nullable=False, unique=True)
+    kind: Mapped[NodeKind] = mapped_column(str_enum(NodeKind, "node_kind"), nullable=False)
+    url: Mapped[str] = mapped_column(String(1024), nullable=False)
+    auth: Mapped[bytes | None] = mapped_column(LargeBinary)  # sealed credentials
+    tags: Mapped[dict[str, str]] = mapped_column(JSON, nullable=False, default=dict)
+    state: Mapped[NodeState] = mapped_column(str_enum(NodeState, "node_state"), nullable=False)
+    draining: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    version: Mapped[str | None] = mapped_column(String(128))
+    peer_id: Mapped[str | None] = mapped_column(String(128))
+    free_space: Mapped[int | None] = mapped_column(BigInteger)
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    down_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now_col()
+    __table_args__ = (UniqueConstraint("url"), Index(None, "state"))
+
+
+class Replica(Base):
+    """One piece of content (shard file or manifest) on one node."""
+
+    __tablename__ = "replicas"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cid: Mapped[str] = mapped_column(String(CID_LEN), nullable=False)
+    node_id: Mapped[int] = mapped_column(ForeignKey("ipfs_nodes.id", ondelete="CASCADE"), nullable=False)
+    state: Mapped[ReplicaState] = mapped_column(str_enum(ReplicaState, "replica_state"), nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    bytes_moved: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    updated_at: Mapped[datetime] = mapped_column(
+        UTCDateTime(), default=utcnow, onupdate=utcnow, nullable=False
+    )
+    pinned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_audit_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    __table_args__ = (
+        UniqueConstraint("cid", "node_id"),
+        Index(None, "node_id", "state"),
+        Index(None, "state", "updated_at"),
+        CheckConstraint("attempts >= 0", name="attempts_nonneg"),
+    )
+
+
+# --------------------------------------------------------------------------- validation & jobs
+
+
+class ValidationReport(Base):
+    __tablename__ = "validation_reports"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pack_cid: Mapped[str] = mapped_column(ForeignKey("packs.cid", ondelete="CASCADE"), nullable=False)
+    verdict: Mapped[str] = mapped_column(String(32), nullable=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+    report: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    started_at: Mapped[datetime] = _now_col()
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    __table_args__ = (Index(None, "pack_cid", "started_at"),)
+
+
+class Job(Base):
+    """A durable unit of background work, claimed with a lease (see registry.jobs)."""
+
+    __tablename__ = "jobs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64), nullable=False)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    dedupe_key: Mapped[str | None] = mapped_column(String(256))
+    state: Mapped[JobState] = mapped_column(str_enum(JobState, "job_state"), nullable=False)
+    priority: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, nullable=False)
+    run_after: Mapped[datetime] = _now_col()
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_token: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now_col()
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    __table_args__ = (
+        CheckConstraint("attempts >= 0", name="attempts_nonneg"),
+        CheckConstraint("max_attempts >= 1", name="max_attempts_positive"),
+        # the claim query: runnable jobs of some kinds, by priority then due time
+        Index(None, "state", "kind", "run_after"),
+        Index(None, "state", "lease_expires_at"),
+        # dedupe: at most one queued job per key (enqueueing again returns it) ...
+        Index(
+            "uq_jobs_queued_dedupe_key",
+            "dedupe_key",
+            unique=True,
+            sqlite_where=text("state = 'queued'"),
+            postgresql_where=text("state = 'queued'"),
+        ),
+        # ... and at most one running job per key, so two workers never run the same work at once.
+        Index(
+            "uq_jobs_running_dedupe_key",
+            "dedupe_key",
+            unique=True,
+            sqlite_where=text("state = 'running'"),
+            postgresql_where=text("state = 'running'"),
+        ),
+    )
