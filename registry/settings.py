@@ -237,7 +237,6 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
             section = name[len("MODELPACK_") :].split("__", 1)[0].lower()
             if section not in Settings.model_fields:
                 raise ConfigError(f"unknown setting in environment variable {name}")
-    data = _deep_merge(file_data, {k: v for k, v in overrides.items() if v is not None})
     # Environment wins over the file; explicit overrides (CLI flags) win over everything.
     try:
         env_only = Settings()  # validates the environment on its own
