@@ -1,0 +1,229 @@
+"""The safe zero-copy pack loader: each shard is read once into private memory, hashed as it is read,
+its header validated from those verified bytes, and the model's parameters are views of the same bytes.
+
+No second read of the file exists, so a file changed after hashing cannot change the model. The model is
+built on the meta device (no random init) and the tensors are assigned, then tied weights re-tied.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from model_core.config import ModelConfig
+from model_core.errors import ModelCoreError, PackInvalid
+from model_core.manifest import Manifest, PackLimits
+from model_core.model import DTYPES, Transformer
+from model_core.preflight import DEFAULT_RUNTIME_OVERHEAD_BYTES, PackPlan, ShardPlan, plan_pack
+from model_core.shard_header import ShardHeader, parse_header
+
+TORCH_DTYPES: dict[str, torch.dtype] = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+WEIGHT_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
+TIED = ("embed.weight", "lm_head.weight")
+
+
+@dataclass(frozen=True)
+class LoaderConfig:
+    limits: PackLimits = field(default_factory=PackLimits)
+    allowed_roots: tuple[Path, ...] = ()  # symlinked shards may point into these (e.g. the gate's store)
+    memory_budget_bytes: int | None = None
+    overhead_bytes: int = DEFAULT_RUNTIME_OVERHEAD_BYTES
+    read_chunk_bytes: int = 8 * 1024 * 1024
+    read_threads: int = 2  # shards are read and hashed in parallel; hashlib and readinto drop the GIL
+
+
+@dataclass
+class LoadedPack:
+    model: Transformer
+    config: ModelConfig
+    manifest: Manifest
+    ignored_config_keys: list[str]
+    dtype: str
+    total_bytes: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def read_verified(shard: ShardPlan, chunk: int) -> bytearray:
+    """Read the whole shard into private memory, hashing as it goes; the hash must match the manifest."""
+    name = shard.entry.filename
+    buf = bytearray(shard.size)
+    view = memoryview(buf)
+    h = hashlib.sha256()
+    fd = os.open(shard.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        with os.fdopen(fd, "rb", buffering=0) as f:
+            got = 0
+            while got < shard.size:
+                n = f.readinto(view[got : got + chunk])
+                if not n:
+                    break
+                h.update(view[got : got + n])
+                got += n
+            if got != shard.size or f.read(1):
+                raise PackInvalid(f"shard {name!r} changed size while it was being read", shard=name)
+    finally:
+        view.release()
+    if not hmac.compare_digest(h.hexdigest(), shard.entry.sha256_hex):
+        raise PackInvalid(
+            f"shard {name!r} sha256 is {h.hexdigest()}, not sha256:{shard.entry.sha256_hex} "
+            "as the manifest says (corrupted or tampered)",
+            shard=name,
+        )
+    return buf
+
+
+def tensors_from_buffer(buf: bytearray, header: ShardHeader) -> dict[str, Tensor]:
+    """Views into ``buf`` (no copy) for each tensor; only a misaligned tensor is copied."""
+    out: dict[str, Tensor] = {}
+    for t in header.tensors:
+        dtype = TORCH_DTYPES[t.dtype]
+        offset = header.data_start + t.begin
+        if t.nbytes == 0:
+            out[t.name] = torch.empty(t.shape, dtype=dtype)
+        elif offset % dtype.itemsize == 0:
+            count = t.nbytes // dtype.itemsize
+            out[t.name] = torch.frombuffer(buf, dtype=dtype, count=count, offset=offset).view(t.shape)
+        else:
+            raw = torch.frombuffer(buf, dtype=torch.uint8, count=t.nbytes, offset=offset).clone()
+            out[t.name] = raw.view(dtype).view(t.shape)
+    return out
+
+
+def _expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    meta = Transformer(cfg, device="meta")
+    return {k: tuple(v.shape) for k, v in meta.state_dict().items()}
+
+
+def check_state_dict(
+    cfg: ModelConfig, tensors: dict[str, Tensor], dtypes: dict[str, str], origin: dict[str, str]
+) -> tuple[dict[str, Tensor], str]:
+    """Keys, shapes, dtypes and tied copies against the config; returns the full state dict and its dtype."""
+    expected = _expected_shapes(cfg)
+    if cfg.tie_weights:
+        present = [k for k in TIED if k in tensors]
+        if len(present) == 2:
+            a, b = tensors[TIED[0]], tensors[TIED[1]]
+            if a.shape != b.shape or a.dtype != b.dtype or not torch.equal(a, b):
+                raise PackInvalid(
+                    "tie_weights is true but embed.weight and lm_head.weight differ; "
+                    "store one copy or two identical ones",
+                    key="lm_head.weight",
+                )
+        elif len(present) == 1:
+            other = TIED[1] if present[0] == TIED[0] else TIED[0]
+            tensors = {**tensors, other: tensors[present[0]]}
+            dtypes = {**dtypes, other: dtypes[present[0]]}
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing:
+        raise PackInvalid(
+            f"the pack lacks {len(missing)} tensor(s) the config needs, e.g. {', '.join(missing[:3])}",
+            key=missing[0],
+        )
+    if unexpected:
+        raise PackInvalid(
+            f"the pack has {len(unexpected)} tensor(s) the model does not use, e.g. "
+            f"{', '.join(unexpected[:3])} (in {origin.get(unexpected[0], '?')!r})",
+            key=unexpected[0],
+        )
+    for key, shape in expected.items():
+        if tuple(tensors[key].shape) != shape:
+            raise PackInvalid(
+                f"tensor {key!r} has shape {tuple(tensors[key].shape)} but the manifest config needs {shape} "
+                "(config and weights disagree)",
+                key=key,
+            )
+    kinds = {dtypes[k] for k in expected}
+    bad = sorted(k for k in expected if dtypes[k] not in WEIGHT_DTYPES)
+    if bad:
+        raise PackInvalid(
+            f"tensor {bad[0]!r} has dtype {dtypes[bad[0]]}; weights must be F32, F16 or BF16", key=bad[0]
+        )
+    if len(kinds) > 1:
+        raise PackInvalid(f"the pack mixes weight dtypes {sorted(kinds)}; use one")
+    dtype = WEIGHT_DTYPES[kinds.pop()]
+    if cfg.dtype is not None and cfg.dtype != dtype:
+        raise PackInvalid(f"the config says dtype {cfg.dtype} but the weights are {dtype}")
+    return tensors, dtype
+
+
+def build_model(cfg: ModelConfig, state: dict[str, Tensor], dtype: str) -> Transformer:
+    """Assign ``state`` to a model built on meta (no init, no copy), in the weights' own dtype."""
+    model = Transformer(cfg, device="meta", dtype=DTYPES[dtype])
+    for t in state.values():
+        t.requires_grad_(False)
+    model.load_state_dict(state, strict=True, assign=True)
+    model.tie_weights()
+    model.rope.build("cpu")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval()
+
+
+def load_pack(pack_dir: Path | str, config: LoaderConfig = LoaderConfig()) -> LoadedPack:
+    """Verify and load a pack folder (manifest.json + shards) into an eval-mode model.
+
+    Raises:
+        PackInvalid: naming the shard, tensor or manifest field at fault (PackTooLarge when over budget).
+        ConfigInvalid: the manifest's config is not valid.
+    """
+    t0 = time.perf_counter()
+    plan: PackPlan = plan_pack(
+        pack_dir,
+        config.limits,
+        allowed_roots=config.allowed_roots,
+        memory_budget_bytes=config.memory_budget_bytes,
+        overhead_bytes=config.overhead_bytes,
+    )
+    cfg, ignored = ModelConfig.from_dict(plan.manifest.config)
+    t1 = time.perf_counter()
+    workers = max(1, min(config.read_threads, len(plan.shards)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        buffers = list(pool.map(lambda s: read_verified(s, config.read_chunk_bytes), plan.shards))
+    t2 = time.perf_counter()
+    tensors: dict[str, Tensor] = {}
+    dtypes: dict[str, str] = {}
+    origin: dict[str, str] = {}
+    for shard, buf in zip(plan.shards, buffers, strict=True):
+        name = shard.entry.filename
+        header = parse_header(buf, shard.size, name, config.limits.header_max_bytes)  # from verified bytes
+        for key, tensor in tensors_from_buffer(buf, header).items():
+            if key in tensors:
+                raise PackInvalid(f"tensor {key!r} is in two shards: {origin[key]!r} and {name!r}", key=key)
+            tensors[key] = tensor
+            origin[key] = name
+        dtypes.update({t.name: t.dtype for t in header.tensors})
+    state, dtype = check_state_dict(cfg, tensors, dtypes, origin)
+    try:
+        model = build_model(cfg, state, dtype)
+    except RuntimeError as e:  # load_state_dict's own checks; ours should have caught everything first
+        raise ModelCoreError(f"the model could not take the pack's tensors: {e}") from None
+    t3 = time.perf_counter()
+    return LoadedPack(
+        model=model,
+        config=cfg,
+        manifest=plan.manifest,
+        ignored_config_keys=ignored,
+        dtype=dtype,
+        total_bytes=plan.total_bytes,
+        timings={"plan_s": t1 - t0, "read_verify_s": t2 - t1, "build_s": t3 - t2},
+    )
