@@ -1,0 +1,211 @@
+"""``modelpack keygen``, ``sign`` and ``verify`` (local directory): the offline half of pack trust.
+
+``verify`` exit codes: 0 every check held; 1 at least one failed (one line each on stdout);
+2 usage error (bad option, unreadable policy, not a directory).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from registry.trust.errors import TrustError
+
+
+@contextmanager
+def _key_warnings_to_stderr() -> Iterator[None]:
+    from registry.trust.keys import InsecureKeyFileWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", InsecureKeyFileWarning)
+        yield
+    for w in caught:
+        click.echo(f"warning: {w.message}", err=True)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    from registry.trust.keys import write_atomically
+
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    write_atomically(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8"), mode)
+
+
+@click.command()
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite OUT and OUT.pub if they exist.")
+def keygen(out: Path, force: bool) -> None:
+    """Generate an Ed25519 signing key: OUT (PKCS#8 PEM, mode 0600) and OUT.pub (public PEM).
+
+    Prints the key id (ed25519:<sha256 of the raw public key, hex>) and the raw public key in base64.
+    """
+    from registry.trust.keys import generate_private_key, public_key_of, write_atomically, write_private_key
+
+    pub_path = out.with_name(out.name + ".pub")
+    if not force:
+        for p in (out, pub_path):
+            if p.exists():
+                raise click.ClickException(f"{p} already exists; pass --force to overwrite it")
+    if not out.parent.is_dir():
+        raise click.ClickException(f"directory {out.parent} does not exist")
+    key = generate_private_key()
+    pub = public_key_of(key)
+    try:
+        write_private_key(out, key, overwrite=force)
+        write_atomically(pub_path, pub.to_pem(), 0o644)
+    except (TrustError, OSError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"private key: {out}")
+    click.echo(f"public key:  {pub_path}")
+    click.echo(f"key id:      {pub.key_id}")
+    click.echo(f"public key (base64): {pub.b64}")
+
+
+@click.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--detached",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the signature to this file instead of into manifest.json "
+    "(verify finds DIR/signatures/*.sig.json by itself).",
+)
+@click.option("--dsse", is_flag=True, help="Also sign DIR/manifest.dsse.json (in-toto statement, DSSE).")
+def sign(directory: Path, key_path: Path, detached: Path | None, dsse: bool) -> None:
+    """Sign DIR/manifest.json with an Ed25519 key (RFC 8785 bytes, signature fields removed)."""
+    from registry.trust.keys import load_private_key
+    from registry.trust.packcheck import DSSE_NAME, MANIFEST_NAME, read_manifest
+    from registry.trust.signatures import make_signature, sign_manifest, write_detached_signature
+
+    try:
+        with _key_warnings_to_stderr():
+            key = load_private_key(key_path)
+        manifest = read_manifest(directory)
+        sig = make_signature(manifest, key)
+        if detached is not None:
+            write_detached_signature(detached, sig)
+            click.echo(f"wrote detached signature by {sig.key_id} to {detached}")
+        else:
+            _write_json(directory / MANIFEST_NAME, sign_manifest(manifest, key))
+            click.echo(f"signed {directory / MANIFEST_NAME} with {sig.key_id}")
+        if dsse:
+            _write_json(directory / DSSE_NAME, _merged_envelope(directory / DSSE_NAME, manifest, key))
+            click.echo(f"signed {directory / DSSE_NAME} with {sig.key_id}")
+    except TrustError as e:
+        raise click.ClickException(e.message) from None
+    except OSError as e:
+        raise click.ClickException(f"cannot write {e.filename or directory}: {e.strerror}") from None
+
+
+def _merged_envelope(path: Path, manifest: dict[str, Any], key: Any) -> dict[str, Any]:
+    """A new envelope, keeping other keys' signatures from an existing one over the same statement."""
+    from registry.trust.dsse import make_envelope, parse_envelope
+
+    new = make_envelope(manifest, [key])
+    if path.is_file():
+        try:
+            old = parse_envelope(path.read_bytes())
+        except TrustError:
+            return new
+        if old["payload"] == new["payload"]:
+            mine = {s["keyid"] for s in new["signatures"]}
+            kept = [s for s in old["signatures"] if isinstance(s, dict) and s.get("keyid") not in mine]
+            new["signatures"] = kept + new["signatures"]
+    return new
+
+
+@click.command()
+@click.argument("target")
+@click.option(
+    "--trust-policy",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Trusted keys and required signatures (JSON, or TOML when it ends in .toml).",
+)
+@click.option("--namespace", help="Which namespace of the policy applies (default: its only one, or '*').")
+@click.option(
+    "--signature",
+    "signatures",
+    multiple=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="A detached signature file (repeatable).",
+)
+@click.option("--skip-signatures", is_flag=True, help="Check shard bytes only; no trust decision.")
+@click.option("--no-cids", is_flag=True, help="Check sha256 only, not shard CIDs.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
+def verify(
+    target: str,
+    trust_policy: Path | None,
+    namespace: str | None,
+    signatures: tuple[Path, ...],
+    skip_signatures: bool,
+    no_cids: bool,
+    as_json: bool,
+) -> None:
+    """Verify a pack directory offline: signatures against a trust policy, every shard's sha256 and CID.
+
+    Exit 0 only when every check holds; otherwise 1 and one line per failure.
+    """
+    from registry.trust.packcheck import PackCheckConfig, verify_pack_dir
+    from registry.trust.policy import load_policy
+
+    directory = Path(target)
+    if not directory.is_dir():
+        raise click.UsageError(
+            f"{target!r} is not a directory; this command verifies a local pack directory "
+            "(registry names, IPNS names and CIDs need the registry API)"
+        )
+    if trust_policy is None and not skip_signatures:
+        raise click.UsageError("give --trust-policy FILE, or --skip-signatures to check shard bytes only")
+    ns_policy = None
+    if trust_policy is not None:
+        try:
+            ns_policy = load_policy(trust_policy).for_namespace(namespace)
+        except TrustError as e:
+            raise click.UsageError(e.message) from None
+        if ns_policy is None:
+            raise click.UsageError(
+                f"trust policy {trust_policy} has no namespace {namespace!r} and no '*'"
+                if namespace
+                else f"trust policy {trust_policy} has several namespaces; pass --namespace"
+            )
+    report = verify_pack_dir(
+        directory, ns_policy, detached=signatures, config=PackCheckConfig(check_cids=not no_cids)
+    )
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "checked_at": datetime.now(UTC).isoformat(),
+                    "failures": report.failures,
+                    "notes": report.notes,
+                    "signatures": [
+                        {
+                            "key_id": c.key_id,
+                            "verdict": c.verdict.value,
+                            "reason": c.reason,
+                            "source": c.source,
+                        }
+                        for c in report.signatures
+                    ],
+                    "trusted_valid": list(report.decision.trusted_valid) if report.decision else [],
+                    "shards_checked": report.shards_checked,
+                },
+                indent=2,
+            )
+        )
+    else:
+        for line in report.notes:
+            click.echo(f"note: {line}", err=True)
+        for line in report.failures:
+            click.echo(f"FAIL {line}")
+        if report.ok:
+            trusted = len(report.decision.trusted_valid) if report.decision else 0
+            click.echo(f"OK {report.shards_checked} shard(s) verified, {trusted} trusted signature(s)")
+    click.get_current_context().exit(0 if report.ok else 1)

@@ -1,0 +1,201 @@
+"""Offline verification of a pack directory: signatures against a trust policy, every shard's bytes.
+
+A directory holds ``manifest.json``, the shard files it lists, optionally detached signatures in
+``signatures/*.sig.json`` and a DSSE envelope ``manifest.dsse.json``. Every failure is one line;
+the pack passes only when there are none.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from multiformats import CID
+
+from pinner.unixfs import hash_file, params_for_cid
+from registry.trust.dsse import verify_envelope
+from registry.trust.errors import DsseError, ManifestSignatureError
+from registry.trust.policy import NamespacePolicy, PolicyDecision
+from registry.trust.signatures import (
+    ManifestSignature,
+    NoTrustedTime,
+    SignatureCheck,
+    Verdict,
+    parse_detached_signature,
+    verify_manifest,
+)
+
+MANIFEST_NAME = "manifest.json"
+DSSE_NAME = "manifest.dsse.json"
+SIGNATURES_DIR = "signatures"
+DETACHED_SUFFIX = ".sig.json"
+_FAILING = (Verdict.BAD_SIGNATURE, Verdict.REVOKED, Verdict.MALFORMED)
+
+
+@dataclass(frozen=True)
+class PackCheckConfig:
+    manifest_max_bytes: int = 1024 * 1024
+    detached_max_bytes: int = 64 * 1024
+    dsse_max_bytes: int = 4 * 1024 * 1024
+    check_cids: bool = True
+
+
+@dataclass
+class PackReport:
+    failures: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    signatures: list[SignatureCheck] = field(default_factory=list)
+    decision: PolicyDecision | None = None
+    shards_checked: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def read_manifest(directory: Path, config: PackCheckConfig = PackCheckConfig()) -> dict[str, Any]:
+    """``DIR/manifest.json`` as an object.
+
+    Raises:
+        ManifestSignatureError: missing, too large, or not a JSON object.
+    """
+    path = Path(directory) / MANIFEST_NAME
+    try:
+        with path.open("rb") as f:
+            data = f.read(config.manifest_max_bytes + 1)
+    except OSError as e:
+        raise ManifestSignatureError(f"cannot read {path}: {e.strerror}") from None
+    if len(data) > config.manifest_max_bytes:
+        raise ManifestSignatureError(f"{path} is larger than {config.manifest_max_bytes} bytes")
+    try:
+        obj = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ManifestSignatureError(f"{path} is not JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise ManifestSignatureError(f"{path} must hold a JSON object")
+    return obj
+
+
+def detached_in(
+    directory: Path, extra: Iterable[Path], max_bytes: int
+) -> list[ManifestSignature | SignatureCheck]:
+    paths = sorted((Path(directory) / SIGNATURES_DIR).glob(f"*{DETACHED_SUFFIX}")) + list(extra)
+    out: list[ManifestSignature | SignatureCheck] = []
+    for p in paths:
+        try:
+            data = p.read_bytes()[: max_bytes + 1]
+        except OSError as e:
+            out.append(
+                SignatureCheck("", Verdict.MALFORMED, f"cannot read: {e.strerror}", f"detached:{p.name}")
+            )
+            continue
+        out.append(parse_detached_signature(data, p.name))
+    return out
+
+
+def _safe_filename(name: object) -> bool:
+    return (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and "/" not in name
+        and "\\" not in name
+        and "\x00" not in name
+    )
+
+
+def check_shards(directory: Path, manifest: Mapping[str, Any], check_cids: bool, report: PackReport) -> None:
+    shards = manifest.get("shards")
+    if not isinstance(shards, list) or not shards:
+        report.failures.append("manifest lists no shards")
+        return
+    profile = manifest.get("unixfs") if isinstance(manifest.get("unixfs"), str) else None
+    for shard in shards:
+        name = shard.get("filename") if isinstance(shard, dict) else None
+        if not isinstance(shard, dict) or not _safe_filename(name):
+            report.failures.append(f"shard {name!r}: unsafe or missing filename")
+            continue
+        path = Path(directory) / str(name)
+        if not path.is_file():
+            report.failures.append(f"shard {name}: file is missing")
+            continue
+        params = None
+        cid: CID | None = None
+        if check_cids:
+            try:
+                cid = CID.decode(str(shard.get("cid")))
+                params = params_for_cid(cid, profile)
+            except (ValueError, KeyError) as e:
+                report.failures.append(f"shard {name}: cannot check CID {shard.get('cid')!r}: {e}")
+        digest = hash_file(path, params)
+        report.shards_checked += 1
+        if f"sha256:{digest.sha256_hex}" != shard.get("sha256"):
+            report.failures.append(
+                f"shard {name}: sha256 is sha256:{digest.sha256_hex}, manifest says {shard.get('sha256')}"
+            )
+        if "size" in shard and shard["size"] != digest.size:
+            report.failures.append(f"shard {name}: size is {digest.size}, manifest says {shard['size']}")
+        if cid is not None and params is not None and digest.cid != cid:
+            report.failures.append(f"shard {name}: CID is {digest.cid}, manifest says {cid}")
+
+
+def verify_pack_dir(
+    directory: Path,
+    policy: NamespacePolicy | None,
+    *,
+    detached: Iterable[Path] = (),
+    config: PackCheckConfig = PackCheckConfig(),
+) -> PackReport:
+    """Check a pack directory. With ``policy=None`` signatures are not checked (and that is a failure
+    unless the caller decided to skip them; see the CLI's ``--skip-signatures``)."""
+    directory = Path(directory)
+    report = PackReport()
+    try:
+        manifest = read_manifest(directory, config)
+    except ManifestSignatureError as e:
+        report.failures.append(e.message)
+        return report
+    if policy is not None:
+        _check_signatures(directory, manifest, policy, detached, config, report)
+    check_shards(directory, manifest, config.check_cids, report)
+    return report
+
+
+def _check_signatures(
+    directory: Path,
+    manifest: Mapping[str, Any],
+    policy: NamespacePolicy,
+    detached: Iterable[Path],
+    config: PackCheckConfig,
+    report: PackReport,
+) -> None:
+    keys = policy.keyring()
+    offline = NoTrustedTime()
+    try:
+        report.signatures = verify_manifest(
+            manifest,
+            keys,
+            detached=detached_in(directory, detached, config.detached_max_bytes),
+            signing_time=offline,
+        )
+    except ManifestSignatureError as e:
+        report.failures.append(e.message)
+    dsse_path = directory / DSSE_NAME
+    if dsse_path.is_file():
+        try:
+            env = verify_envelope(
+                dsse_path.read_bytes()[: config.dsse_max_bytes + 1], manifest, keys, offline
+            )
+            report.signatures.extend(env.signatures)
+            report.failures.extend(env.mismatches)
+        except DsseError as e:
+            report.failures.append(f"{DSSE_NAME}: {e.message}")
+    for c in report.signatures:
+        if c.verdict is Verdict.VALID:
+            continue
+        line = f"signature by {c.key_id or '(no key id)'} ({c.source}): {c.verdict.value}: {c.reason}"
+        (report.failures if c.verdict in _FAILING else report.notes).append(line)
+    report.decision = policy.evaluate(report.signatures)
+    report.failures.extend(report.decision.reasons)
