@@ -1,0 +1,145 @@
+"""Ingest of one file into the filestore: one sequential write of the bytes while they are hashed.
+
+Nothing is visible in the store until ``commit()``: the data and its index are written to temp files,
+synced once in ``finish()``, and renamed into place under the store's lock.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from multiformats import CID
+
+from pinner.blockstore.index import FileIndex
+from pinner.content_errors import DigestMismatch
+from pinner.digests import cid_str, parse_cid
+from pinner.unixfs.hashing import FileDigest
+from pinner.unixfs.params import UnixfsParams
+from pinner.unixfs.pipeline import ChunkPipeline, PipelineConfig
+
+if TYPE_CHECKING:
+    from pinner.blockstore.fs import FsBlockstore
+
+
+class FileWriter:
+    """``write()`` bytes as they arrive, ``finish()`` for the digest, then ``commit()`` or ``abort()``."""
+
+    def __init__(
+        self, store: FsBlockstore, tmp_dir: Path, params: UnixfsParams, config: PipelineConfig, fsync: bool
+    ) -> None:
+        self._store = store
+        self._params = params
+        self._fsync = fsync
+        name = uuid.uuid4().hex
+        self.data_tmp = tmp_dir / f"{name}.data"
+        self.index_tmp = tmp_dir / f"{name}.index"
+        self._fd: int | None = os.open(self.data_tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        self._pipeline = ChunkPipeline(
+            params, file_sha256=True, record_leaves=True, sink=self._write_out, config=config
+        )
+        self.index: FileIndex | None = None
+        self._state = "open"
+
+    def _write_out(self, view: memoryview) -> None:
+        assert self._fd is not None
+        while len(view):
+            n = os.write(self._fd, view)
+            view = view[n:]
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Appends bytes to the file being ingested; hashing happens as they arrive."""
+        if self._state != "open":
+            raise RuntimeError(f"cannot write to a writer that is {self._state}")
+        self._pipeline.write(data)
+
+    def finish(self) -> FileDigest:
+        """Completes hashing and syncs the data and index to temp files; nothing is visible yet."""
+        if self._state != "open":
+            raise RuntimeError(f"cannot finish a writer that is {self._state}")
+        try:
+            result = self._pipeline.finish()
+            assert self._fd is not None and result.sha256 is not None and result.leaves is not None
+            if self._fsync:
+                os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
+            self.index = FileIndex(
+                root=bytes(result.root),
+                root_tsize=result.root_tsize,
+                sha256=result.sha256,
+                size=result.size,
+                params=self._params,
+                leaves=tuple(result.leaves),
+                nodes=tuple(result.nodes),
+            )
+            fd = os.open(self.index_tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                payload = memoryview(self.index.to_json())
+                while len(payload):
+                    payload = payload[os.write(fd, payload) :]
+                if self._fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+        except BaseException:
+            self.abort()
+            raise
+        self._state = "finished"
+        return FileDigest(result.root, result.sha256, result.size)
+
+    def commit(self) -> FileDigest:
+        """Makes the file visible atomically (identical content already stored is reused)."""
+        if self._state == "open":
+            self.finish()
+        if self._state != "finished" or self.index is None:
+            raise RuntimeError(f"cannot commit a writer that is {self._state}")
+        self._store._commit_file(self)
+        self._state = "committed"
+        return FileDigest(self._store._cid(self.index.root), self.index.sha256, self.index.size)
+
+    def abort(self) -> None:
+        """Drops everything written so far (idempotent; no-op after commit)."""
+        if self._state == "committed":
+            return
+        self._pipeline.close()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        for path in (self.data_tmp, self.index_tmp):
+            path.unlink(missing_ok=True)
+        self._state = "aborted"
+
+    def __enter__(self) -> FileWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._state != "committed":
+            self.abort()
+
+
+def check_expected(
+    digest: FileDigest, expected_cid: CID | str | bytes | None, expected_sha256: bytes | str | None
+) -> None:
+    """Raises DigestMismatch naming both values when the ingested content is not what was promised."""
+    if expected_cid is not None:
+        want = parse_cid(expected_cid) if isinstance(expected_cid, str | bytes) else expected_cid
+        if bytes(want) != bytes(digest.cid):
+            raise DigestMismatch(
+                f"content has CID {cid_str(digest.cid)}, expected {cid_str(want)}",
+                expected=cid_str(want),
+                actual=cid_str(digest.cid),
+            )
+    if expected_sha256 is not None:
+        want_hex = expected_sha256.hex() if isinstance(expected_sha256, bytes) else expected_sha256.lower()
+        if want_hex != digest.sha256.hex():
+            raise DigestMismatch(
+                f"content has sha256 {digest.sha256.hex()}, expected {want_hex}",
+                expected=want_hex,
+                actual=digest.sha256.hex(),
+            )
