@@ -7,6 +7,7 @@ here once to a `pinner.ipfs.errors.NodeError` subclass carrying the node URL, th
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -17,7 +18,9 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from pinner.errors import PinnerError
+from pinner.ipfs.cids import normalize_cid
 from pinner.ipfs.errors import (
+    InvalidCidError,
     InvalidNodeUrlError,
     NodeBadResponseError,
     NodeError,
@@ -33,7 +36,8 @@ class BasicAuth:
     password: str
 
     def header(self) -> str:
-        return aiohttp.BasicAuth(self.username, self.password).encode()
+        raw = f"{self.username}:{self.password}".encode()
+        return "Basic " + base64.b64encode(raw).decode("ascii")
 
 
 @dataclass(frozen=True)
@@ -257,6 +261,16 @@ def stream_part(body: AsyncIterable[bytes], *, filename: str = "file") -> aiohtt
     payload.set_content_disposition("form-data", name="file", filename=filename)
     writer.append_payload(payload)
     return writer
+
+
+def node_cid(text: object, endpoint: HttpEndpoint, *, cid: str | None = None) -> str:
+    """A CID the node sent, normalised; a malformed one is the node's fault (`NodeBadResponseError`)."""
+    try:
+        return normalize_cid(str(text))
+    except InvalidCidError as exc:
+        raise endpoint.error(
+            NodeBadResponseError, f"{endpoint.url} sent {text!r:.80} where a CID belongs", cid=cid
+        ) from exc
 
 
 def json_dict(value: Any, endpoint: HttpEndpoint, what: str, *, cid: str | None = None) -> dict[str, Any]:

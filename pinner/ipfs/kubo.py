@@ -24,7 +24,7 @@ from pinner.ipfs.errors import (
     NotPinnedError,
     PinStalledError,
 )
-from pinner.ipfs.http import HttpEndpoint, HttpTimeouts, NodeAuth, json_dict, stream_part
+from pinner.ipfs.http import HttpEndpoint, HttpTimeouts, NodeAuth, json_dict, node_cid, stream_part
 from pinner.ipfs.protocol import BlockStat, NodeInfo, PinState, PinStatus, ProgressCallback, RepoStat
 
 log = logging.getLogger(__name__)
@@ -185,7 +185,7 @@ class KuboClient:
         if last is None:
             raise self._http.error(NodeBadResponseError, f"{self.url}: add answered without a Hash")
         return AddResult(
-            cid=normalize_cid(str(last["Hash"])),
+            cid=node_cid(last["Hash"], self._http),
             size=_int(last.get("Size", 0), self._http, "Size"),
             name=str(last.get("Name", "")),
         )
@@ -211,7 +211,7 @@ class KuboClient:
                         cid=cid,
                         node_message=str(root["PinErrorMsg"]),
                     )
-                roots.append(normalize_cid(cid))
+                roots.append(node_cid(cid, self._http))
         return roots
 
     async def export_car(self, cid: str) -> AsyncIterator[bytes]:
@@ -242,7 +242,7 @@ class KuboClient:
             "POST", "/api/v0/block/put", params=params, data=stream_part(one())
         ) as resp:
             out = json_dict(await self._http.read_json(resp), self._http, "block/put")
-        return normalize_cid(str(out.get("Key")))
+        return node_cid(out.get("Key"), self._http)
 
     async def get_block(self, cid: str) -> bytes:
         parse_cid(cid)
@@ -257,7 +257,8 @@ class KuboClient:
         params = self._params(self._node_timeout(), arg=cid)
         data = json_dict(await self._call("block/stat", params, cid=cid), self._http, "block/stat", cid=cid)
         return BlockStat(
-            cid=normalize_cid(str(data.get("Key", cid))), size=_int(data.get("Size"), self._http, "Size")
+            cid=node_cid(data.get("Key", cid), self._http, cid=cid),
+            size=_int(data.get("Size"), self._http, "Size"),
         )
 
     # -- pins ------------------------------------------------------------------------------------
@@ -309,7 +310,7 @@ class KuboClient:
                 f"pin of {cid} on {self.url} made no progress for {stall:g}s ({max(best, 0)} blocks fetched)",
                 cid=cid,
             ) from exc
-        if normalize_cid(cid) not in {normalize_cid(p) for p in pinned}:
+        if normalize_cid(cid) not in {node_cid(p, self._http, cid=cid) for p in pinned}:
             raise self._http.error(
                 NodeBadResponseError, f"{self.url}: pin/add of {cid} did not confirm it", cid=cid
             )
@@ -331,7 +332,9 @@ class KuboClient:
                 return False
             raise
         keys = json_dict(data, self._http, "pin/ls", cid=cid).get("Keys")
-        return isinstance(keys, dict) and normalize_cid(cid) in {normalize_cid(k) for k in keys}
+        return isinstance(keys, dict) and normalize_cid(cid) in {
+            node_cid(k, self._http, cid=cid) for k in keys
+        }
 
     async def list_pins(self) -> AsyncIterator[str]:
         """Every recursive pin, streamed (`stream=true`: one line per pin, never one giant object)."""
@@ -339,10 +342,10 @@ class KuboClient:
         async with self._http.request("POST", "/api/v0/pin/ls", params=params, stream=True) as resp:
             async for line in self._http.iter_json_lines(resp):
                 if isinstance(line, dict) and isinstance(line.get("Cid"), str):
-                    yield normalize_cid(line["Cid"])
+                    yield node_cid(line["Cid"], self._http)
                 elif isinstance(line, dict) and isinstance(line.get("Keys"), dict):  # stream ignored
                     for key in line["Keys"]:
-                        yield normalize_cid(str(key))
+                        yield node_cid(key, self._http)
 
     async def unpin(self, cid: str) -> None:
         parse_cid(cid)

@@ -122,7 +122,7 @@ class IpfsNode(PinBackend, Protocol):
     """A node we can talk blocks with (Kubo RPC): push CARs, read and check blocks, publish IPNS."""
 
     async def import_car(self, car: AsyncIterable[bytes], *, pin_roots: bool = True) -> list[str]:
-        """Stream a CAR into the node; returns its roots (normalised), pinned when `pin_roots`."""
+        """Stream a CAR into the node; returns the roots it pinned (normalised; none unless `pin_roots`)."""
         ...
 
     async def get_block(self, cid: str) -> bytes:
