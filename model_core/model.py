@@ -46,7 +46,10 @@ class Transformer(nn.Module):
         dtype = dtype or DTYPES[cfg.dtype or "float32"]
         # Build on meta so nn.Linear's own initialisation never touches memory; we initialise once below.
         with torch.device("meta"):
-            self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model, dtype=dtype)
+            # _weight skips Embedding's normal_ init, which on meta would import torch._dynamo (~1 s).
+            self.embed = nn.Embedding(
+                cfg.vocab_size, cfg.d_model, _weight=torch.empty(cfg.vocab_size, cfg.d_model, dtype=dtype)
+            )
             self.layers = nn.ModuleList(
                 DecoderBlock(
                     cfg.d_model,

@@ -1,0 +1,249 @@
+"""The validation sandbox's supervisor side: run the loader and smoke suite in a limited child process.
+
+Torch-free on purpose: the supervisor must stay small and must survive whatever the child does. The child
+gets an address-space limit and a CPU-time limit, a scrubbed environment and its own process group (killed
+whole at the wall-clock limit). A JSON report with a ``verdict`` is always written, whatever happened.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from model_core.config import ModelConfig
+from model_core.errors import ModelCoreError
+from model_core.manifest import PackLimits
+from model_core.preflight import DEFAULT_RUNTIME_OVERHEAD_BYTES, plan_pack
+
+EXIT_CODES: dict[str, int] = {
+    "pass": 0,
+    "invalid_pack": 10,
+    "smoke_failed": 11,
+    "out_of_memory": 12,
+    "timed_out": 13,
+    "crashed": 14,
+}
+USAGE_EXIT_CODE = 2
+
+# Passed through to the child when set; everything else (tokens, keys, MODELPACK_*) is dropped.
+SAFE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
+THREAD_ENV_KEYS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+_SECRET = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.IGNORECASE)
+STDERR_TAIL_BYTES = 4000
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    memory_bytes: int = 8 * 1024**3
+    cpu_seconds: int = 900
+    wall_seconds: float = 1200.0
+    time_budget_s: float = 300.0  # the smoke suite's own budget, inside the wall-clock limit
+    threads: int | None = None  # torch threads in the child; None = the CPU count
+    overhead_bytes: int = DEFAULT_RUNTIME_OVERHEAD_BYTES
+    allowed_roots: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("memory_bytes", "cpu_seconds", "wall_seconds", "time_budget_s"):
+            if getattr(self, name) <= 0:
+                raise ModelCoreError(f"sandbox limit {name}={getattr(self, name)!r} must be positive")
+
+
+def exit_code(verdict: str) -> int:
+    return EXIT_CODES[verdict]
+
+
+def child_env(environ: Mapping[str, str], threads: int | None = None) -> dict[str, str]:
+    """The child's environment: a few essentials and thread counts, never a secret or MODELPACK_* value."""
+    env = {
+        k: v
+        for k, v in environ.items()
+        if (k in SAFE_ENV_KEYS or k in THREAD_ENV_KEYS)
+        and not _SECRET.search(k)
+        and not k.startswith("MODELPACK_")
+    }
+    env.setdefault("PATH", os.defpath)
+    # Make model_core importable even when the caller's environment does not say where it is.
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env["MALLOC_ARENA_MAX"] = "2"  # glibc arenas otherwise reserve 64 MiB of address space per thread
+    if threads is not None:
+        for k in THREAD_ENV_KEYS:
+            env[k] = str(threads)
+    return env
+
+
+def limit_setter(memory_bytes: int, cpu_seconds: int) -> Callable[[], None]:
+    """A preexec function applying RLIMIT_AS and RLIMIT_CPU (SIGXCPU at the limit, SIGKILL 5 s later)."""
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    return apply
+
+
+def preflight(pack_dir: Path, limits: SandboxLimits) -> dict[str, Any] | None:
+    """Refuse a malformed or oversized pack before starting a child; None when it may go ahead."""
+    try:
+        plan = plan_pack(
+            pack_dir,
+            PackLimits(),
+            allowed_roots=tuple(Path(r) for r in limits.allowed_roots),
+            memory_budget_bytes=limits.memory_bytes,
+            overhead_bytes=limits.overhead_bytes,
+        )
+        ModelConfig.from_dict(plan.manifest.config)
+    except ModelCoreError as e:
+        return {"verdict": "invalid_pack", "reason": e.message, "error_code": e.code}
+    return None
+
+
+def _signal_name(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
+
+
+def _tail(path: Path) -> str:
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, path.stat().st_size - STDERR_TAIL_BYTES))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def run_child(pack_dir: Path, limits: SandboxLimits, workdir: Path) -> dict[str, Any]:
+    """Run ``model_core.worker`` under the limits and turn however it ended into a verdict."""
+    result_path = workdir / "result.json"
+    stderr_path = workdir / "stderr.txt"
+    cmd = [
+        sys.executable,
+        "-B",
+        "-m",
+        "model_core.worker",
+        str(pack_dir),
+        "--result",
+        str(result_path),
+        "--time-budget",
+        str(limits.time_budget_s),
+        "--memory-bytes",
+        str(limits.memory_bytes),
+        "--overhead-bytes",
+        str(limits.overhead_bytes),
+    ]
+    for root in limits.allowed_roots:
+        cmd += ["--allow-root", root]
+    if limits.threads is not None:
+        cmd += ["--threads", str(limits.threads)]
+    with open(stderr_path, "wb") as err:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=err,
+            stderr=err,
+            env=child_env(os.environ, limits.threads),
+            cwd=workdir,
+            preexec_fn=limit_setter(limits.memory_bytes, limits.cpu_seconds),
+            start_new_session=True,
+            close_fds=True,
+        )
+        try:
+            rc = proc.wait(timeout=limits.wall_seconds)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            return {
+                "verdict": "timed_out",
+                "reason": f"the validation exceeded the wall-clock limit of "
+                f"{limits.wall_seconds:g} s and was killed",
+                "stderr_tail": _tail(stderr_path),
+            }
+        finally:
+            _kill_group(proc)  # a grandchild must not outlive the validation
+    child: dict[str, Any] = {}
+    if result_path.exists():
+        try:
+            child = json.loads(result_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            child = {}
+    if rc < 0:
+        sig = -rc
+        if sig == signal.SIGXCPU:
+            verdict, reason = "timed_out", f"the validation used its CPU-time limit of {limits.cpu_seconds} s"
+        else:
+            verdict = "crashed"
+            reason = f"the validation process was killed by {_signal_name(sig)}"
+            if sig == signal.SIGKILL:
+                reason += " (possibly the kernel's out-of-memory killer)"
+        return {
+            "verdict": verdict,
+            "reason": reason,
+            "signal": _signal_name(sig),
+            **_child_extras(child),
+            "stderr_tail": _tail(stderr_path),
+        }
+    if child.get("verdict") in EXIT_CODES and EXIT_CODES[child["verdict"]] == rc:
+        return child
+    return {
+        "verdict": "crashed",
+        "reason": f"the validation process exited with status {rc} without a report",
+        "stderr_tail": _tail(stderr_path),
+    }
+
+
+def _child_extras(child: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in child.items() if k not in ("verdict", "reason")}
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
+def validate_pack(
+    pack_dir: Path | str, report_path: Path | str, limits: SandboxLimits = SandboxLimits()
+) -> dict[str, Any]:
+    """Preflight, then the sandboxed child; always writes ``report_path`` and returns the same report."""
+    start = time.monotonic()
+    pack_dir = Path(pack_dir).resolve()
+    try:
+        outcome = preflight(pack_dir, limits)
+        if outcome is None:
+            with tempfile.TemporaryDirectory(prefix="modelpack-validate-") as tmp:
+                outcome = run_child(pack_dir, limits, Path(tmp))
+    except Exception as e:  # the supervisor itself must never fail without a report
+        outcome = {"verdict": "crashed", "reason": f"the supervisor failed: {type(e).__name__}: {e}"}
+    report = {
+        **outcome,
+        "exit_code": EXIT_CODES[outcome["verdict"]],
+        "pack_dir": str(pack_dir),
+        "limits": asdict(limits),
+        "wall_s": round(time.monotonic() - start, 3),
+    }
+    write_report(Path(report_path), report)
+    return report
+
+
+def write_report(path: Path, report: dict[str, Any]) -> None:
+    """Write JSON atomically (temp file + rename) so a reader never sees half a report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(report, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,290 @@
+"""The smoke-test suite the gate runs on a loaded pack, producing a JSON-ready report.
+
+Each check states a property a user of the model would notice if it broke (finite logits, cached decoding
+equal to a full forward, padding that does not leak, per-row EOS...). Sizes scale down for big models and
+the whole suite has a time budget; checks past the budget are reported as skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import safetensors
+import torch
+from torch import Tensor
+
+from model_core.errors import SequenceTooLong
+from model_core.generate import greedy_generate
+from model_core.model import Transformer
+
+
+@dataclass(frozen=True)
+class SmokeConfig:
+    time_budget_s: float = 300.0
+    seed: int = 1234
+    batch_size: int = 2
+    seq_len: int = 24
+    short_seq_len: int = 8  # for models above big_model_params
+    big_model_params: int = 200_000_000
+    gen_tokens: int = 6
+    fp32_tolerance: float = 1e-4  # relative to the largest |logit| (at least 1)
+    half_tolerance: float = 3e-2
+
+
+class _Fail(Exception):
+    pass
+
+
+def _close(name: str, got: Tensor, want: Tensor, tol: float) -> str:
+    scale = max(1.0, float(want.abs().max()))
+    err = float((got.float() - want.float()).abs().max())
+    if not err <= tol * scale:
+        raise _Fail(f"{name}: max |difference| {err:.3g} exceeds {tol:g} x {scale:.3g}")
+    return f"max |difference| {err:.3g} (limit {tol * scale:.3g})"
+
+
+class SmokeSuite:
+    """Runs the checks on one model; ``run()`` returns the report dict."""
+
+    def __init__(self, model: Transformer, config: SmokeConfig = SmokeConfig()) -> None:
+        self.model = model.eval()
+        self.cfg = model.cfg
+        self.config = config
+        self.params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+        seq = config.short_seq_len if self.params > config.big_model_params else config.seq_len
+        self.gen = max(1, min(config.gen_tokens, self.cfg.max_seq_len // 4))
+        self.t = max(4, min(seq, self.cfg.max_seq_len - self.gen - 1))
+        self.pad = min(3, self.t // 2)
+        dtype = model.embed.weight.dtype
+        self.tol = config.fp32_tolerance if dtype == torch.float32 else config.half_tolerance
+        gen = torch.Generator().manual_seed(config.seed)
+        self.ids = torch.randint(0, self.cfg.vocab_size, (config.batch_size, self.t), generator=gen)
+        self.logits_digest = ""
+
+    def run(self) -> dict[str, Any]:
+        checks: list[tuple[str, Callable[[], str]]] = [
+            ("parameter_count", self.check_parameter_count),
+            ("weights_finite_and_not_degenerate", self.check_weights),
+            ("logits_shape_finite_not_degenerate", self.check_logits),
+            ("deterministic", self.check_deterministic),
+            ("cached_decoding_matches_full", self.check_cached_decoding),
+            ("chunked_prefill_matches_full", self.check_chunked_prefill),
+            ("sdpa_matches_manual_attention", self.check_sdpa_vs_manual),
+            ("left_padding_matches_per_row", self.check_left_padding),
+            ("batched_generation_matches_per_row", self.check_generation),
+            ("max_seq_len_enforced", self.check_max_seq_len),
+        ]
+        start = time.perf_counter()
+        results = []
+        exhausted = False
+        for name, fn in checks:
+            if time.perf_counter() - start > self.config.time_budget_s:
+                exhausted = True
+                results.append(
+                    {
+                        "name": name,
+                        "passed": False,
+                        "skipped": True,
+                        "seconds": 0.0,
+                        "reason": f"skipped: the {self.config.time_budget_s:g}s time budget was spent",
+                    }
+                )
+                continue
+            t0 = time.perf_counter()
+            try:
+                with torch.inference_mode():
+                    reason, passed = fn(), True
+            except _Fail as e:
+                reason, passed = str(e), False
+            except MemoryError:
+                raise
+            except Exception as e:  # a check that crashes is a failed check, with the error as its reason
+                if "can't allocate memory" in str(e) or "out of memory" in str(e).lower():
+                    raise MemoryError(str(e)) from None
+                reason, passed = f"{type(e).__name__}: {e}", False
+            results.append(
+                {
+                    "name": name,
+                    "passed": passed,
+                    "reason": reason,
+                    "seconds": round(time.perf_counter() - t0, 4),
+                }
+            )
+        return {
+            "passed": all(r["passed"] for r in results),
+            "budget_exhausted": exhausted,
+            "time_budget_s": self.config.time_budget_s,
+            "total_s": round(time.perf_counter() - start, 4),
+            "versions": {
+                "torch": torch.__version__,
+                "safetensors": safetensors.__version__,
+                "python": platform.python_version(),
+            },
+            "attention_backend": "sdpa(enable_gqa)" if self.model.attention_backend == "sdpa" else "manual",
+            "threads": torch.get_num_threads(),
+            "dtype": str(self.model.embed.weight.dtype).removeprefix("torch."),
+            "parameters": self.params,
+            "batch_size": self.config.batch_size,
+            "seq_len": self.t,
+            "logits_digest": self.logits_digest,
+            "checks": results,
+        }
+
+    # -- checks -----------------------------------------------------------------------------------
+
+    def check_parameter_count(self) -> str:
+        want = self.cfg.parameter_count()
+        if self.params != want:
+            raise _Fail(f"{self.params} parameters, but the config's closed form gives {want}")
+        return f"{self.params} parameters"
+
+    def check_weights(self) -> str:
+        seen: set[int] = set()
+        for name, p in self.model.named_parameters():
+            if id(p) in seen:
+                continue
+            seen.add(id(p))
+            bad = int((~torch.isfinite(p)).sum())
+            if bad:
+                raise _Fail(f"tensor {name!r} has {bad} non-finite (NaN or Inf) values")
+            if p.dim() >= 2:
+                if not bool(p.any()):
+                    raise _Fail(f"tensor {name!r} is all zeros")
+                if bool((p == p.reshape(-1)[0]).all()):
+                    raise _Fail(f"tensor {name!r} is constant ({float(p.reshape(-1)[0]):g})")
+        return f"{len(seen)} tensors finite; no matrix is all-zero or constant"
+
+    def check_logits(self) -> str:
+        logits = self.model(self.ids)
+        b, t, v = self.config.batch_size, self.t, self.cfg.vocab_size
+        if tuple(logits.shape) != (b, t, v):
+            raise _Fail(f"logits have shape {tuple(logits.shape)}, expected {(b, t, v)}")
+        if not bool(torch.isfinite(logits).all()):
+            raise _Fail(f"{int((~torch.isfinite(logits)).sum())} logits are NaN or Inf")
+        f = logits.float()
+        if float(f.std(dim=-1).min()) == 0.0:
+            raise _Fail("some position has the same logit for every token")
+        if float((f - f[:, :1]).abs().max()) == 0.0:
+            raise _Fail("every position has identical logits (the input is ignored)")
+        self.logits_digest = "sha256:" + hashlib.sha256(f.contiguous().numpy().tobytes()).hexdigest()
+        self._full = logits
+        return f"shape {(b, t, v)}, finite, std {float(f.std()):.3g}"
+
+    def _reference(self) -> Tensor:
+        full = getattr(self, "_full", None)
+        return full if full is not None else self.model(self.ids)
+
+    def check_deterministic(self) -> str:
+        a, b = self._reference(), self.model(self.ids)
+        if not torch.equal(a, b):
+            raise _Fail(f"two runs on the same input differ by up to {float((a - b).abs().max()):.3g}")
+        return "identical logits on a second run"
+
+    def check_cached_decoding(self) -> str:
+        cache = self.model.new_cache(self.config.batch_size, self.t)
+        steps = [self.model(self.ids[:, i : i + 1], cache=cache) for i in range(self.t)]
+        return _close(
+            "step-by-step cached decoding vs full forward", torch.cat(steps, 1), self._reference(), self.tol
+        )
+
+    def check_chunked_prefill(self) -> str:
+        cache = self.model.new_cache(self.config.batch_size, self.t)
+        cuts = [0, self.t // 3, 2 * self.t // 3 + 1, self.t]
+        parts = [self.model(self.ids[:, a:b], cache=cache) for a, b in itertools.pairwise(cuts)]
+        return _close("chunked prefill vs full forward", torch.cat(parts, 1), self._reference(), self.tol)
+
+    def _padded(self) -> tuple[Tensor, Tensor]:
+        ids = self.ids.clone()
+        mask = torch.ones_like(ids)
+        mask[1:, : self.pad] = 0  # rows after the first are left-padded
+        ids[mask == 0] = 0
+        return ids, mask
+
+    def check_sdpa_vs_manual(self) -> str:
+        ids, mask = self._padded()
+        before = self.model.attention_backend
+        try:
+            self.model.set_attention_backend("sdpa")
+            a = self.model(ids, attention_mask=mask)
+            self.model.set_attention_backend("manual")
+            b = self.model(ids, attention_mask=mask)
+        finally:
+            self.model.set_attention_backend(before)
+        real = mask.bool()
+        return _close("SDPA vs manual attention on real tokens", a[real], b[real], self.tol)
+
+    def check_left_padding(self) -> str:
+        ids, mask = self._padded()
+        steps = self.gen
+        cache = self.model.new_cache(ids.size(0), self.t + steps)
+        batched = [self.model(ids, attention_mask=mask, cache=cache)]
+        nxt = torch.randint(
+            0, self.cfg.vocab_size, (ids.size(0), steps), generator=torch.Generator().manual_seed(7)
+        )
+        batched += [self.model(nxt[:, i : i + 1], cache=cache) for i in range(steps)]
+        got = torch.cat(batched, 1)
+        worst = ""
+        for r in range(ids.size(0)):
+            real = ids[r : r + 1, mask[r].bool()]
+            row_cache = self.model.new_cache(1, real.size(1) + steps)
+            want = [self.model(real, cache=row_cache)]
+            want += [self.model(nxt[r : r + 1, i : i + 1], cache=row_cache) for i in range(steps)]
+            row_got = got[r : r + 1, torch.cat([mask[r].bool(), torch.ones(steps, dtype=torch.bool)])]
+            worst = _close(
+                f"row {r} (left padding, prefill and cached decoding)", row_got, torch.cat(want, 1), self.tol
+            )
+        return worst
+
+    def check_generation(self) -> str:
+        ids, mask = self._padded()
+        rows = [ids[r : r + 1, mask[r].bool()] for r in range(ids.size(0))]
+        free = [greedy_generate(self.model, row, self.gen) for row in rows]
+        eos = int(free[0][0, rows[0].size(1) + min(1, self.gen - 1)])
+        want = [greedy_generate(self.model, row, self.gen, eos_token_id=eos) for row in rows]
+        got = greedy_generate(self.model, ids, self.gen, eos_token_id=eos, attention_mask=mask)
+        for r, w in enumerate(want):
+            new_w = w[0, rows[r].size(1) :]
+            new_g = got[r, ids.size(1) :]
+            if not torch.equal(new_g[: new_w.numel()], new_w):
+                raise _Fail(
+                    f"row {r}: batched generation {new_g.tolist()} differs from per-row {new_w.tolist()}"
+                )
+            if not bool((new_g[new_w.numel() :] == eos).all()):
+                raise _Fail(
+                    f"row {r}: tokens after EOS are {new_g[new_w.numel() :].tolist()}, not EOS padding"
+                )
+        lengths = [w.size(1) - rows[r].size(1) for r, w in enumerate(want)]
+        return f"per-row EOS={eos}; generated lengths {lengths}"
+
+    def check_max_seq_len(self) -> str:
+        n = self.cfg.max_seq_len
+        calls = []
+        hook = self.model.register_forward_pre_hook(lambda *_: calls.append(1))
+        try:
+            for what, run in (
+                ("forward", lambda: self.model(torch.zeros(1, n + 1, dtype=torch.long))),
+                ("greedy_generate", lambda: greedy_generate(self.model, self.ids[:1, :1], n)),
+            ):
+                try:
+                    run()
+                except SequenceTooLong as e:
+                    if str(n) not in str(e) or str(n + 1) not in str(e):
+                        raise _Fail(f"{what}: the error does not give the lengths: {e}") from None
+                else:
+                    raise _Fail(f"{what} accepted {n + 1} positions with max_seq_len={n}")
+        finally:
+            hook.remove()
+        if len(calls) > 1:
+            raise _Fail("greedy_generate ran the model before refusing the length")
+        return f"{n + 1} positions refused with SequenceTooLong before any work"
+
+
+def run_smoke(model: Transformer, config: SmokeConfig = SmokeConfig()) -> dict[str, Any]:
+    """Run every check on ``model`` and return the report (``report["passed"]`` is the verdict)."""
+    return SmokeSuite(model, config).run()

@@ -1,0 +1,59 @@
+"""``python -m model_core.validate PACK_DIR --report OUT.json``: validate a pack in a sandboxed child.
+
+This module never imports torch; the registry's gate runs it as a subprocess and reads the report.
+Exit codes: 0 pass, 10 invalid_pack, 11 smoke_failed, 12 out_of_memory, 13 timed_out, 14 crashed,
+2 usage error. The report is written in every case but a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from model_core.errors import ModelCoreError
+from model_core.sandbox import SandboxLimits, validate_pack
+
+
+def main(argv: list[str] | None = None) -> int:
+    defaults = SandboxLimits()
+    parser = argparse.ArgumentParser(
+        prog="python -m model_core.validate",
+        description="Load and smoke-test a ModelPack folder in a resource-limited child process.",
+        epilog="exit codes: 0 pass, 10 invalid_pack, 11 smoke_failed, 12 out_of_memory, 13 timed_out, "
+        "14 crashed, 2 usage",
+    )
+    parser.add_argument("pack_dir", type=Path, help="folder holding manifest.json and the shards")
+    parser.add_argument("--report", type=Path, required=True, help="where to write the JSON report")
+    parser.add_argument("--memory-bytes", type=int, default=defaults.memory_bytes, help="address-space limit")
+    parser.add_argument("--cpu-seconds", type=int, default=defaults.cpu_seconds, help="CPU-time limit")
+    parser.add_argument("--wall-seconds", type=float, default=defaults.wall_seconds, help="wall-clock limit")
+    parser.add_argument(
+        "--time-budget", type=float, default=defaults.time_budget_s, help="smoke suite budget"
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch threads in the child")
+    parser.add_argument(
+        "--allow-root",
+        action="append",
+        default=[],
+        help="a folder symlinked shards may point into (repeatable)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        limits = SandboxLimits(
+            memory_bytes=args.memory_bytes,
+            cpu_seconds=args.cpu_seconds,
+            wall_seconds=args.wall_seconds,
+            time_budget_s=args.time_budget,
+            threads=args.threads,
+            allowed_roots=tuple(str(Path(r).resolve()) for r in args.allow_root),
+        )
+    except ModelCoreError as e:
+        parser.error(e.message)
+    report = validate_pack(args.pack_dir, args.report, limits)
+    print(f"{report['verdict']}: {report['reason']}", file=sys.stderr)
+    return int(report["exit_code"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

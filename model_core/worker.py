@@ -1,0 +1,119 @@
+"""The sandboxed child: load a pack and smoke-test it, write the result JSON, exit with the verdict's code.
+
+Run by ``model_core.sandbox`` under resource limits (``python -m model_core.worker PACK --result F``);
+not meant to be called directly. The supervisor reads the result file and the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+# Address space kept back so that running out of memory still leaves room to write the report.
+_RESERVE = bytearray(32 * 1024 * 1024)
+
+SMALL_PACK_BYTES = 64 * 1024 * 1024
+EXIT_CODES = {
+    "pass": 0,
+    "invalid_pack": 10,
+    "smoke_failed": 11,
+    "out_of_memory": 12,
+    "timed_out": 13,
+    "crashed": 14,
+}
+
+
+def _is_oom(e: BaseException) -> bool:
+    text = str(e).lower()
+    return isinstance(e, MemoryError) or "can't allocate memory" in text or "out of memory" in text
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from model_core.errors import ConfigInvalid, PackInvalid
+    from model_core.loader import LoaderConfig, load_pack
+    from model_core.smoke import SmokeConfig, run_smoke
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    try:
+        loaded = load_pack(
+            args.pack_dir,
+            LoaderConfig(
+                allowed_roots=tuple(Path(r) for r in args.allow_root),
+                memory_budget_bytes=args.memory_bytes,
+                overhead_bytes=args.overhead_bytes,
+            ),
+        )
+    except (PackInvalid, ConfigInvalid) as e:
+        return {"verdict": "invalid_pack", "reason": e.message, "error_code": e.code}
+    load_s = time.perf_counter() - t0
+    if not args.threads and loaded.total_bytes < SMALL_PACK_BYTES:
+        torch.set_num_threads(1)  # thread start-up and contention cost more than they give on tiny models
+    smoke = run_smoke(loaded.model, SmokeConfig(time_budget_s=args.time_budget))
+    load = {
+        "seconds": round(load_s, 4),
+        "timings": {k: round(v, 4) for k, v in loaded.timings.items()},
+        "bytes": loaded.total_bytes,
+        "dtype": loaded.dtype,
+        "ignored_config_keys": loaded.ignored_config_keys,
+        "model_name": loaded.manifest.model_name,
+        "model_version": loaded.manifest.model_version,
+    }
+    if smoke["passed"]:
+        return {
+            "verdict": "pass",
+            "reason": "the pack loaded and every smoke check passed",
+            "load": load,
+            "smoke": smoke,
+        }
+    if smoke["budget_exhausted"]:
+        reason = f"the smoke suite's time budget of {args.time_budget:g} s ran out before every check ran"
+        return {"verdict": "timed_out", "reason": reason, "load": load, "smoke": smoke}
+    failed = [c for c in smoke["checks"] if not c["passed"]]
+    reason = "; ".join(f"{c['name']}: {c['reason']}" for c in failed)
+    return {"verdict": "smoke_failed", "reason": reason, "load": load, "smoke": smoke}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m model_core.worker")
+    parser.add_argument("pack_dir", type=Path)
+    parser.add_argument("--result", type=Path, required=True)
+    parser.add_argument("--time-budget", type=float, default=300.0)
+    parser.add_argument("--memory-bytes", type=int, default=None)
+    parser.add_argument("--overhead-bytes", type=int, default=2 * 1024**3)
+    parser.add_argument("--allow-root", action="append", default=[])
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    global _RESERVE
+    try:
+        result = run(args)
+    except BaseException as e:
+        _RESERVE = bytearray(0)  # give the memory back so the report can be written
+        if _is_oom(e):
+            result = {
+                "verdict": "out_of_memory",
+                "reason": f"the validation ran out of memory: {str(e)[:300]}",
+            }
+        else:
+            result = {
+                "verdict": "crashed",
+                "reason": f"the validation raised {type(e).__name__}: {str(e)[:300]}",
+                "traceback": traceback.format_exc()[-3000:],
+            }
+    tmp = args.result.with_name(args.result.name + ".tmp")
+    tmp.write_text(json.dumps(result, default=str), encoding="utf-8")
+    os.replace(tmp, args.result)
+    return EXIT_CODES[result["verdict"]]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
