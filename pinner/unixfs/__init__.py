@@ -1,6 +1,6 @@
 """UnixFS files and directories with CIDs identical to Kubo's ``ipfs add``."""
 
-from pinner.unixfs.directory import DEFAULT_DIRECTORY_MAX_ENTRIES, build_directory
+from pinner.unixfs.directory import DEFAULT_DIRECTORY_MAX_ENTRIES, build_directory, hash_directory
 from pinner.unixfs.hashing import FileDigest, compute_cid, hash_file
 from pinner.unixfs.params import PROFILES, UnixfsParams, params_for_cid
 from pinner.unixfs.pipeline import BuildResult, ChunkPipeline, LeafRecord, PipelineConfig
@@ -16,6 +16,7 @@ __all__ = [
     "UnixfsParams",
     "build_directory",
     "compute_cid",
+    "hash_directory",
     "hash_file",
     "params_for_cid",
 ]

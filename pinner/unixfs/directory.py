@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from multiformats import CID
 
 from pinner.content_errors import DirectoryTooLarge
@@ -10,6 +12,7 @@ from pinner.digests import cid_from_bytes
 from pinner.unixfs.format import DIRECTORY, encode_data
 from pinner.unixfs.layout import node_cid_bytes
 from pinner.unixfs.params import UnixfsParams
+from pinner.unixfs.pipeline import ChunkPipeline
 
 DEFAULT_DIRECTORY_MAX_ENTRIES = 10_000
 HAMT_SHARDING_SIZE = 262144
@@ -57,3 +60,28 @@ def build_directory(
         [PBLink(bytes(cid), name, tsize) for name, cid, tsize in ordered], encode_data(DIRECTORY)
     )
     return cid_from_bytes(node_cid_bytes(params, block)), block
+
+
+def hash_directory(
+    path: Path, params: UnixfsParams | None = None, *, max_entries: int = DEFAULT_DIRECTORY_MAX_ENTRIES
+) -> tuple[CID, int]:
+    """(CID, cumulative DAG size) of a folder as ``ipfs add -r --only-hash`` computes it.
+
+    Subfolders become directory nodes; symlinks and special files are refused (ValueError).
+    """
+    params = params or UnixfsParams()
+    entries: list[tuple[str, CID, int]] = []
+    for child in sorted(path.iterdir()):
+        if child.is_symlink() or not (child.is_file() or child.is_dir()):
+            raise ValueError(f"{child} is not a regular file or folder; only those can be hashed")
+        if child.is_dir():
+            cid, tsize = hash_directory(child, params, max_entries=max_entries)
+        else:
+            pipeline = ChunkPipeline(params, file_sha256=False)
+            with child.open("rb", buffering=0) as f:
+                pipeline.read_from(f)
+            result = pipeline.finish()
+            cid, tsize = result.root, result.root_tsize
+        entries.append((child.name, cid, tsize))
+    cid, block = build_directory(entries, params, max_entries=max_entries)
+    return cid, len(block) + sum(t for _n, _c, t in entries)
