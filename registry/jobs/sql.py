@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import secrets
+import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,6 +29,7 @@ from registry.jobs.protocol import ClaimedJob, LeaseLost, QueueStats
 log = logging.getLogger(__name__)
 
 MAX_ERROR_LEN = 4000
+REAP_INTERVAL_S = 1.0  # how often a queue looks for jobs whose last attempt's lease ran out
 
 
 def backoff_delay(attempt: int, base_s: float, max_s: float, rng: random.Random | None = None) -> float:
@@ -52,6 +54,7 @@ class SqlJobQueue:
         self.max_attempts = max_attempts
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
+        self._last_reap = float("-inf")
 
     async def enqueue(
         self,
@@ -117,61 +120,76 @@ class SqlJobQueue:
     async def _claim_once(self, kinds: Sequence[str], owner: str) -> ClaimedJob | None:
         now = utcnow()
         async with self._sessions() as s, s.begin():
-            # A running job whose lease expired on its last allowed attempt is dead, not retried.
-            await s.execute(
-                update(Job)
-                .where(
-                    Job.state == JobState.RUNNING,
-                    Job.lease_expires_at < now,
-                    Job.attempts >= Job.max_attempts,
-                )
-                .values(
-                    state=JobState.DEAD,
-                    finished_at=now,
-                    lease_owner=None,
-                    lease_token=None,
-                    lease_expires_at=None,
-                    last_error=func.coalesce(Job.last_error, "worker lease expired (worker died?)"),
-                )
+            job = await self._claim_in(s, kinds, owner, now)
+            if job is None or time.monotonic() - self._last_reap >= REAP_INTERVAL_S:
+                self._last_reap = time.monotonic()
+                await self._reap_dead(s, now)
+            return job
+
+    async def _reap_dead(self, s: AsyncSession, now: datetime) -> None:
+        """A running job whose lease expired on its last allowed attempt is dead, not retried."""
+        await s.execute(
+            update(Job)
+            .where(
+                Job.state == JobState.RUNNING,
+                Job.lease_expires_at < now,
+                Job.attempts >= Job.max_attempts,
             )
-            runnable = or_(
-                and_(Job.state == JobState.QUEUED, Job.run_after <= now),
-                and_(Job.state == JobState.RUNNING, Job.lease_expires_at < now),
+            .values(
+                state=JobState.DEAD,
+                finished_at=now,
+                lease_owner=None,
+                lease_token=None,
+                lease_expires_at=None,
+                last_error=func.coalesce(Job.last_error, "worker lease expired (worker died?)"),
             )
-            candidate = (
-                select(Job.id)
-                .where(Job.kind.in_(list(kinds)), runnable)
-                .order_by(Job.priority.desc(), Job.run_after, Job.id)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-                .scalar_subquery()
-            )
-            token = secrets.token_hex(16)
-            stmt = (
-                update(Job)
-                .where(Job.id == candidate)
-                .values(
-                    state=JobState.RUNNING,
-                    attempts=Job.attempts + 1,
-                    lease_owner=owner,
-                    lease_token=token,
-                    lease_expires_at=now + timedelta(seconds=self.lease_s),
-                    started_at=now,
-                )
-                .returning(Job.id, Job.kind, Job.payload, Job.attempts, Job.max_attempts, Job.dedupe_key)
-            )
-            row = (await s.execute(stmt)).one_or_none()
-            if row is None:
-                return None
-            return ClaimedJob(
-                id=row.id,
-                kind=row.kind,
-                payload=row.payload,
-                attempts=row.attempts,
-                max_attempts=row.max_attempts,
+        )
+
+    async def _claim_in(
+        self, s: AsyncSession, kinds: Sequence[str], owner: str, now: datetime
+    ) -> ClaimedJob | None:
+        runnable = or_(
+            and_(Job.state == JobState.QUEUED, Job.run_after <= now),
+            and_(
+                Job.state == JobState.RUNNING,
+                Job.lease_expires_at < now,
+                Job.attempts < Job.max_attempts,
+            ),
+        )
+        candidate = (
+            select(Job.id)
+            .where(Job.kind.in_(list(kinds)), runnable)
+            .order_by(Job.priority.desc(), Job.run_after, Job.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        token = secrets.token_hex(16)
+        stmt = (
+            update(Job)
+            .where(Job.id == candidate)
+            .values(
+                state=JobState.RUNNING,
+                attempts=Job.attempts + 1,
+                lease_owner=owner,
                 lease_token=token,
-                dedupe_key=row.dedupe_key,
+                lease_expires_at=now + timedelta(seconds=self.lease_s),
+                started_at=now,
             )
+            .returning(Job.id, Job.kind, Job.payload, Job.attempts, Job.max_attempts, Job.dedupe_key)
+        )
+        row = (await s.execute(stmt)).one_or_none()
+        if row is None:
+            return None
+        return ClaimedJob(
+            id=row.id,
+            kind=row.kind,
+            payload=row.payload,
+            attempts=row.attempts,
+            max_attempts=row.max_attempts,
+            lease_token=token,
+            dedupe_key=row.dedupe_key,
+        )
 
     async def _fenced_update(self, job: ClaimedJob, **values: Any) -> None:
         async with self._sessions() as s, s.begin():

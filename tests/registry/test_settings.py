@@ -1,0 +1,71 @@
+"""Settings: defaults, TOML file, environment overrides, and one clear sentence for each mistake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from registry.errors import ConfigError
+from registry.settings import DEFAULT_PORT, load_settings
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for var in [v for v in os.environ if v.startswith("MODELPACK_")]:
+        monkeypatch.delenv(var)
+
+
+def test_defaults_are_embedded_and_local(tmp_path: Path) -> None:
+    s = load_settings(None, storage={"data_dir": str(tmp_path)})
+    assert s.server.host == "127.0.0.1" and s.server.port == DEFAULT_PORT not in (5001, 8080)
+    assert s.database_url == f"sqlite+aiosqlite:///{tmp_path / 'index.sqlite3'}"
+    assert s.replication.replication_min == 2 and s.replication.replication_max == 3
+
+
+def test_file_then_env_then_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[server]\nport = 9001\nhost = "127.0.0.1"\n[jobs]\nworkers = 7\n')
+    assert load_settings(cfg).server.port == 9001
+    monkeypatch.setenv("MODELPACK_SERVER__PORT", "9002")
+    s = load_settings(cfg)
+    assert s.server.port == 9002 and s.jobs.workers == 7
+    assert load_settings(cfg, server={"port": 9003}).server.port == 9003
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[server]\nprot = 1\n", "unknown setting 'server.prot' in config file"),
+        ("[nosuch]\nx = 1\n", "unknown setting 'nosuch'"),
+        ("[server]\nport = 70000\n", "bad value for 'server.port' in config file"),
+        ("[replication]\nreplication_min = 5\nreplication_max = 2\n", "replication_min (5) exceeds"),
+        ("[unixfs]\nchunk_size = 0\n", "bad value for 'unixfs.chunk_size'"),
+        ("[server\n", "is not valid TOML"),
+        ('[database]\nurl = "mysql://x"\n', "unsupported database url 'mysql://x'"),
+    ],
+)
+def test_bad_config_file_names_the_key_and_value(tmp_path: Path, toml: str, message: str) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(toml)
+    with pytest.raises(ConfigError) as e:
+        load_settings(cfg)
+    assert message in e.value.message
+    assert "\n" not in e.value.message
+
+
+def test_bad_environment_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELPACK_SERVER__PORT", "eighty")
+    with pytest.raises(ConfigError, match="environment variable MODELPACK_SERVER__PORT: 'eighty'"):
+        load_settings(None)
+    monkeypatch.delenv("MODELPACK_SERVER__PORT")
+    monkeypatch.setenv("MODELPACK_SREVER__PORT", "1")
+    with pytest.raises(ConfigError, match="MODELPACK_SREVER__PORT"):
+        load_settings(None)
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml")
