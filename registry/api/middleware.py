@@ -64,15 +64,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(e.status, code, message, headers=_keep_headers(e))
     except Exception as e:
         if _is_domain_error(e):
-            status = type(e).http_status  # type: ignore[attr-defined]
+            status: int = getattr(type(e), "http_status")  # noqa: B009
             if status >= 500:
                 log.error("%s %s failed: %s", request.method, request.path, e)
-            return error_response(
-                status,
-                type(e).code,
-                getattr(e, "message", str(e)),
-                getattr(e, "details", None),  # type: ignore[attr-defined]
-            )
+            err_code: str = getattr(type(e), "code")  # noqa: B009
+            return error_response(status, err_code, getattr(e, "message", str(e)), getattr(e, "details", None))
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal error; the server log has the details")
 

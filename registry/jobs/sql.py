@@ -14,9 +14,9 @@ import secrets
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Table, and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -88,11 +88,11 @@ class SqlJobQueue:
             return await self._enqueue_in(s, values)
 
     async def _enqueue_in(self, s: AsyncSession, values: dict[str, Any]) -> int:
-        table = Job.__table__
+        table = cast(Table, Job.__table__)
         if values["dedupe_key"] is None:
             res = await s.execute(table.insert().values(**values).returning(table.c.id))
             return int(res.scalar_one())
-        dialect = s.bind.dialect.name
+        dialect = s.get_bind().dialect.name
         ins = (pg_insert if dialect == "postgresql" else sqlite_insert)(table).values(**values)
         where = table.c.state == JobState.QUEUED.value
         stmt = ins.on_conflict_do_nothing(index_elements=["dedupe_key"], index_where=where).returning(

@@ -12,14 +12,15 @@ import logging
 import os
 import socket
 import traceback
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from registry.jobs.protocol import ClaimedJob, JobQueue, LeaseLost, PermanentJobError, RetryJob
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[ClaimedJob], Awaitable[None]]
+Handler = Callable[[ClaimedJob], Coroutine[Any, Any, None]]
 
 
 @dataclass(frozen=True)
@@ -79,19 +80,22 @@ class Worker:
             if job is not None:
                 task = asyncio.create_task(self._run(job), name=f"job {job.id} {job.kind}")
                 self._running[job.id] = (job, task)
-                task.add_done_callback(lambda _t, jid=job.id: self._on_done(jid))
+                task.add_done_callback(self._done_callback(job.id))
                 continue
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), self._config.poll_interval_s)
 
-    def _on_done(self, job_id: int) -> None:
-        self._running.pop(job_id, None)
-        self._wakeup.set()
+    def _done_callback(self, job_id: int) -> Callable[[asyncio.Task[None]], None]:
+        def done(_task: asyncio.Task[None]) -> None:
+            self._running.pop(job_id, None)
+            self._wakeup.set()
+
+        return done
 
     async def _run(self, job: ClaimedJob) -> None:
         handler = self._handlers[job.kind]
-        work = asyncio.create_task(handler(job))
+        work: asyncio.Task[None] = asyncio.create_task(handler(job))
         beat = asyncio.create_task(self._heartbeat(job, work))
         try:
             await work
