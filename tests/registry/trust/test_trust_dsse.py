@@ -1,0 +1,108 @@
+"""in-toto statements in DSSE envelopes: PAE, subjects, signatures, and refusals."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from registry.trust.dsse import (
+    PAYLOAD_TYPE,
+    PREDICATE_TYPE,
+    STATEMENT_TYPE,
+    make_envelope,
+    pae,
+    parse_envelope,
+    statement_for,
+    verify_envelope,
+)
+from registry.trust.errors import DsseError, WrongPayloadType
+from registry.trust.keys import public_key_of
+from registry.trust.signatures import KnownKey, NoTrustedTime, Verdict, keyring_of
+
+
+def ring(*keys: Ed25519PrivateKey) -> dict[str, KnownKey]:
+    return keyring_of(KnownKey(public_key_of(k)) for k in keys)
+
+
+def env_bytes(env: dict[str, Any]) -> bytes:
+    return json.dumps(env).encode()
+
+
+def test_pae_matches_the_dsse_spec_example() -> None:
+    assert pae("http://example.com/HelloWorld", b"hello world") == (
+        b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
+    )
+
+
+def test_statement_subjects_are_shards_with_sha256(manifest: dict[str, Any]) -> None:
+    stmt = statement_for(manifest)
+    assert stmt["_type"] == STATEMENT_TYPE and stmt["predicateType"] == PREDICATE_TYPE
+    assert stmt["subject"] == [
+        {"name": s["filename"], "digest": {"sha256": s["sha256"].removeprefix("sha256:")}}
+        for s in manifest["shards"]
+    ]
+
+
+def test_envelope_round_trip(
+    manifest: dict[str, Any], key: Ed25519PrivateKey, other_key: Ed25519PrivateKey
+) -> None:
+    env = make_envelope(manifest, [key, other_key])
+    assert env["payloadType"] == PAYLOAD_TYPE
+    result = verify_envelope(env_bytes(env), manifest, ring(key, other_key), NoTrustedTime())
+    assert [c.verdict for c in result.signatures] == [Verdict.VALID, Verdict.VALID]
+    assert result.mismatches == []
+
+
+def test_wrong_payload_type_is_refused_with_the_reason(
+    manifest: dict[str, Any], key: Ed25519PrivateKey
+) -> None:
+    env = make_envelope(manifest, [key])
+    env["payloadType"] = "application/json"
+    with pytest.raises(WrongPayloadType) as err:
+        verify_envelope(env_bytes(env), manifest, ring(key), NoTrustedTime())
+    assert err.value.got == "application/json" and err.value.expected == PAYLOAD_TYPE
+    assert "application/json" in err.value.message and "in-toto" in err.value.message
+
+
+def test_statement_for_another_manifest_is_reported(manifest: dict[str, Any], key: Ed25519PrivateKey) -> None:
+    env = make_envelope(manifest, [key])
+    changed = copy.deepcopy(manifest)
+    changed["shards"][0]["sha256"] = "sha256:" + "1" * 64
+    result = verify_envelope(env_bytes(env), changed, ring(key), NoTrustedTime())
+    assert result.signatures[0].ok  # the envelope itself is intact...
+    assert any("differs" in m for m in result.mismatches)  # ...but not about this manifest
+
+
+def test_tampered_payload_fails_signature(manifest: dict[str, Any], key: Ed25519PrivateKey) -> None:
+    env = make_envelope(manifest, [key])
+    stmt = json.loads(base64.b64decode(env["payload"]))
+    stmt["subject"][0]["digest"]["sha256"] = "2" * 64
+    env["payload"] = base64.b64encode(json.dumps(stmt).encode()).decode()
+    result = verify_envelope(env_bytes(env), manifest, ring(key), NoTrustedTime())
+    assert result.signatures[0].verdict is Verdict.BAD_SIGNATURE
+    assert any("sha256 for shard" in m for m in result.mismatches)
+
+
+@pytest.mark.parametrize("data", [b"nope", b"[]", json.dumps({"payloadType": PAYLOAD_TYPE}).encode()])
+def test_malformed_envelopes(data: bytes) -> None:
+    with pytest.raises(DsseError):
+        parse_envelope(data)
+
+
+def test_malformed_signature_entries_get_a_verdict(manifest: dict[str, Any], key: Ed25519PrivateKey) -> None:
+    env = make_envelope(manifest, [key])
+    env["signatures"].append({"keyid": "x", "sig": "!!"})
+    env["signatures"].append("junk")
+    result = verify_envelope(env_bytes(env), manifest, ring(key), NoTrustedTime())
+    assert [c.verdict for c in result.signatures] == [Verdict.VALID, Verdict.MALFORMED, Verdict.MALFORMED]
+
+
+def test_manifest_without_shard_digests_cannot_be_stated(manifest: dict[str, Any]) -> None:
+    manifest["shards"][0]["sha256"] = "md5:abc"
+    with pytest.raises(DsseError, match="sha256"):
+        statement_for(manifest)
