@@ -56,14 +56,14 @@ def test_every_truncation_is_an_error_naming_an_offset() -> None:
         if cut in boundaries:
             continue  # a CAR cut at a section boundary is a shorter valid CAR
         with pytest.raises(InvalidCar, match="offset"):
-            roots, it = read_car(io.BytesIO(raw[:cut]))
+            _roots, it = read_car(io.BytesIO(raw[:cut]))
             list(it)
 
 
 def test_corrupt_block_names_its_cid() -> None:
     raw = bytearray(_car())
     raw[-1] ^= 0xFF
-    roots, it = read_car(io.BytesIO(bytes(raw)))
+    _roots, it = read_car(io.BytesIO(bytes(raw)))
     with pytest.raises(InvalidCar, match=str(ROOT)) as e:
         list(it)
     assert e.value.details["cid"] == str(ROOT)
@@ -86,13 +86,13 @@ def test_bad_headers(raw: bytes, msg: str) -> None:
 def test_unsupported_hash_function_is_refused() -> None:
     cid = CID("base32", 1, "raw", ("sha2-512", hashlib.sha512(b"x").digest()))
     raw = b"".join(write_car([cid], [(cid, b"x")]))
-    roots, it = read_car(io.BytesIO(raw))
+    _roots, it = read_car(io.BytesIO(raw))
     with pytest.raises(InvalidCar, match="sha2-512"):
         list(it)
 
 
 def test_oversized_section_refused_before_reading_it() -> None:
     raw = encode_header([ROOT]) + encode_varint(64 * 1024 * 1024)
-    roots, it = read_car(io.BytesIO(raw))
+    _roots, it = read_car(io.BytesIO(raw))
     with pytest.raises(InvalidCar, match="out of range"):
         list(it)
