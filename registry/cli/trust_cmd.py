@@ -137,6 +137,15 @@ def _merged_envelope(path: Path, manifest: dict[str, Any], key: Any) -> dict[str
 )
 @click.option("--skip-signatures", is_flag=True, help="Check shard bytes only; no trust decision.")
 @click.option("--no-cids", is_flag=True, help="Check sha256 only, not shard CIDs.")
+@click.option(
+    "--ipns-record",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="An IPNS record (application/vnd.ipfs.ipns-record) that must point at this manifest.",
+)
+@click.option("--ipns-name", help="The IPNS name (k51...) the record is for; required with --ipns-record.")
+@click.option(
+    "--seen-sequence", type=click.IntRange(min=0), help="Highest record sequence seen before (refuse <=)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
 def verify(
     target: str,
@@ -145,13 +154,16 @@ def verify(
     signatures: tuple[Path, ...],
     skip_signatures: bool,
     no_cids: bool,
+    ipns_record: Path | None,
+    ipns_name: str | None,
+    seen_sequence: int | None,
     as_json: bool,
 ) -> None:
     """Verify a pack directory offline: signatures against a trust policy, every shard's sha256 and CID.
 
     Exit 0 only when every check holds; otherwise 1 and one line per failure.
     """
-    from registry.trust.packcheck import PackCheckConfig, verify_pack_dir
+    from registry.trust.packcheck import PackCheckConfig, check_ipns_record, read_manifest, verify_pack_dir
     from registry.trust.policy import load_policy
 
     directory = Path(target)
@@ -160,6 +172,8 @@ def verify(
             f"{target!r} is not a directory; this command verifies a local pack directory "
             "(registry names, IPNS names and CIDs need the registry API)"
         )
+    if (ipns_record is None) != (ipns_name is None):
+        raise click.UsageError("--ipns-record and --ipns-name go together")
     if trust_policy is None and not skip_signatures:
         raise click.UsageError("give --trust-policy FILE, or --skip-signatures to check shard bytes only")
     ns_policy = None
@@ -177,6 +191,15 @@ def verify(
     report = verify_pack_dir(
         directory, ns_policy, detached=signatures, config=PackCheckConfig(check_cids=not no_cids)
     )
+    if ipns_record is not None and ipns_name is not None:
+        try:
+            manifest = read_manifest(directory)
+        except TrustError:
+            manifest = None  # already reported as a failure
+        if manifest is not None:
+            with ipns_record.open("rb") as f:
+                record = f.read(1024 * 1024)  # more than the limit, so "too large" reports a true size
+            check_ipns_record(report, manifest, ipns_name, record, datetime.now(UTC), seen_sequence)
     if as_json:
         click.echo(
             json.dumps(

@@ -10,14 +10,17 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from multiformats import CID
+import rfc8785
+from multiformats import CID, multihash
 
 from pinner.unixfs import hash_file, params_for_cid
 from registry.trust.dsse import verify_envelope
-from registry.trust.errors import DsseError, ManifestSignatureError
+from registry.trust.errors import DsseError, InvalidIpnsName, IpnsRecordError, ManifestSignatureError
+from registry.trust.ipns import check_sequence, validate_record
 from registry.trust.policy import NamespacePolicy, PolicyDecision
 from registry.trust.signatures import (
     ManifestSignature,
@@ -199,3 +202,42 @@ def _check_signatures(
         (report.failures if c.verdict in _FAILING else report.notes).append(line)
     report.decision = policy.evaluate(report.signatures)
     report.failures.extend(report.decision.reasons)
+
+
+def manifest_cid(manifest: Mapping[str, Any]) -> CID:
+    """The pack's identity as issue #5 defines it: CIDv1 (raw, sha2-256) of the manifest's RFC 8785 bytes.
+
+    TODO(registry manifest module): import it from there once it exists, so there is one definition.
+    """
+    return CID("base32", 1, "raw", multihash.digest(rfc8785.dumps(dict(manifest)), "sha2-256"))
+
+
+def check_ipns_record(
+    report: PackReport,
+    manifest: Mapping[str, Any],
+    name: str,
+    record: bytes,
+    now: datetime,
+    seen_sequence: int | None = None,
+) -> None:
+    """The first link of the offline chain: a valid record for ``name`` that points at this manifest."""
+    try:
+        rec = validate_record(name, record, now)
+        check_sequence(rec, seen_sequence)
+    except (IpnsRecordError, InvalidIpnsName) as e:
+        report.failures.append(f"IPNS record for {name}: {e.message}")
+        return
+    expected = manifest_cid(manifest)
+    target = rec.path.removeprefix("/ipfs/").rstrip("/")
+    try:
+        points_here = rec.path.startswith("/ipfs/") and CID.decode(target) == expected
+    except (ValueError, KeyError):
+        points_here = False
+    if not points_here:
+        report.failures.append(
+            f"IPNS record for {name} points at {rec.path}, not this manifest (/ipfs/{expected})"
+        )
+    else:
+        report.notes.append(
+            f"IPNS record for {name}: sequence {rec.sequence}, valid until {rec.expires_at.isoformat()}"
+        )

@@ -200,3 +200,37 @@ def test_sign_errors_are_one_sentence(tmp_path: Path, keys: tuple[Path, Path]) -
     assert result.exit_code == 1 and "manifest.json" in result.output and "Traceback" not in result.output
     result = run(sign, str(tmp_path), "--key", str(tmp_path / "nope"))
     assert result.exit_code == 1 and "cannot read key file" in result.output
+
+
+def test_offline_chain_from_ipns_record(pack_dir: Path, keys: tuple[Path, Path], tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from registry.trust.ipns import make_record
+    from registry.trust.ipns_name import ipns_name
+    from registry.trust.keys import generate_private_key, public_key_of
+    from registry.trust.packcheck import manifest_cid, read_manifest
+
+    a, _ = keys
+    run(sign, str(pack_dir), "--key", str(a))
+    policy = write_policy(tmp_path / "p.json", Path(f"{a}.pub"))
+    channel = generate_private_key()
+    name = ipns_name(public_key_of(channel))
+    eol = datetime.now(UTC) + timedelta(hours=1)
+    good = tmp_path / "good.ipns-record"
+    good.write_bytes(make_record(channel, f"/ipfs/{manifest_cid(read_manifest(pack_dir))}", 5, eol, 0))
+    base = ["--trust-policy", str(policy), "--ipns-name", name]
+    result = run(verify, str(pack_dir), *base, "--ipns-record", str(good), "--seen-sequence", "4")
+    assert result.exit_code == 0, result.output
+    stale = run(verify, str(pack_dir), *base, "--ipns-record", str(good), "--seen-sequence", "5")
+    assert stale.exit_code == 1 and "not higher than 5" in stale.output
+    elsewhere = tmp_path / "other.ipns-record"
+    elsewhere.write_bytes(make_record(channel, "/ipfs/bafkqaddwgevxmmraojswg33smq", 6, eol, 0))
+    result = run(verify, str(pack_dir), *base, "--ipns-record", str(elsewhere))
+    assert result.exit_code == 1 and "not this manifest" in result.output
+    forged = tmp_path / "forged.ipns-record"
+    thief = generate_private_key()
+    forged.write_bytes(make_record(thief, f"/ipfs/{manifest_cid(read_manifest(pack_dir))}", 7, eol, 0))
+    result = run(verify, str(pack_dir), *base, "--ipns-record", str(forged))
+    assert result.exit_code == 1 and "V2 signature does not verify" in result.output
+    lonely = run(verify, str(pack_dir), "--trust-policy", str(policy), "--ipns-record", str(good))
+    assert lonely.exit_code == 2
