@@ -101,7 +101,7 @@ def block_matches(cid: CID | bytes, data: bytes | memoryview) -> bool:
 def verify_block(cid: CID | bytes, data: bytes | memoryview) -> None:
     """Raises InvalidBlock naming the CID when ``data`` does not hash to it."""
     if not block_matches(cid, data):
-        shown = str(cid if isinstance(cid, CID) else CID.decode(cid))
+        shown = cid_str(cid)
         raise InvalidBlock(f"block does not match its CID {shown}", cid=shown)
 
 

@@ -154,6 +154,8 @@ class FsBlockstore:
             pass
 
     def _quarantine_data(self, data_name: str, cid: bytes, why: str) -> None:
+        if not data_name or "/" in data_name:
+            raise ValueError(f"refusing to quarantine data file named {data_name!r}")
         with self._lock:
             log.error(
                 "block %s failed verification (%s); quarantining data file %s", cid_str(cid), why, data_name
@@ -208,10 +210,11 @@ class FsBlockstore:
         finally:
             if own and fd is not None:
                 os.close(fd)
+        complete = len(data) == loc.length
         if not loc.raw:
             prefix, suffix = leaf_envelope(len(data))
             data = prefix + data + suffix
-        if len(data) < loc.length or not block_matches(raw, data):
+        if not complete or not block_matches(raw, data):
             self._quarantine_data(loc.data_name, raw, "leaf slice does not match")
             raise CorruptBlock(
                 f"block {cid_str(raw)} (bytes {loc.offset}..{loc.offset + loc.length} of a stored file) does not "
@@ -396,13 +399,15 @@ class FsBlockstore:
             for leaf in leaves[lo:]:
                 if leaf.offset >= end:
                     break
-                yield self._leaf_payload(leaf, fd)[max(start - leaf.offset, 0) : end - leaf.offset]
+                yield self._leaf_payload(idx.data_name, leaf, fd)[
+                    max(start - leaf.offset, 0) : end - leaf.offset
+                ]
         finally:
             os.close(fd)
 
-    def _leaf_payload(self, leaf: LeafRecord, fd: int) -> bytes:
+    def _leaf_payload(self, data_name: str, leaf: LeafRecord, fd: int) -> bytes:
         raw = split_cid(leaf.cid_bytes)[1] == RAW
-        data = self._read_leaf(leaf.cid_bytes, _LeafLoc("", leaf.offset, leaf.length, raw), fd)
+        data = self._read_leaf(leaf.cid_bytes, _LeafLoc(data_name, leaf.offset, leaf.length, raw), fd)
         if raw:
             return data
         prefix, _suffix = leaf_envelope(leaf.length)
