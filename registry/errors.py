@@ -81,3 +81,65 @@ class DatabaseNotReady(RegistryError):
 
     code = "database_not_ready"
     http_status = 503
+
+
+class InvalidManifest(RegistryError):
+    """The manifest is not a valid ModelPack manifest."""
+
+    code = "invalid_manifest"
+    http_status = 422
+
+    def __init__(self, message: str | None = None, *, field: str = "", **details: Any) -> None:
+        self.field = field
+        super().__init__(message, field=field, **details)
+
+
+class ManifestTooLarge(InvalidManifest):
+    """The manifest is larger than the limit."""
+
+    code = "manifest_too_large"
+    http_status = 413
+
+
+class InvalidName(RegistryError):
+    """A namespace, model or pointer name has characters or a length that are not allowed."""
+
+    code = "invalid_name"
+    http_status = 400
+
+    def __init__(self, message: str | None = None, *, name: str = "", **details: Any) -> None:
+        self.name = name
+        super().__init__(message, name=name, **details)
+
+
+class PointerReserved(RegistryError):
+    """This pointer is reserved (``curated`` moves only through the validation gate)."""
+
+    code = "pointer_reserved"
+    http_status = 403
+
+    def __init__(self, message: str | None = None, *, tag: str = "", **details: Any) -> None:
+        self.tag = tag
+        super().__init__(message, tag=tag, **details)
+
+
+class MissingShards(RegistryError):
+    """Some shards of the manifest have not been uploaded; upload them, then publish again."""
+
+    code = "missing_shards"
+    http_status = 409
+
+    def __init__(self, message: str | None = None, *, missing: list[str] | None = None, **details: Any) -> None:
+        self.missing = missing or []
+        super().__init__(message, missing=self.missing, **details)
+
+
+class ShardMismatch(RegistryError):
+    """A shard's sha256 or size in the manifest differs from the uploaded bytes with that CID."""
+
+    code = "shard_mismatch"
+    http_status = 422
+
+    def __init__(self, message: str | None = None, *, filename: str = "", **details: Any) -> None:
+        self.filename = filename
+        super().__init__(message, filename=filename, **details)
