@@ -131,10 +131,7 @@ async def _serve_raw(request: web.Request, store: Blockstore, cid: CID) -> web.S
         return cached
     data = await asyncio.to_thread(store.get_block, cid)
     headers["Content-Disposition"] = f'attachment; filename="{cid_str(cid)}.bin"'
-    body = b"" if request.method == "HEAD" else data
-    resp = web.Response(status=200, body=body, headers=headers, content_type=RAW_TYPE)
-    resp.content_length = len(data)
-    return resp
+    return web.Response(status=200, body=data, headers=headers, content_type=RAW_TYPE)  # HEAD: no body
 
 
 async def _stream(

@@ -19,10 +19,11 @@ def resolve_params(
     chunk_size: int | None,
     max_links: int | None,
 ) -> UnixfsParams:
-    """Kubo's precedence: explicit flags over the profile; ``--cid-version=1`` implies raw leaves."""
+    """Kubo's precedence: explicit flags over the profile's settings (a profile's raw-leaves setting
+    stays set even under ``--cid-version``); otherwise ``--cid-version=1`` implies raw leaves."""
     base = PROFILES[profile] if profile else None
     version = cid_version if cid_version is not None else (base.cid_version if base else 0)
-    if raw_leaves is None and base is not None and cid_version is None:
+    if raw_leaves is None and base is not None:
         raw_leaves = base.raw_leaves
     return UnixfsParams(
         chunk_size=chunk_size
