@@ -11,6 +11,7 @@ import json
 import os
 import re
 import resource
+import select
 import signal
 import subprocess
 import sys
@@ -127,29 +128,21 @@ def _tail(path: Path) -> str:
         return ""
 
 
-def run_child(pack_dir: Path, limits: SandboxLimits, workdir: Path) -> dict[str, Any]:
-    """Run ``model_core.worker`` under the limits and turn however it ended into a verdict."""
+WorkerCommand = Callable[[Path], list[str]]
+
+
+def run_child(
+    pack_dir: Path, limits: SandboxLimits, workdir: Path, command: WorkerCommand | None = None
+) -> dict[str, Any]:
+    """Run ``model_core.worker`` under the limits and turn however it ended into a verdict.
+
+    ``command`` (for tests) builds another child command line from the result-file path; the child
+    must write ``{"verdict": ..., "reason": ...}`` there and exit with that verdict's code.
+    """
     result_path = workdir / "result.json"
     stderr_path = workdir / "stderr.txt"
-    cmd = [
-        sys.executable,
-        "-B",
-        "-m",
-        "model_core.worker",
-        str(pack_dir),
-        "--result",
-        str(result_path),
-        "--time-budget",
-        str(limits.time_budget_s),
-        "--memory-bytes",
-        str(limits.memory_bytes),
-        "--overhead-bytes",
-        str(limits.overhead_bytes),
-    ]
-    for root in limits.allowed_roots:
-        cmd += ["--allow-root", root]
-    if limits.threads is not None:
-        cmd += ["--threads", str(limits.threads)]
+    cmd = command(result_path) if command is not None else _worker_command(pack_dir, limits, result_path)
+
     with open(stderr_path, "wb") as err:
         proc = subprocess.Popen(
             cmd,
@@ -162,18 +155,17 @@ def run_child(pack_dir: Path, limits: SandboxLimits, workdir: Path) -> dict[str,
             start_new_session=True,
             close_fds=True,
         )
-        try:
-            rc = proc.wait(timeout=limits.wall_seconds)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            return {
-                "verdict": "timed_out",
-                "reason": f"the validation exceeded the wall-clock limit of "
-                f"{limits.wall_seconds:g} s and was killed",
-                "stderr_tail": _tail(stderr_path),
-            }
-        finally:
-            _kill_group(proc)  # a grandchild must not outlive the validation
+        exited = _wait_unreaped(proc.pid, limits.wall_seconds)
+        # Kill the whole group while the leader is still an unreaped zombie, so its process-group id
+        # cannot have been reused: no grandchild outlives the validation.
+        _kill_group(proc.pid)
+        rc = proc.wait()
+    if not exited:
+        return {
+            "verdict": "timed_out",
+            "reason": f"the validation exceeded the wall-clock limit of {limits.wall_seconds:g} s and was killed",
+            "stderr_tail": _tail(stderr_path),
+        }
     child: dict[str, Any] = {}
     if result_path.exists():
         try:
@@ -205,20 +197,63 @@ def run_child(pack_dir: Path, limits: SandboxLimits, workdir: Path) -> dict[str,
     }
 
 
+def _worker_command(pack_dir: Path, limits: SandboxLimits, result_path: Path) -> list[str]:
+    cmd = [
+        sys.executable,
+        "-B",
+        "-m",
+        "model_core.worker",
+        str(pack_dir),
+        "--result",
+        str(result_path),
+        "--time-budget",
+        str(limits.time_budget_s),
+        "--memory-bytes",
+        str(limits.memory_bytes),
+        "--overhead-bytes",
+        str(limits.overhead_bytes),
+    ]
+    for root in limits.allowed_roots:
+        cmd += ["--allow-root", root]
+    if limits.threads is not None:
+        cmd += ["--threads", str(limits.threads)]
+    return cmd
+
+
 def _child_extras(child: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in child.items() if k not in ("verdict", "reason")}
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+def _wait_unreaped(pid: int, timeout_s: float) -> bool:
+    """Wait until ``pid`` exits (without reaping it) or the timeout passes; True if it exited."""
+    fd = os.pidfd_open(pid)
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if poller.poll(min(left, 3600.0) * 1000):
+                return True
+    finally:
+        os.close(fd)
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-    proc.wait()
 
 
 def validate_pack(
-    pack_dir: Path | str, report_path: Path | str, limits: SandboxLimits = SandboxLimits()
+    pack_dir: Path | str,
+    report_path: Path | str,
+    limits: SandboxLimits = SandboxLimits(),
+    *,
+    command: WorkerCommand | None = None,
 ) -> dict[str, Any]:
     """Preflight, then the sandboxed child; always writes ``report_path`` and returns the same report."""
     start = time.monotonic()
@@ -227,7 +262,7 @@ def validate_pack(
         outcome = preflight(pack_dir, limits)
         if outcome is None:
             with tempfile.TemporaryDirectory(prefix="modelpack-validate-") as tmp:
-                outcome = run_child(pack_dir, limits, Path(tmp))
+                outcome = run_child(pack_dir, limits, Path(tmp), command)
     except Exception as e:  # the supervisor itself must never fail without a report
         outcome = {"verdict": "crashed", "reason": f"the supervisor failed: {type(e).__name__}: {e}"}
     report = {

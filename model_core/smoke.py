@@ -35,6 +35,7 @@ class SmokeConfig:
     gen_tokens: int = 6
     fp32_tolerance: float = 1e-4  # relative to the largest |logit| (at least 1)
     half_tolerance: float = 3e-2
+    single_thread_below_params: int = 20_000_000
 
 
 class _Fail(Exception):
@@ -80,6 +81,17 @@ class SmokeSuite:
             ("batched_generation_matches_per_row", self.check_generation),
             ("max_seq_len_enforced", self.check_max_seq_len),
         ]
+        threads = torch.get_num_threads()
+        if self.params < self.config.single_thread_below_params:
+            # Tiny matmuls gain nothing from a second thread, and on a busy machine OpenMP's
+            # spin-waiting makes them ~40x slower.
+            torch.set_num_threads(1)
+        try:
+            return self._run(checks)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _run(self, checks: list[tuple[str, Callable[[], str]]]) -> dict[str, Any]:
         start = time.perf_counter()
         results = []
         exhausted = False

@@ -31,7 +31,8 @@ EXIT_CODES = {
 
 def _is_oom(e: BaseException) -> bool:
     text = str(e).lower()
-    return isinstance(e, MemoryError) or "can't allocate memory" in text or "out of memory" in text
+    markers = ("can't allocate memory", "cannot allocate memory", "out of memory", "failed to map segment")
+    return isinstance(e, MemoryError) or any(m in text for m in markers)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

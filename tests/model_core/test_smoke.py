@@ -1,0 +1,82 @@
+"""The smoke suite passes a healthy model and fails, naming the problem, on broken ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from model_core.loader import load_pack
+from model_core.model import Transformer
+from model_core.smoke import SmokeConfig, run_smoke
+
+
+def by_name(report: dict) -> dict[str, dict]:
+    return {c["name"]: c for c in report["checks"]}
+
+
+def test_healthy_pack_passes_every_check_with_a_full_report(tiny_pack: Path) -> None:
+    report = run_smoke(load_pack(tiny_pack).model)
+    assert report["passed"], [c for c in report["checks"] if not c["passed"]]
+    assert len(report["checks"]) == 10
+    assert report["versions"]["torch"] == torch.__version__ and report["versions"]["safetensors"]
+    assert report["attention_backend"] == "sdpa(enable_gqa)"
+    assert report["logits_digest"].startswith("sha256:")
+    assert all(c["reason"] and c["seconds"] >= 0 for c in report["checks"])
+
+
+def test_logits_digest_is_reproducible(tiny_pack: Path) -> None:
+    model = load_pack(tiny_pack).model
+    assert run_smoke(model)["logits_digest"] == run_smoke(model)["logits_digest"]
+
+
+def test_nan_weight_fails_naming_the_tensor(tiny_model: Transformer) -> None:
+    with torch.no_grad():
+        tiny_model.layers[1].mlp.w2.weight[3, 4] = float("nan")
+    checks = by_name(run_smoke(tiny_model))
+    weights = checks["weights_finite_and_not_degenerate"]
+    assert (
+        not weights["passed"]
+        and "layers.1.mlp.w2.weight" in weights["reason"]
+        and "1 non-finite" in weights["reason"]
+    )
+    assert not checks["logits_shape_finite_not_degenerate"]["passed"]
+
+
+def test_all_zero_matrix_fails(tiny_model: Transformer) -> None:
+    with torch.no_grad():
+        tiny_model.layers[0].attn.v_proj.weight.zero_()
+    reason = by_name(run_smoke(tiny_model))["weights_finite_and_not_degenerate"]["reason"]
+    assert "layers.0.attn.v_proj.weight" in reason and "all zeros" in reason
+
+
+def test_a_stale_cache_slot_fails_cached_decoding(tiny_model: Transformer) -> None:
+    real_new_cache = tiny_model.new_cache
+
+    def with_stale_slot(batch_size: int, capacity: int | None = None):  # type: ignore[no-untyped-def]
+        cache = real_new_cache(batch_size, (capacity or 31) + 1)
+        cache.length = 1  # an empty slot that unmasked decoding would attend to
+        return cache
+
+    tiny_model.new_cache = with_stale_slot  # type: ignore[method-assign]
+    checks = by_name(run_smoke(tiny_model))
+    assert not checks["cached_decoding_matches_full"]["passed"]
+    assert "exceeds" in checks["cached_decoding_matches_full"]["reason"]
+    assert checks["deterministic"]["passed"]
+
+
+def test_spent_time_budget_skips_the_rest(tiny_model: Transformer) -> None:
+    report = run_smoke(tiny_model, SmokeConfig(time_budget_s=1e-9))
+    assert not report["passed"] and report["budget_exhausted"]
+    assert any(c.get("skipped") and "time budget" in c["reason"] for c in report["checks"])
+
+
+def test_big_models_use_short_sequences(tiny_model: Transformer) -> None:
+    report = run_smoke(tiny_model, SmokeConfig(big_model_params=10, short_seq_len=5))
+    assert report["passed"] and report["seq_len"] == 5
+
+
+def test_bf16_model_passes_with_half_precision_tolerance(tiny_model: Transformer) -> None:
+    report = run_smoke(tiny_model.to(torch.bfloat16))
+    assert report["passed"], [c for c in report["checks"] if not c["passed"]]
+    assert report["dtype"] == "bfloat16"
