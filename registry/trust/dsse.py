@@ -182,8 +182,16 @@ def _statement_mismatches(body: bytes, manifest: Mapping[str, Any]) -> list[str]
             problems.append(f"DSSE statement's sha256 for shard {name} differs from the manifest")
     problems.extend(f"DSSE statement names {n}, which is not a shard" for n in got if n not in expected)
     pred = stmt.get("predicate")
-    if stmt.get("predicateType") == PREDICATE_TYPE and isinstance(pred, dict):
-        want = hashlib.sha256(signing_payload(manifest)).hexdigest()
-        if (pred.get("manifest") or {}).get("sha256") != want:
-            problems.append("DSSE statement is over a different manifest (manifest sha256 differs)")
+    if stmt.get("predicateType") != PREDICATE_TYPE or not isinstance(pred, dict):
+        # Another tool's statement covers shard bytes only, not config/license/provenance: it must
+        # not count as a signature over this manifest.
+        problems.append(
+            f"DSSE predicateType {stmt.get('predicateType')!r} does not bind the manifest "
+            f"(expected {PREDICATE_TYPE})"
+        )
+        return problems
+    want = hashlib.sha256(signing_payload(manifest)).hexdigest()
+    manifest_ref = pred.get("manifest")
+    if not isinstance(manifest_ref, dict) or manifest_ref.get("sha256") != want:
+        problems.append("DSSE statement is over a different manifest (manifest sha256 differs)")
     return problems

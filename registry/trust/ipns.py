@@ -154,7 +154,11 @@ def make_record(
         out += field_bytes(F_PUBKEY, libp2p_public_key_bytes(public_key_of(private_key)))
     out += field_bytes(F_SIG_V2, sig_v2) + field_bytes(F_DATA, data)
     if len(out) > MAX_RECORD_BYTES:
-        raise ValueError(f"the record would be {len(out)} bytes; the limit is {MAX_RECORD_BYTES}")
+        raise IpnsRecordTooLarge(
+            f"the record would be {len(out)} bytes; the limit is {MAX_RECORD_BYTES}",
+            size=len(out),
+            limit=MAX_RECORD_BYTES,
+        )
     return bytes(out)
 
 

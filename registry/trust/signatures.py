@@ -166,7 +166,16 @@ def sign_manifest(manifest: Mapping[str, Any], private_key: Ed25519PrivateKey) -
         raise ManifestSignatureError("provenance.signatures must be a list")
     kept = [e for e in existing if not (isinstance(e, dict) and e.get("key_id") == sig.key_id)]
     prov["signatures"] = [*kept, sig.to_json()]
+    single = prov.get("signature")
+    if single is not None and not _is_single_signature(single):
+        # The seed's placeholder ("...") is no signature; it is outside the signed bytes anyway,
+        # and left in place it would make every verification report a malformed signature.
+        del prov["signature"]
     return out
+
+
+def _is_single_signature(value: object) -> bool:
+    return isinstance(value, str) and value.startswith(KEY_ID_PREFIX) and value.count(":") == 2
 
 
 def _decode_sig(text: object) -> bytes | None:
@@ -205,7 +214,8 @@ def embedded_signatures(manifest: Mapping[str, Any]) -> list[ManifestSignature |
     single = prov.get("signature")
     if single is not None:
         src = "provenance.signature"
-        if isinstance(single, str) and single.startswith(KEY_ID_PREFIX) and single.count(":") == 2:
+        if _is_single_signature(single):
+            assert isinstance(single, str)
             prefix, hexid, b64 = single.split(":")
             out.append(_entry({"key_id": f"{prefix}:{hexid}", "signature": b64}, src))
         else:

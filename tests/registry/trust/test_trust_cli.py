@@ -234,3 +234,12 @@ def test_offline_chain_from_ipns_record(pack_dir: Path, keys: tuple[Path, Path],
     assert result.exit_code == 1 and "V2 signature does not verify" in result.output
     lonely = run(verify, str(pack_dir), "--trust-policy", str(policy), "--ipns-record", str(good))
     assert lonely.exit_code == 2
+
+
+@pytest.mark.parametrize("cid", ["bafy...", "QmPlaceholder", ""])
+def test_unreadable_shard_cid_is_a_failure_line(pack_dir: Path, cid: str) -> None:
+    manifest = json.loads((pack_dir / "manifest.json").read_text())
+    manifest["shards"][0]["cid"] = cid
+    (pack_dir / "manifest.json").write_text(json.dumps(manifest))
+    result = run(verify, str(pack_dir), "--skip-signatures")
+    assert result.exit_code == 1 and "cannot check CID" in result.output

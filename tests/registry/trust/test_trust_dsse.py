@@ -106,3 +106,24 @@ def test_manifest_without_shard_digests_cannot_be_stated(manifest: dict[str, Any
     manifest["shards"][0]["sha256"] = "md5:abc"
     with pytest.raises(DsseError, match="sha256"):
         statement_for(manifest)
+
+
+def test_foreign_predicate_does_not_bind_the_manifest(
+    manifest: dict[str, Any], key: Ed25519PrivateKey
+) -> None:
+    stmt = statement_for(manifest)
+    stmt["predicateType"] = "https://model_signing/signature/v1.0"
+    body = json.dumps(stmt).encode()
+    env = {
+        "payloadType": PAYLOAD_TYPE,
+        "payload": base64.b64encode(body).decode(),
+        "signatures": [
+            {
+                "keyid": public_key_of(key).key_id,
+                "sig": base64.b64encode(key.sign(pae(PAYLOAD_TYPE, body))).decode(),
+            }
+        ],
+    }
+    result = verify_envelope(env_bytes(env), manifest, ring(key), NoTrustedTime())
+    assert result.signatures[0].ok
+    assert any("does not bind the manifest" in m for m in result.mismatches)

@@ -314,3 +314,8 @@ def test_format_validity_like_go_rfc3339nano() -> None:
     )
     assert format_validity(datetime(2123, 8, 14, 12, 17, 3, 500000, tzinfo=UTC)) == b"2123-08-14T12:17:03.5Z"
     assert format_validity(datetime(2123, 8, 14, 12, 17, 3, tzinfo=UTC)) == b"2123-08-14T12:17:03Z"
+
+
+def test_make_record_refuses_to_build_an_oversized_record(key: Ed25519PrivateKey) -> None:
+    with pytest.raises(IpnsRecordTooLarge):
+        make_record(key, "/ipfs/" + "a" * MAX_RECORD_BYTES, 1, LATER, HOUR_NS)

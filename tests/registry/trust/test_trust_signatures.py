@@ -199,3 +199,14 @@ def test_signatures_field_of_wrong_shape(manifest: dict[str, Any]) -> None:
 def test_fresh_key_signatures_differ_per_key(manifest: dict[str, Any]) -> None:
     a, b = generate_private_key(), generate_private_key()
     assert make_signature(manifest, a).signature != make_signature(manifest, b).signature
+
+
+def test_signing_drops_the_seed_placeholder_signature(
+    manifest: dict[str, Any], key: Ed25519PrivateKey
+) -> None:
+    seeded = copy.deepcopy(manifest)
+    seeded["provenance"]["signature"] = "..."
+    signed = sign_manifest(seeded, key)
+    assert "signature" not in signed["provenance"]
+    assert verdicts(signed, ring(key)) == [Verdict.VALID]
+    assert signing_payload(signed) == signing_payload(seeded)
