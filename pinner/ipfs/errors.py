@@ -96,3 +96,10 @@ class InvalidNodeUrlError(PinnerError):
     def __init__(self, message: str | None = None, *, node_url: str) -> None:
         self.node_url = node_url
         super().__init__(message, node_url=node_url)
+
+
+class PinFailedError(NodeError):
+    """The backend reports that pinning failed."""
+
+    code: ClassVar[str] = "pin_failed"
+    http_status: ClassVar[int] = 502

@@ -157,15 +157,8 @@ class HttpEndpoint:
         headers = {"Authorization": self._auth.header()} if self._auth else {}
         what = f"{method} {path}"
         try:
-            async with self._get_session().request(
-                method,
-                self.url + path,
-                params=params,
-                json=json_body,
-                data=data,
-                headers=headers,
-                timeout=timeout,
-            ) as resp:
+            resp = await self._send(method, path, params, json_body, data, headers, timeout)
+            async with resp:
                 if resp.status not in ok:
                     body = await resp.content.read(64 * 1024)
                     msg = node_message(body)
@@ -194,6 +187,37 @@ class HttpEndpoint:
             raise self.error(
                 NodeUnreachableError, f"{what}: cannot reach {self.url}: {exc}", cid=cid
             ) from exc
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        params: Any,
+        json_body: Any,
+        data: Any,
+        headers: dict[str, str],
+        client_timeout: aiohttp.ClientTimeout,
+    ) -> aiohttp.ClientResponse:
+        """Send, retrying once when a pooled keep-alive connection turns out dead (the node restarted).
+
+        Only bodies that can be sent twice are retried; a streamed upload is never replayed.
+        """
+        replayable = data is None or isinstance(data, bytes | str)
+        for attempt in (1, 2):
+            try:
+                return await self._get_session().request(
+                    method,
+                    self.url + path,
+                    params=params,
+                    json=json_body,
+                    data=data,
+                    headers=headers,
+                    timeout=client_timeout,
+                )
+            except aiohttp.ServerDisconnectedError:
+                if attempt == 2 or not replayable:
+                    raise
+        raise AssertionError("unreachable")
 
     async def read_limited(
         self, resp: aiohttp.ClientResponse, limit: int, *, cid: str | None = None

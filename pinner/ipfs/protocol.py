@@ -56,6 +56,7 @@ class PinStatus:
     error: str | None = None
     request_id: str | None = None
     peers: Mapping[str, PinState] = field(default_factory=dict)
+    delegates: tuple[str, ...] = ()  # multiaddrs a pinning service asks the block holder to connect to
 
     @property
     def replicas(self) -> int:

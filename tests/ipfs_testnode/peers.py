@@ -20,6 +20,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,12 +148,29 @@ class IpfsPeer:
         config["Swarm"]["DisableNatPortMap"] = True
         config_path.write_text(json.dumps(config, indent=1))
 
-    def spawn(self) -> None:
-        """Start the daemon without waiting for it (see `wait_ready`); initialises the repo if needed."""
-        if self.running:
-            return
+    def _clear_stale_lock(self) -> None:
+        """After kill -9 the repo lock stays behind; only our own (now reaped) daemon can have held it."""
+        lock = self.repo / "repo.lock"
+        if lock.is_dir():
+            shutil.rmtree(lock, ignore_errors=True)
+        elif lock.exists():
+            lock.unlink(missing_ok=True)
+
+    def prepare(self) -> None:
+        """Initialise the repo if there is none (safe to run in a worker thread)."""
         if not (self.repo / "config").exists():
             self._init_repo()
+
+    def spawn(self) -> None:
+        """Start the daemon without waiting for it (see `wait_ready`); initialises the repo if needed.
+
+        Call from the thread that lives as long as the peer: the child's parent-death signal fires
+        when the *thread* that forked it exits.
+        """
+        if self.running:
+            return
+        self.prepare()
+        self._clear_stale_lock()
         log = (self.repo / "daemon.log").open("ab")
         try:
             self._proc = subprocess.Popen(
@@ -243,6 +261,8 @@ def start_peers(root: Path, count: int, *, prefix: str = "peer") -> list[IpfsPee
     require_jsipfs()
     peers = [IpfsPeer(root, f"{prefix}{i}", ports) for i, ports in enumerate(peer_ports_for(count))]
     try:
+        with ThreadPoolExecutor(max_workers=count) as pool:  # `jsipfs init` takes ~1 s each
+            list(pool.map(IpfsPeer.prepare, peers))
         for peer in peers:
             peer.spawn()
         for peer in peers:

@@ -1,0 +1,42 @@
+"""CID spelling from nodes and block verification, the two things every node answer goes through."""
+
+from __future__ import annotations
+
+import pytest
+from multiformats import CID, multihash
+
+from pinner.ipfs.cids import normalize_cid, verify_block
+from pinner.ipfs.errors import BlockMismatchError, InvalidCidError
+
+DATA = b"hello\n"
+V1 = str(CID("base32", 1, "raw", multihash.digest(DATA, "sha2-256")))
+V0 = "QmdfTbBqBPQ7VNxZEYEj14VmRuZBkqFbiwReogJgS1zR1n"
+
+
+def test_js_ipfs_base58_cidv1_is_printed_in_base32() -> None:
+    b58 = str(CID.decode(V1).set(base="base58btc"))
+    assert b58.startswith("z") and normalize_cid(b58) == V1 == normalize_cid(V1)
+
+
+def test_cidv0_keeps_its_spelling() -> None:
+    assert normalize_cid(V0) == V0
+
+
+def test_garbage_is_an_invalid_cid_naming_the_text() -> None:
+    with pytest.raises(InvalidCidError) as err:
+        normalize_cid("Qm-not-a-cid")
+    assert err.value.cid == "Qm-not-a-cid" and err.value.http_status == 400
+
+
+def test_verify_accepts_the_right_bytes_and_names_the_node_on_wrong_ones() -> None:
+    verify_block(V1, DATA)
+    with pytest.raises(BlockMismatchError) as err:
+        verify_block(V1, DATA + b"!", node_url="http://127.0.0.1:5001")
+    assert (err.value.cid, err.value.node_url) == (V1, "http://127.0.0.1:5001")
+
+
+def test_verify_uses_the_cids_hash_function() -> None:
+    cid = str(CID("base32", 1, "raw", multihash.digest(DATA, "sha2-512")))
+    verify_block(cid, DATA)
+    with pytest.raises(BlockMismatchError):
+        verify_block(cid, b"other")
