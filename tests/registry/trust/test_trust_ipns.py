@@ -319,3 +319,18 @@ def test_format_validity_like_go_rfc3339nano() -> None:
 def test_make_record_refuses_to_build_an_oversized_record(key: Ed25519PrivateKey) -> None:
     with pytest.raises(IpnsRecordTooLarge):
         make_record(key, "/ipfs/" + "a" * MAX_RECORD_BYTES, 1, LATER, HOUR_NS)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.binary(min_size=32, max_size=32))
+def test_names_agree_with_the_multiformats_library(seed: bytes) -> None:
+    from multiformats import CID, multihash
+
+    from registry.trust.keys import private_key_from_raw
+
+    pub = public_key_of(private_key_from_raw(seed))
+    mh = multihash.wrap(libp2p_public_key_bytes(pub), "identity")
+    reference = CID("base36", 1, "libp2p-key", mh).encode("base36")
+    assert ipns_name(pub) == reference
+    assert parse_ipns_name(reference.upper()).canonical == reference  # base36upper "K..."
+    assert parse_ipns_name(CID("base32", 1, "libp2p-key", mh).encode("base32")).canonical == reference
