@@ -307,11 +307,9 @@ class FsBlockstore:
         with writer:
             if isinstance(source, Path):
                 with source.open("rb", buffering=0) as f:
-                    while chunk := f.read(self.config.ingest_flush_bytes * 4):
-                        writer.write(chunk)
+                    writer.write_from(f)
             else:
-                while chunk := source.read(self.config.ingest_flush_bytes * 4):
-                    writer.write(chunk)
+                writer.write_from(source)
             digest = writer.finish()
             check_expected(digest, expected_cid, expected_sha256)
             return writer.commit()

@@ -10,7 +10,7 @@ import os
 import uuid
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from multiformats import CID
 
@@ -55,6 +55,12 @@ class FileWriter:
         if self._state != "open":
             raise RuntimeError(f"cannot write to a writer that is {self._state}")
         self._pipeline.write(data)
+
+    def write_from(self, source: BinaryIO) -> None:
+        """Reads ``source`` to its end straight into the hashing buffers (one copy less than ``write``)."""
+        if self._state != "open":
+            raise RuntimeError(f"cannot write to a writer that is {self._state}")
+        self._pipeline.read_from(source)
 
     def finish(self) -> FileDigest:
         """Completes hashing and syncs the data and index to temp files; nothing is visible yet."""

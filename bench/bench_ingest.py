@@ -1,0 +1,147 @@
+"""Ingest benchmark (issue #3): a 1 GiB random file, measured in one run against a same-run baseline.
+
+(a) hashlib.sha256 over the file, one pass, one core            -- the baseline
+(b) CID only, as ``modelpack cid`` computes it (compute_cid)     -- goal >= 1.2x (a)
+(b') CID + file sha256 in one pass (hash_file)                   -- reported for the manifest path
+(c) full ingest into FsBlockstore: CID + sha256 + bytes stored + fsync'd -- goal >= 0.5x (a)
+(d) plain copy of the file + fsync, no hashing: the disk's ceiling for (c) on this machine
+Each is run ``--repeat`` times after one warm-up read; the best time is reported, with the peak RSS
+growth over the process's RSS before the phase (goal < 64 MiB). Usage:
+    .venv/bin/python bench/bench_ingest.py [--size-mib 1024] [--repeat 3] [--dir /tmp]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+
+from pinner.blockstore import FsBlockstore
+from pinner.unixfs import compute_cid, hash_file
+
+MIB = 1024 * 1024
+
+
+def make_file(path: Path, size: int) -> None:
+    with path.open("wb") as f:
+        left = size
+        while left:
+            n = min(left, 16 * MIB)
+            f.write(os.urandom(n))
+            left -= n
+
+
+def copy_and_sync(src: Path, dst: Path) -> None:
+    buf = bytearray(4 * MIB)
+    view = memoryview(buf)
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        with src.open("rb", buffering=0) as f:
+            while n := f.readinto(buf):
+                os.write(fd, view[:n])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    dst.unlink()
+
+
+def sha256_one_pass(path: Path) -> str:
+    h = hashlib.sha256()
+    buf = bytearray(8 * MIB)
+    view = memoryview(buf)
+    with path.open("rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            h.update(view[:n])
+    return h.hexdigest()
+
+
+class PeakRss:
+    """Samples this process's RSS every 5 ms while a phase runs."""
+
+    def __init__(self) -> None:
+        self._proc = psutil.Process()
+        self.base = self.peak = self._proc.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._proc.memory_info().rss)
+
+
+def measure(fn: Callable[[], object], repeat: int) -> tuple[float, int, object]:
+    best, growth, result = float("inf"), 0, None
+    for _ in range(repeat):
+        with PeakRss() as rss:
+            t = time.perf_counter()
+            result = fn()
+            elapsed = time.perf_counter() - t
+        best = min(best, elapsed)
+        growth = max(growth, rss.peak - rss.base)
+    return best, growth, result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--dir", type=Path, default=None)
+    args = ap.parse_args()
+    size = args.size_mib * MIB
+    work = Path(tempfile.mkdtemp(prefix="bench-ingest-", dir=args.dir))
+    try:
+        src = work / "random.bin"
+        make_file(src, size)
+        sha256_one_pass(src)  # warm the page cache so every phase reads the same way
+
+        counter = [0]
+
+        def ingest() -> object:
+            counter[0] += 1
+            store = FsBlockstore(work / f"store{counter[0]}")  # a fresh store: no dedupe shortcut
+            digest = store.ingest_file(src)
+            shutil.rmtree(work / f"store{counter[0]}")
+            return digest
+
+        rows = [
+            ("(a) hashlib.sha256, one pass", *measure(lambda: sha256_one_pass(src), args.repeat)),
+            ("(b) CID only (modelpack cid)", *measure(lambda: compute_cid(src), args.repeat)),
+            ("(b') CID + sha256 (hash_file)", *measure(lambda: hash_file(src), args.repeat)),
+            ("(c) ingest + fsync (FsBlockstore)", *measure(ingest, args.repeat)),
+            (
+                "(d) plain copy + fsync (disk ceiling)",
+                *measure(lambda: copy_and_sync(src, work / "copy"), args.repeat),
+            ),
+        ]
+        base = rows[0][1]
+        print(f"file: {args.size_mib} MiB random, {os.cpu_count()} cores, best of {args.repeat}")
+        print(f"{'phase':38} {'seconds':>8} {'MiB/s':>8} {'x (a)':>7} {'peak RSS +MiB':>14}")
+        for name, secs, growth, _ in rows:
+            print(f"{name:38} {secs:8.3f} {size / MIB / secs:8.0f} {base / secs:7.2f} {growth / MIB:14.1f}")
+        cid_b = rows[1][3][0]  # type: ignore[index]
+        assert str(cid_b) == str(rows[2][3].cid) == str(rows[3][3].cid)  # type: ignore[union-attr]
+        assert rows[2][3].sha256.hex() == rows[0][3]  # type: ignore[union-attr]
+        print(f"CID {cid_b}  sha256 {rows[0][3]}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
