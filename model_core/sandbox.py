@@ -42,6 +42,7 @@ SAFE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "
 THREAD_ENV_KEYS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _SECRET = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.IGNORECASE)
 STDERR_TAIL_BYTES = 4000
+_OOM_MARKERS = ("failed to map segment", "Cannot allocate memory", "MemoryError", "can't allocate memory")
 
 
 @dataclass(frozen=True)
@@ -190,10 +191,18 @@ def run_child(
         }
     if child.get("verdict") in EXIT_CODES and EXIT_CODES[child["verdict"]] == rc:
         return child
+    tail = _tail(stderr_path)
+    if any(m in tail for m in _OOM_MARKERS):  # e.g. the interpreter could not even map libpython
+        return {
+            "verdict": "out_of_memory",
+            "reason": f"the validation process could not start or run within {limits.memory_bytes} bytes "
+            "of address space",
+            "stderr_tail": tail,
+        }
     return {
         "verdict": "crashed",
         "reason": f"the validation process exited with status {rc} without a report",
-        "stderr_tail": _tail(stderr_path),
+        "stderr_tail": tail,
     }
 
 
