@@ -181,20 +181,21 @@ def _decode_data(data: bytes) -> dict[str, Any]:
 
 
 def _check_v1_fields(fields: dict[int, int | bytes], doc: dict[str, Any]) -> None:
-    required = F_SIG_V1 in fields
+    """With a V1 signature, every V1 field must equal the signed data (a missing one reads as its
+    protobuf default, as the reference implementation reads it); without one, any V1 field given
+    must still agree, so no reader can be shown a value the signature does not cover."""
+    has_v1_signature = bool(fields.get(F_SIG_V1))
     pairs = (
-        (F_VALUE, "Value", "value"),
-        (F_VALIDITY, "Validity", "validity"),
-        (F_VALIDITY_TYPE, "ValidityType", "validityType"),
-        (F_SEQUENCE, "Sequence", "sequence"),
-        (F_TTL, "TTL", "ttl"),
+        (F_VALUE, "Value", "value", b""),
+        (F_VALIDITY, "Validity", "validity", b""),
+        (F_VALIDITY_TYPE, "ValidityType", "validityType", 0),
+        (F_SEQUENCE, "Sequence", "sequence", 0),
+        (F_TTL, "TTL", "ttl", 0),
     )
-    for number, key, label in pairs:
-        if number not in fields:
-            if required and key != "TTL":
-                raise IpnsDataMismatch(f"the record has a V1 signature but no V1 {label} field", field=label)
+    for number, key, label, default in pairs:
+        if number not in fields and not has_v1_signature:
             continue
-        if fields[number] != doc[key]:
+        if fields.get(number, default) != doc[key]:
             raise IpnsDataMismatch(
                 f"the record's V1 {label} disagrees with its signed DAG-CBOR data", field=label
             )

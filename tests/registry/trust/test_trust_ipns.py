@@ -334,3 +334,24 @@ def test_names_agree_with_the_multiformats_library(seed: bytes) -> None:
     assert ipns_name(pub) == reference
     assert parse_ipns_name(reference.upper()).canonical == reference  # base36upper "K..."
     assert parse_ipns_name(CID("base32", 1, "libp2p-key", mh).encode("base32")).canonical == reference
+
+
+def test_missing_v1_field_reads_as_its_default_when_v1_signed(key: Ed25519PrivateKey) -> None:
+    from registry.trust import ipns
+
+    def without_ttl(record: bytes) -> bytes:
+        fields = decode_fields(record, ipns._WIRE)
+        del fields[6]
+        return b"".join(
+            field_varint(n, v) if isinstance(v, int) else field_bytes(n, v) for n, v in sorted(fields.items())
+        )
+
+    assert validate_record(name_of(key), without_ttl(make_record(key, VALUE, 1, LATER, 0)), NOW).ttl_ns == 0
+    with pytest.raises(IpnsDataMismatch) as err:
+        validate_record(name_of(key), without_ttl(make_record(key, VALUE, 1, LATER, HOUR_NS)), NOW)
+    assert err.value.field == "ttl"
+
+
+def test_empty_v1_signature_counts_as_absent(key: Ed25519PrivateKey) -> None:
+    record = make_record(key, VALUE, 1, LATER, HOUR_NS, v1_compatible=False)
+    assert validate_record(name_of(key), field_bytes(2, b"") + record, NOW).path == VALUE
