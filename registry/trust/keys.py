@@ -28,6 +28,7 @@ from registry.trust.errors import BadPublicKey, KeyFileError
 ALGORITHM = "ed25519"
 KEY_ID_PREFIX = "ed25519:"
 PRIVATE_KEY_MAX_BYTES = 16 * 1024
+_SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")  # DER SubjectPublicKeyInfo header, Ed25519
 
 
 class InsecureKeyFileWarning(UserWarning):
@@ -191,6 +192,8 @@ def parse_public_key(text: str | bytes) -> PublicKey:
         raw = base64.b64decode(padded.replace(b"-", b"+").replace(b"_", b"/"), validate=True)
     except (binascii.Error, ValueError):
         raise BadPublicKey("a public key must be PEM or the raw 32 bytes in base64") from None
+    if len(raw) == len(_SPKI_PREFIX) + 32 and raw.startswith(_SPKI_PREFIX):
+        raw = raw[len(_SPKI_PREFIX) :]  # the body of a PEM block pasted without its armour
     return PublicKey(raw)
 
 

@@ -102,6 +102,8 @@ def test_public_key_from_pem_and_base64(tmp_path: Path, key: Ed25519PrivateKey) 
     assert parse_public_key(pub.to_pem()) == pub
     assert parse_public_key(pub.b64) == pub
     assert parse_public_key(base64.urlsafe_b64encode(pub.raw).decode().rstrip("=")) == pub
+    pem_body = "".join(line for line in pub.to_pem().decode().splitlines() if not line.startswith("-----"))
+    assert parse_public_key(pem_body) == pub
     (tmp_path / "k.pub").write_bytes(pub.to_pem())
     assert load_public_key(tmp_path / "k.pub") == pub
 
