@@ -158,7 +158,7 @@ class ChunkPipeline:
             raise RuntimeError("pipeline already finished")
         try:
             if self._fill:
-                self._submit()
+                self._submit(final=True)
             while self._pending:
                 self._drain_one()
             if self._tree.leaf_count == 0:
@@ -198,13 +198,23 @@ class ChunkPipeline:
             self._fill = 0
         return self._cur
 
-    def _submit(self) -> None:
+    def _submit(self, final: bool = False) -> None:
         assert self._cur is not None
         buf, n = self._cur, self._fill
         self._cur, self._fill = None, 0
         view = memoryview(buf)[:n]
         chunk, raw = self._params.chunk_size, self._params.leaves_raw
         starts = range(0, n, chunk)
+        if final and self._pool is None:
+            # The whole input fit in one batch: hash it here, no threads to start for a small file.
+            if self._sink is not None:
+                self._sink(view)
+            if self._sha is not None:
+                self._sha.update(view)
+            self._add_leaves(self._offset, _hash_chunks(view, starts, chunk, raw))
+            self._offset += n
+            self._free.append(buf)
+            return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self._config.workers, thread_name_prefix="unixfs-chunks")
             if self._sha is not None:
