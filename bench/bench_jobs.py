@@ -89,14 +89,18 @@ def main() -> None:
         url = dbutil.sqlite_url(Path(d) / "bench.sqlite3")
         asyncio.run(dbutil.migrate_url(url))
         rate, base = run(url, 1, args.jobs)
-        print(f"sqlite   1 worker : {rate:8.0f} claims/s (claim+complete); baseline 1-row UPDATE txn {base:8.0f}/s; ratio {rate / base:.2f}")
+        print(
+            f"sqlite   1 worker : {rate:8.0f} claims/s (claim+complete); baseline 1-row UPDATE txn {base:8.0f}/s; ratio {rate / base:.2f}"
+        )
     name = dbutil.unique_name("modelpack_bench")
     dbutil.pg_create(name)
     try:
         url = dbutil.pg_url(name)
         asyncio.run(dbutil.migrate_url(url))
         rate, base = run(url, 4, args.jobs)
-        print(f"postgres 4 workers: {rate:8.0f} claims/s (claim+complete); baseline 1-row UPDATE txn {base:8.0f}/s (1 conn); ratio {rate / base:.2f}")
+        print(
+            f"postgres 4 workers: {rate:8.0f} claims/s (claim+complete); baseline 1-row UPDATE txn {base:8.0f}/s (1 conn); ratio {rate / base:.2f}"
+        )
     finally:
         dbutil.pg_drop(name)
 

@@ -68,7 +68,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             if status >= 500:
                 log.error("%s %s failed: %s", request.method, request.path, e)
             err_code: str = getattr(type(e), "code")  # noqa: B009
-            return error_response(status, err_code, getattr(e, "message", str(e)), getattr(e, "details", None))
+            return error_response(
+                status, err_code, getattr(e, "message", str(e)), getattr(e, "details", None)
+            )
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal error; the server log has the details")
 
