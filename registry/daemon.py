@@ -15,14 +15,23 @@ from typing import Any
 
 from aiohttp import web
 
-from registry.api import health
-from registry.api.keys import ENGINE, JOB_QUEUE, SERVICES, SESSIONS, SETTINGS, WORKER
+from pinner.blockstore import FsBlockstore, FsBlockstoreConfig
+from pinner.unixfs import PipelineConfig
+from registry.api import blobs, health, models, openapi, packs, pointers, tokens
+from registry.api.keys import BLOCKSTORE, ENGINE, JOB_QUEUE, REGISTRY, SERVICES, SESSIONS, SETTINGS, WORKER
 from registry.api.middleware import access_log_middleware, error_middleware
 from registry.db.engine import create_engine, ping, session_factory
 from registry.db.migrate import require_current
 from registry.errors import RegistryError
 from registry.jobs.sql import SqlJobQueue
 from registry.jobs.worker import Handler, Worker, WorkerConfig
+from registry.manifest import ManifestLimits
+from registry.services import RegistryServices
+from registry.services.auth import AuthService
+from registry.services.blobs import BlobConfig, BlobService
+from registry.services.browse import BrowseService
+from registry.services.pointers import PointerService
+from registry.services.publish import PublishService
 from registry.settings import Settings
 
 log = logging.getLogger("modelpack.daemon")
@@ -83,6 +92,45 @@ def _jobs_ctx(settings: Settings, handlers: dict[str, Handler]) -> CleanupCtx:
     return ctx
 
 
+def _blockstore_ctx(settings: Settings) -> CleanupCtx:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        config = FsBlockstoreConfig(
+            fsync=settings.storage.fsync, pipeline=PipelineConfig(workers=settings.unixfs.hash_workers)
+        )
+        app[BLOCKSTORE] = await asyncio.to_thread(FsBlockstore, settings.storage.data_dir / "blocks", config)
+        yield
+
+    return ctx
+
+
+def _registry_ctx(settings: Settings) -> CleanupCtx:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        lim = settings.limits
+        limits = ManifestLimits(
+            manifest_max_bytes=lim.manifest_max_bytes,
+            max_shards=lim.max_shards,
+            filename_max_len=lim.filename_max_len,
+            string_max_len=lim.string_max_len,
+            json_max_depth=lim.json_max_depth,
+            pack_max_bytes=lim.pack_max_bytes,
+        )
+        sessions = app[SESSIONS]
+        app[REGISTRY] = RegistryServices(
+            auth=AuthService(sessions),
+            blobs=BlobService(sessions, app[BLOCKSTORE], BlobConfig(settings.server.max_upload_bytes)),
+            publish=PublishService(sessions, app[JOB_QUEUE], limits),
+            browse=BrowseService(sessions),
+            pointers=PointerService(sessions),
+            limits=limits,
+            read_requires_token=settings.server.read_requires_token,
+            page_size_default=min(lim.page_size_default, lim.page_size_max),
+            page_size_max=lim.page_size_max,
+        )
+        yield
+
+    return ctx
+
+
 def build_app(settings: Settings) -> web.Application:
     """The whole daemon as one aiohttp application (also what the tests run)."""
     app = web.Application(
@@ -94,7 +142,11 @@ def build_app(settings: Settings) -> web.Application:
     handlers: dict[str, Handler] = {}
     app.cleanup_ctx.append(_database_ctx(settings))
     app.cleanup_ctx.append(_jobs_ctx(settings, handlers))
+    app.cleanup_ctx.append(_blockstore_ctx(settings))
+    app.cleanup_ctx.append(_registry_ctx(settings))
     app.add_routes(health.routes)
+    for module in (blobs, packs, models, pointers, tokens, openapi):
+        app.add_routes(module.routes)
     return app
 
 

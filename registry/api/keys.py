@@ -10,8 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from registry.settings import Settings
 
 if TYPE_CHECKING:
+    from pinner.blockstore import FsBlockstore
     from registry.jobs.sql import SqlJobQueue
     from registry.jobs.worker import Worker
+    from registry.services import RegistryServices
 
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
@@ -19,3 +21,5 @@ SESSIONS = web.AppKey("sessions", async_sessionmaker[AsyncSession])
 JOB_QUEUE: web.AppKey[SqlJobQueue] = web.AppKey("job_queue")
 WORKER: web.AppKey[Worker] = web.AppKey("worker")
 SERVICES: web.AppKey[dict[str, Any]] = web.AppKey("services")
+BLOCKSTORE: web.AppKey[FsBlockstore] = web.AppKey("blockstore")
+REGISTRY: web.AppKey[RegistryServices] = web.AppKey("registry_services")

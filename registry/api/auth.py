@@ -1,0 +1,40 @@
+"""Bearer tokens on requests: who is calling, and the optional gate that makes reads need a token too."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from registry.api.keys import REGISTRY
+from registry.errors import Unauthorized
+from registry.services import RegistryServices
+from registry.services.auth import Principal
+
+
+def services(request: web.Request) -> RegistryServices:
+    return request.app[REGISTRY]
+
+
+def bearer_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("the Authorization header must be 'Bearer <token>'", reason="malformed")
+    return token.strip()
+
+
+async def require_principal(request: web.Request) -> Principal:
+    """The caller's principal; Unauthorized (401) without a valid token."""
+    token = bearer_token(request)
+    if token is None:
+        raise Unauthorized(
+            "this request needs an API token: send 'Authorization: Bearer <token>'", reason="missing"
+        )
+    return await services(request).auth.authenticate(token)
+
+
+async def read_gate(request: web.Request) -> None:
+    """Reads are public unless ``server.read_requires_token`` is set."""
+    if services(request).read_requires_token:
+        await require_principal(request)

@@ -1,0 +1,47 @@
+"""``/v1/blobs/{cid}``: does the registry hold these bytes, and the streaming shard upload."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from pinner.digests import cid_str, parse_cid
+from registry.api.auth import read_gate, require_principal, services
+from registry.api.schemas import BlobOut
+from registry.errors import NotFound
+from registry.services.blobs import BlobInfo
+
+routes = web.RouteTableDef()
+UPLOAD_CHUNK = 1024 * 1024
+
+
+def blob_out(info: BlobInfo) -> BlobOut:
+    return BlobOut(
+        cid=info.cid, sha256="sha256:" + info.sha256, size=info.size, unixfs_profile=info.unixfs_profile
+    )
+
+
+@routes.get("/v1/blobs/{cid}")
+async def get_blob(request: web.Request) -> web.Response:
+    """Whether the registry holds a verified file with this UnixFS CID (publish uploads only what is missing)."""
+    await read_gate(request)
+    cid = cid_str(parse_cid(request.match_info["cid"]))
+    info = await services(request).blobs.get(cid)
+    if info is None:
+        raise NotFound(f"no uploaded file with CID {cid}", cid=cid)
+    return web.json_response(text=blob_out(info).model_dump_json())
+
+
+@routes.put("/v1/blobs/{cid}")
+async def put_blob(request: web.Request) -> web.Response:
+    """Streams the body into the store; commits only if it hashes to the CID (and ``sha256`` when given)."""
+    principal = await require_principal(request)
+    svc = services(request)
+    info, created = await svc.blobs.ingest(
+        principal,
+        request.match_info["cid"],
+        request.content.iter_chunked(UPLOAD_CHUNK),
+        sha256=request.query.get("sha256"),
+        profile=request.query.get("profile"),
+        declared_size=request.content_length,
+    )
+    return web.json_response(text=blob_out(info).model_dump_json(), status=201 if created else 200)

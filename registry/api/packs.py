@@ -1,0 +1,164 @@
+"""Packs: publish a manifest under ``ns/model``, pack detail, its exact canonical bytes and its shard bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from pinner.digests import cid_str, parse_cid
+from registry.api.auth import read_gate, require_principal, services
+from registry.api.bodies import optional_str, read_json_object
+from registry.api.keys import BLOCKSTORE
+from registry.api.schemas import PackOut, PublishOut, SignatureOut
+from registry.errors import BadRequest, InvalidManifest
+from registry.manifest.canonical import load_manifest
+from registry.manifest.names import ModelRef, check_name
+
+routes = web.RouteTableDef()
+ENVELOPE_SLACK = 64 * 1024  # detached signatures, tag and reason around the manifest
+PUBLISH_KEYS = {"manifest", "signatures", "tag", "reason"}
+STREAM_BATCH = 4 * 1024 * 1024
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+def model_ref(request: web.Request) -> ModelRef:
+    return ModelRef(
+        check_name(request.match_info["namespace"], "namespace"),
+        check_name(request.match_info["model"], "model name"),
+    )
+
+
+def _etag_matches(request: web.Request, etag: str) -> bool:
+    inm = request.headers.get("If-None-Match")
+    return inm is not None and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")])
+
+
+@routes.post("/v1/models/{namespace}/{model}/packs")
+async def publish(request: web.Request) -> web.Response:
+    """Publish: every shard must already be uploaded and match; moves ``latest`` (and ``tag``)."""
+    principal = await require_principal(request)
+    svc = services(request)
+    ref = model_ref(request)
+    limits = svc.limits
+    body = await read_json_object(
+        request, limits.manifest_max_bytes + ENVELOPE_SLACK, limits.json_max_depth + 1, "publish body"
+    )
+    unknown = set(body) - PUBLISH_KEYS
+    if unknown:
+        raise BadRequest(f"unknown key {sorted(unknown)[0]!r} in the publish body", field=sorted(unknown)[0])
+    if "manifest" not in body:
+        raise InvalidManifest("the publish body has no 'manifest'", field="manifest")
+    parsed = load_manifest(body["manifest"], limits)
+    sigs = body.get("signatures") or []
+    if not isinstance(sigs, list):
+        raise BadRequest("'signatures' must be a list of detached signature objects", field="signatures")
+    result = await svc.publish.publish(
+        principal,
+        ref,
+        parsed,
+        detached=sigs,
+        tag=optional_str(body, "tag", 64),
+        reason=optional_str(body, "reason"),
+    )
+    out = PublishOut(
+        cid=result.cid,
+        created=result.created,
+        state=result.state,
+        namespace=result.namespace,
+        model=result.model,
+        model_version=result.model_version,
+        pointers=result.pointers,
+        signatures=[SignatureOut.model_validate(s) for s in result.signatures],
+    )
+    return web.json_response(
+        text=out.model_dump_json(),
+        status=201 if result.created else 200,
+        headers={"Location": f"/v1/packs/{result.cid}"},
+    )
+
+
+@routes.get("/v1/packs/{cid}")
+async def get_pack(request: web.Request) -> web.Response:
+    """Pack detail: manifest, state and its history, shards, signatures, replicas, validation, pointers."""
+    await read_gate(request)
+    cid = cid_str(parse_cid(request.match_info["cid"]))
+    d = await services(request).browse.pack(cid)
+    s = d.summary
+    try:
+        out = PackOut(
+            cid=s.cid,
+            namespace=s.namespace,
+            model=s.model,
+            model_version=s.model_version,
+            state=s.state,
+            total_size=s.total_size,
+            shard_count=s.shard_count,
+            created_at=s.created_at,
+            state_reason=d.state_reason,
+            manifest=json.loads(d.manifest),
+            history=d.history,
+            shards=[_shard_dict(sh) for sh in d.shards],
+            signatures=d.signatures,
+            replicas=d.replicas,
+            validation=d.validation,
+            pointers=d.pointers,
+        )
+    except ValidationError as e:  # pragma: no cover - the index holds what publish validated
+        raise BadRequest(f"pack {cid} cannot be shown: {e.errors()[0]['msg']}") from None
+    return web.json_response(text=out.model_dump_json(by_alias=True))
+
+
+def _shard_dict(sh: object) -> dict[str, object]:
+    d = {k: getattr(sh, k) for k in ("position", "filename", "cid", "sha256", "size", "unixfs_profile")}
+    d["sha256"] = "sha256:" + str(d["sha256"])
+    return d
+
+
+@routes.get("/v1/packs/{cid}/manifest")
+async def get_manifest(request: web.Request) -> web.Response:
+    """The exact canonical (RFC 8785) manifest bytes; their CIDv1 (raw) is the pack CID."""
+    await read_gate(request)
+    cid = cid_str(parse_cid(request.match_info["cid"]))
+    etag = f'"{cid}"'
+    headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
+    data = await services(request).browse.manifest(cid)
+    if _etag_matches(request, etag):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=data, content_type="application/json", headers=headers)
+
+
+def _next_batch(it: Iterator[bytes]) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    for chunk in it:
+        parts.append(chunk)
+        size += len(chunk)
+        if size >= STREAM_BATCH:
+            break
+    return b"".join(parts)
+
+
+@routes.get("/v1/packs/{cid}/shards/{filename}")
+async def get_shard(request: web.Request) -> web.StreamResponse:
+    """A shard's bytes, streamed from the store with every leaf verified against the shard CID."""
+    await read_gate(request)
+    cid = cid_str(parse_cid(request.match_info["cid"]))
+    shard = await services(request).browse.shard(cid, request.match_info["filename"])
+    etag = f'"{shard.cid}"'
+    headers = {"ETag": etag, "Cache-Control": IMMUTABLE, "X-Content-Sha256": "sha256:" + shard.sha256}
+    if _etag_matches(request, etag):
+        return web.Response(status=304, headers=headers)
+    store = request.app[BLOCKSTORE]
+    it = await asyncio.to_thread(store.iter_file_bytes, shard.cid)
+    resp = web.StreamResponse(headers=headers)
+    resp.content_type = "application/octet-stream"
+    resp.content_length = shard.size
+    await resp.prepare(request)
+    while batch := await asyncio.to_thread(_next_batch, it):
+        await resp.write(batch)
+    await resp.write_eof()
+    return resp

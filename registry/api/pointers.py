@@ -1,0 +1,99 @@
+"""Pointers over HTTP: resolve (the hot path, with an ETag), compare-and-swap set (If-Match), history."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from pinner.digests import cid_str, parse_cid
+from registry.api.auth import read_gate, require_principal, services
+from registry.api.bodies import read_limited
+from registry.api.packs import model_ref
+from registry.api.pagination import decode_cursor, encode_cursor, page_limit
+from registry.api.schemas import PointerChangeOut, PointerHistoryPage, PointerIn, PointerList, PointerOut
+from registry.errors import BadRequest
+from registry.manifest.names import check_tag
+from registry.services.pointers import ANY, PointerView
+
+routes = web.RouteTableDef()
+POINTER_BODY_MAX = 8 * 1024
+
+
+def _out(p: PointerView) -> PointerOut:
+    return PointerOut.model_validate(p, from_attributes=True)
+
+
+def _expected(request: web.Request) -> object:
+    """If-Match: the CID the pointer must hold; If-None-Match: * : it must not exist yet."""
+    if_match = request.headers.get("If-Match")
+    if if_match is not None:
+        value = if_match.strip().removeprefix("W/").strip('"')
+        return cid_str(parse_cid(value))
+    if request.headers.get("If-None-Match", "").strip() == "*":
+        return None
+    return ANY
+
+
+@routes.get("/v1/models/{namespace}/{model}/pointers")
+async def list_pointers(request: web.Request) -> web.Response:
+    await read_gate(request)
+    items = await services(request).pointers.list_tags(model_ref(request))
+    return web.json_response(text=PointerList(items=[_out(p) for p in items]).model_dump_json())
+
+
+@routes.get("/v1/models/{namespace}/{model}/pointers/{tag}")
+async def resolve(request: web.Request) -> web.Response:
+    """``ns/model@tag`` -> pack CID; the ETag is the CID (use it as If-Match to move the pointer)."""
+    await read_gate(request)
+    p = await services(request).pointers.resolve(model_ref(request), check_tag(request.match_info["tag"]))
+    return web.json_response(text=_out(p).model_dump_json(), headers={"ETag": f'"{p.cid}"'})
+
+
+@routes.put("/v1/models/{namespace}/{model}/pointers/{tag}")
+async def set_pointer(request: web.Request) -> web.Response:
+    """Moves the pointer; with If-Match it moves only if it still holds that CID (else 412)."""
+    principal = await require_principal(request)
+    ref = model_ref(request)
+    tag = check_tag(request.match_info["tag"])
+    raw = await read_limited(request, POINTER_BODY_MAX)
+    try:
+        body = PointerIn.model_validate_json(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise BadRequest(
+            f"pointer body: {'.'.join(map(str, err['loc'])) or '(root)'}: {err['msg']}"
+        ) from None
+    cid = cid_str(parse_cid(body.cid))
+    p = await services(request).pointers.set(
+        principal, ref, tag, cid, expected=_expected(request), reason=body.reason
+    )
+    return web.json_response(text=_out(p).model_dump_json(), headers={"ETag": f'"{p.cid}"'})
+
+
+async def _history(request: web.Request, tag: str | None) -> web.Response:
+    await read_gate(request)
+    svc = services(request)
+    limit = page_limit(request, svc)
+    cur = decode_cursor(request.query.get("cursor"), 1)
+    if cur is not None and not isinstance(cur[0], int):
+        raise BadRequest("cursor is not one this API returned")
+    rows = await svc.pointers.history(
+        model_ref(request), tag, after_id=int(cur[0]) if cur else None, limit=limit + 1
+    )
+    page = PointerHistoryPage(
+        items=[PointerChangeOut.model_validate(r, from_attributes=True) for r in rows[:limit]],
+        next_cursor=encode_cursor([rows[limit - 1].id]) if len(rows) > limit else None,
+    )
+    return web.json_response(text=page.model_dump_json())
+
+
+@routes.get("/v1/models/{namespace}/{model}/pointers/{tag}/history")
+async def tag_history(request: web.Request) -> web.Response:
+    """Who moved this pointer, when, from which CID to which, and why; newest first."""
+    return await _history(request, check_tag(request.match_info["tag"]))
+
+
+@routes.get("/v1/models/{namespace}/{model}/history")
+async def model_history(request: web.Request) -> web.Response:
+    """Pointer history of every tag of the model; newest first."""
+    return await _history(request, None)

@@ -1,0 +1,188 @@
+"""Strict manifest parsing under the settings' limits, RFC 8785 canonical bytes and the pack CID.
+
+Order of checks: size, UTF-8, JSON (no duplicate keys, no NaN), depth and string lengths, shard count,
+schema, then cross-field rules (duplicate filenames, key collisions, total size). Each failure raises
+InvalidManifest naming the field; nothing is stored before all of them pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import rfc8785
+from pydantic import ValidationError
+
+from pinner.digests import RAW, cid_bytes_v1, cid_str
+from registry.errors import InvalidManifest, ManifestTooLarge
+from registry.manifest.schema import KNOWN_KEYS, ManifestDoc
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestLimits:
+    """Budgets a hostile manifest could probe (from ``settings.limits``)."""
+
+    manifest_max_bytes: int = 1024 * 1024
+    max_shards: int = 4096
+    filename_max_len: int = 255
+    string_max_len: int = 4096
+    json_max_depth: int = 32
+    pack_max_bytes: int = 1024**4
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedManifest:
+    """A validated manifest: the schema view, the original JSON, its canonical bytes and the pack CID."""
+
+    doc: ManifestDoc
+    data: dict[str, Any]
+    canonical: bytes
+    cid: str
+
+
+def pack_cid_of(canonical: bytes) -> str:
+    """CIDv1 (raw, sha2-256, base32) of the canonical bytes: ``ipfs add --cid-version=1`` of a small file."""
+    return cid_str(cid_bytes_v1(RAW, hashlib.sha256(canonical).digest()))
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise InvalidManifest(f"the key {k!r} appears twice in one object", field=k)
+        out[k] = v
+    return out
+
+
+def _no_constants(name: str) -> Any:
+    raise InvalidManifest(f"{name} is not a JSON number", field="")
+
+
+def parse_json_strict(raw: bytes, *, max_bytes: int, max_depth: int, what: str = "manifest") -> Any:
+    """Decode JSON bytes refusing oversize bodies, bad UTF-8, duplicate keys, NaN and deep nesting."""
+    if len(raw) > max_bytes:
+        raise ManifestTooLarge(
+            f"the {what} is {len(raw)} bytes, more than the limit of {max_bytes}", size=len(raw)
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InvalidManifest(f"the {what} is not UTF-8: {e.reason} at byte {e.start}") from None
+    try:
+        data = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    except RecursionError:
+        raise InvalidManifest(f"the {what} nests deeper than {max_depth} levels", depth=max_depth) from None
+    except json.JSONDecodeError as e:
+        raise InvalidManifest(
+            f"the {what} is not JSON: {e.msg} at line {e.lineno} column {e.colno}"
+        ) from None
+    return data
+
+
+def _walk(value: Any, depth: int = 1, path: str = "") -> Iterator[tuple[int, str, Any]]:
+    stack: list[tuple[Any, int, str]] = [(value, depth, path)]
+    while stack:
+        v, d, p = stack.pop()
+        yield d, p, v
+        if isinstance(v, dict):
+            for k, child in v.items():
+                yield d, f"{p}.{k}" if p else k, k  # keys count as strings
+                stack.append((child, d + 1, f"{p}.{k}" if p else k))
+        elif isinstance(v, list):
+            stack.extend((child, d + 1, f"{p}[{i}]") for i, child in enumerate(v))
+
+
+def _check_shape(data: Any, limits: ManifestLimits) -> None:
+    for depth, path, v in _walk(data):
+        if depth > limits.json_max_depth:
+            raise InvalidManifest(
+                f"the manifest nests deeper than {limits.json_max_depth} levels (at {path})",
+                field=path,
+                depth=limits.json_max_depth,
+            )
+        if isinstance(v, str) and len(v) > limits.string_max_len:
+            raise InvalidManifest(
+                f"the string at {path or '(root)'} is {len(v)} characters, more than {limits.string_max_len}",
+                field=path,
+            )
+
+
+def _norm(key: str) -> str:
+    return key.casefold().replace("_", "").replace("-", "")
+
+
+def _check_collisions(data: dict[str, Any]) -> None:
+    ours = {_norm(k): k for k in KNOWN_KEYS}
+    for key in data:
+        if key not in KNOWN_KEYS and _norm(key) in ours:
+            raise InvalidManifest(
+                f"the top-level key {key!r} collides with the manifest field {ours[_norm(key)]!r}; rename it",
+                field=key,
+            )
+
+
+def _schema_error(e: ValidationError) -> InvalidManifest:
+    first = e.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "literal_error" and loc == "format":
+        return InvalidManifest(
+            f"manifest format {first['input']!r} is not supported; only 'safetensors' is", field="format"
+        )
+    msg = first["msg"].removeprefix("Value error, ")
+    return InvalidManifest(f"manifest field {loc or '(root)'}: {msg}", field=loc, errors=len(e.errors()))
+
+
+def load_manifest(data: Any, limits: ManifestLimits = ManifestLimits()) -> ParsedManifest:
+    """Validate a decoded manifest and compute its canonical bytes and pack CID."""
+    if not isinstance(data, dict):
+        raise InvalidManifest("the manifest must be a JSON object")
+    _check_shape(data, limits)
+    shards = data.get("shards")
+    if isinstance(shards, list) and len(shards) > limits.max_shards:
+        raise InvalidManifest(
+            f"the manifest lists {len(shards)} shards, more than the limit of {limits.max_shards}",
+            field="shards",
+            count=len(shards),
+        )
+    _check_collisions(data)
+    try:
+        doc = ManifestDoc.model_validate(data)
+    except ValidationError as e:
+        raise _schema_error(e) from None
+    seen: set[str] = set()
+    total = 0
+    for i, shard in enumerate(doc.shards):
+        if len(shard.filename) > limits.filename_max_len:
+            raise InvalidManifest(
+                f"shard filename {shard.filename[:40]!r}... is longer than {limits.filename_max_len}",
+                field=f"shards[{i}].filename",
+            )
+        if shard.filename in seen:
+            raise InvalidManifest(
+                f"shard filename {shard.filename!r} is listed twice", field=f"shards[{i}].filename"
+            )
+        seen.add(shard.filename)
+        total += shard.size or 0
+    if total > limits.pack_max_bytes:
+        raise InvalidManifest(
+            f"the pack is {total} bytes, more than the limit of {limits.pack_max_bytes}", field="shards"
+        )
+    try:
+        canonical = rfc8785.dumps(data)
+    except (rfc8785.CanonicalizationError, ValueError, TypeError) as e:
+        raise InvalidManifest(f"the manifest cannot be canonicalized (RFC 8785): {e}") from None
+    if len(canonical) > limits.manifest_max_bytes:
+        raise ManifestTooLarge(
+            f"the canonical manifest is {len(canonical)} bytes, more than the limit of {limits.manifest_max_bytes}",
+            size=len(canonical),
+        )
+    return ParsedManifest(doc=doc, data=data, canonical=canonical, cid=pack_cid_of(canonical))
+
+
+def parse_manifest_bytes(raw: bytes, limits: ManifestLimits = ManifestLimits()) -> ParsedManifest:
+    """Parse manifest bytes (a ``manifest.json``) under ``limits``."""
+    data = parse_json_strict(raw, max_bytes=limits.manifest_max_bytes, max_depth=limits.json_max_depth)
+    return load_manifest(data, limits)

@@ -1,0 +1,76 @@
+"""Registry names: namespaces, models and pointer tags, and the references users type (``ns/model@tag`` or a CID)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pinner.content_errors import InvalidCid
+from pinner.digests import cid_str, parse_cid
+from registry.errors import InvalidName
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+_NAME = re.compile(NAME_PATTERN)
+_TAG = re.compile(TAG_PATTERN)
+DEFAULT_TAG = "latest"
+
+
+def check_name(value: str, what: str = "name") -> str:
+    """A namespace or model name: lowercase letters, digits, '.', '_', '-'; up to 64; starts alphanumeric."""
+    if not isinstance(value, str) or not _NAME.fullmatch(value) or ".." in value:
+        raise InvalidName(
+            f"{what} {value!r} is not allowed: use 1-64 lowercase letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit",
+            name=str(value),
+        )
+    return value
+
+
+def check_tag(value: str) -> str:
+    """A pointer tag such as ``latest`` or ``v1.2``."""
+    if not isinstance(value, str) or not _TAG.fullmatch(value) or ".." in value:
+        raise InvalidName(
+            f"pointer tag {value!r} is not allowed: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit",
+            name=str(value),
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRef:
+    namespace: str
+    model: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.model}"
+
+
+@dataclass(frozen=True, slots=True)
+class PackRef:
+    """What ``show``/``pull`` accept: a pack CID, or a model with an optional tag (default ``latest``)."""
+
+    cid: str | None = None
+    model: ModelRef | None = None
+    tag: str = DEFAULT_TAG
+
+
+def parse_model_name(text: str) -> ModelRef:
+    ns, sep, model = text.partition("/")
+    if not sep:
+        raise InvalidName(f"{text!r} is not NAMESPACE/MODEL", name=text)
+    return ModelRef(check_name(ns, "namespace"), check_name(model, "model name"))
+
+
+def parse_ref(text: str) -> PackRef:
+    """``ns/model``, ``ns/model@tag`` or a CID."""
+    if "/" not in text:
+        try:
+            return PackRef(cid=cid_str(parse_cid(text)))
+        except InvalidCid:
+            raise InvalidName(
+                f"{text!r} is neither NAMESPACE/MODEL[@TAG] nor a pack CID", name=text
+            ) from None
+    name, _, tag = text.partition("@")
+    return PackRef(model=parse_model_name(name), tag=check_tag(tag) if tag else DEFAULT_TAG)

@@ -1,0 +1,27 @@
+"""Registry services the HTTP routes and the CLI call: auth, blobs, publish, browse, pointers. No HTTP in here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from registry.manifest.canonical import ManifestLimits
+from registry.services.auth import AuthService
+from registry.services.blobs import BlobService
+from registry.services.browse import BrowseService
+from registry.services.pointers import PointerService
+from registry.services.publish import PublishService
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryServices:
+    """What the API routes need, built once by the composition root."""
+
+    auth: AuthService
+    blobs: BlobService
+    publish: PublishService
+    browse: BrowseService
+    pointers: PointerService
+    limits: ManifestLimits
+    read_requires_token: bool = False
+    page_size_default: int = 50
+    page_size_max: int = 500

@@ -1,0 +1,231 @@
+"""Read side of the index: models by namespace or name prefix, versions of a model, pack detail, shards.
+
+Every list is keyset-paginated (the cursor is the last row's sort key) so pages stay fast on large tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from registry.db.engine import readonly_session
+from registry.db.models import (
+    Model,
+    Namespace,
+    Pack,
+    PackStateChange,
+    Pointer,
+    Replica,
+    Shard,
+    Signature,
+    ValidationReport,
+)
+from registry.errors import NotFound
+from registry.manifest.names import ModelRef
+from registry.services.pointers import model_id_of
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSummary:
+    namespace: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PackSummary:
+    cid: str
+    namespace: str
+    model: str
+    model_version: str
+    state: str
+    total_size: int
+    shard_count: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ShardView:
+    position: int
+    filename: str
+    cid: str
+    sha256: str
+    size: int
+    unixfs_profile: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PackDetail:
+    summary: PackSummary
+    manifest: bytes
+    state_reason: str | None
+    history: list[dict[str, Any]]
+    shards: list[ShardView]
+    signatures: list[dict[str, Any]]
+    replicas: dict[str, int]
+    validation: dict[str, Any] | None
+    pointers: list[str]
+
+
+class BrowseService:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def list_models(
+        self, *, namespace: str | None, prefix: str | None, after: tuple[str, str] | None, limit: int
+    ) -> list[ModelSummary]:
+        q = select(Namespace.name, Model.name, Model.created_at).join(
+            Namespace, Namespace.id == Model.namespace_id
+        )
+        if namespace is not None:
+            q = q.where(Namespace.name == namespace)
+        if prefix:
+            escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            q = q.where(Model.name.like(escaped + "%", escape="\\"))
+        if after is not None:
+            q = q.where(
+                or_(Namespace.name > after[0], and_(Namespace.name == after[0], Model.name > after[1]))
+            )
+        q = q.order_by(Namespace.name, Model.name).limit(limit)
+        async with readonly_session(self._sessions) as s:
+            rows = (await s.execute(q)).all()
+        return [ModelSummary(ns, name, at) for ns, name, at in rows]
+
+    async def list_versions(
+        self, ref: ModelRef, *, after: tuple[datetime, str] | None, limit: int
+    ) -> list[PackSummary]:
+        async with readonly_session(self._sessions) as s:
+            mid = await model_id_of(s, ref)
+            if mid is None:
+                raise NotFound(f"no model {ref}", model=str(ref))
+            q = select(Pack).where(Pack.model_id == mid)
+            if after is not None:
+                q = q.where(
+                    or_(Pack.created_at < after[0], and_(Pack.created_at == after[0], Pack.cid < after[1]))
+                )
+            rows = (
+                await s.execute(q.order_by(Pack.created_at.desc(), Pack.cid.desc()).limit(limit))
+            ).scalars()
+            return [_summary(p, ref) for p in rows]
+
+    async def _ref_of(self, s: AsyncSession, model_id: int) -> ModelRef:
+        ns, name = (
+            await s.execute(
+                select(Namespace.name, Model.name)
+                .join(Namespace, Namespace.id == Model.namespace_id)
+                .where(Model.id == model_id)
+            )
+        ).one()
+        return ModelRef(ns, name)
+
+    async def manifest(self, cid: str) -> bytes:
+        async with readonly_session(self._sessions) as s:
+            data = (await s.execute(select(Pack.manifest).where(Pack.cid == cid))).scalar_one_or_none()
+        if data is None:
+            raise NotFound(f"no pack {cid}", cid=cid)
+        return data
+
+    async def shard(self, cid: str, filename: str) -> ShardView:
+        async with readonly_session(self._sessions) as s:
+            row = (
+                await s.execute(select(Shard).where(Shard.pack_cid == cid, Shard.filename == filename))
+            ).scalar_one_or_none()
+        if row is None:
+            raise NotFound(f"pack {cid} has no shard {filename!r}", cid=cid, filename=filename)
+        return _shard(row)
+
+    async def pack(self, cid: str) -> PackDetail:
+        async with readonly_session(self._sessions) as s:
+            pack = await s.get(Pack, cid)
+            if pack is None:
+                raise NotFound(f"no pack {cid}", cid=cid)
+            ref = await self._ref_of(s, pack.model_id)
+            history = (
+                await s.execute(
+                    select(PackStateChange)
+                    .where(PackStateChange.pack_cid == cid)
+                    .order_by(PackStateChange.id)
+                )
+            ).scalars()
+            shards = (
+                await s.execute(select(Shard).where(Shard.pack_cid == cid).order_by(Shard.position))
+            ).scalars()
+            shard_list = [_shard(x) for x in shards]
+            sigs = (
+                await s.execute(select(Signature).where(Signature.pack_cid == cid).order_by(Signature.id))
+            ).scalars()
+            replica_rows = (
+                await s.execute(
+                    select(Replica.state, func.count())
+                    .where(Replica.cid.in_({x.cid for x in shard_list} | {cid}))
+                    .group_by(Replica.state)
+                )
+            ).all()
+            report = (
+                await s.execute(
+                    select(ValidationReport)
+                    .where(ValidationReport.pack_cid == cid)
+                    .order_by(ValidationReport.started_at.desc(), ValidationReport.id.desc())
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+            tags = (
+                await s.execute(select(Pointer.tag).where(Pointer.pack_cid == cid).order_by(Pointer.tag))
+            ).scalars()
+            return PackDetail(
+                summary=_summary(pack, ref),
+                manifest=pack.manifest,
+                state_reason=pack.state_reason,
+                history=[
+                    {
+                        "from": h.from_state.value if h.from_state else None,
+                        "to": h.to_state.value,
+                        "reason": h.reason,
+                        "actor": h.actor,
+                        "at": h.at.isoformat(),
+                    }
+                    for h in history
+                ],
+                shards=shard_list,
+                signatures=[
+                    {
+                        "key_id": g.key_id,
+                        "kind": g.kind,
+                        "verdict": g.verdict.value,
+                        "reason": g.verdict_reason,
+                        "received_at": g.received_at.isoformat(),
+                    }
+                    for g in sigs
+                ],
+                replicas={str(getattr(state, "value", state)): int(n) for state, n in replica_rows},
+                validation=None
+                if report is None
+                else {
+                    "verdict": report.verdict,
+                    "reason": report.reason,
+                    "started_at": report.started_at.isoformat(),
+                    "finished_at": report.finished_at.isoformat() if report.finished_at else None,
+                },
+                pointers=list(tags),
+            )
+
+
+def _summary(p: Pack, ref: ModelRef) -> PackSummary:
+    return PackSummary(
+        p.cid,
+        ref.namespace,
+        ref.model,
+        p.model_version,
+        p.state.value,
+        p.total_size,
+        p.shard_count,
+        p.created_at,
+    )
+
+
+def _shard(x: Shard) -> ShardView:
+    return ShardView(x.position, x.filename, x.cid, x.sha256, x.size, x.unixfs_profile)

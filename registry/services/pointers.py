@@ -1,0 +1,204 @@
+"""Pointers (``ns/model@tag`` -> pack CID): the resolve hot path, compare-and-swap moves and their history.
+
+``curated`` is reserved for the validation gate; ``latest`` is moved by every successful publish.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from registry.db.base import utcnow
+from registry.db.engine import readonly_session
+from registry.db.models import Model, Namespace, Pack, PackState, Pointer, PointerChange
+from registry.errors import Conflict, NotFound, PointerReserved, PreconditionFailed
+from registry.manifest.names import ModelRef, check_tag
+from registry.services.auth import Principal, require_namespace
+
+RESERVED_TAGS: Final = frozenset({"curated"})
+ANY: Final = object()  # move without a precondition
+
+
+@dataclass(frozen=True, slots=True)
+class PointerView:
+    namespace: str
+    model: str
+    tag: str
+    cid: str
+    updated_at: datetime
+    updated_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PointerChangeView:
+    id: int
+    tag: str
+    from_cid: str | None
+    to_cid: str | None
+    actor: str | None
+    reason: str | None
+    at: datetime
+
+
+def check_settable(tag: str) -> str:
+    check_tag(tag)
+    if tag in RESERVED_TAGS:
+        raise PointerReserved(
+            f"the {tag!r} pointer is reserved: only the validation gate moves it (modelpack curate)", tag=tag
+        )
+    return tag
+
+
+async def move_pointer(
+    session: AsyncSession,
+    model_id: int,
+    tag: str,
+    to_cid: str,
+    *,
+    actor: str | None,
+    reason: str | None,
+    expected: object = ANY,
+) -> bool:
+    """Points ``tag`` at ``to_cid`` inside the caller's transaction; False when it already pointed there.
+
+    ``expected``: the CID the pointer must hold now (None: must not exist); PreconditionFailed otherwise.
+    """
+    row = (
+        await session.execute(select(Pointer).where(Pointer.model_id == model_id, Pointer.tag == tag))
+    ).scalar_one_or_none()
+    current = row.pack_cid if row is not None else None
+    if expected is not ANY and expected != current:
+        raise PreconditionFailed(
+            f"pointer {tag!r} is at {current or '(unset)'}, not {expected or '(unset)'}; read it again and retry",
+            tag=tag,
+            current=current,
+        )
+    if current == to_cid:
+        return False
+    now = utcnow()
+    if row is None:
+        session.add(Pointer(model_id=model_id, tag=tag, pack_cid=to_cid, updated_at=now, updated_by=actor))
+    else:
+        # The WHERE on the old value makes this a true compare-and-swap under concurrent writers.
+        res = await session.execute(
+            update(Pointer)
+            .where(Pointer.id == row.id, Pointer.pack_cid == current)
+            .values(pack_cid=to_cid, updated_at=now, updated_by=actor)
+            .execution_options(synchronize_session=False)
+        )
+        if res.rowcount != 1:  # type: ignore[attr-defined]
+            raise PreconditionFailed(f"pointer {tag!r} moved concurrently; read it again and retry", tag=tag)
+    session.add(
+        PointerChange(
+            model_id=model_id, tag=tag, from_cid=current, to_cid=to_cid, actor=actor, reason=reason, at=now
+        )
+    )
+    await session.flush()
+    return True
+
+
+async def model_id_of(session: AsyncSession, ref: ModelRef) -> int | None:
+    return (
+        await session.execute(
+            select(Model.id)
+            .join(Namespace, Namespace.id == Model.namespace_id)
+            .where(Namespace.name == ref.namespace, Model.name == ref.model)
+        )
+    ).scalar_one_or_none()
+
+
+class PointerService:
+    """Reads and compare-and-swap writes of pointers."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+        # one compiled statement for the hot path: namespace + model + tag -> cid, via unique indexes
+        self._resolve_q = (
+            select(Pointer.pack_cid, Pointer.updated_at, Pointer.updated_by)
+            .join(Model, Model.id == Pointer.model_id)
+            .join(Namespace, Namespace.id == Model.namespace_id)
+        )
+
+    async def resolve(self, ref: ModelRef, tag: str) -> PointerView:
+        check_tag(tag)
+        async with readonly_session(self._sessions) as s:
+            row = (
+                await s.execute(
+                    self._resolve_q.where(
+                        Namespace.name == ref.namespace, Model.name == ref.model, Pointer.tag == tag
+                    )
+                )
+            ).one_or_none()
+        if row is None:
+            raise NotFound(f"no pointer {ref}@{tag}", model=str(ref), tag=tag)
+        return PointerView(ref.namespace, ref.model, tag, row[0], row[1], row[2])
+
+    async def list_tags(self, ref: ModelRef) -> list[PointerView]:
+        async with readonly_session(self._sessions) as s:
+            mid = await model_id_of(s, ref)
+            if mid is None:
+                raise NotFound(f"no model {ref}", model=str(ref))
+            rows = (
+                await s.execute(select(Pointer).where(Pointer.model_id == mid).order_by(Pointer.tag))
+            ).scalars()
+            return [
+                PointerView(ref.namespace, ref.model, p.tag, p.pack_cid, p.updated_at, p.updated_by)
+                for p in rows
+            ]
+
+    async def set(
+        self,
+        principal: Principal,
+        ref: ModelRef,
+        tag: str,
+        cid: str,
+        *,
+        expected: object = ANY,
+        reason: str | None = None,
+    ) -> PointerView:
+        """Moves ``ref@tag`` to ``cid`` (a pack of this model) if the pointer still holds ``expected``."""
+        check_settable(tag)
+        try:
+            async with self._sessions() as s, s.begin():
+                await require_namespace(s, principal, ref.namespace)
+                mid = await model_id_of(s, ref)
+                if mid is None:
+                    raise NotFound(f"no model {ref}", model=str(ref))
+                pack = await s.get(Pack, cid)
+                if pack is None:
+                    raise NotFound(f"no pack {cid}", cid=cid)
+                if pack.model_id != mid:
+                    raise Conflict(f"pack {cid} belongs to another model, not {ref}", cid=cid)
+                if pack.state in (PackState.RECEIVED, PackState.REJECTED):
+                    raise Conflict(f"pack {cid} is {pack.state.value}; a pointer cannot name it", cid=cid)
+                await move_pointer(
+                    s, mid, tag, cid, actor=principal.publisher, reason=reason, expected=expected
+                )
+        except IntegrityError:  # lost a race to create the same pointer
+            raise PreconditionFailed(
+                f"pointer {tag!r} was created concurrently; read it and retry", tag=tag
+            ) from None
+        return await self.resolve(ref, tag)
+
+    async def history(
+        self, ref: ModelRef, tag: str | None, *, after_id: int | None, limit: int
+    ) -> list[PointerChangeView]:
+        """Newest first; ``after_id`` is the cursor (the last id of the previous page)."""
+        async with readonly_session(self._sessions) as s:
+            mid = await model_id_of(s, ref)
+            if mid is None:
+                raise NotFound(f"no model {ref}", model=str(ref))
+            q = select(PointerChange).where(PointerChange.model_id == mid)
+            if tag is not None:
+                q = q.where(PointerChange.tag == check_tag(tag))
+            if after_id is not None:
+                q = q.where(PointerChange.id < after_id)
+            rows = (await s.execute(q.order_by(PointerChange.id.desc()).limit(limit))).scalars()
+            return [
+                PointerChangeView(c.id, c.tag, c.from_cid, c.to_cid, c.actor, c.reason, c.at) for c in rows
+            ]

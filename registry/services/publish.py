@@ -1,0 +1,318 @@
+"""Publishing a ModelPack: verify every shard against the uploaded bytes, check signatures, store it all at once.
+
+One transaction holds the pack, its shards, state history, signature verdicts, the ``latest`` pointer
+and the replicate/validate jobs. Publishing the same manifest again returns the existing pack and
+writes nothing; two concurrent identical publishes end in one pack (the loser retries and finds it).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from pinner.digests import cid_str, parse_cid
+from registry.db.base import utcnow
+from registry.db.models import (
+    Blob,
+    Model,
+    Namespace,
+    Pack,
+    PackState,
+    PackStateChange,
+    Shard,
+    Signature,
+    SignatureVerdict,
+    SigningKey,
+)
+from registry.errors import Conflict, InvalidManifest, MissingShards, ShardMismatch
+from registry.manifest.canonical import ManifestLimits, ParsedManifest
+from registry.manifest.names import DEFAULT_TAG, ModelRef
+from registry.services.auth import Principal, require_namespace
+from registry.services.pointers import check_settable, move_pointer
+from registry.trust.errors import BadSignature
+from registry.trust.keys import PublicKey
+from registry.trust.signatures import (
+    KnownKey,
+    ManifestSignature,
+    ReceiptTime,
+    SignatureCheck,
+    Verdict,
+    embedded_signatures,
+    parse_detached_signature,
+    verify_manifest,
+)
+
+_VERDICTS = {
+    Verdict.VALID: SignatureVerdict.VALID,
+    Verdict.UNKNOWN_KEY: SignatureVerdict.UNKNOWN_KEY,
+    Verdict.REVOKED: SignatureVerdict.REVOKED,
+}
+MAX_DETACHED = 16
+RETRIES = 3
+
+
+class TransactionalQueue(Protocol):
+    async def enqueue(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        dedupe_key: str | None = None,
+        session: AsyncSession | None = None,
+    ) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    cid: str
+    created: bool
+    state: str
+    namespace: str
+    model: str
+    model_version: str
+    pointers: dict[str, str] = field(default_factory=dict)
+    signatures: list[dict[str, str]] = field(default_factory=list)
+
+
+class PublishService:
+    """Turns a validated manifest plus uploaded shards into a pack."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        jobs: TransactionalQueue | None,
+        limits: ManifestLimits | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._jobs = jobs
+        self.limits = limits or ManifestLimits()
+
+    async def publish(
+        self,
+        principal: Principal,
+        ref: ModelRef,
+        parsed: ParsedManifest,
+        *,
+        detached: Sequence[Any] = (),
+        tag: str | None = None,
+        reason: str | None = None,
+    ) -> PublishResult:
+        tags = [DEFAULT_TAG] + ([check_settable(tag)] if tag and tag != DEFAULT_TAG else [])
+        if len(detached) > MAX_DETACHED:
+            raise InvalidManifest(
+                f"at most {MAX_DETACHED} detached signatures per publish", field="signatures"
+            )
+        sigs = [parse_detached_signature(json.dumps(d).encode(), str(i)) for i, d in enumerate(detached)]
+        for attempt in range(RETRIES):
+            try:
+                return await self._publish_once(principal, ref, parsed, sigs, tags, reason)
+            except IntegrityError:
+                if attempt == RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _publish_once(
+        self,
+        principal: Principal,
+        ref: ModelRef,
+        parsed: ParsedManifest,
+        detached: list[ManifestSignature | SignatureCheck],
+        tags: list[str],
+        reason: str | None,
+    ) -> PublishResult:
+        async with self._sessions() as s, s.begin():
+            ns = await require_namespace(s, principal, ref.namespace)
+            existing = await s.get(Pack, parsed.cid)
+            if existing is not None:
+                return await self._existing(s, existing, ns, ref)
+            shard_blobs = await self._verify_shards(s, parsed)
+            checks = await self._check_signatures(s, parsed, detached)
+            model = await self._model(s, ns, ref)
+            total = sum(b.size for b in shard_blobs)
+            if total > self.limits.pack_max_bytes:
+                raise InvalidManifest(
+                    f"the pack is {total} bytes, more than the limit of {self.limits.pack_max_bytes}",
+                    field="shards",
+                )
+            now = utcnow()
+            actor = principal.publisher
+            s.add(
+                Pack(
+                    cid=parsed.cid,
+                    model_id=model.id,
+                    model_version=parsed.doc.model_version,
+                    manifest=parsed.canonical,
+                    state=PackState.AVAILABLE,
+                    total_size=total,
+                    shard_count=len(shard_blobs),
+                    published_by=principal.publisher_id,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            await s.flush()
+            s.add(
+                PackStateChange(
+                    pack_cid=parsed.cid,
+                    from_state=None,
+                    to_state=PackState.RECEIVED,
+                    reason="manifest received",
+                    actor=actor,
+                    at=now,
+                )
+            )
+            for pos, (spec, blob) in enumerate(zip(parsed.doc.shards, shard_blobs, strict=True)):
+                s.add(
+                    Shard(
+                        pack_cid=parsed.cid,
+                        position=pos,
+                        filename=spec.filename,
+                        cid=blob.cid,
+                        sha256=blob.sha256,
+                        size=blob.size,
+                        unixfs_profile=parsed.doc.profile_of(spec),
+                    )
+                )
+            s.add(
+                PackStateChange(
+                    pack_cid=parsed.cid,
+                    from_state=PackState.RECEIVED,
+                    to_state=PackState.AVAILABLE,
+                    reason="every shard's bytes are present and match its CID and sha256",
+                    actor=actor,
+                    at=now,
+                )
+            )
+            seen: set[tuple[str, str]] = set()
+            verdicts = []
+            for c, sig in checks:
+                kind = "detached" if c.source.startswith("detached") else "inline"
+                if (c.key_id, kind) in seen:
+                    continue
+                seen.add((c.key_id, kind))
+                s.add(
+                    Signature(
+                        pack_cid=parsed.cid,
+                        key_id=c.key_id,
+                        kind=kind,
+                        algorithm=sig.algorithm,
+                        signature=sig.signature,
+                        verdict=_VERDICTS[c.verdict],
+                        verdict_reason=c.reason,
+                        received_at=now,
+                    )
+                )
+                verdicts.append({"key_id": c.key_id, "kind": kind, "verdict": _VERDICTS[c.verdict].value})
+            moved = {}
+            for t in tags:
+                await move_pointer(s, model.id, t, parsed.cid, actor=actor, reason=reason or "published")
+                moved[t] = parsed.cid
+            if self._jobs is not None:
+                for kind in ("replicate", "validate"):
+                    await self._jobs.enqueue(
+                        kind, {"pack": parsed.cid}, dedupe_key=f"{kind}:{parsed.cid}", session=s
+                    )
+            return PublishResult(
+                parsed.cid,
+                True,
+                PackState.AVAILABLE.value,
+                ref.namespace,
+                ref.model,
+                parsed.doc.model_version,
+                moved,
+                verdicts,
+            )
+
+    async def _existing(self, s: AsyncSession, pack: Pack, ns: Namespace, ref: ModelRef) -> PublishResult:
+        model = await s.get(Model, pack.model_id)
+        assert model is not None
+        if model.namespace_id != ns.id or model.name != ref.model:
+            other = (
+                await s.execute(select(Namespace.name).where(Namespace.id == model.namespace_id))
+            ).scalar_one()
+            raise Conflict(
+                f"pack {pack.cid} is already published as {other}/{model.name}; a pack belongs to one model",
+                cid=pack.cid,
+            )
+        return PublishResult(pack.cid, False, pack.state.value, ref.namespace, ref.model, pack.model_version)
+
+    async def _model(self, s: AsyncSession, ns: Namespace, ref: ModelRef) -> Model:
+        model = (
+            await s.execute(select(Model).where(Model.namespace_id == ns.id, Model.name == ref.model))
+        ).scalar_one_or_none()
+        if model is None:
+            model = Model(namespace_id=ns.id, name=ref.model)
+            s.add(model)
+            await s.flush()
+        return model
+
+    async def _verify_shards(self, s: AsyncSession, parsed: ParsedManifest) -> list[Blob]:
+        keys = [cid_str(parse_cid(sh.cid)) for sh in parsed.doc.shards]
+        found = {b.cid: b for b in (await s.execute(select(Blob).where(Blob.cid.in_(set(keys))))).scalars()}
+        missing = [sh.filename for sh, k in zip(parsed.doc.shards, keys, strict=True) if k not in found]
+        if missing:
+            raise MissingShards(
+                f"{len(missing)} shard(s) are not uploaded yet (first: {missing[0]!r}); "
+                "PUT their bytes to /v1/blobs/{cid}, then publish again",
+                missing=missing[:100],
+            )
+        out = []
+        for sh, k in zip(parsed.doc.shards, keys, strict=True):
+            blob = found[k]
+            if not hmac.compare_digest(blob.sha256, sh.sha256_hex):
+                raise ShardMismatch(
+                    f"shard {sh.filename!r} declares sha256:{sh.sha256_hex} but the bytes with CID {sh.cid} "
+                    f"have sha256:{blob.sha256}",
+                    filename=sh.filename,
+                    expected=sh.sha256_hex,
+                    actual=blob.sha256,
+                )
+            if sh.size is not None and sh.size != blob.size:
+                raise ShardMismatch(
+                    f"shard {sh.filename!r} declares {sh.size} bytes but the bytes with CID {sh.cid} are {blob.size}",
+                    filename=sh.filename,
+                    expected=sh.size,
+                    actual=blob.size,
+                )
+            out.append(blob)
+        return out
+
+    async def _check_signatures(
+        self, s: AsyncSession, parsed: ParsedManifest, detached: list[ManifestSignature | SignatureCheck]
+    ) -> list[tuple[SignatureCheck, ManifestSignature]]:
+        items = [*embedded_signatures(parsed.data), *detached]
+        if not items:
+            return []
+        for item in items:
+            if isinstance(item, SignatureCheck):  # malformed entries are refused outright
+                raise BadSignature(
+                    f"signature by key {item.key_id or '(none)'} ({item.source}) is malformed: {item.reason}",
+                    key_id=item.key_id,
+                    verdict=item.verdict.value,
+                )
+        sigs = [i for i in items if isinstance(i, ManifestSignature)]
+        rows = (
+            await s.execute(select(SigningKey).where(SigningKey.key_id.in_({x.key_id for x in sigs})))
+        ).scalars()
+        keys = {r.key_id: KnownKey(PublicKey(r.public_key), r.revoked_at) for r in rows}
+        checks = verify_manifest(
+            parsed.data,
+            keys,
+            detached=[x for x in sigs if x.source.startswith("detached")],
+            signing_time=ReceiptTime(utcnow()),
+        )
+        for c in checks:
+            if c.verdict in (Verdict.BAD_SIGNATURE, Verdict.MALFORMED):
+                raise BadSignature(
+                    f"signature by key {c.key_id} ({c.source}) does not verify: {c.reason}",
+                    key_id=c.key_id,
+                    verdict=c.verdict.value,
+                )
+        return list(zip(checks, sigs, strict=True))
