@@ -86,6 +86,7 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
 def _base_headers(cid: CID, etag: str) -> dict[str, str]:
     return {
         "ETag": etag,
+        "X-Ipfs-Path": f"/ipfs/{cid_str(cid)}",
         "X-Ipfs-Roots": cid_str(cid),
         "Cache-Control": CACHE_CONTROL,
         "X-Content-Type-Options": "nosniff",

@@ -426,6 +426,20 @@ class FsBlockstore:
         """Imports a CAR atomically: every block verified and each root's DAG complete, or nothing stored."""
         return transfer.import_car(self, stream)
 
+    async def import_car_async(self, chunks: AsyncIterable[bytes]) -> list[CID]:
+        """``import_car`` for an async byte stream (e.g. a request body): spooled to a temp file, then
+        imported in a thread, so memory stays flat and the same atomicity holds."""
+        spool = self._tmp_dir / f"car-{threading.get_ident()}-{time.time_ns()}"
+        f = await asyncio.to_thread(spool.open, "w+b")
+        try:
+            async for chunk in chunks:
+                await asyncio.to_thread(f.write, chunk)
+            await asyncio.to_thread(f.seek, 0)
+            return await asyncio.to_thread(self.import_car, f)
+        finally:
+            await asyncio.to_thread(f.close)
+            spool.unlink(missing_ok=True)
+
     def delete_file(self, root: CID | bytes | str) -> None:
         """Forgets a file or imported DAG root; bytes still needed by another live root are kept."""
         transfer.delete_root(self, _as_bytes(root))

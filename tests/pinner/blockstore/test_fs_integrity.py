@@ -165,3 +165,32 @@ def test_truncated_data_file_is_corruption_not_short_data(store: FsBlockstore) -
     with pytest.raises(CorruptBlock):
         b"".join(store.iter_file_bytes(digest.cid, 8500))
     assert not store.has(digest.cid)
+
+
+async def test_import_car_async_from_chunks(store: FsBlockstore, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    source = FsBlockstore(tmp_path / "source")
+    digest = _ingest(source)
+    car = _car_of(source, digest.cid)
+
+    async def chunks():  # type: ignore[no-untyped-def]
+        for i in range(0, len(car), 999):
+            yield car[i : i + 999]
+
+    assert await store.import_car_async(chunks()) == [digest.cid]
+    assert b"".join(store.iter_file_bytes(digest.cid)) == DATA
+    assert list((store.root / "tmp").iterdir()) == []
+
+
+async def test_import_car_async_corrupt_leaves_nothing(store: FsBlockstore, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    source = FsBlockstore(tmp_path / "source")
+    digest = _ingest(source)
+    car = bytearray(_car_of(source, digest.cid))
+    car[-5] ^= 0xFF
+
+    async def chunks():  # type: ignore[no-untyped-def]
+        yield bytes(car)
+
+    with pytest.raises(InvalidCar, match="does not match"):
+        await store.import_car_async(chunks())
+    assert _blocks_on_disk(store) == []
+    assert list((store.root / "tmp").iterdir()) == []
