@@ -16,16 +16,16 @@ import shutil
 import threading
 import time
 from collections.abc import AsyncIterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from multiformats import CID
 
 from pinner.blockstore import transfer
+from pinner.blockstore.config import FsBlockstoreConfig, fsync_dir
 from pinner.blockstore.index import FileIndex
-from pinner.blockstore.writer import FileWriter, check_expected
-from pinner.car import CarLimits
+from pinner.blockstore.writer import FileWriter, check_expected, ingest_chunks
 from pinner.content_errors import BlockNotFound, CorruptBlock
 from pinner.digests import (
     RAW,
@@ -42,19 +42,9 @@ from pinner.unixfs import reader
 from pinner.unixfs.format import leaf_envelope
 from pinner.unixfs.hashing import FileDigest
 from pinner.unixfs.params import UnixfsParams
-from pinner.unixfs.pipeline import LeafRecord, PipelineConfig
+from pinner.unixfs.pipeline import LeafRecord
 
 log = logging.getLogger("pinner.blockstore")
-
-
-@dataclass(frozen=True, slots=True)
-class FsBlockstoreConfig:
-    """Settings of the embedded store."""
-
-    fsync: bool = True
-    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
-    ingest_flush_bytes: int = 1024 * 1024
-    car_limits: CarLimits = field(default_factory=CarLimits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,14 +61,6 @@ def _as_bytes(cid: CID | bytes | str) -> bytes:
     if isinstance(cid, CID):
         check_supported(cid)
     return bytes(cid)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class FsBlockstore:
@@ -326,22 +308,9 @@ class FsBlockstore:
         Raises DigestMismatch naming both values (nothing is left behind) when they do not.
         """
         writer = await asyncio.to_thread(self.begin_file, params)
-        try:
-            pending: list[bytes] = []
-            size = 0
-            async for chunk in chunks:
-                pending.append(chunk)
-                size += len(chunk)
-                if size >= self.config.ingest_flush_bytes:
-                    await asyncio.to_thread(_write_all, writer, pending)
-                    pending, size = [], 0
-            await asyncio.to_thread(_write_all, writer, pending)
-            digest = await asyncio.to_thread(writer.finish)
-            check_expected(digest, expected_cid, expected_sha256)
-            return await asyncio.to_thread(writer.commit)
-        except BaseException:
-            await asyncio.to_thread(writer.abort)
-            raise
+        return await ingest_chunks(
+            writer, chunks, self.config.ingest_flush_bytes, expected_cid, expected_sha256
+        )
 
     def _file(self, root: CID | bytes | str) -> tuple[bytes, FileIndex | None]:
         raw = _as_bytes(root)
@@ -429,16 +398,7 @@ class FsBlockstore:
     async def import_car_async(self, chunks: AsyncIterable[bytes]) -> list[CID]:
         """``import_car`` for an async byte stream (e.g. a request body): spooled to a temp file, then
         imported in a thread, so memory stays flat and the same atomicity holds."""
-        spool = self._tmp_dir / f"car-{threading.get_ident()}-{time.time_ns()}"
-        f = await asyncio.to_thread(spool.open, "w+b")
-        try:
-            async for chunk in chunks:
-                await asyncio.to_thread(f.write, chunk)
-            await asyncio.to_thread(f.seek, 0)
-            return await asyncio.to_thread(self.import_car, f)
-        finally:
-            await asyncio.to_thread(f.close)
-            spool.unlink(missing_ok=True)
+        return await transfer.import_car_async(self, chunks)
 
     def delete_file(self, root: CID | bytes | str) -> None:
         """Forgets a file or imported DAG root; bytes still needed by another live root are kept."""
@@ -449,8 +409,3 @@ class FsBlockstore:
         with self._lock:
             raws = [idx.root for idx in self._files.values()] + list(self._dag_roots.values())
         return [cid_from_bytes(r) for r in dict.fromkeys(raws)]
-
-
-def _write_all(writer: FileWriter, chunks: list[bytes]) -> None:
-    for chunk in chunks:
-        writer.write(chunk)

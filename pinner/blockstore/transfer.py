@@ -4,15 +4,17 @@ root that keeps every byte another live root still needs.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from multiformats import CID
 
+from pinner.blockstore.config import fsync_dir
 from pinner.car import read_car, write_car
 from pinner.content_errors import BlockNotFound, CorruptBlock, InvalidCar
 from pinner.dagpb import DagPbError, decode_node
@@ -30,8 +32,6 @@ def export_car(store: FsBlockstore, root: bytes) -> Iterator[bytes]:
 
 def import_car(store: FsBlockstore, stream: BinaryIO) -> list[CID]:
     """Stages every verified block in a temp folder, checks each root's DAG is complete, then publishes."""
-    from pinner.blockstore.fs import fsync_dir
-
     staging = store._tmp_dir / f"import-{uuid.uuid4().hex}"
     staging.mkdir()
     try:
@@ -83,6 +83,20 @@ def import_car(store: FsBlockstore, stream: BinaryIO) -> list[CID]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+async def import_car_async(store: FsBlockstore, chunks: AsyncIterable[bytes]) -> list[CID]:
+    """Spools an async CAR stream to a temp file, then imports it in a thread (flat memory, same atomicity)."""
+    spool = store._tmp_dir / f"car-{uuid.uuid4().hex}"
+    f = await asyncio.to_thread(spool.open, "w+b")
+    try:
+        async for chunk in chunks:
+            await asyncio.to_thread(f.write, chunk)
+        await asyncio.to_thread(f.seek, 0)
+        return await asyncio.to_thread(import_car, store, f)
+    finally:
+        await asyncio.to_thread(f.close)
+        spool.unlink(missing_ok=True)
+
+
 def _reachable_loose(store: FsBlockstore, roots: list[bytes]) -> set[bytes]:
     """Keys of every block reachable from ``roots`` (missing or corrupt blocks end that branch)."""
     seen: set[bytes] = set()
@@ -104,8 +118,6 @@ def _reachable_loose(store: FsBlockstore, roots: list[bytes]) -> set[bytes]:
 
 
 def delete_root(store: FsBlockstore, root: bytes) -> None:
-    from pinner.blockstore.fs import fsync_dir
-
     key = block_key(root)
     with store._lock:
         idx = store._files.pop(key, None)

@@ -6,8 +6,10 @@ synced once in ``finish()``, and renamed into place under the store's lock.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
+from collections.abc import AsyncIterable
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, BinaryIO
@@ -149,3 +151,35 @@ def check_expected(
                 expected=want_hex,
                 actual=digest.sha256.hex(),
             )
+
+
+async def ingest_chunks(
+    writer: FileWriter,
+    chunks: AsyncIterable[bytes],
+    flush_bytes: int,
+    expected_cid: CID | str | None,
+    expected_sha256: bytes | str | None,
+) -> FileDigest:
+    """Feeds an async stream to ``writer`` off the event loop (batched per ``flush_bytes``), then commits
+    only if the expectations hold; on any failure the writer is aborted and nothing is left behind."""
+    try:
+        pending: list[bytes] = []
+        size = 0
+        async for chunk in chunks:
+            pending.append(chunk)
+            size += len(chunk)
+            if size >= flush_bytes:
+                await asyncio.to_thread(_write_all, writer, pending)
+                pending, size = [], 0
+        await asyncio.to_thread(_write_all, writer, pending)
+        digest = await asyncio.to_thread(writer.finish)
+        check_expected(digest, expected_cid, expected_sha256)
+        return await asyncio.to_thread(writer.commit)
+    except BaseException:
+        await asyncio.to_thread(writer.abort)
+        raise
+
+
+def _write_all(writer: FileWriter, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        writer.write(chunk)
