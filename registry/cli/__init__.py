@@ -1,4 +1,4 @@
-"""The ``modelpack`` command line: one lazy click group so ``modelpack cid`` never imports torch.
+"""The ``modelpack`` command line: one lazy click group; a command's module is imported when it runs.
 
 Each command lives in its own module; this table is the only place that names them.
 Exit codes: 0 success, 1 the operation failed (a sentence says why), 2 usage error;
@@ -44,12 +44,7 @@ class LazyGroup(click.Group):
     """Imports a command's module only when that command runs."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        names = []
-        for name, target in COMMANDS.items():
-            module = target.split(":", 1)[0]
-            if importlib.util.find_spec(module) is not None:
-                names.append(name)
-        return sorted(names)
+        return sorted(name for name in COMMANDS if self.get_command(ctx, name) is not None)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = COMMANDS.get(cmd_name)
@@ -58,10 +53,8 @@ class LazyGroup(click.Group):
         module_name, attr = target.split(":", 1)
         if importlib.util.find_spec(module_name) is None:
             return None
-        module = importlib.import_module(module_name)
-        cmd = getattr(module, attr)
-        assert isinstance(cmd, click.Command)
-        return cmd
+        cmd = getattr(importlib.import_module(module_name), attr, None)
+        return cmd if isinstance(cmd, click.Command) else None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
