@@ -212,6 +212,10 @@ class KuboClient:
                         node_message=str(root["PinErrorMsg"]),
                     )
                 roots.append(node_cid(cid, self._http))
+        if pin_roots and not roots:
+            # Kubo reports a failure after the headers only in an HTTP trailer (X-Stream-Error), which
+            # aiohttp does not expose: a pinning import that names no root did not succeed.
+            raise self._http.error(NodeBadResponseError, f"{self.url}: dag/import reported no pinned root")
         return roots
 
     async def export_car(self, cid: str) -> AsyncIterator[bytes]:
@@ -273,7 +277,7 @@ class KuboClient:
     ) -> PinStatus:
         """`pin/add` with `progress=true`; `PinStalledError` once the fetched count stops growing.
 
-        `name` is accepted for the protocol but not sent: js-ipfs rejects unknown query parameters.
+        `name` labels the pin (Kubo >= 0.26; older nodes and js-ipfs ignore it).
         """
         parse_cid(cid)
         for addr in origins:
@@ -282,6 +286,8 @@ class KuboClient:
             except NodeError as exc:  # the pin may still find the blocks elsewhere
                 log.info("pin %s on %s: cannot connect origin %s: %s", cid, self.url, addr, exc)
         params = self._params(("recursive", "true"), ("progress", "true"), arg=cid)
+        if name:
+            params.append(("name", name))
         stall = self.config.pin_no_progress_timeout
         loop = asyncio.get_running_loop()
         pinned: list[str] = []

@@ -20,7 +20,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,6 +89,7 @@ class IpfsPeer:
         self.ports = ports
         self.repo = root / name
         self._proc: subprocess.Popen[bytes] | None = None
+        self._fresh = False
         self.peer_id: str | None = None
 
     # -- addresses ----------------------------------------------------------------------------
@@ -123,30 +123,24 @@ class IpfsPeer:
         # NODE_ENV=test turns preload (requests to *.preload.ipfs.io) off
         return {**os.environ, "IPFS_PATH": str(self.repo), "NODE_ENV": "test"}
 
-    def _init_repo(self) -> None:
-        self.repo.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [str(require_jsipfs()), "init", "--profile", "test", "--empty-repo"],
-            env=self._env(),
-            check=True,
-            capture_output=True,
-            timeout=START_TIMEOUT_S,
-        )
-        config_path = self.repo / "config"
-        config = json.loads(config_path.read_text())
+    def _init_config(self) -> Path:
+        """The config a fresh repo starts from: loopback only, no bootstrap, no discovery, no NAT."""
         p = self.ports
-        config["Addresses"].update(
-            API=f"/ip4/127.0.0.1/tcp/{p.api}",
-            Gateway=f"/ip4/127.0.0.1/tcp/{p.gateway}",
-            RPC=f"/ip4/127.0.0.1/tcp/{p.grpc}",
-            Swarm=[f"/ip4/127.0.0.1/tcp/{p.swarm}"],
-            Delegates=[],
-        )
-        config["Bootstrap"] = []
-        config["Discovery"]["MDNS"]["Enabled"] = False
-        config["Discovery"]["webRTCStar"]["Enabled"] = False
-        config["Swarm"]["DisableNatPortMap"] = True
-        config_path.write_text(json.dumps(config, indent=1))
+        config = {
+            "Addresses": {
+                "API": f"/ip4/127.0.0.1/tcp/{p.api}",
+                "Gateway": f"/ip4/127.0.0.1/tcp/{p.gateway}",
+                "RPC": f"/ip4/127.0.0.1/tcp/{p.grpc}",
+                "Swarm": [f"/ip4/127.0.0.1/tcp/{p.swarm}"],
+                "Delegates": [],
+            },
+            "Bootstrap": [],
+            "Discovery": {"MDNS": {"Enabled": False}, "webRTCStar": {"Enabled": False}},
+            "Swarm": {"DisableNatPortMap": True},
+        }
+        path = self.repo.parent / f"{self.name}.init-config.json"
+        path.write_text(json.dumps(config, indent=1))
+        return path
 
     def _clear_stale_lock(self) -> None:
         """After kill -9 the repo lock stays behind; only our own (now reaped) daemon can have held it."""
@@ -156,25 +150,26 @@ class IpfsPeer:
         elif lock.exists():
             lock.unlink(missing_ok=True)
 
-    def prepare(self) -> None:
-        """Initialise the repo if there is none (safe to run in a worker thread)."""
-        if not (self.repo / "config").exists():
-            self._init_repo()
-
     def spawn(self) -> None:
-        """Start the daemon without waiting for it (see `wait_ready`); initialises the repo if needed.
+        """Start the daemon without waiting for it (see `wait_ready`); a missing repo is created.
 
-        Call from the thread that lives as long as the peer: the child's parent-death signal fires
-        when the *thread* that forked it exits.
+        The daemon initialises a fresh repo itself (`--init-config`), which saves a second node
+        start per peer. Call from the thread that lives as long as the peer: the child's
+        parent-death signal fires when the *thread* that forked it exits.
         """
         if self.running:
             return
-        self.prepare()
-        self._clear_stale_lock()
-        log = (self.repo / "daemon.log").open("ab")
+        self.repo.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [str(require_jsipfs()), "daemon", "--enable-preload=false"]
+        self._fresh = not (self.repo / "config").exists()
+        if self._fresh:
+            cmd += ["--init-config", str(self._init_config()), "--init-profile", "test"]
+        else:
+            self._clear_stale_lock()
+        log = self.log_path.open("ab")
         try:
             self._proc = subprocess.Popen(
-                [str(require_jsipfs()), "daemon", "--enable-preload=false"],
+                cmd,
                 env=self._env(),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -184,6 +179,13 @@ class IpfsPeer:
         finally:
             log.close()
 
+    def _drop_init_docs(self) -> None:
+        """A daemon-initialised repo pins js-ipfs's welcome docs; a test peer starts with no pins."""
+        keys = self.rpc("pin/ls", type="recursive").get("Keys") or {}
+        for cid in keys:
+            self.rpc("pin/rm", arg=cid)
+        self.rpc("repo/gc", expect_json=False)
+
     def wait_ready(self, timeout: float = START_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -191,9 +193,13 @@ class IpfsPeer:
                 raise PeerStartError(f"js-ipfs peer {self.name} exited during start:\n{self.log_tail()}")
             try:
                 self.peer_id = str(self.rpc("id", timeout=1.0)["ID"])
-                return
             except (OSError, urllib.error.URLError, ValueError, KeyError):
                 time.sleep(0.1)
+                continue
+            if self._fresh:
+                self._drop_init_docs()
+                self._fresh = False
+            return
         self.kill()
         raise PeerStartError(f"js-ipfs peer {self.name} did not answer in {timeout}s:\n{self.log_tail()}")
 
@@ -249,8 +255,13 @@ class IpfsPeer:
     def connect(self, other: IpfsPeer) -> None:
         self.rpc("swarm/connect", arg=other.swarm_multiaddr)
 
+    @property
+    def log_path(self) -> Path:
+        """Outside the repo, so it survives `restart(wipe=True)`."""
+        return self.repo.parent / f"{self.name}.daemon.log"
+
     def log_tail(self, lines: int = 30) -> str:
-        path = self.repo / "daemon.log"
+        path = self.log_path
         if not path.exists():
             return "(no log)"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -261,8 +272,6 @@ def start_peers(root: Path, count: int, *, prefix: str = "peer") -> list[IpfsPee
     require_jsipfs()
     peers = [IpfsPeer(root, f"{prefix}{i}", ports) for i, ports in enumerate(peer_ports_for(count))]
     try:
-        with ThreadPoolExecutor(max_workers=count) as pool:  # `jsipfs init` takes ~1 s each
-            list(pool.map(IpfsPeer.prepare, peers))
         for peer in peers:
             peer.spawn()
         for peer in peers:
@@ -279,6 +288,17 @@ def connect_all(peers: list[IpfsPeer]) -> None:
         for b in peers[i + 1 :]:
             if a.running and b.running:
                 a.connect(b)
+
+
+def restore_peers(peers: list[IpfsPeer]) -> None:
+    """Start again (keeping their repos) the peers a test stopped or killed, and reconnect the set.
+
+    For tests on the shared session peers that kill one mid-way: call it in a `finally`.
+    """
+    for peer in peers:
+        if not peer.running:
+            peer.start()
+    connect_all(peers)
 
 
 def stop_peers(peers: list[IpfsPeer]) -> None:

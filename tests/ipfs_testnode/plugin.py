@@ -25,17 +25,21 @@ def _require() -> None:
 
 
 @pytest.fixture(scope="session")
-def ipfs_peers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[IpfsPeer]]:
+def ipfs_peers(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[IpfsPeer]]:
     """Three js-ipfs peers on 127.0.0.1, empty bootstrap lists, swarm-connected to each other.
 
-    Shared by the session: a test that stops or wipes one must restore it (`peer.restart()` and
-    `connect_all`), or use `ipfs_peer_factory` for peers of its own.
+    Shared by the session: a test that stops or kills one must call `restore_peers(ipfs_peers)` in a
+    `finally`; a test that wipes a repo should use `ipfs_peer_factory` for peers of its own.
     """
     _require()
     started = time.monotonic()
     peers = start_peers(tmp_path_factory.mktemp("ipfs-peers"), PEER_COUNT)
     elapsed = time.monotonic() - started
-    print(f"\n[ipfs_peers] {PEER_COUNT} js-ipfs peers answering and connected after {elapsed:.1f}s")
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"ipfs_peers: {PEER_COUNT} js-ipfs peers up and connected in {elapsed:.1f}s")
     try:
         yield peers
     finally:

@@ -242,3 +242,56 @@ async def test_bad_input_is_refused_before_any_request() -> None:
     async with KuboClient("http://127.0.0.1:9") as node:
         with pytest.raises(InvalidCidError):
             await node.get_block("not-a-cid")
+
+
+async def test_pin_sends_its_name_and_connects_origins_first(fake_node: Any) -> None:
+    calls: list[tuple[str, dict[str, str]]] = []
+
+    def recording(path: str, handler: Handler) -> Handler:
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            calls.append((path, dict(request.query)))
+            return await handler(request)
+
+        return wrapped
+
+    node = await fake_node(
+        {
+            "swarm/connect": recording("swarm/connect", reply('{"Strings": ["connect ok"]}')),
+            "pin/add": recording("pin/add", lines({"Pins": [BLOCK_CID]})),
+        }
+    )
+    await node.pin(BLOCK_CID, name="shard-3", origins=("/ip4/127.0.0.1/tcp/4001/p2p/QmPeer",))
+    assert [path for path, _ in calls] == ["swarm/connect", "pin/add"]
+    assert calls[0][1]["arg"] == "/ip4/127.0.0.1/tcp/4001/p2p/QmPeer"
+    assert calls[1][1]["name"] == "shard-3" and calls[1][1]["progress"] == "true"
+
+
+async def test_unreachable_origin_does_not_stop_the_pin(fake_node: Any) -> None:
+    node = await fake_node(
+        {"swarm/connect": reply('{"Message": "dial failed"}', 500), "pin/add": lines({"Pins": [BLOCK_CID]})}
+    )
+    status = await node.pin(BLOCK_CID, origins=("/ip4/127.0.0.1/tcp/1/p2p/QmGone",))
+    assert status.state == "pinned"
+
+
+async def test_car_import_that_pins_nothing_is_not_a_success(fake_node: Any) -> None:
+    node = await fake_node({"dag/import": lines()})  # the stream ended early, as after a trailer error
+
+    async def car() -> Any:
+        yield b"\x00"
+
+    with pytest.raises(NodeBadResponseError):
+        await node.import_car(car())
+
+
+async def test_car_import_root_pin_error_is_reported(fake_node: Any) -> None:
+    node = await fake_node(
+        {"dag/import": lines({"Root": {"Cid": {"/": BLOCK_CID}, "PinErrorMsg": "no space"}})}
+    )
+
+    async def car() -> Any:
+        yield b"\x00"
+
+    with pytest.raises(NodeError) as err:
+        await node.import_car(car())
+    assert err.value.cid == BLOCK_CID and err.value.node_message == "no space"

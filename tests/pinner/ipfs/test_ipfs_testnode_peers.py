@@ -27,6 +27,7 @@ async def one(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
+@pytest.mark.ipfs
 def test_session_peers_are_distinct_and_connected(ipfs_peers: list[Any]) -> None:
     assert len(ipfs_peers) == 3
     ports = [p for peer in ipfs_peers for p in vars(peer.ports).values()]
@@ -65,6 +66,23 @@ async def test_kill_restart_and_wipe(ipfs_peer_factory: Callable[[int], list[Any
     pid = peer.pid
     peer.stop()
     assert not alive(pid) and not peer.running
+
+
+@pytest.mark.ipfs
+@pytest.mark.slow
+async def test_a_killed_session_peer_is_restored_and_reconnected(ipfs_peers: list[Any]) -> None:
+    victim = ipfs_peers[2]
+    old_id = victim.peer_id
+    try:
+        victim.kill()
+        async with KuboClient(victim.api_url) as node:
+            with pytest.raises(NodeUnreachableError):
+                await node.version()
+    finally:
+        peers_module.restore_peers(ipfs_peers)
+    assert victim.running and victim.peer_id == old_id
+    connected = {p["Peer"] for p in ipfs_peers[0].rpc("swarm/peers")["Peers"]}
+    assert victim.peer_id in connected
 
 
 @pytest.mark.ipfs
