@@ -53,7 +53,8 @@ async def publish(request: web.Request) -> web.Response:
     if "manifest" not in body:
         raise InvalidManifest("the publish body has no 'manifest'", field="manifest")
     parsed = load_manifest(body["manifest"], limits)
-    sigs = body.get("signatures") or []
+    sigs = body.get("signatures")
+    sigs = [] if sigs is None else sigs
     if not isinstance(sigs, list):
         raise BadRequest("'signatures' must be a list of detached signature objects", field="signatures")
     result = await svc.publish.publish(

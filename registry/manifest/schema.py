@@ -46,7 +46,7 @@ class ShardSpec(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True, strict=True)
 
-    filename: str = Field(pattern=FILENAME_PATTERN, min_length=1, max_length=255)
+    filename: str = Field(json_schema_extra={"pattern": FILENAME_PATTERN, "minLength": 1, "maxLength": 255})
     cid: str = Field(
         min_length=1, max_length=128, description="UnixFS root CID (v0: Kubo defaults, v1: raw leaves)"
     )

@@ -1,0 +1,83 @@
+"""Builders shared by the registry API, service and CLI tests: shard bytes, manifests, tokens, uploads."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import random
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from pinner.unixfs import UnixfsParams, hash_file
+from registry.api.keys import REGISTRY
+
+
+def shard_bytes(size: int, seed: int = 0) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+def cid_of(data: bytes, params: UnixfsParams | None = None) -> str:
+    return str(hash_file(io.BytesIO(data), params).cid)
+
+
+def shard_entry(
+    name: str, data: bytes, *, size: bool = True, params: UnixfsParams | None = None
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "filename": name,
+        "cid": cid_of(data, params),
+        "sha256": "sha256:" + hashlib.sha256(data).hexdigest(),
+    }
+    if size:
+        entry["size"] = len(data)
+    return entry
+
+
+def manifest(shards: list[tuple[str, bytes]], version: str = "1.0.0", **extra: Any) -> dict[str, Any]:
+    return {
+        "format": "safetensors",
+        "model_name": "tiny-llm",
+        "model_version": version,
+        "config": {"vocab_size": 256, "d_model": 64, "dropout": 0.0},
+        "shards": [shard_entry(n, d) for n, d in shards],
+        **extra,
+    }
+
+
+async def token(
+    app: web.Application,
+    publisher: str,
+    namespaces: list[str] | None = None,
+    scopes: tuple[str, ...] = ("publish",),
+) -> str:
+    issued = await app[REGISTRY].auth.create_token(publisher, namespaces=namespaces, scopes=scopes)
+    return issued.token
+
+
+def bearer(tok: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tok}"}
+
+
+async def upload(client: TestClient, tok: str, data: bytes, **query: str) -> Any:
+    cid = query.pop("cid", None) or cid_of(data)
+    return await client.put(f"/v1/blobs/{cid}", data=data, headers=bearer(tok), params=query)
+
+
+async def publish(client: TestClient, tok: str, name: str, body: dict[str, Any]) -> Any:
+    return await client.post(f"/v1/models/{name}/packs", json=body, headers=bearer(tok))
+
+
+async def upload_and_publish(
+    client: TestClient, tok: str, name: str, shards: list[tuple[str, bytes]], **body: Any
+) -> dict[str, Any]:
+    for _, data in shards:
+        r = await upload(client, tok, data)
+        assert r.status in (200, 201), await r.text()
+    r = await publish(
+        client, tok, name, {"manifest": manifest(shards, **body.pop("manifest_extra", {})), **body}
+    )
+    assert r.status in (200, 201), await r.text()
+    out: dict[str, Any] = await r.json()
+    return out
