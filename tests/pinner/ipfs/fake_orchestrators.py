@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -158,7 +159,9 @@ class FakePinningService:
         return web.json_response({"error": {"reason": reason, "details": details}}, status=status)
 
     @web.middleware
-    async def auth(self, request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
+    async def auth(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         if request.headers.get("Authorization") != f"Bearer {self.token}":
             return self.failure(401, "UNAUTHORIZED", "Access token is missing or invalid")
         return await handler(request)

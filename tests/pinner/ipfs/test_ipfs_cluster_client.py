@@ -14,7 +14,9 @@ from pinner.ipfs.protocol import PinBackend, PinState
 
 CID_V0 = "QmdfTbBqBPQ7VNxZEYEj14VmRuZBkqFbiwReogJgS1zR1n"
 CID_V1 = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
-FAST = dict(timeouts=HttpTimeouts(call=2, read=2), poll_interval=0.01, pin_no_progress_timeout=0.3)
+FAST: dict[str, Any] = dict(
+    timeouts=HttpTimeouts(call=2, read=2), poll_interval=0.01, pin_no_progress_timeout=0.3
+)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -32,7 +32,7 @@ FAST = KuboConfig(timeouts=HttpTimeouts(connect=1, call=0.5, read=0.5), pin_no_p
 
 
 @pytest.fixture
-async def fake_node(aiohttp_server: Any) -> Callable[..., Awaitable[KuboClient]]:
+async def fake_node(aiohttp_server: Any) -> AsyncIterator[Callable[..., Awaitable[KuboClient]]]:
     clients: list[KuboClient] = []
 
     async def make(routes: dict[str, Handler], config: KuboConfig = FAST, **kw: Any) -> KuboClient:

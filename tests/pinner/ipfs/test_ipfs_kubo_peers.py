@@ -78,8 +78,8 @@ async def test_car_import_pins_roots_and_exports_back(clients: list[KuboClient],
     assert small_dag.root in [cid async for cid in node.list_pins()]
     assert await collect(node.cat(small_dag.root)) == small_dag.content
     exported = await collect(node.export_car(small_dag.root))
-    roots, blocks = read_car(io.BytesIO(exported))
-    assert [str(r.set(base="base32")) for r in roots] == [small_dag.root]
+    car_roots, blocks = read_car(io.BytesIO(exported))
+    assert [str(r.set(base="base32")) for r in car_roots] == [small_dag.root]
     assert {str(cid.set(base="base32")): data for cid, data in blocks} == small_dag.blocks
 
 

@@ -15,7 +15,9 @@ from pinner.ipfs.protocol import PinBackend, PinState
 
 CID_A = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
 CID_B = "QmdfTbBqBPQ7VNxZEYEj14VmRuZBkqFbiwReogJgS1zR1n"
-FAST = dict(timeouts=HttpTimeouts(call=2, read=2), poll_interval=0.01, pin_no_progress_timeout=0.3)
+FAST: dict[str, Any] = dict(
+    timeouts=HttpTimeouts(call=2, read=2), poll_interval=0.01, pin_no_progress_timeout=0.3
+)
 
 
 @pytest.fixture
