@@ -1,0 +1,173 @@
+"""In-memory fakes of the pin-backend seams for replication tests: a Kubo-like node and an orchestrator."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterable, AsyncIterator
+
+from multiformats import CID
+
+from pinner.car import read_car
+from pinner.dagpb import decode_node
+from pinner.digests import cid_str
+from pinner.ipfs.cids import normalize_cid
+from pinner.ipfs.errors import NodeError, NodeTimeoutError, NodeUnreachableError
+from pinner.ipfs.protocol import BlockStat, NodeInfo, PinState, PinStatus, ProgressCallback
+
+
+class FakeKuboNode:
+    """Implements `IpfsNode`: blocks and recursive pins in dicts; knobs to misbehave."""
+
+    def __init__(self, url: str = "http://127.0.0.1:1", *, free: int | None = 10**12) -> None:
+        self._url = url
+        self.blocks: dict[str, bytes] = {}
+        self.pins: set[str] = set()
+        self.free = free
+        self.down = False
+        self.forget_pins = False  # acknowledge imports without pinning (a lying node)
+        self.serve_wrong = False  # return other bytes than asked for
+        self.imports = 0
+        self.pin_calls: list[tuple[str, tuple[str, ...]]] = []
+        self.active = 0
+        self.max_active = 0
+        self.peers: dict[str, FakeKuboNode] = {}  # origins this node can fetch from, by multiaddr
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    def _check(self) -> None:
+        if self.down:
+            raise NodeUnreachableError(f"{self._url} refused the connection", node_url=self._url)
+
+    async def info(self) -> NodeInfo:
+        self._check()
+        return NodeInfo(
+            url=self._url, version="fake/0.1", peer_id="12D3Fake", addresses=(f"/fake/{self._url}",)
+        )
+
+    async def free_space(self) -> int | None:
+        self._check()
+        return self.free
+
+    async def import_car(self, car: AsyncIterable[bytes], *, pin_roots: bool = True) -> list[str]:
+        self._check()
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        try:
+            body = b"".join([c async for c in car])
+            await asyncio.sleep(0)
+        finally:
+            self.active -= 1
+        roots, blocks = read_car(io.BytesIO(body))
+        for cid, data in blocks:
+            self.blocks[normalize_cid(cid_str(cid))] = data
+        self.imports += 1
+        names = [normalize_cid(cid_str(r)) for r in roots]
+        if pin_roots and not self.forget_pins:
+            self.pins.update(names)
+        return names if pin_roots else []
+
+    def _reachable(self, root: str) -> bool:
+        stack = [root]
+        while stack:
+            cid = stack.pop()
+            if cid not in self.blocks:
+                return False
+            if CID.decode(cid).codec.code == 0x70:  # dag-pb: follow its links
+                stack.extend(normalize_cid(str(link.cid)) for link in decode_node(self.blocks[cid]).links)
+        return True
+
+    async def pin(
+        self,
+        cid: str,
+        *,
+        name: str | None = None,
+        origins: tuple[str, ...] = (),
+        on_progress: ProgressCallback | None = None,
+    ) -> PinStatus:
+        self._check()
+        cid = normalize_cid(cid)
+        self.pin_calls.append((cid, origins))
+        for addr in origins:
+            peer = self.peers.get(addr)
+            if peer is not None and not peer.down:
+                self.blocks.update(peer.blocks)
+        if not self._reachable(cid):
+            raise NodeTimeoutError(f"pin of {cid} found no provider", node_url=self._url, cid=cid)
+        self.pins.add(cid)
+        return PinStatus(cid=cid, state=PinState.PINNED)
+
+    async def pin_status(self, cid: str) -> PinStatus:
+        self._check()
+        cid = normalize_cid(cid)
+        return PinStatus(cid=cid, state=PinState.PINNED if cid in self.pins else PinState.UNPINNED)
+
+    async def list_pins(self) -> AsyncIterator[str]:
+        self._check()
+        for cid in sorted(self.pins):
+            yield cid
+
+    async def unpin(self, cid: str) -> None:
+        self._check()
+        self.pins.discard(normalize_cid(cid))
+
+    async def get_block(self, cid: str) -> bytes:
+        self._check()
+        data = self.blocks.get(normalize_cid(cid))
+        if data is None:
+            raise NodeTimeoutError(f"block {cid} not found", node_url=self._url, cid=cid)
+        return data[::-1] + b"x" if self.serve_wrong else data
+
+    async def stat_block(self, cid: str) -> BlockStat:
+        return BlockStat(cid=cid, size=len(await self.get_block(cid)))
+
+    async def put_ipns_record(self, name: str, record: bytes) -> None:
+        raise NodeError("not supported", node_url=self._url)
+
+
+class FakeOrchestrator:
+    """A `PinBackend` only (like IPFS Cluster): pins by fetching from origin fakes."""
+
+    def __init__(self, url: str = "http://127.0.0.1:2") -> None:
+        self._url = url
+        self.pins: set[str] = set()
+        self.peers: dict[str, FakeKuboNode] = {}
+        self.pin_calls: list[tuple[str, tuple[str, ...]]] = []
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    async def info(self) -> NodeInfo:
+        return NodeInfo(url=self._url, version="cluster/fake")
+
+    async def free_space(self) -> int | None:
+        return None
+
+    async def pin(
+        self,
+        cid: str,
+        *,
+        name: str | None = None,
+        origins: tuple[str, ...] = (),
+        on_progress: ProgressCallback | None = None,
+    ) -> PinStatus:
+        cid = normalize_cid(cid)
+        self.pin_calls.append((cid, origins))
+        if not any(a in self.peers and cid in self.peers[a].pins for a in origins):
+            raise NodeTimeoutError(f"no origin holds {cid}", node_url=self._url, cid=cid)
+        self.pins.add(cid)
+        return PinStatus(cid=cid, state=PinState.PINNED)
+
+    async def pin_status(self, cid: str) -> PinStatus:
+        cid = normalize_cid(cid)
+        return PinStatus(cid=cid, state=PinState.PINNED if cid in self.pins else PinState.UNPINNED)
+
+    async def list_pins(self) -> AsyncIterator[str]:
+        for cid in sorted(self.pins):
+            yield cid
+
+    async def unpin(self, cid: str) -> None:
+        self.pins.discard(normalize_cid(cid))

@@ -1,0 +1,80 @@
+"""The mover: CAR into dag/import from our blocks, pin from origins otherwise, confirmed, idempotent, limited."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from pinner.blockstore import FsBlockstore
+from pinner.ipfs.cids import normalize_cid
+from pinner.ipfs.errors import NodeTimeoutError, NotPinnedError
+from pinner.replication.mover import Mover, MoverConfig
+from tests.pinner.replication.conftest import add_file
+from tests.pinner.replication.fakes import FakeKuboNode, FakeOrchestrator
+
+
+async def test_push_sends_every_block_as_one_car_and_the_node_pins_each_root(store: FsBlockstore) -> None:
+    cids = [add_file(store, 9000), add_file(store, 3000)]
+    node = FakeKuboNode()
+    result = await Mover(store).push(node, cids)
+    assert result.method == "car" and result.bytes_moved > 12000
+    assert node.pins == {normalize_cid(c) for c in cids} and node.imports == 1
+    for cid in cids:
+        for block_cid, data in store.iter_dag_blocks(cid):
+            assert node.blocks[normalize_cid(str(block_cid))] == data
+
+
+async def test_push_again_is_confirmed_without_sending(store: FsBlockstore) -> None:
+    cid = add_file(store, 5000)
+    node = FakeKuboNode()
+    mover = Mover(store)
+    await mover.push(node, [cid])
+    again = await mover.push(node, [cid])
+    assert again.method == "already" and again.bytes_moved == 0 and node.imports == 1
+
+
+async def test_node_that_does_not_pin_after_import_is_an_error(store: FsBlockstore) -> None:
+    cid = add_file(store, 2000)
+    node = FakeKuboNode()
+    node.forget_pins = True
+    with pytest.raises(NotPinnedError) as exc:
+        await Mover(store).push(node, [cid])
+    assert exc.value.cid == normalize_cid(cid) and exc.value.node_url == node.url
+
+
+async def test_bytes_only_on_another_node_are_pinned_from_that_origin(store: FsBlockstore) -> None:
+    cid = add_file(store, 4000)
+    holder = FakeKuboNode("http://127.0.0.1:3")
+    await Mover(store).push(holder, [cid])
+    store.delete_file(cid)
+    target = FakeKuboNode("http://127.0.0.1:4")
+    target.peers["/holder"] = holder
+    result = await Mover(store).push(target, [cid], origins=("/holder",))
+    assert result.method == "pin" and target.pin_calls == [(normalize_cid(cid), ("/holder",))]
+    assert normalize_cid(cid) in target.pins
+
+
+async def test_pin_without_a_reachable_origin_fails_typed(store: FsBlockstore) -> None:
+    cid = add_file(store, 4000)
+    store.delete_file(cid)
+    with pytest.raises(NodeTimeoutError):
+        await Mover(store).push(FakeKuboNode(), [cid])
+
+
+async def test_orchestrator_is_asked_to_pin_with_origins(store: FsBlockstore) -> None:
+    cid = add_file(store, 4000)
+    holder = FakeKuboNode("http://127.0.0.1:3")
+    await Mover(store).push(holder, [cid])
+    cluster = FakeOrchestrator()
+    cluster.peers["/holder"] = holder
+    result = await Mover(store).push(cluster, [cid], origins=("/holder",))
+    assert result.method == "pin" and cluster.pins == {normalize_cid(cid)}
+
+
+async def test_per_node_concurrency_is_respected(store: FsBlockstore) -> None:
+    cids = [add_file(store, 3000) for _ in range(6)]
+    node = FakeKuboNode()
+    mover = Mover(store, MoverConfig(per_node_concurrency=2, car_batch_bytes=512))
+    await asyncio.gather(*(mover.push(node, [c]) for c in cids))
+    assert node.max_active <= 2 and node.pins == {normalize_cid(c) for c in cids}
