@@ -64,6 +64,7 @@ class _Batch:
     offset: int
     chunk_jobs: list[Future[list[tuple[bytes, int, int]]]]
     sha_job: Future[None] | None
+    sink_job: Future[None] | None = None
 
 
 def _hash_chunks(view: memoryview, starts: range, chunk: int, raw: bool) -> list[tuple[bytes, int, int]]:
@@ -119,6 +120,7 @@ class ChunkPipeline:
         self._pending: deque[_Batch] = deque()
         self._pool: ThreadPoolExecutor | None = None
         self._sha_pool: ThreadPoolExecutor | None = None
+        self._sink_pool: ThreadPoolExecutor | None = None
         self._done = False
 
     # -- input ---------------------------------------------------------------------------------
@@ -178,10 +180,10 @@ class ChunkPipeline:
     def close(self) -> None:
         """Stops the worker threads (idempotent; used on abort)."""
         self._done = True
-        for pool in (self._pool, self._sha_pool):
+        for pool in (self._pool, self._sha_pool, self._sink_pool):
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
-        self._pool = self._sha_pool = None
+        self._pool = self._sha_pool = self._sink_pool = None
 
     # -- internals -----------------------------------------------------------------------------
     def _current(self) -> bytearray:
@@ -229,10 +231,14 @@ class ChunkPipeline:
             self._pool.submit(_hash_chunks, view, starts[i : i + step], chunk, raw)
             for i in range(0, len(starts), step)
         ]
-        self._pending.append(_Batch(buf, self._offset, jobs, sha_job))
-        self._offset += n
+        sink_job = None
         if self._sink is not None:
-            self._sink(view)
+            # Its own thread, in order: a write stalled by disk writeback does not stop reading or hashing.
+            if self._sink_pool is None:
+                self._sink_pool = ThreadPoolExecutor(1, thread_name_prefix="unixfs-sink")
+            sink_job = self._sink_pool.submit(self._sink, view)
+        self._pending.append(_Batch(buf, self._offset, jobs, sha_job, sink_job))
+        self._offset += n
 
     def _drain_one(self) -> None:
         batch = self._pending.popleft()
@@ -241,6 +247,8 @@ class ChunkPipeline:
             offset = self._add_leaves(offset, job.result())
         if batch.sha_job is not None:
             batch.sha_job.result()
+        if batch.sink_job is not None:
+            batch.sink_job.result()
         self._free.append(batch.buf)
 
     def _add_leaves(self, offset: int, hashed: list[tuple[bytes, int, int]]) -> int:
