@@ -1,0 +1,422 @@
+"""IPNS channels: when ``ns/model@curated`` (or ``@latest``) moves, sign a record for it and get it to IPFS nodes.
+
+Each channel has its own Ed25519 key, generated here and stored sealed under the key-encryption key
+(KEK) from settings, or from ``DATA_DIR/ipns.kek`` (created 0600 on first use). A pointer move signs a
+record with sequence + 1 pointing at ``/ipfs/<pack CID>`` inside the caller's transaction and enqueues
+an ``ipns-publish`` job; ``ipns-republish`` re-signs records close to their EOL with the same value.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import os
+import stat
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from multiformats import multibase
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from pinner.ipfs.kubo import KuboClient
+from pinner.states import NodeKind, NodeState
+from registry.db.base import utcnow
+from registry.db.engine import readonly_session
+from registry.db.models import IpfsNode, IpnsKey, IpnsRecord, Model, Namespace
+from registry.errors import ConfigError, NotFound
+from registry.jobs.protocol import ClaimedJob, RetryJob
+from registry.manifest.names import ModelRef
+from registry.trust.channel import (
+    ChannelKey,
+    IpnsRecordConfig,
+    new_channel_key,
+    open_channel_key,
+    pointer_record,
+)
+from registry.trust.errors import TrustError
+from registry.trust.ipns import validate_record
+from registry.trust.ipns_name import parse_ipns_name
+from registry.trust.sealing import generate_kek, parse_kek
+
+log = logging.getLogger(__name__)
+
+KEK_FILE = "ipns.kek"
+PUBLISH_JOB = "ipns-publish"
+REPUBLISH_JOB = "ipns-republish"
+
+
+@dataclass(frozen=True)
+class IpnsChannelConfig:
+    """Which pointers get IPNS records, and their lifetimes (from ``settings.ipns``)."""
+
+    records: IpnsRecordConfig = field(default_factory=IpnsRecordConfig)
+    publish_latest: bool = False
+    republish_interval_s: float = 600.0  # how often the daemon looks for records near their EOL
+
+    def __post_init__(self) -> None:
+        if self.republish_interval_s <= 0:
+            raise ValueError("ipns republish_interval_s must be positive")
+
+    @property
+    def channel_tags(self) -> frozenset[str]:
+        return frozenset({"curated", "latest"} if self.publish_latest else {"curated"})
+
+
+class Enqueue(Protocol):
+    async def enqueue(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        dedupe_key: str | None = None,
+        session: AsyncSession | None = None,
+    ) -> int: ...
+
+
+class RecordSink(Protocol):
+    """An IPFS node that takes IPNS records (Kubo ``routing/put``, js-ipfs ``dht/put``)."""
+
+    async def put_ipns_record(self, name: str, record: bytes) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+SinkFactory = Callable[[IpfsNode], RecordSink | None]
+
+
+def kubo_sinks(node: IpfsNode) -> RecordSink | None:
+    """Kubo RPC nodes without stored credentials; other kinds do not take IPNS records from us."""
+    if node.kind is not NodeKind.KUBO or node.auth is not None:
+        return None
+    return KuboClient(node.url)
+
+
+def load_kek(configured: str | None, data_dir: Path) -> bytes:
+    """The KEK from settings (base64), else ``data_dir/ipns.kek``, created with mode 0600 if missing.
+
+    Raises:
+        ConfigError: the configured value or the file is not a 32-byte base64 key, or the file is
+            readable by others.
+    """
+    if configured:
+        try:
+            return parse_kek(configured)
+        except TrustError as e:
+            raise ConfigError(f"ipns.key_encryption_key: {e.message}") from None
+    path = Path(data_dir) / KEK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kek = generate_kek()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        st = path.stat()
+        if st.st_mode & 0o077:
+            raise ConfigError(
+                f"{path} has mode {stat.S_IMODE(st.st_mode):04o}; the IPNS key-encryption key must be "
+                f"readable only by its owner (chmod 600 {path})"
+            ) from None
+        try:
+            return parse_kek(path.read_text("ascii"))
+        except (TrustError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path} is not a base64 32-byte key: {e}") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(base64.b64encode(kek).decode("ascii") + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    return kek
+
+
+def peer_id_of(name: str) -> str:
+    """The base58 peer-id form of an IPNS name: the only form js-ipfs resolves, and Kubo reads it too."""
+    parsed = parse_ipns_name(name)
+    mh = bytes([parsed.hash_code, len(parsed.digest)]) + parsed.digest
+    return str(multibase.get("base58btc").encode(mh))[1:]
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRecord:
+    channel: str
+    name: str
+    sequence: int
+    value: str
+    validity: datetime
+    ttl_s: int
+    record: bytes
+    published_at: datetime | None
+
+
+class IpnsChannels:
+    """Signs, stores, serves and publishes the IPNS records of the registry's channels."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        kek: bytes,
+        jobs: Enqueue | None,
+        config: IpnsChannelConfig = IpnsChannelConfig(),
+        *,
+        sinks: SinkFactory = kubo_sinks,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._sessions = sessions
+        self._kek = kek
+        self._jobs = jobs
+        self.config = config
+        self._sinks = sinks
+        self._clock = clock
+
+    # -- signing ---------------------------------------------------------------------------------
+
+    async def on_pointer_moved(self, session: AsyncSession, model_id: int, tag: str, pack_cid: str) -> None:
+        """The pointer service's hook, inside its transaction: sign and store the channel's next record."""
+        if tag not in self.config.channel_tags:
+            return
+        await self.sign(session, model_id, tag, pack_cid)
+
+    async def sign(self, session: AsyncSession, model_id: int, tag: str, pack_cid: str) -> ChannelRecord:
+        """Get or create the channel key, sign ``/ipfs/<pack_cid>`` with sequence + 1, store, enqueue publish."""
+        channel = await self._channel_name(session, model_id, tag)
+        key_row = (
+            await session.execute(select(IpnsKey).where(IpnsKey.model_id == model_id, IpnsKey.tag == tag))
+        ).scalar_one_or_none()
+        if key_row is None:
+            fresh = new_channel_key(channel, self._kek)
+            key_row = IpnsKey(name=fresh.name, model_id=model_id, tag=tag, sealed_private_key=fresh.sealed)
+            session.add(key_row)
+            await session.flush()
+        return await self._sign_next(session, key_row, channel, pack_cid)
+
+    async def _sign_next(
+        self, session: AsyncSession, key_row: IpnsKey, channel: str, pack_cid: str
+    ) -> ChannelRecord:
+        key = open_channel_key(
+            ChannelKey(channel, key_row.name, bytes(key_row.sealed_private_key)), self._kek
+        )
+        previous = (
+            await session.execute(
+                select(func.max(IpnsRecord.sequence)).where(IpnsRecord.name == key_row.name)
+            )
+        ).scalar()
+        now = self._clock()
+        raw = pointer_record(key, pack_cid, previous, now, self.config.records)
+        rec = validate_record(key_row.name, raw, now)  # our own output goes through the same validator
+        row = IpnsRecord(
+            name=key_row.name,
+            sequence=rec.sequence,
+            value=rec.path,
+            record=raw,
+            validity=rec.expires_at,
+            created_at=now,
+        )
+        session.add(row)
+        await session.flush()
+        if self._jobs is not None:
+            await self._jobs.enqueue(
+                PUBLISH_JOB,
+                {"name": key_row.name},
+                dedupe_key=f"{PUBLISH_JOB}:{key_row.name}",
+                session=session,
+            )
+        return ChannelRecord(
+            channel, row.name, row.sequence, row.value, row.validity, self.config.records.ttl_s, raw, None
+        )
+
+    async def _channel_name(self, session: AsyncSession, model_id: int, tag: str) -> str:
+        ns, model = (
+            await session.execute(
+                select(Namespace.name, Model.name)
+                .join(Model, Model.namespace_id == Namespace.id)
+                .where(Model.id == model_id)
+            )
+        ).one()
+        return f"{ns}/{model}@{tag}"
+
+    async def republish_due(self) -> list[str]:
+        """Re-sign (sequence + 1, same value) every channel whose newest record is close to its EOL."""
+        now = self._clock()
+        horizon = now + timedelta(seconds=self.config.records.republish_before_s)
+        newest = (
+            select(IpnsRecord.name, func.max(IpnsRecord.sequence).label("seq"))
+            .group_by(IpnsRecord.name)
+            .subquery()
+        )
+        async with readonly_session(self._sessions) as s:
+            due = list(
+                (
+                    await s.execute(
+                        select(IpnsRecord.name, IpnsRecord.sequence)
+                        .join(
+                            newest, (newest.c.name == IpnsRecord.name) & (newest.c.seq == IpnsRecord.sequence)
+                        )
+                        .where(IpnsRecord.validity <= horizon)
+                        .order_by(IpnsRecord.validity)
+                    )
+                ).all()
+            )
+        done = []
+        for name, seq in due:
+            async with self._sessions() as s, s.begin():
+                key_row = await s.get(IpnsKey, name)
+                current = (
+                    (
+                        await s.execute(
+                            select(IpnsRecord)
+                            .where(IpnsRecord.name == name)
+                            .order_by(IpnsRecord.sequence.desc())
+                        )
+                    )
+                    .scalars()
+                    .first()
+                )
+                if key_row is None or current is None or current.sequence != seq:
+                    continue  # moved meanwhile: the move signed a fresh record
+                channel = await self._channel_name(s, key_row.model_id, key_row.tag)
+                await self._sign_next(s, key_row, channel, current.value.removeprefix("/ipfs/"))
+                done.append(name)
+        if done:
+            log.info("re-signed %d IPNS record(s) before their EOL", len(done))
+        return done
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    async def latest(self, name: str) -> ChannelRecord:
+        """The newest record of an IPNS name this registry holds the key of.
+
+        Raises:
+            InvalidIpnsName, NotFound.
+        """
+        canonical = parse_ipns_name(name).canonical
+        async with readonly_session(self._sessions) as s:
+            row = (
+                await s.execute(
+                    select(IpnsRecord, IpnsKey)
+                    .join(IpnsKey, IpnsKey.name == IpnsRecord.name)
+                    .where(IpnsRecord.name == canonical)
+                    .order_by(IpnsRecord.sequence.desc())
+                    .limit(1)
+                )
+            ).first()
+            if row is None:
+                raise NotFound(f"this registry has no IPNS record for {name}", name=name)
+            rec, key = row
+            return await self._view(s, rec, key)
+
+    async def for_channel(self, ref: ModelRef, tag: str) -> ChannelRecord:
+        """The newest record of ``ns/model@tag``. Raises NotFound."""
+        async with readonly_session(self._sessions) as s:
+            key = (
+                await s.execute(
+                    select(IpnsKey)
+                    .join(Model, Model.id == IpnsKey.model_id)
+                    .join(Namespace, Namespace.id == Model.namespace_id)
+                    .where(Namespace.name == ref.namespace, Model.name == ref.model, IpnsKey.tag == tag)
+                )
+            ).scalar_one_or_none()
+            rec = None
+            if key is not None:
+                rec = (
+                    (
+                        await s.execute(
+                            select(IpnsRecord)
+                            .where(IpnsRecord.name == key.name)
+                            .order_by(IpnsRecord.sequence.desc())
+                        )
+                    )
+                    .scalars()
+                    .first()
+                )
+            if key is None or rec is None:
+                raise NotFound(f"channel {ref}@{tag} has no IPNS record (yet)", channel=f"{ref}@{tag}")
+            return await self._view(s, rec, key)
+
+    async def _view(self, s: AsyncSession, rec: IpnsRecord, key: IpnsKey) -> ChannelRecord:
+        channel = await self._channel_name(s, key.model_id, key.tag)
+        return ChannelRecord(
+            channel,
+            rec.name,
+            rec.sequence,
+            rec.value,
+            rec.validity,
+            self.config.records.ttl_s,
+            bytes(rec.record),
+            rec.published_at,
+        )
+
+    # -- publishing to nodes ---------------------------------------------------------------------
+
+    async def publish(self, name: str) -> list[str]:
+        """Put the newest record of ``name`` to every configured IPFS node that takes records.
+
+        Returns the URLs it reached. Raises RetryJob when some node failed (putting again is harmless).
+        """
+        async with readonly_session(self._sessions) as s:
+            rec = (
+                (
+                    await s.execute(
+                        select(IpnsRecord).where(IpnsRecord.name == name).order_by(IpnsRecord.sequence.desc())
+                    )
+                )
+                .scalars()
+                .first()
+            )
+            nodes = list(
+                (await s.execute(select(IpfsNode).where(IpfsNode.state != NodeState.DOWN))).scalars()
+            )
+        if rec is None:
+            log.warning("ipns-publish: no record for %s; nothing to publish", name)
+            return []
+        sinks = [(n, self._sinks(n)) for n in nodes]
+        usable = [(n, sink) for n, sink in sinks if sink is not None]
+        if not usable:
+            log.info(
+                "ipns-publish: no IPFS node takes IPNS records (%d configured); %s seq %d is served only at /ipns/%s",
+                len(nodes),
+                name,
+                rec.sequence,
+                name,
+            )
+            return []
+        reached, failed = [], []
+        key = peer_id_of(name)
+        for node, sink in usable:
+            try:
+                await sink.put_ipns_record(key, bytes(rec.record))
+                reached.append(node.url)
+            except Exception as e:  # every node error type: report and retry the job later
+                failed.append(f"{node.name}: {e}")
+            finally:
+                with contextlib.suppress(Exception):
+                    await sink.close()
+        if reached:
+            async with self._sessions() as s, s.begin():
+                row = await s.get(IpnsRecord, rec.id)
+                if row is not None:
+                    row.published_at = self._clock()
+        if failed:
+            raise RetryJob(f"IPNS record {name} seq {rec.sequence} not put to: {'; '.join(failed)}")
+        return reached
+
+    # -- job handlers ----------------------------------------------------------------------------
+
+    async def handle_publish(self, job: ClaimedJob) -> None:
+        await self.publish(str(job.payload.get("name", "")))
+
+    async def handle_republish(self, job: ClaimedJob) -> None:
+        await self.republish_due()
+
+
+def channel_handlers(get: Callable[[], IpnsChannels]) -> dict[str, Callable[[ClaimedJob], Awaitable[None]]]:
+    """Job handlers that find the channels service when they run (it is built after the worker's table)."""
+
+    async def publish(job: ClaimedJob) -> None:
+        await get().handle_publish(job)
+
+    async def republish(job: ClaimedJob) -> None:
+        await get().handle_republish(job)
+
+    return {PUBLISH_JOB: publish, REPUBLISH_JOB: republish}
