@@ -86,16 +86,20 @@ class PeakRss:
         self.peak = max(self.peak, self._proc.memory_info().rss)
 
 
-def measure(fn: Callable[[], object], repeat: int) -> tuple[float, int, object]:
-    best, growth, result = float("inf"), 0, None
+def measure(fn: Callable[[], object], repeat: int) -> tuple[float, float, int, object]:
+    """(best wall seconds, CPU seconds of that run, peak RSS growth, result)."""
+    best, cpu, growth, result = float("inf"), 0.0, 0, None
     for _ in range(repeat):
         with PeakRss() as rss:
+            c = os.times()
             t = time.perf_counter()
             result = fn()
             elapsed = time.perf_counter() - t
-        best = min(best, elapsed)
+            c2 = os.times()
+        if elapsed < best:
+            best, cpu = elapsed, (c2.user - c.user) + (c2.system - c.system)
         growth = max(growth, rss.peak - rss.base)
-    return best, growth, result
+    return best, cpu, growth, result
 
 
 def main() -> None:
@@ -131,14 +135,20 @@ def main() -> None:
             ),
         ]
         base = rows[0][1]
-        print(f"file: {args.size_mib} MiB random, {os.cpu_count()} cores, best of {args.repeat}")
-        print(f"{'phase':38} {'seconds':>8} {'MiB/s':>8} {'x (a)':>7} {'peak RSS +MiB':>14}")
-        for name, secs, growth, _ in rows:
-            print(f"{name:38} {secs:8.3f} {size / MIB / secs:8.0f} {base / secs:7.2f} {growth / MIB:14.1f}")
-        cid_b = rows[1][3][0]  # type: ignore[index]
-        assert str(cid_b) == str(rows[2][3].cid) == str(rows[3][3].cid)  # type: ignore[union-attr]
-        assert rows[2][3].sha256.hex() == rows[0][3]  # type: ignore[union-attr]
-        print(f"CID {cid_b}  sha256 {rows[0][3]}")
+        load = os.getloadavg()[0]
+        print(
+            f"file: {args.size_mib} MiB random, {os.cpu_count()} cores, best of {args.repeat}, load {load:.1f}"
+        )
+        print(f"{'phase':38} {'seconds':>8} {'MiB/s':>8} {'x (a)':>7} {'CPU s':>6} {'peak RSS +MiB':>14}")
+        for name, secs, cpu, growth, _ in rows:
+            print(
+                f"{name:38} {secs:8.3f} {size / MIB / secs:8.0f} {base / secs:7.2f} {cpu:6.2f} {growth / MIB:14.1f}"
+            )
+        cid_b = rows[1][4][0]  # type: ignore[index]
+        assert str(cid_b) == str(rows[2][4].cid) == str(rows[3][4].cid)  # type: ignore[union-attr]
+        assert rows[2][4].sha256.hex() == rows[0][4]  # type: ignore[union-attr]
+        print(f"CID {cid_b}  sha256 {rows[0][4]}")
+        print("CPU s = user+system seconds of all threads; with other load on the cores, wall time grows.")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
