@@ -1,0 +1,168 @@
+"""Key registry, revocation by receipt time, trust policy with audit, and the curation trust verdict."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from registry.db.base import utcnow
+from registry.db.models import AuditEvent, Signature, SignatureVerdict
+from registry.errors import BadRequest, Conflict, Forbidden, NotFound
+from registry.services.trust import TrustService, evaluate_pack_trust
+from registry.trust.errors import BadPublicKey
+from registry.trust.keys import generate_private_key, public_key_of
+from tests.registry.services.test_trust_fixtures import add_pack, manifest, principal, pub_b64
+
+
+@pytest.fixture
+def trust(sessions: async_sessionmaker[AsyncSession]) -> TrustService:
+    return TrustService(sessions)
+
+
+async def test_register_list_and_idempotent_reregister(sessions, trust: TrustService) -> None:
+    alice = await principal(sessions, "alice", ["acme"])
+    key = generate_private_key()
+    view, created = await trust.register_key(alice, pub_b64(key))
+    assert created and view.key_id == public_key_of(key).key_id and view.publisher == "alice"
+    again, created_again = await trust.register_key(alice, public_key_of(key).to_pem().decode())
+    assert not created_again and again.key_id == view.key_id
+    assert [k.key_id for k in await trust.list_keys("alice", after=None, limit=10)] == [view.key_id]
+    with pytest.raises(NotFound):
+        await trust.list_keys("nobody", after=None, limit=10)
+
+
+async def test_register_refuses_another_publishers_key_and_garbage(sessions, trust: TrustService) -> None:
+    alice = await principal(sessions, "alice", ["acme"])
+    bob = await principal(sessions, "bob", ["other"])
+    key = generate_private_key()
+    await trust.register_key(alice, pub_b64(key))
+    with pytest.raises(Conflict):
+        await trust.register_key(bob, pub_b64(key))
+    with pytest.raises(BadPublicKey):
+        await trust.register_key(alice, "not a key")
+    assert len(await trust.list_keys(None, after=None, limit=10)) == 1
+
+
+async def test_revoked_key_signature_after_revocation_is_invalid_before_stays_valid(
+    sessions, trust: TrustService
+) -> None:
+    admin = await principal(sessions, "root", scopes=("admin",))
+    alice = await principal(sessions, "alice", ["acme"])
+    key = generate_private_key()
+    kid = (await trust.register_key(alice, pub_b64(key)))[0].key_id
+    await trust.set_policy(admin, "acme", keys=[kid], publishers=[], required_signatures=1)
+    t0 = utcnow()
+    before = await add_pack(sessions, "acme", "tiny", manifest("1"), [(key, t0 - timedelta(hours=2))])
+    after = await add_pack(sessions, "acme", "tiny", manifest("2"), [(key, t0 - timedelta(minutes=30))])
+
+    result = await trust.revoke_key(admin, kid, "laptop stolen", t0 - timedelta(hours=1))
+    assert result.affected_packs == (after,) and result.revalidated_signatures == 1
+
+    ok = await trust.pack_trust(before)
+    assert ok.satisfied and ok.trusted_valid == (kid,)
+    bad = await trust.pack_trust(after)
+    assert not bad.satisfied and bad.signatures[0].verdict == "revoked"
+    assert any("revoked" in r for r in bad.reasons)
+    async with sessions() as s:
+        verdicts = {r.pack_cid: r.verdict for r in (await s.execute(select(Signature))).scalars()}
+        events = (
+            (await s.execute(select(AuditEvent).where(AuditEvent.action == "key.revoke"))).scalars().all()
+        )
+    assert verdicts == {before: SignatureVerdict.VALID, after: SignatureVerdict.REVOKED}
+    assert len(events) == 1 and events[0].reason == "laptop stolen"
+
+
+async def test_only_admins_revoke_in_the_past_and_revocation_never_moves_later(sessions, trust) -> None:
+    alice = await principal(sessions, "alice", ["acme"])
+    bob = await principal(sessions, "bob", ["acme"])
+    key = generate_private_key()
+    kid = (await trust.register_key(alice, pub_b64(key)))[0].key_id
+    with pytest.raises(Forbidden):
+        await trust.revoke_key(alice, kid, "oops", utcnow() - timedelta(days=1))
+    with pytest.raises(NotFound):  # not bob's key
+        await trust.revoke_key(bob, kid, "mine now")
+    with pytest.raises(BadRequest):
+        await trust.revoke_key(alice, kid, "  ")
+    done = await trust.revoke_key(alice, kid, "rotated")
+    assert done.key.revoked_at is not None and done.key.revocation_reason == "rotated"
+    with pytest.raises(Conflict):
+        await trust.revoke_key(alice, kid, "again", utcnow() + timedelta(days=1))
+
+
+async def test_policy_set_is_audited_and_checked(sessions, trust: TrustService) -> None:
+    admin = await principal(sessions, "root", scopes=("admin",))
+    alice = await principal(sessions, "alice", ["acme"])
+    scoped_admin = await principal(sessions, "carol", ["other"], scopes=("admin",))
+    key = generate_private_key()
+    kid = (await trust.register_key(alice, pub_b64(key)))[0].key_id
+    for who in (alice, scoped_admin):
+        with pytest.raises(Forbidden):
+            await trust.set_policy(who, "acme", keys=[kid], publishers=[])
+    with pytest.raises(BadRequest):
+        await trust.set_policy(admin, "acme", keys=["ed25519:" + "0" * 64], publishers=[])
+    with pytest.raises(BadRequest):
+        await trust.set_policy(admin, "acme", keys=[], publishers=["nobody"])
+    with pytest.raises(BadRequest):
+        await trust.set_policy(admin, "acme", keys=[kid], publishers=[], required_signatures=0)
+    with pytest.raises(NotFound):
+        await trust.set_policy(admin, "nowhere", keys=[], publishers=[])
+    assert (await trust.get_policy("acme")).required_signatures == 1
+
+    view = await trust.set_policy(
+        admin, "acme", keys=[kid], publishers=["alice"], required_signatures=2, reason="r"
+    )
+    assert view.required_signatures == 2 and view.publishers == ("alice",)
+    assert [k.key_id for k in view.keys] == [kid] and [k.key_id for k in view.publisher_keys] == [kid]
+    assert view.namespace_policy().keyring().keys() == {kid}
+    async with sessions() as s:
+        ev = (await s.execute(select(AuditEvent).where(AuditEvent.action == "trust_policy.set"))).scalar_one()
+    assert ev.subject == "namespace:acme" and ev.actor == "root" and ev.reason == "r"
+    assert ev.details == {
+        "before": {"required_signatures": 1, "keys": [], "publishers": []},
+        "after": {"required_signatures": 2, "keys": [kid], "publishers": ["alice"]},
+    }
+
+
+async def test_verdict_counts_distinct_trusted_valid_keys(sessions, trust: TrustService) -> None:
+    admin = await principal(sessions, "root", scopes=("admin",))
+    alice = await principal(sessions, "alice", ["acme"])
+    bob = await principal(sessions, "bob", ["acme"])
+    k_alice, k_bob, k_stranger = generate_private_key(), generate_private_key(), generate_private_key()
+    await trust.register_key(alice, pub_b64(k_alice))
+    await trust.register_key(bob, pub_b64(k_bob))
+    await trust.set_policy(admin, "acme", keys=[], publishers=["alice", "bob"], required_signatures=2)
+
+    unsigned = await add_pack(sessions, "acme", "tiny", manifest("0"))
+    one = await add_pack(sessions, "acme", "tiny", manifest("1"), [(k_alice, None), (k_stranger, None)])
+    two = await add_pack(sessions, "acme", "tiny", manifest("2"), [(k_alice, None), (k_bob, None)])
+    other = manifest("3")
+    forged = await add_pack(
+        sessions, "acme", "tiny", other, [(k_alice, None), (k_bob, None)], sign_over=manifest("4")
+    )
+
+    v = await trust.pack_trust(unsigned)
+    assert not v.satisfied and v.reasons[0] == "the pack carries no signatures"
+    v = await trust.pack_trust(one)
+    assert not v.satisfied and v.required == 2 and len(v.trusted_valid) == 1
+    assert any("unknown_key" in r for r in v.reasons)
+    assert (await trust.pack_trust(two)).satisfied
+    v = await trust.pack_trust(forged)  # signatures over a different manifest
+    assert not v.satisfied and {j.verdict for j in v.signatures} == {"bad_signature"}
+    with pytest.raises(NotFound):
+        await trust.pack_trust("bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy")
+
+
+async def test_key_registered_after_publish_counts(sessions, trust: TrustService) -> None:
+    admin = await principal(sessions, "root", scopes=("admin",))
+    alice = await principal(sessions, "alice", ["acme"])
+    key = generate_private_key()
+    cid = await add_pack(sessions, "acme", "tiny", manifest("1"), [(key, None)])
+    async with sessions() as s:
+        assert not (await evaluate_pack_trust(s, cid)).satisfied
+    await trust.register_key(alice, pub_b64(key))
+    await trust.set_policy(admin, "acme", keys=[], publishers=["alice"])
+    async with sessions() as s:
+        assert (await evaluate_pack_trust(s, cid)).satisfied
