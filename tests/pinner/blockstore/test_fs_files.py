@@ -118,3 +118,16 @@ def test_empty_file_round_trip(store: FsBlockstore) -> None:
     digest = _ingest(store, b"", UnixfsParams())
     assert str(digest.cid) == "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"
     assert b"".join(store.iter_file_bytes(digest.cid)) == b""
+
+
+def test_reopen_after_a_crash_drops_partial_ingests_and_bad_indexes(store: FsBlockstore) -> None:
+    kept = _ingest(store, DATA)
+    lost = _ingest(store, DATA[::-1])
+    writer = store.begin_file(SMALL)  # a crash mid-ingest leaves temp files behind
+    writer.write(DATA)
+    os.unlink(store.file_path(lost.cid))  # and an index whose data file is gone
+    reopened = FsBlockstore(store.root)
+    assert list((store.root / "tmp").iterdir()) == []
+    assert [str(c) for c in reopened.roots()] == [str(kept.cid)]
+    assert list((store.root / "quarantine").iterdir())
+    writer.abort()
