@@ -1,0 +1,241 @@
+"""A small blocking HTTP client for the registry API (what the CLI uses): keep-alive, streamed bodies both ways.
+
+Errors come back as ``ClientError`` carrying the server's stable ``code`` and one-sentence message.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import quote, urlencode, urlsplit
+
+from registry.errors import RegistryError
+
+DEFAULT_REGISTRY = "http://127.0.0.1:8740"
+CHUNK = 1024 * 1024
+Progress = Callable[[int], None]
+
+
+class ClientError(RegistryError):
+    """The registry refused the request or could not be reached."""
+
+    code = "client_error"
+    http_status = 502
+
+    def __init__(self, message: str, *, status: int = 0, error_code: str = "", details: Any = None) -> None:
+        self.status = status
+        self.error_code = error_code
+        super().__init__(message, status=status, error_code=error_code, server_details=details or {})
+
+
+class RegistryClient:
+    """Calls the registry at ``base_url`` (``MODELPACK_REGISTRY``) with an optional bearer token."""
+
+    def __init__(
+        self, base_url: str = DEFAULT_REGISTRY, token: str | None = None, timeout_s: float = 300
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ClientError(f"registry URL {base_url!r} is not http(s)://HOST[:PORT]")
+        self.base_url = base_url.rstrip("/")
+        self._scheme = parts.scheme
+        self._host = parts.hostname
+        self._port = parts.port
+        self._prefix = parts.path.rstrip("/")
+        self._token = token
+        self._timeout = timeout_s
+        self._conn: http.client.HTTPConnection | None = None
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._conn is None:
+            cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
+            self._conn = cls(self._host, self._port, timeout=self._timeout)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        h = {"Accept": "application/json"}
+        if self._token:
+            h["Authorization"] = f"Bearer {self._token}"
+        h.update(extra or {})
+        return h
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | BinaryIO | None = None,
+        length: int | None = None,
+        headers: dict[str, str] | None = None,
+        progress: Progress | None = None,
+    ) -> http.client.HTTPResponse:
+        conn = self._connection()
+        url = self._prefix + path
+        try:
+            conn.putrequest(method, url, skip_accept_encoding=True)
+            hdrs = self._headers(headers)
+            if body is not None:
+                hdrs["Content-Length"] = str(len(body) if isinstance(body, bytes) else length)
+            for k, v in hdrs.items():
+                conn.putheader(k, v)
+            conn.endheaders()
+            try:
+                if isinstance(body, bytes):
+                    conn.send(body)
+                elif body is not None:
+                    while chunk := body.read(CHUNK):
+                        conn.send(chunk)
+                        if progress:
+                            progress(len(chunk))
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the server refused early (e.g. 413); its answer is still readable
+            return conn.getresponse()
+        except OSError as e:
+            self.close()
+            raise ClientError(f"cannot reach the registry at {self.base_url}: {e}") from None
+        except http.client.HTTPException as e:
+            self.close()
+            raise ClientError(f"the registry at {self.base_url} broke the connection: {e!r}") from None
+
+    def _raise_for(self, resp: http.client.HTTPResponse) -> None:
+        if resp.status < 400:
+            return
+        raw = resp.read()
+        if resp.will_close:
+            self.close()
+        try:
+            err = json.loads(raw)["error"]
+            raise ClientError(
+                err["message"], status=resp.status, error_code=err["code"], details=err.get("details")
+            )
+        except (ValueError, KeyError, TypeError):
+            raise ClientError(
+                f"the registry answered HTTP {resp.status}: {raw[:200]!r}", status=resp.status
+            ) from None
+
+    def _json(
+        self, method: str, path: str, payload: Any = None, headers: dict[str, str] | None = None
+    ) -> Any:
+        body = None if payload is None else json.dumps(payload).encode()
+        hdrs = {"Content-Type": "application/json", **(headers or {})} if body is not None else headers
+        resp = self._send(method, path, body=body, headers=hdrs)
+        self._raise_for(resp)
+        data = json.loads(resp.read())
+        if resp.will_close:
+            self.close()
+        return data
+
+    # -- blobs ---------------------------------------------------------------------------------
+    def blob(self, cid: str) -> dict[str, Any] | None:
+        """The registry's record of an uploaded file, or None when it does not hold it."""
+        try:
+            result: dict[str, Any] = self._json("GET", f"/v1/blobs/{quote(cid)}")
+            return result
+        except ClientError as e:
+            if e.status == 404:
+                return None
+            raise
+
+    def upload_blob(
+        self,
+        cid: str,
+        path: Path,
+        *,
+        sha256: str | None = None,
+        profile: str | None = None,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        query = {k: v for k, v in (("sha256", sha256), ("profile", profile)) if v}
+        url = f"/v1/blobs/{quote(cid)}" + (f"?{urlencode(query)}" if query else "")
+        with path.open("rb") as f:
+            resp = self._send(
+                "PUT",
+                url,
+                body=f,
+                length=os.fstat(f.fileno()).st_size,
+                headers={"Content-Type": "application/octet-stream"},
+                progress=progress,
+            )
+        self._raise_for(resp)
+        data: dict[str, Any] = json.loads(resp.read())
+        return data
+
+    # -- packs ---------------------------------------------------------------------------------
+    def publish(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        ns, model = name.split("/", 1)
+        result: dict[str, Any] = self._json("POST", f"/v1/models/{quote(ns)}/{quote(model)}/packs", body)
+        return result
+
+    def pack(self, cid: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("GET", f"/v1/packs/{quote(cid)}")
+        return result
+
+    def manifest_bytes(self, cid: str) -> bytes:
+        resp = self._send("GET", f"/v1/packs/{quote(cid)}/manifest")
+        self._raise_for(resp)
+        return resp.read()
+
+    def stream_shard(self, cid: str, filename: str) -> Iterator[bytes]:
+        resp = self._send("GET", f"/v1/packs/{quote(cid)}/shards/{quote(filename)}")
+        self._raise_for(resp)
+        try:
+            while chunk := resp.read(CHUNK):
+                yield chunk
+        except (OSError, http.client.HTTPException) as e:
+            self.close()
+            raise ClientError(f"download of {filename} broke off: {e!r}") from None
+
+    def models(self, namespace: str | None = None, prefix: str | None = None) -> Iterator[dict[str, Any]]:
+        query = {k: v for k, v in (("namespace", namespace), ("prefix", prefix)) if v}
+        yield from self._pages("/v1/models", query)
+
+    def versions(self, name: str) -> Iterator[dict[str, Any]]:
+        yield from self._pages(f"/v1/models/{name}/packs", {})
+
+    def _pages(self, path: str, query: dict[str, str]) -> Iterator[dict[str, Any]]:
+        cursor = None
+        while True:
+            q = {**query, **({"cursor": cursor} if cursor else {})}
+            page = self._json("GET", path + (f"?{urlencode(q)}" if q else ""))
+            yield from page["items"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
+    # -- pointers and tokens -------------------------------------------------------------------
+    def resolve(self, name: str, tag: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("GET", f"/v1/models/{name}/pointers/{quote(tag)}")
+        return result
+
+    def set_pointer(
+        self, name: str, tag: str, cid: str, *, expected: str | None = None, reason: str | None = None
+    ) -> dict[str, Any]:
+        headers = {"If-Match": f'"{expected}"'} if expected else None
+        result: dict[str, Any] = self._json(
+            "PUT", f"/v1/models/{name}/pointers/{quote(tag)}", {"cid": cid, "reason": reason}, headers
+        )
+        return result
+
+    def pointer_history(self, name: str, tag: str | None) -> Iterator[dict[str, Any]]:
+        path = f"/v1/models/{name}/pointers/{quote(tag)}/history" if tag else f"/v1/models/{name}/history"
+        yield from self._pages(path, {})
+
+    def whoami(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("GET", "/v1/whoami")
+        return result
