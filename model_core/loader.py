@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import mmap
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -62,10 +63,20 @@ class LoadedPack:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def read_verified(shard: ShardPlan, chunk: int) -> bytearray:
+ShardBuffer = mmap.mmap | bytearray
+
+
+def _private_buffer(size: int) -> ShardBuffer:
+    """Anonymous memory for one shard, pre-faulted in one go (cheaper than a page fault per 4 KiB)."""
+    if size == 0 or not hasattr(mmap, "MAP_POPULATE"):
+        return bytearray(size)
+    return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE)
+
+
+def read_verified(shard: ShardPlan, chunk: int) -> ShardBuffer:
     """Read the whole shard into private memory, hashing as it goes; the hash must match the manifest."""
     name = shard.entry.filename
-    buf = bytearray(shard.size)
+    buf = _private_buffer(shard.size)
     view = memoryview(buf)
     h = hashlib.sha256()
     fd = os.open(shard.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
@@ -91,7 +102,7 @@ def read_verified(shard: ShardPlan, chunk: int) -> bytearray:
     return buf
 
 
-def tensors_from_buffer(buf: bytearray, header: ShardHeader) -> dict[str, Tensor]:
+def tensors_from_buffer(buf: ShardBuffer, header: ShardHeader) -> dict[str, Tensor]:
     """Views into ``buf`` (no copy) for each tensor; only a misaligned tensor is copied."""
     out: dict[str, Tensor] = {}
     for t in header.tensors:

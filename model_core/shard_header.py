@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import mmap
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 from model_core.errors import PackInvalid
 
+Buffer = bytes | bytearray | memoryview | mmap.mmap
 DTYPE_SIZES: dict[str, int] = {
     "F64": 8,
     "F32": 4,
@@ -59,7 +61,7 @@ class ShardHeader:
         return sum(t.nbytes for t in self.tensors)
 
 
-def header_length(prefix: bytes | bytearray | memoryview, file_size: int, shard: str, max_bytes: int) -> int:
+def header_length(prefix: Buffer, file_size: int, shard: str, max_bytes: int) -> int:
     """The declared header length, checked against the limit and the file size."""
     if file_size < 8 or len(prefix) < 8:
         raise PackInvalid(
@@ -81,9 +83,7 @@ def header_length(prefix: bytes | bytearray | memoryview, file_size: int, shard:
     return n
 
 
-def parse_header(
-    buf: bytes | bytearray | memoryview, file_size: int, shard: str, max_bytes: int
-) -> ShardHeader:
+def parse_header(buf: Buffer, file_size: int, shard: str, max_bytes: int) -> ShardHeader:
     """Validate the header at the start of ``buf`` (which holds at least 8 + header length bytes).
 
     Raises:
