@@ -13,7 +13,7 @@ from registry.db.engine import create_engine, session_factory
 from registry.settings import Settings, load_settings
 from tests import dbutil
 
-pytest_plugins: list[str] = []
+pytest_plugins = ["tests.ipfs_testnode.plugin"]
 
 
 @pytest.fixture(scope="session")
