@@ -5,9 +5,11 @@
 (b') CID + file sha256 in one pass (hash_file)                   -- reported for the manifest path
 (c) full ingest into FsBlockstore: CID + sha256 + bytes stored + fsync'd -- goal >= 0.5x (a)
 (d) plain copy of the file + fsync, no hashing: the disk's ceiling for (c) on this machine
+(e) optional, ``--jsipfs``: a js-ipfs peer (tests/ipfs_testnode) on 127.0.0.1 doing ``add --only-hash``
+    and a stored ``add`` of the same file, once each (the issue's reference: 1.9 s and 9.8 s)
 Each is run ``--repeat`` times after one warm-up read; the best time is reported, with the peak RSS
 growth over the process's RSS before the phase (goal < 64 MiB). Usage:
-    .venv/bin/python bench/bench_ingest.py [--size-mib 1024] [--repeat 3] [--dir /tmp]
+    .venv/bin/python bench/bench_ingest.py [--size-mib 1024] [--repeat 3] [--dir /tmp] [--jsipfs]
 """
 
 from __future__ import annotations
@@ -102,11 +104,47 @@ def measure(fn: Callable[[], object], repeat: int) -> tuple[float, float, int, o
     return best, cpu, growth, result
 
 
+def jsipfs_add(api_url: str, path: Path, only_hash: bool) -> str:
+    """POSTs the file to a js-ipfs peer's ``add`` as a streamed multipart body; returns the CID."""
+    import json
+    import urllib.parse
+    import urllib.request
+
+    boundary = "benchboundary7d1f"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+
+    def body():  # type: ignore[no-untyped-def]
+        yield head
+        with path.open("rb") as f:
+            while chunk := f.read(4 * MIB):
+                yield chunk
+        yield tail
+
+    query = urllib.parse.urlencode({"only-hash": str(only_hash).lower(), "pin": "false", "progress": "false"})
+    req = urllib.request.Request(
+        f"{api_url}/api/v0/add?{query}",
+        data=body(),
+        method="POST",
+        headers={
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "Content-Length": str(len(head) + path.stat().st_size + len(tail)),
+        },
+    )
+    with urllib.request.urlopen(req, timeout=600) as resp:
+        lines = [json.loads(line) for line in resp.read().splitlines() if line.strip()]
+    return str(lines[-1]["Hash"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--dir", type=Path, default=None)
+    ap.add_argument("--jsipfs", action="store_true", help="also time a js-ipfs peer (tests/ipfs_testnode)")
     args = ap.parse_args()
     size = args.size_mib * MIB
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-", dir=args.dir))
@@ -148,6 +186,25 @@ def main() -> None:
         assert str(cid_b) == str(rows[2][4].cid) == str(rows[3][4].cid)  # type: ignore[union-attr]
         assert rows[2][4].sha256.hex() == rows[0][4]  # type: ignore[union-attr]
         print(f"CID {cid_b}  sha256 {rows[0][4]}")
+        if args.jsipfs:
+            import sys
+
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+            from tests.ipfs_testnode.peers import start_peers, stop_peers
+
+            peers = start_peers(work / "jsipfs", 1, prefix="bench")
+            try:
+                for name, only in (
+                    ("(e) js-ipfs add --only-hash", True),
+                    ("(e') js-ipfs add (stored)", False),
+                ):
+                    t = time.perf_counter()
+                    their = jsipfs_add(peers[0].api_url, src, only)
+                    secs = time.perf_counter() - t
+                    same = "same CID" if their == str(cid_b) else f"DIFFERENT CID {their}"
+                    print(f"{name:38} {secs:8.3f} {size / MIB / secs:8.0f} {base / secs:7.2f}   ({same})")
+            finally:
+                stop_peers(peers)
         print("CPU s = user+system seconds of all threads; with other load on the cores, wall time grows.")
     finally:
         shutil.rmtree(work, ignore_errors=True)
