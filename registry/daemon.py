@@ -17,8 +17,19 @@ from aiohttp import web
 
 from pinner.blockstore import FsBlockstore, FsBlockstoreConfig
 from pinner.unixfs import PipelineConfig
-from registry.api import blobs, health, models, openapi, packs, pointers, tokens
-from registry.api.keys import BLOCKSTORE, ENGINE, JOB_QUEUE, REGISTRY, SERVICES, SESSIONS, SETTINGS, WORKER
+from registry.api import blobs, health, ipns_gateway, keys_api, models, openapi, packs, pointers, tokens
+from registry.api.keys import (
+    BLOCKSTORE,
+    ENGINE,
+    IPNS_CHANNELS,
+    JOB_QUEUE,
+    REGISTRY,
+    SERVICES,
+    SESSIONS,
+    SETTINGS,
+    TRUST,
+    WORKER,
+)
 from registry.api.middleware import access_log_middleware, error_middleware
 from registry.db.engine import create_engine, ping, session_factory
 from registry.db.migrate import require_current
@@ -30,9 +41,18 @@ from registry.services import RegistryServices
 from registry.services.auth import AuthService
 from registry.services.blobs import BlobConfig, BlobService
 from registry.services.browse import BrowseService
+from registry.services.ipns_channels import (
+    REPUBLISH_JOB,
+    IpnsChannelConfig,
+    IpnsChannels,
+    channel_handlers,
+    load_kek,
+)
 from registry.services.pointers import PointerService
 from registry.services.publish import PublishService
+from registry.services.trust import TrustService
 from registry.settings import Settings
+from registry.trust.channel import IpnsRecordConfig
 
 log = logging.getLogger("modelpack.daemon")
 
@@ -103,6 +123,37 @@ def _blockstore_ctx(settings: Settings) -> CleanupCtx:
     return ctx
 
 
+def _trust_ctx(settings: Settings) -> CleanupCtx:
+    """Key registry, trust policy and IPNS channels; a loop that enqueues the republish sweep."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        ipns = settings.ipns
+        config = IpnsChannelConfig(
+            records=IpnsRecordConfig(ipns.validity_s, ipns.ttl_s, ipns.republish_before_s),
+            publish_latest=ipns.publish_latest,
+        )
+        kek = await asyncio.to_thread(load_kek, ipns.key_encryption_key, settings.storage.data_dir)
+        app[TRUST] = TrustService(app[SESSIONS])
+        app[IPNS_CHANNELS] = IpnsChannels(app[SESSIONS], kek, app[JOB_QUEUE], config)
+        queue = app[JOB_QUEUE]
+
+        async def republish_sweeps() -> None:
+            while True:
+                await asyncio.sleep(config.republish_interval_s)
+                try:
+                    await queue.enqueue(REPUBLISH_JOB, {}, dedupe_key=REPUBLISH_JOB)
+                except Exception:  # the database may be briefly away; try again next round
+                    log.exception("could not enqueue the IPNS republish sweep")
+
+        task = asyncio.create_task(republish_sweeps(), name="ipns-republish-sweeps")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return ctx
+
+
 def _registry_ctx(settings: Settings) -> CleanupCtx:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         lim = settings.limits
@@ -118,9 +169,11 @@ def _registry_ctx(settings: Settings) -> CleanupCtx:
         app[REGISTRY] = RegistryServices(
             auth=AuthService(sessions),
             blobs=BlobService(sessions, app[BLOCKSTORE], BlobConfig(settings.server.max_upload_bytes)),
-            publish=PublishService(sessions, app[JOB_QUEUE], limits),
+            publish=PublishService(
+                sessions, app[JOB_QUEUE], limits, on_moved=app[IPNS_CHANNELS].on_pointer_moved
+            ),
             browse=BrowseService(sessions),
-            pointers=PointerService(sessions),
+            pointers=PointerService(sessions, on_moved=app[IPNS_CHANNELS].on_pointer_moved),
             limits=limits,
             read_requires_token=settings.server.read_requires_token,
             page_size_default=min(lim.page_size_default, lim.page_size_max),
@@ -140,12 +193,14 @@ def build_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[SERVICES] = {}
     handlers: dict[str, Handler] = {}
+    handlers.update(channel_handlers(lambda: app[IPNS_CHANNELS]))
     app.cleanup_ctx.append(_database_ctx(settings))
     app.cleanup_ctx.append(_jobs_ctx(settings, handlers))
     app.cleanup_ctx.append(_blockstore_ctx(settings))
+    app.cleanup_ctx.append(_trust_ctx(settings))
     app.cleanup_ctx.append(_registry_ctx(settings))
     app.add_routes(health.routes)
-    for module in (blobs, packs, models, pointers, tokens, openapi):
+    for module in (blobs, packs, models, pointers, tokens, keys_api, ipns_gateway, openapi):
         app.add_routes(module.routes)
     return app
 

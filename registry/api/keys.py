@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from registry.jobs.sql import SqlJobQueue
     from registry.jobs.worker import Worker
     from registry.services import RegistryServices
+    from registry.services.ipns_channels import IpnsChannels
+    from registry.services.trust import TrustService
 
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
@@ -23,3 +25,5 @@ WORKER: web.AppKey[Worker] = web.AppKey("worker")
 SERVICES: web.AppKey[dict[str, Any]] = web.AppKey("services")
 BLOCKSTORE: web.AppKey[FsBlockstore] = web.AppKey("blockstore")
 REGISTRY: web.AppKey[RegistryServices] = web.AppKey("registry_services")
+TRUST: web.AppKey[TrustService] = web.AppKey("trust")
+IPNS_CHANNELS: web.AppKey[IpnsChannels] = web.AppKey("ipns_channels")

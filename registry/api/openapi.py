@@ -11,6 +11,8 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from registry.api import ipns_gateway as ipns
+from registry.api import keys_api as kapi
 from registry.api import schemas as s
 from registry.manifest.names import NAME_PATTERN, TAG_PATTERN
 
@@ -48,6 +50,7 @@ TAG = Param("tag", "path", {"type": "string", "pattern": TAG_PATTERN}, required=
 CID = Param("cid", "path", {"type": "string"}, "a CID (any multibase)", required=True)
 CURSOR = Param("cursor", "query", {"type": "string"}, "next_cursor of the previous page")
 LIMIT = Param("limit", "query", {"type": "integer", "minimum": 1}, "page size")
+KEY_ID = Param("key_id", "path", {"type": "string"}, "ed25519:<sha256 hex of the raw key>", required=True)
 ETAG_NONE = Param("If-None-Match", "header", {"type": "string"}, "an ETag you hold: 304 when unchanged")
 READ_ERRORS = (400, 401, 404)
 
@@ -244,6 +247,127 @@ OPERATIONS: tuple[Op, ...] = (
         {200: s.WhoAmI},
         auth=True,
         extra_errors=(401,),
+    ),
+    # -- trust: keys, policy, pack verdict, IPNS (registry.api.keys_api, registry.api.ipns_gateway)
+    Op(
+        "post",
+        "/v1/keys",
+        "registerKey",
+        "Register an Ed25519 public key for your publisher",
+        "trust",
+        {200: kapi.KeyOut, 201: kapi.KeyOut},
+        body=kapi.KeyIn,
+        auth=True,
+        extra_errors=(400, 401, 403, 409, 413),
+    ),
+    Op(
+        "get",
+        "/v1/keys",
+        "listKeys",
+        "Registered signing keys",
+        "trust",
+        {200: kapi.KeyPage},
+        (Param("publisher", "query", {"type": "string"}), CURSOR, LIMIT),
+        extra_errors=READ_ERRORS,
+    ),
+    Op(
+        "get",
+        "/v1/keys/{key_id}",
+        "getKey",
+        "One signing key",
+        "trust",
+        {200: kapi.KeyOut},
+        (KEY_ID,),
+        extra_errors=READ_ERRORS,
+    ),
+    Op(
+        "post",
+        "/v1/keys/{key_id}/revoke",
+        "revokeKey",
+        "Revoke a key from a time (in the past: admin only)",
+        "trust",
+        {200: kapi.RevokeOut},
+        (KEY_ID,),
+        body=kapi.RevokeIn,
+        auth=True,
+        extra_errors=(400, 401, 403, 404, 409, 413),
+    ),
+    Op(
+        "get",
+        "/v1/namespaces/{namespace}/policy",
+        "getTrustPolicy",
+        "A namespace's trust policy",
+        "trust",
+        {200: kapi.PolicyOut},
+        (NS,),
+        extra_errors=READ_ERRORS,
+    ),
+    Op(
+        "put",
+        "/v1/namespaces/{namespace}/policy",
+        "setTrustPolicy",
+        "Replace a namespace's trust policy (audited)",
+        "trust",
+        {200: kapi.PolicyOut},
+        (NS,),
+        body=kapi.PolicyIn,
+        auth=True,
+        extra_errors=(400, 401, 403, 404, 413),
+    ),
+    Op(
+        "get",
+        "/v1/namespaces/{namespace}/policy/file",
+        "getTrustPolicyFile",
+        "The policy in the offline file format",
+        "trust",
+        {200: JSON},
+        (NS,),
+        extra_errors=READ_ERRORS,
+    ),
+    Op(
+        "get",
+        "/v1/packs/{cid}/trust",
+        "getPackTrust",
+        "Signature verdicts and whether the namespace's policy is satisfied",
+        "trust",
+        {200: kapi.TrustOut},
+        (CID,),
+        extra_errors=READ_ERRORS,
+    ),
+    Op(
+        "get",
+        "/v1/models/{namespace}/{model}/channels/{tag}",
+        "getChannel",
+        "The IPNS name and newest record of ns/model@tag",
+        "ipns",
+        {200: ipns.ChannelOut},
+        (NS, MODEL, TAG),
+        extra_errors=READ_ERRORS,
+    ),
+    Op(
+        "get",
+        "/ipns/{name}",
+        "getIpnsRecord",
+        "A channel's signed IPNS record (Trustless Gateway)",
+        "ipns",
+        {200: ipns.IPNS_RECORD},
+        (
+            Param("name", "path", {"type": "string"}, "k51... or a base58 peer id", required=True),
+            Param("format", "query", {"type": "string", "enum": ["ipns-record"]}),
+            Param("Accept", "header", {"type": "string"}, f"{ipns.IPNS_RECORD} (or use ?format=ipns-record)"),
+        ),
+        extra_errors=(400, 401, 404, 406),
+    ),
+    Op(
+        "post",
+        "/v1/ipns/validate",
+        "validateIpnsRecord",
+        "Validate an IPNS record; refusals name the reason",
+        "ipns",
+        {200: ipns.RecordVerdictOut},
+        (Param("name", "query", {"type": "string"}, "the record's IPNS name", required=True),),
+        body="application/octet-stream",  # the record bytes (any content type is read)
+        extra_errors=(400, 401, 409, 413),
     ),
     Op("get", "/healthz", "healthz", "Liveness", "health", {200: JSON}),
     Op("get", "/readyz", "readyz", "Readiness", "health", {200: JSON, 503: JSON}),

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import os
 import stat
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -410,7 +410,9 @@ class IpnsChannels:
         await self.republish_due()
 
 
-def channel_handlers(get: Callable[[], IpnsChannels]) -> dict[str, Callable[[ClaimedJob], Awaitable[None]]]:
+def channel_handlers(
+    get: Callable[[], IpnsChannels],
+) -> dict[str, Callable[[ClaimedJob], Coroutine[Any, Any, None]]]:
     """Job handlers that find the channels service when they run (it is built after the worker's table)."""
 
     async def publish(job: ClaimedJob) -> None:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -22,6 +23,10 @@ from registry.services.auth import Principal, require_namespace
 
 RESERVED_TAGS: Final = frozenset({"curated"})
 ANY: Final = object()  # move without a precondition
+
+# Called inside the mover's transaction after a pointer moved: (session, model_id, tag, to_cid).
+# The composition root passes the IPNS channels' hook (registry.services.ipns_channels).
+PointerMoved = Callable[[AsyncSession, int, str, str], Awaitable[object]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +68,7 @@ async def move_pointer(
     actor: str | None,
     reason: str | None,
     expected: object = ANY,
+    on_moved: PointerMoved | None = None,
 ) -> bool:
     """Points ``tag`` at ``to_cid`` inside the caller's transaction; False when it already pointed there.
 
@@ -99,6 +105,8 @@ async def move_pointer(
         )
     )
     await session.flush()
+    if on_moved is not None:
+        await on_moved(session, model_id, tag, to_cid)
     return True
 
 
@@ -115,8 +123,11 @@ async def model_id_of(session: AsyncSession, ref: ModelRef) -> int | None:
 class PointerService:
     """Reads and compare-and-swap writes of pointers."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], on_moved: PointerMoved | None = None
+    ) -> None:
         self._sessions = sessions
+        self._on_moved = on_moved
         # one compiled statement for the hot path: namespace + model + tag -> cid, via unique indexes
         self._resolve_q = (
             select(Pointer.pack_cid, Pointer.updated_at, Pointer.updated_by)
@@ -177,7 +188,14 @@ class PointerService:
                 if pack.state in (PackState.RECEIVED, PackState.REJECTED):
                     raise Conflict(f"pack {cid} is {pack.state.value}; a pointer cannot name it", cid=cid)
                 await move_pointer(
-                    s, mid, tag, cid, actor=principal.publisher, reason=reason, expected=expected
+                    s,
+                    mid,
+                    tag,
+                    cid,
+                    actor=principal.publisher,
+                    reason=reason,
+                    expected=expected,
+                    on_moved=self._on_moved,
                 )
         except IntegrityError:  # lost a race to create the same pointer
             raise PreconditionFailed(

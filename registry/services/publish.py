@@ -35,7 +35,7 @@ from registry.errors import Conflict, InvalidManifest, MissingShards, ShardMisma
 from registry.manifest.canonical import ManifestLimits, ParsedManifest
 from registry.manifest.names import DEFAULT_TAG, ModelRef
 from registry.services.auth import Principal, require_namespace
-from registry.services.pointers import check_settable, move_pointer
+from registry.services.pointers import PointerMoved, check_settable, move_pointer
 from registry.trust.errors import BadSignature
 from registry.trust.keys import PublicKey
 from registry.trust.signatures import (
@@ -89,10 +89,12 @@ class PublishService:
         sessions: async_sessionmaker[AsyncSession],
         jobs: TransactionalQueue | None,
         limits: ManifestLimits | None = None,
+        on_moved: PointerMoved | None = None,
     ) -> None:
         self._sessions = sessions
         self._jobs = jobs
         self.limits = limits or ManifestLimits()
+        self._on_moved = on_moved
 
     async def publish(
         self,
@@ -212,7 +214,15 @@ class PublishService:
                 verdicts.append({"key_id": c.key_id, "kind": kind, "verdict": _VERDICTS[c.verdict].value})
             moved = {}
             for t in tags:
-                await move_pointer(s, model.id, t, parsed.cid, actor=actor, reason=reason or "published")
+                await move_pointer(
+                    s,
+                    model.id,
+                    t,
+                    parsed.cid,
+                    actor=actor,
+                    reason=reason or "published",
+                    on_moved=self._on_moved,
+                )
                 moved[t] = parsed.cid
             if self._jobs is not None:
                 if s.get_bind().dialect.name == "postgresql":

@@ -1,0 +1,249 @@
+"""Signing keys, namespace trust policies and a pack's trust verdict over HTTP.
+
+Publishers register Ed25519 public keys (the key belongs to the token's publisher) and revoke them with
+a time; a namespace's admins say which keys or publishers it trusts and how many signatures curation
+needs. ``GET /v1/packs/{cid}/trust`` is what the curation rule and ``modelpack verify`` read.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pinner.digests import cid_str, parse_cid
+from registry.api.auth import read_gate, require_principal, services
+from registry.api.bodies import read_limited
+from registry.api.keys import TRUST
+from registry.api.pagination import decode_cursor, encode_cursor, page_limit
+from registry.errors import BadRequest
+from registry.manifest.names import check_name
+from registry.services.trust import KeyView, PolicyView, TrustService, TrustVerdict
+from registry.trust.policy import TrustPolicy, policy_to_json
+
+routes = web.RouteTableDef()
+BODY_MAX = 64 * 1024
+KEY_ID_MAX = 128
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class KeyIn(_In):
+    public_key: str = Field(
+        max_length=4096, description="Ed25519: SubjectPublicKeyInfo PEM or raw 32 bytes in base64"
+    )
+
+
+class RevokeIn(_In):
+    reason: str = Field(min_length=1, max_length=1024)
+    at: datetime | None = Field(
+        None, description="revocation time (RFC 3339); default now; in the past: admin only"
+    )
+
+
+class PolicyIn(_In):
+    required_signatures: int = Field(1, ge=1, le=64)
+    keys: list[str] = Field(default_factory=list, max_length=256)
+    publishers: list[str] = Field(default_factory=list, max_length=64)
+    reason: str | None = Field(None, max_length=1024)
+
+
+class KeyOut(_Out):
+    key_id: str
+    publisher: str | None
+    algorithm: str
+    public_key: str = Field(description="raw 32 bytes, base64")
+    registered_at: datetime
+    revoked_at: datetime | None
+    revocation_reason: str | None
+
+
+class KeyPage(_Out):
+    items: list[KeyOut]
+    next_cursor: str | None = None
+
+
+class RevokeOut(_Out):
+    key: KeyOut
+    revalidated_signatures: int = Field(description="stored signatures now judged revoked")
+    affected_packs: list[str]
+
+
+class PolicyOut(_Out):
+    namespace: str
+    required_signatures: int
+    keys: list[KeyOut]
+    publishers: list[str]
+    publisher_keys: list[KeyOut] = Field(description="the keys of the trusted publishers, resolved now")
+
+
+class SignatureJudgementOut(_Out):
+    key_id: str
+    kind: str
+    verdict: str
+    reason: str
+    trusted: bool
+    received_at: datetime = Field(description="the registry's receipt time: the signing-time bound")
+    signature: str
+
+
+class TrustOut(_Out):
+    pack_cid: str
+    namespace: str
+    satisfied: bool
+    required: int
+    trusted_valid: list[str]
+    reasons: list[str]
+    signatures: list[SignatureJudgementOut]
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def trust(request: web.Request) -> TrustService:
+    return request.app[TRUST]
+
+
+async def parse_body(request: web.Request, model: type[M], what: str) -> M:
+    raw = await read_limited(request, BODY_MAX)
+    try:
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(map(str, err["loc"])) or "(root)"
+        raise BadRequest(f"{what} body: {where}: {err['msg']}", field=where) from None
+
+
+def _key(k: KeyView) -> KeyOut:
+    return KeyOut.model_validate(k, from_attributes=True)
+
+
+def _policy(p: PolicyView) -> PolicyOut:
+    return PolicyOut(
+        namespace=p.namespace,
+        required_signatures=p.required_signatures,
+        keys=[_key(k) for k in p.keys],
+        publishers=list(p.publishers),
+        publisher_keys=[_key(k) for k in p.publisher_keys],
+    )
+
+
+def trust_out(v: TrustVerdict) -> TrustOut:
+    return TrustOut(
+        pack_cid=v.pack_cid,
+        namespace=v.namespace,
+        satisfied=v.satisfied,
+        required=v.required,
+        trusted_valid=list(v.trusted_valid),
+        reasons=list(v.reasons),
+        signatures=[SignatureJudgementOut.model_validate(j, from_attributes=True) for j in v.signatures],
+    )
+
+
+def _key_id(request: web.Request) -> str:
+    key_id = request.match_info["key_id"]
+    if len(key_id) > KEY_ID_MAX:
+        raise BadRequest(f"key id is longer than {KEY_ID_MAX} characters")
+    return key_id
+
+
+def _json(model: BaseModel, status: int = 200) -> web.Response:
+    return web.json_response(text=model.model_dump_json(), status=status)
+
+
+@routes.post("/v1/keys")
+async def register_key(request: web.Request) -> web.Response:
+    """Register an Ed25519 public key for the token's publisher (201 new, 200 already yours)."""
+    principal = await require_principal(request)
+    body = await parse_body(request, KeyIn, "key")
+    view, created = await trust(request).register_key(principal, body.public_key)
+    return _json(_key(view), 201 if created else 200)
+
+
+@routes.get("/v1/keys")
+async def list_keys(request: web.Request) -> web.Response:
+    """Registered keys, ordered by key id; ``?publisher=NAME`` for one publisher's."""
+    await read_gate(request)
+    limit = page_limit(request, services(request))
+    cur = decode_cursor(request.query.get("cursor"), 1)
+    publisher = request.query.get("publisher")
+    if publisher is not None:
+        check_name(publisher, "publisher name")
+    rows = await trust(request).list_keys(publisher, after=str(cur[0]) if cur else None, limit=limit + 1)
+    page = KeyPage(
+        items=[_key(k) for k in rows[:limit]],
+        next_cursor=encode_cursor([rows[limit - 1].key_id]) if len(rows) > limit else None,
+    )
+    return _json(page)
+
+
+@routes.get("/v1/keys/{key_id}")
+async def get_key(request: web.Request) -> web.Response:
+    await read_gate(request)
+    return _json(_key(await trust(request).get_key(_key_id(request))))
+
+
+@routes.post("/v1/keys/{key_id}/revoke")
+async def revoke_key(request: web.Request) -> web.Response:
+    """Revoke from ``at`` (default now): signatures the registry receives from then on are invalid."""
+    principal = await require_principal(request)
+    body = await parse_body(request, RevokeIn, "revocation")
+    done = await trust(request).revoke_key(principal, _key_id(request), body.reason, body.at)
+    return _json(
+        RevokeOut(
+            key=_key(done.key),
+            revalidated_signatures=done.revalidated_signatures,
+            affected_packs=list(done.affected_packs),
+        )
+    )
+
+
+@routes.get("/v1/namespaces/{namespace}/policy")
+async def get_policy(request: web.Request) -> web.Response:
+    """The namespace's trust policy, with the trusted publishers' keys resolved."""
+    await read_gate(request)
+    ns = check_name(request.match_info["namespace"], "namespace")
+    return _json(_policy(await trust(request).get_policy(ns)))
+
+
+@routes.get("/v1/namespaces/{namespace}/policy/file")
+async def get_policy_file(request: web.Request) -> web.Response:
+    """The same policy in the offline file format (``modelpack verify --trust-policy FILE``)."""
+    await read_gate(request)
+    ns = check_name(request.match_info["namespace"], "namespace")
+    view = await trust(request).get_policy(ns)
+    doc: dict[str, Any] = policy_to_json(TrustPolicy({ns: view.namespace_policy()}))
+    return web.json_response(doc)
+
+
+@routes.put("/v1/namespaces/{namespace}/policy")
+async def set_policy(request: web.Request) -> web.Response:
+    """Replace the trust policy (admin scope for this namespace); audited with before and after."""
+    principal = await require_principal(request)
+    ns = check_name(request.match_info["namespace"], "namespace")
+    body = await parse_body(request, PolicyIn, "policy")
+    view = await trust(request).set_policy(
+        principal,
+        ns,
+        keys=body.keys,
+        publishers=body.publishers,
+        required_signatures=body.required_signatures,
+        reason=body.reason,
+    )
+    return _json(_policy(view))
+
+
+@routes.get("/v1/packs/{cid}/trust")
+async def pack_trust(request: web.Request) -> web.Response:
+    """Every stored signature judged now, and whether they satisfy the namespace's policy."""
+    await read_gate(request)
+    cid = cid_str(parse_cid(request.match_info["cid"]))
+    return _json(trust_out(await trust(request).pack_trust(cid)))
