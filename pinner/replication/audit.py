@@ -9,7 +9,7 @@ problem, not a verdict on the replica: that error propagates.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from multiformats import CID
@@ -35,7 +35,7 @@ class AuditResult:
         return self.bad_block is None
 
 
-def dag_block_cids(root: str, get_block: Callable[[str], bytes]) -> list[str]:
+async def dag_block_cids(root: str, get_block: Callable[[str], Awaitable[bytes]]) -> list[str]:
     """Every block CID under `root`; only dag-pb nodes are read (raw leaves are named by their links)."""
     out: list[str] = []
     seen: set[str] = set()
@@ -49,7 +49,7 @@ def dag_block_cids(root: str, get_block: Callable[[str], bytes]) -> list[str]:
         if CID.decode(cid).codec.code != DAG_PB:
             continue
         try:
-            node = decode_node(get_block(cid))
+            node = decode_node(await get_block(cid))
         except DagPbError:
             continue
         stack.extend(normalize_cid(str(link.cid)) for link in node.links)

@@ -113,24 +113,30 @@ class Mover:
         return out
 
     async def push(
-        self, node: PinBackend, cids: Sequence[str], *, origins: tuple[str, ...] = (), name: str | None = None
+        self,
+        node: PinBackend,
+        cids: Sequence[str],
+        *,
+        origins: tuple[str, ...] = (),
+        name: str | None = None,
+        source: BlockSource | None = None,
     ) -> PushResult:
         """Make `node` pin every CID in `cids`; raises a `NodeError` subclass when it does not.
 
-        `origins` are multiaddrs of peers that hold the blocks (used when we cannot send them).
+        `origins` are multiaddrs of peers that hold the blocks (used when we cannot send them);
+        `source` replaces the mover's block source for this push (e.g. with a manifest block added).
         """
+        source = source or self._source
         wanted = [normalize_cid(c) for c in cids]
         async with self.limiter.slot(node.url):
             already = await self._pinned(node, wanted)
             missing = [c for c in wanted if c not in already]
             if not missing:
                 return PushResult(node.url, tuple(wanted), 0, "already")
-            local = all(self._source.has(c) for c in missing)
+            local = all(source.has(c) for c in missing)
             if isinstance(node, IpfsNode) and local:
                 counter = [0]
-                stream = car_stream(
-                    self._source, missing, batch_bytes=self.config.car_batch_bytes, counter=counter
-                )
+                stream = car_stream(source, missing, batch_bytes=self.config.car_batch_bytes, counter=counter)
                 await node.import_car(stream, pin_roots=True)
                 moved, method = counter[0], "car"
             else:

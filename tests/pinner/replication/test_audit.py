@@ -15,15 +15,15 @@ from tests.pinner.replication.conftest import add_file
 from tests.pinner.replication.fakes import FakeKuboNode
 
 
-def test_block_list_covers_the_dag_without_reading_raw_leaves(store: FsBlockstore) -> None:
+async def test_block_list_covers_the_dag_without_reading_raw_leaves(store: FsBlockstore) -> None:
     cid = add_file(store, 20_000)
     read: list[str] = []
 
-    def get(c: str) -> bytes:
+    async def get(c: str) -> bytes:
         read.append(c)
         return store.get_block(c)
 
-    blocks = dag_block_cids(cid, get)
+    blocks = await dag_block_cids(cid, get)
     expected = {normalize_cid(str(c)) for c, _ in store.iter_dag_blocks(cid)}
     assert set(blocks) == expected and len(blocks) == len(expected)
     assert len(read) < len(blocks) / 2  # only the interior nodes were read
@@ -40,7 +40,11 @@ async def _pushed(store: FsBlockstore) -> tuple[str, list[str], FakeKuboNode]:
     cid = add_file(store, 20_000)
     node = FakeKuboNode()
     await Mover(store).push(node, [cid])
-    return cid, dag_block_cids(cid, store.get_block), node
+
+    async def get(c: str) -> bytes:
+        return store.get_block(c)
+
+    return cid, await dag_block_cids(cid, get), node
 
 
 async def test_healthy_replica_passes(store: FsBlockstore) -> None:

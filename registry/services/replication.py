@@ -1,0 +1,402 @@
+"""The replication service: job handlers that keep every live pack on enough nodes, and say so.
+
+`replicate` (one pack: plan, push, confirm, trim), `reconcile` (node pinsets against the index, then
+re-enqueue packs that need work), `audit` (sampled blocks re-hashed) and `gc` (packs nothing refers to
+any more). The logic lives in `pinner.replication`; this module reads and writes the index around it.
+Every step is idempotent: a job killed anywhere is simply run again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from multiformats import CID, multihash
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from pinner.blockstore import FsBlockstore
+from pinner.ipfs.cids import normalize_cid
+from pinner.ipfs.errors import NodeError, NodeUnreachableError
+from pinner.ipfs.protocol import IpfsNode as BlockNode
+from pinner.replication.mover import BlockSource, Mover, MoverConfig
+from pinner.replication.placement import remote_nodes
+from pinner.states import NodeKind, NodeState, ReplicaState
+from registry.db.base import utcnow
+from registry.db.models import IpfsNode, Pack, Replica
+from registry.jobs.protocol import ClaimedJob, PermanentJobError, RetryJob
+from registry.services.replication_nodes import BackendFactory, NodeRegistry, check_health
+from registry.services.replication_rows import (
+    Enqueuer,
+    ReplicationConfig,
+    ReplicationCounters,
+    set_rows,
+    unpin_units,
+)
+from registry.services.replication_summary import (
+    ReplicationSummary,
+    all_nodes,
+    is_live,
+    live_pack_cids,
+    node_view,
+    pack_replication,
+    pack_target,
+    pack_units,
+    plan_pack,
+    replica_view,
+    replicas_for,
+)
+from registry.services.replication_upkeep import Upkeep
+
+log = logging.getLogger("modelpack.replication")
+IN_FLIGHT = (ReplicaState.QUEUED, ReplicaState.PINNING)
+
+
+class PackSource:
+    """The embedded blockstore plus a pack's manifest block (kept in the index, not the store)."""
+
+    def __init__(self, store: FsBlockstore, extra: dict[str, bytes]) -> None:
+        self._store = store
+        self._extra = extra
+
+    def has(self, cid: str) -> bool:
+        return cid in self._extra or self._store.has(cid)
+
+    def iter_dag_blocks(self, root: str) -> Iterator[tuple[CID | bytes, bytes]]:
+        if root in self._extra:
+            return iter([(CID.decode(root), self._extra[root])])
+        return self._store.iter_dag_blocks(root)
+
+
+@dataclass(frozen=True)
+class ReplicateOutcome:
+    pack_cid: str
+    pushed: dict[str, tuple[str, ...]]  # node name -> CIDs confirmed pinned by this run
+    failed: dict[str, str]  # node name -> error
+    removed: dict[str, tuple[str, ...]]
+    summary: ReplicationSummary
+
+
+class ReplicationService:
+    """Keeps packs replicated; one instance per daemon, shared by its job handlers and loops."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        store: FsBlockstore,
+        backends: BackendFactory,
+        queue: Enqueuer,
+        nodes: NodeRegistry,
+        config: ReplicationConfig = ReplicationConfig(),
+        *,
+        mover_config: MoverConfig = MoverConfig(),
+        counters: ReplicationCounters | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._store = store
+        self._backends = backends
+        self._queue = queue
+        self.nodes = nodes
+        self.config = config
+        self.mover = Mover(store, mover_config)
+        self.counters = counters or ReplicationCounters()
+        self.upkeep = Upkeep(
+            sessions, store, backends, queue, nodes, config, self.counters, rng or random.Random()
+        )
+
+    def handlers(self) -> dict[str, Any]:
+        return {
+            "replicate": self.replicate,
+            "reconcile": self.reconcile,
+            "audit": self.upkeep.audit,
+            "gc": self.upkeep.gc,
+        }
+
+    async def pack_replication(self, pack_cid: str) -> ReplicationSummary:
+        async with self._sessions() as s:
+            return await pack_replication(
+                s, pack_cid, defaults=self.config.target, down_grace=self.config.down_grace
+            )
+
+    # -- replicate ------------------------------------------------------------------------------
+
+    async def replicate(self, job: ClaimedJob) -> None:
+        cid = job.payload.get("pack")
+        if not isinstance(cid, str):
+            raise PermanentJobError(f"replicate job {job.id} has no pack CID in its payload")
+        outcome = await self.replicate_pack(cid)
+        if outcome.failed or not outcome.summary.satisfied:
+            why = "; ".join(f"{n}: {e}" for n, e in outcome.failed.items()) or "below replication_min"
+            raise RetryJob(f"pack {cid} not fully replicated yet ({why})")
+
+    async def replicate_pack(self, pack_cid: str) -> ReplicateOutcome:
+        """Plan every unit of the pack, push what is missing, remove what is surplus; idempotent."""
+        now = utcnow()
+        async with self._sessions() as s:
+            pack = await s.get(Pack, pack_cid)
+            if pack is None:
+                raise PermanentJobError(f"no pack {pack_cid} to replicate")
+            live = await is_live(s, pack_cid, timedelta(seconds=self.config.gc_retention_s), now)
+            units = await pack_units(s, pack)
+            target = await pack_target(s, pack, self.config.target)
+            node_rows = {n.id: n for n in await all_nodes(s) if n.kind is not NodeKind.EMBEDDED}
+            rows = await replicas_for(s, [u.cid for u in units])
+            manifest = {normalize_cid(pack.cid): pack.manifest}
+        if not live:
+            log.info("pack %s is not referenced any more; not replicating it (gc will collect it)", pack_cid)
+            return ReplicateOutcome(pack_cid, {}, {}, {}, await self.pack_replication(pack_cid))
+        if not node_rows:
+            log.info("no IPFS node configured: the embedded blockstore is the one replica of %s", pack_cid)
+            return ReplicateOutcome(pack_cid, {}, {}, {}, await self.pack_replication(pack_cid))
+        plans = plan_pack(
+            units,
+            target,
+            [node_view(n) for n in node_rows.values()],
+            [replica_view(r) for r in rows],
+            now=now,
+            down_grace=self.config.down_grace,
+            max_failed_attempts=self.config.max_failed_attempts,
+        )
+        adds: dict[int, list[str]] = {}
+        removes: dict[int, list[str]] = {}
+        for plan in plans:
+            for nid in plan.add:
+                adds.setdefault(nid, []).append(plan.cid)
+            for nid in plan.remove:
+                removes.setdefault(nid, []).append(plan.cid)
+        for r in rows:  # unpins that failed before are tried again
+            node = node_rows.get(r.node_id)
+            if r.state is ReplicaState.UNPINNING and node is not None and node.state is NodeState.UP:
+                removes.setdefault(r.node_id, []).append(r.cid)
+        await self._mark_queued(adds)
+        sizes = {u.cid: u.size for u in units}
+        source = PackSource(self._store, manifest)
+        pushed: dict[str, tuple[str, ...]] = {}
+        failed: dict[str, str] = {}
+        # Nodes we can send blocks to go first, so orchestrators can fetch from them as origins.
+        first = [nid for nid in adds if node_rows[nid].kind is NodeKind.KUBO]
+        later = [nid for nid in adds if node_rows[nid].kind is not NodeKind.KUBO]
+        for wave in (first, later):
+            results = await asyncio.gather(
+                *(self._push(node_rows[nid], adds[nid], sizes, source, pack_cid) for nid in wave)
+            )
+            for nid, (ok, detail) in zip(wave, results, strict=True):
+                if ok:
+                    pushed[node_rows[nid].name] = tuple(adds[nid])
+                else:
+                    failed[node_rows[nid].name] = detail
+        removed: dict[str, tuple[str, ...]] = {}
+        for nid, cids in removes.items():
+            done = await self._unpin(node_rows[nid], sorted(set(cids)))
+            if done:
+                removed[node_rows[nid].name] = tuple(done)
+        return ReplicateOutcome(pack_cid, pushed, failed, removed, await self.pack_replication(pack_cid))
+
+    async def _mark_queued(self, adds: dict[int, list[str]]) -> None:
+        """One row per (unit, node) to place, in `queued` (a retried or lost one is queued again)."""
+        for nid, cids in adds.items():
+            for cid in cids:
+                for _ in range(2):  # a concurrent job for another pack sharing this unit may insert first
+                    try:
+                        async with self._sessions() as s, s.begin():
+                            row = (
+                                await s.execute(
+                                    select(Replica).where(Replica.cid == cid, Replica.node_id == nid)
+                                )
+                            ).scalar_one_or_none()
+                            if row is None:
+                                s.add(Replica(cid=cid, node_id=nid, state=ReplicaState.QUEUED, attempts=0))
+                            elif row.state in (ReplicaState.FAILED, ReplicaState.LOST):
+                                row.state = ReplicaState.QUEUED
+                        break
+                    except IntegrityError:
+                        continue
+
+    async def _set_rows(self, node_id: int, cids: Sequence[str], **values: Any) -> None:
+        await set_rows(self._sessions, node_id, cids, **values)
+
+    async def _origins(self, cids: Sequence[str], exclude: int) -> tuple[str, ...]:
+        """Multiaddrs of up Kubo nodes that pin any of `cids` (for a node that must fetch them itself)."""
+        async with self._sessions() as s:
+            holders = (
+                await s.execute(
+                    select(IpfsNode)
+                    .join(Replica, Replica.node_id == IpfsNode.id)
+                    .where(
+                        Replica.cid.in_(list(cids)),
+                        Replica.state == ReplicaState.PINNED,
+                        IpfsNode.kind == NodeKind.KUBO,
+                        IpfsNode.state == NodeState.UP,
+                        IpfsNode.id != exclude,
+                    )
+                    .distinct()
+                )
+            ).scalars()
+            holder_rows = list(holders)
+        out: list[str] = []
+        for row in holder_rows:
+            try:
+                info = await self._backends.backend(row).info()
+            except NodeError:
+                continue
+            out.extend(a for a in info.addresses if "/p2p/" in a)
+        return tuple(dict.fromkeys(out))
+
+    async def _push(
+        self, node: IpfsNode, cids: list[str], sizes: dict[str, int], source: BlockSource, pack_cid: str
+    ) -> tuple[bool, str]:
+        backend = self._backends.backend(node)
+        await self._set_rows(node.id, cids, state=ReplicaState.PINNING)
+        try:
+            need_origins = not isinstance(backend, BlockNode) or not all(source.has(c) for c in cids)
+            origins = await self._origins(cids, node.id) if need_origins else ()
+            result = await self.mover.push(
+                backend, cids, origins=origins, source=source, name=f"modelpack {pack_cid}"
+            )
+        except NodeError as exc:
+            detail = f"{exc.code}: {exc.message}"
+            log.warning(
+                "replica of %d unit(s) of %s on %s failed: %s", len(cids), pack_cid, node.name, detail
+            )
+            async with self._sessions() as s, s.begin():
+                await s.execute(
+                    update(Replica)
+                    .where(Replica.node_id == node.id, Replica.cid.in_(cids))
+                    .values(
+                        state=ReplicaState.FAILED, attempts=Replica.attempts + 1, last_error=detail[:2000]
+                    )
+                )
+            self.counters.pushes.labels(node.name, "failed").inc()
+            if isinstance(exc, NodeUnreachableError):
+                await self.nodes.record_health(
+                    node.id, version=None, peer_id=None, free_space=None, error=detail
+                )
+            return False, detail
+        total = sum(sizes.get(c, 0) for c in cids) or 1
+        now = utcnow()
+        async with self._sessions() as s, s.begin():
+            for cid in cids:
+                share = result.bytes_moved * sizes.get(cid, 0) // total
+                await s.execute(
+                    update(Replica)
+                    .where(Replica.node_id == node.id, Replica.cid == cid)
+                    .values(
+                        state=ReplicaState.PINNED,
+                        last_error=None,
+                        pinned_at=now,
+                        bytes_moved=Replica.bytes_moved + share,
+                    )
+                )
+        self.counters.bytes_moved.labels(node.name).inc(result.bytes_moved)
+        self.counters.pushes.labels(node.name, "ok").inc()
+        return True, result.method
+
+    async def _unpin(self, node: IpfsNode, cids: list[str]) -> list[str]:
+        return await unpin_units(self._sessions, self._backends.backend(node), node.id, cids)
+
+    # -- reconcile ------------------------------------------------------------------------------
+
+    async def reconcile(self, job: ClaimedJob) -> None:
+        await self.reconcile_all()
+
+    async def reconcile_all(self) -> list[str]:
+        """Check each up node's pinset against the index, then enqueue every live pack that needs work.
+
+        Returns the CIDs of the packs enqueued.
+        """
+        async with self._sessions() as s:
+            nodes = [n for n in await all_nodes(s) if n.kind is not NodeKind.EMBEDDED]
+        for node in nodes:
+            if node.state is NodeState.UP:
+                await self._reconcile_node(node)
+        return await self._enqueue_needy()
+
+    async def _reconcile_node(self, node: IpfsNode) -> None:
+        backend = self._backends.backend(node)
+        try:
+            actual = {normalize_cid(c) async for c in backend.list_pins()}
+        except NodeError as exc:
+            await self.nodes.record_health(
+                node.id, version=None, peer_id=None, free_space=None, error=f"{exc.code}: {exc.message}"
+            )
+            return
+        now = utcnow()
+        async with self._sessions() as s, s.begin():
+            rows = list((await s.execute(select(Replica).where(Replica.node_id == node.id))).scalars())
+            for row in rows:
+                if row.state is ReplicaState.PINNED and row.cid not in actual:
+                    log.warning("reconcile: %s no longer pins %s; marking it lost", node.name, row.cid)
+                    row.state, row.last_error = ReplicaState.LOST, "the node no longer pins it (reconcile)"
+                elif row.state in IN_FLIGHT and row.cid in actual:
+                    row.state, row.pinned_at, row.last_error = ReplicaState.PINNED, now, None
+
+    async def _enqueue_needy(self) -> list[str]:
+        now = utcnow()
+        retention = timedelta(seconds=self.config.gc_retention_s)
+        enqueued = []
+        async with self._sessions() as s:
+            live = await live_pack_cids(s, retention, now)
+            node_rows = [n for n in await all_nodes(s) if n.kind is not NodeKind.EMBEDDED]
+            if not node_rows:
+                return []
+            nodes = [node_view(n) for n in node_rows]
+            for cid in sorted(live):
+                pack = await s.get(Pack, cid)
+                if pack is None:
+                    continue
+                units = await pack_units(s, pack)
+                target = await pack_target(s, pack, self.config.target)
+                reps = [replica_view(r) for r in await replicas_for(s, [u.cid for u in units])]
+                plans = plan_pack(units, target, nodes, reps, now=now, down_grace=self.config.down_grace)
+                if any(p.add or p.remove for p in plans) or any(
+                    r.state is ReplicaState.UNPINNING for r in reps
+                ):
+                    enqueued.append(cid)
+        for cid in enqueued:
+            await self._queue.enqueue("replicate", {"pack": cid}, dedupe_key=f"replicate:{cid}")
+        if enqueued:
+            log.info("reconcile: %d pack(s) need replication work", len(enqueued))
+        return enqueued
+
+    # -- health and status ----------------------------------------------------------------------
+
+    async def check_nodes(self) -> dict[str, str]:
+        """One health pass over every node; a node that changes state triggers a reconcile."""
+        async with self._sessions() as s:
+            nodes = [n for n in await all_nodes(s) if n.kind is not NodeKind.EMBEDDED]
+        out = {}
+        changed = False
+        for node in nodes:
+            version, peer_id, free, error = await check_health(self._backends.backend(node))
+            before, after = await self.nodes.record_health(
+                node.id, version=version, peer_id=peer_id, free_space=free, error=error
+            )
+            out[node.name] = after.value
+            if before is not after:
+                changed = True
+                log.info(
+                    "node %s is %s (was %s)%s",
+                    node.name,
+                    after.value,
+                    before.value,
+                    f": {error}" if error else "",
+                )
+        if changed:
+            await self._queue.enqueue("reconcile", {}, dedupe_key="reconcile")
+        return out
+
+    async def embedded_only(self) -> bool:
+        async with self._sessions() as s:
+            return not remote_nodes([node_view(n) for n in await all_nodes(s)])
+
+
+def manifest_cid(manifest: bytes) -> str:
+    """The CIDv1 (raw, sha2-256) of a manifest's canonical bytes, as the pack is named."""
+    return normalize_cid(str(CID("base32", 1, "raw", multihash.digest(manifest, "sha2-256"))))

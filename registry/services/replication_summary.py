@@ -1,0 +1,201 @@
+"""Pack-level replication facts from the index: the units of a pack, its target, and whether it is replicated.
+
+`pack_replication` is the one answer to "is this pack replicated?" (pack-atomic: every unit at its
+minimum), shared by the status API, the CLI and the curation rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pinner.ipfs.cids import normalize_cid
+from pinner.replication.model import NodeView, ReplicaView, Target
+from pinner.replication.placement import UnitPlan, plan_unit, remote_nodes
+from pinner.states import NodeKind
+from registry.db.base import utcnow
+from registry.db.models import IpfsNode, Model, Pack, Pointer, PointerChange, Replica, Shard
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One thing a pack needs on nodes: a shard file, or the manifest block itself."""
+
+    cid: str  # normalised
+    size: int
+    kind: str  # "shard" | "manifest"
+    name: str  # shard filename, or "manifest"
+
+
+@dataclass(frozen=True)
+class UnitSummary:
+    unit: Unit
+    pinned: int
+    target: Target
+    replicas: dict[str, str] = field(default_factory=dict)  # node name -> replica state
+
+    @property
+    def satisfied(self) -> bool:
+        return self.pinned >= self.target.min
+
+
+@dataclass(frozen=True)
+class ReplicationSummary:
+    """Per unit pinned count and target; the pack is replicated only when every unit is satisfied."""
+
+    pack_cid: str
+    embedded_only: bool  # no IPFS node configured: the daemon's blockstore is the one replica
+    units: tuple[UnitSummary, ...]
+    nodes: tuple[str, ...] = ()
+
+    @property
+    def satisfied(self) -> bool:
+        return all(u.satisfied for u in self.units)
+
+    @property
+    def min_pinned(self) -> int:
+        return min((u.pinned for u in self.units), default=0)
+
+
+def node_view(row: IpfsNode) -> NodeView:
+    return NodeView(
+        id=row.id,
+        name=row.name,
+        kind=row.kind,
+        state=row.state,
+        draining=row.draining,
+        free_space=row.free_space,
+        tags=dict(row.tags or {}),
+        down_since=row.down_since,
+    )
+
+
+def replica_view(row: Replica) -> ReplicaView:
+    return ReplicaView(cid=row.cid, node_id=row.node_id, state=row.state, attempts=row.attempts)
+
+
+async def pack_units(session: AsyncSession, pack: Pack) -> list[Unit]:
+    shards = (
+        await session.execute(select(Shard).where(Shard.pack_cid == pack.cid).order_by(Shard.position))
+    ).scalars()
+    units = [Unit(normalize_cid(s.cid), s.size, "shard", s.filename) for s in shards]
+    return [*units, Unit(normalize_cid(pack.cid), len(pack.manifest), "manifest", "manifest")]
+
+
+async def pack_target(session: AsyncSession, pack: Pack, defaults: Target) -> Target:
+    """The model's override where it sets one, else the settings' defaults."""
+    model = await session.get(Model, pack.model_id)
+    lo = model.replication_min if model and model.replication_min else defaults.min
+    hi = model.replication_max if model and model.replication_max else defaults.max
+    return Target(lo, max(hi, lo))
+
+
+async def all_nodes(session: AsyncSession) -> list[IpfsNode]:
+    return list((await session.execute(select(IpfsNode).order_by(IpfsNode.id))).scalars())
+
+
+async def replicas_for(session: AsyncSession, cids: Sequence[str]) -> list[Replica]:
+    if not cids:
+        return []
+    return list((await session.execute(select(Replica).where(Replica.cid.in_(list(cids))))).scalars())
+
+
+async def live_pack_cids(
+    session: AsyncSession, retention: timedelta, now: datetime | None = None
+) -> set[str]:
+    """Packs GC must keep: pointed at now, named by pointer history within `retention`, or that young."""
+    since = (now or utcnow()) - retention
+    live = set((await session.execute(select(Pointer.pack_cid))).scalars())
+    history = await session.execute(
+        select(PointerChange.from_cid, PointerChange.to_cid).where(PointerChange.at >= since)
+    )
+    for from_cid, to_cid in history:
+        live.update(c for c in (from_cid, to_cid) if c)
+    live.update((await session.execute(select(Pack.cid).where(Pack.created_at >= since))).scalars())
+    return live
+
+
+async def is_live(
+    session: AsyncSession, pack_cid: str, retention: timedelta, now: datetime | None = None
+) -> bool:
+    since = (now or utcnow()) - retention
+    if (await session.execute(select(Pointer.id).where(Pointer.pack_cid == pack_cid).limit(1))).first():
+        return True
+    hit = await session.execute(
+        select(PointerChange.id)
+        .where(
+            PointerChange.at >= since,
+            or_(PointerChange.from_cid == pack_cid, PointerChange.to_cid == pack_cid),
+        )
+        .limit(1)
+    )
+    if hit.first():
+        return True
+    pack = await session.get(Pack, pack_cid)
+    return pack is not None and pack.created_at >= since
+
+
+def plan_pack(
+    units: Sequence[Unit],
+    target: Target,
+    nodes: Sequence[NodeView],
+    replicas: Sequence[ReplicaView],
+    *,
+    now: datetime,
+    down_grace: timedelta,
+    max_failed_attempts: int = 3,
+) -> list[UnitPlan]:
+    return [
+        plan_unit(
+            u.cid,
+            u.size,
+            target,
+            nodes,
+            [r for r in replicas if r.cid == u.cid],
+            now=now,
+            down_grace=down_grace,
+            max_failed_attempts=max_failed_attempts,
+        )
+        for u in units
+    ]
+
+
+async def pack_replication(
+    session: AsyncSession,
+    pack_cid: str,
+    *,
+    defaults: Target = Target(2, 3),
+    down_grace: timedelta = timedelta(seconds=600),
+    now: datetime | None = None,
+) -> ReplicationSummary:
+    """Per unit pinned count and (live-node-capped) target; `satisfied` only when every unit meets its min.
+
+    Raises:
+        LookupError: no pack with that CID.
+    """
+    pack = await session.get(Pack, pack_cid)
+    if pack is None:
+        raise LookupError(f"no pack {pack_cid}")
+    now = now or utcnow()
+    units = await pack_units(session, pack)
+    target = await pack_target(session, pack, defaults)
+    node_rows = [n for n in await all_nodes(session) if n.kind is not NodeKind.EMBEDDED]
+    nodes = [node_view(n) for n in node_rows]
+    names = {n.id: n.name for n in node_rows}
+    rows = await replicas_for(session, [u.cid for u in units])
+    views = [replica_view(r) for r in rows]
+    plans = plan_pack(units, target, nodes, views, now=now, down_grace=down_grace)
+    out = []
+    for unit, plan in zip(units, plans, strict=True):
+        states = {names[r.node_id]: r.state.value for r in rows if r.cid == unit.cid and r.node_id in names}
+        out.append(UnitSummary(unit, plan.counted, plan.target, states))
+    return ReplicationSummary(
+        pack_cid=pack.cid,
+        embedded_only=not remote_nodes(nodes),
+        units=tuple(out),
+        nodes=tuple(n.name for n in node_rows),
+    )
