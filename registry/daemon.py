@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from pinner.blockstore import FsBlockstore, FsBlockstoreConfig
+from pinner.gateway import gateway_routes
 from pinner.unixfs import PipelineConfig
 from registry.api import blobs, health, ipns_gateway, keys_api, models, openapi, packs, pointers, tokens
 from registry.api.keys import (
@@ -202,7 +203,18 @@ def build_app(settings: Settings) -> web.Application:
     app.add_routes(health.routes)
     for module in (blobs, packs, models, pointers, tokens, keys_api, ipns_gateway, openapi):
         app.add_routes(module.routes)
+    app.add_routes(gateway_routes(_OpenedBlockstore(app)))
     return app
+
+
+class _OpenedBlockstore:
+    """The gateway's routes are built before startup; this hands them the store the startup opens."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._app[BLOCKSTORE], name)
 
 
 def configure_logging(level: int = logging.INFO) -> None:
