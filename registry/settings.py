@@ -34,6 +34,7 @@ class ServerSettings(_Section):
     max_json_body_bytes: int = Field(2 * MiB, ge=1 * KiB)
     max_upload_bytes: int = Field(64 * GiB, ge=1)
     read_requires_token: bool = False
+    read_cache_ttl_s: float = Field(1.0, ge=0)  # pointer resolve / pack detail; 0 turns the cache off
     shutdown_grace_s: float = Field(30.0, gt=0)
     access_log: bool = True
 

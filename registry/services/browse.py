@@ -26,6 +26,7 @@ from registry.db.models import (
 )
 from registry.errors import NotFound
 from registry.manifest.names import ModelRef
+from registry.services.cache import CacheConfig, TtlCache
 from registry.services.pointers import model_id_of
 
 
@@ -72,8 +73,11 @@ class PackDetail:
 
 
 class BrowseService:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], cache: TtlCache[str, PackDetail] | None = None
+    ) -> None:
         self._sessions = sessions
+        self.cache: TtlCache[str, PackDetail] = cache or TtlCache(CacheConfig(ttl_s=0))
 
     async def list_models(
         self, *, namespace: str | None, prefix: str | None, after: tuple[str, str] | None, limit: int
@@ -139,6 +143,15 @@ class BrowseService:
         return _shard(row)
 
     async def pack(self, cid: str) -> PackDetail:
+        """Pack detail; cached for the read-cache TTL (state moves elsewhere show up within it)."""
+        hit = self.cache.get(cid)
+        if hit is not None:
+            return hit
+        detail = await self._pack(cid)
+        self.cache.put(cid, detail)
+        return detail
+
+    async def _pack(self, cid: str) -> PackDetail:
         async with readonly_session(self._sessions) as s:
             pack = await s.get(Pack, cid)
             if pack is None:

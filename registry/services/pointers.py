@@ -20,6 +20,9 @@ from registry.db.models import Model, Namespace, Pack, PackState, Pointer, Point
 from registry.errors import Conflict, NotFound, PointerReserved, PreconditionFailed
 from registry.manifest.names import ModelRef, check_tag
 from registry.services.auth import Principal, require_namespace
+from registry.services.cache import CacheConfig, TtlCache
+
+PointerKey = tuple[str, str, str]  # namespace, model, tag
 
 RESERVED_TAGS: Final = frozenset({"curated"})
 ANY: Final = object()  # move without a precondition
@@ -124,10 +127,14 @@ class PointerService:
     """Reads and compare-and-swap writes of pointers."""
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], on_moved: PointerMoved | None = None
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        on_moved: PointerMoved | None = None,
+        cache: TtlCache[PointerKey, PointerView] | None = None,
     ) -> None:
         self._sessions = sessions
         self._on_moved = on_moved
+        self.cache: TtlCache[PointerKey, PointerView] = cache or TtlCache(CacheConfig(ttl_s=0))
         # one compiled statement for the hot path: namespace + model + tag -> cid, via unique indexes
         self._resolve_q = (
             select(Pointer.pack_cid, Pointer.updated_at, Pointer.updated_by)
@@ -136,10 +143,17 @@ class PointerService:
         )
 
     async def resolve(self, ref: ModelRef, tag: str) -> PointerView:
+        """The hot path: a cache hit, else one indexed query on a connection (no ORM session)."""
         check_tag(tag)
-        async with readonly_session(self._sessions) as s:
+        key = (ref.namespace, ref.model, tag)
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit
+        bind = self._sessions.kw["bind"]
+        async with bind.connect() as conn:
+            conn = await conn.execution_options(readonly=True)
             row = (
-                await s.execute(
+                await conn.execute(
                     self._resolve_q.where(
                         Namespace.name == ref.namespace, Model.name == ref.model, Pointer.tag == tag
                     )
@@ -147,7 +161,9 @@ class PointerService:
             ).one_or_none()
         if row is None:
             raise NotFound(f"no pointer {ref}@{tag}", model=str(ref), tag=tag)
-        return PointerView(ref.namespace, ref.model, tag, row[0], row[1], row[2])
+        view = PointerView(ref.namespace, ref.model, tag, row[0], row[1], row[2])
+        self.cache.put(key, view)
+        return view
 
     async def list_tags(self, ref: ModelRef) -> list[PointerView]:
         async with readonly_session(self._sessions) as s:
@@ -201,7 +217,13 @@ class PointerService:
             raise PreconditionFailed(
                 f"pointer {tag!r} was created concurrently; read it and retry", tag=tag
             ) from None
+        finally:
+            self.cache.invalidate((ref.namespace, ref.model, tag))
         return await self.resolve(ref, tag)
+
+    def forget_model(self, ref: ModelRef) -> None:
+        """Drops cached pointers of a model (after a publish moved some of them)."""
+        self.cache.invalidate_where(lambda k: k[0] == ref.namespace and k[1] == ref.model)
 
     async def history(
         self, ref: ModelRef, tag: str | None, *, after_id: int | None, limit: int

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -90,11 +90,13 @@ class PublishService:
         jobs: TransactionalQueue | None,
         limits: ManifestLimits | None = None,
         on_moved: PointerMoved | None = None,
+        on_published: Callable[[ModelRef], None] | None = None,
     ) -> None:
         self._sessions = sessions
         self._jobs = jobs
         self.limits = limits or ManifestLimits()
         self._on_moved = on_moved
+        self._on_published = on_published  # e.g. drop cached pointers of the model
 
     async def publish(
         self,
@@ -114,7 +116,10 @@ class PublishService:
         sigs = [parse_detached_signature(json.dumps(d).encode(), str(i)) for i, d in enumerate(detached)]
         for attempt in range(RETRIES):
             try:
-                return await self._publish_once(principal, ref, parsed, sigs, tags, reason)
+                result = await self._publish_once(principal, ref, parsed, sigs, tags, reason)
+                if result.created and self._on_published is not None:
+                    self._on_published(ref)
+                return result
             except IntegrityError:
                 if attempt == RETRIES - 1:
                     raise

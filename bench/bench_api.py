@@ -1,0 +1,439 @@
+"""Registry API benchmark (issue #5), every figure beside a baseline measured in the same run.
+
+(a) 32 keep-alive connections for ``--duration`` s each against: a bare aiohttp handler returning a constant
+    JSON (baseline), the pointer resolve ``GET /v1/models/acme/tiny/pointers/latest`` and the pack detail
+    ``GET /v1/packs/{cid}``, on SQLite. Reports requests/s, the ratio to the baseline (goal >= 0.5) and p99
+    latency (goal < 50 ms). Server and load generator are separate processes sharing the machine's cores.
+(b) Upload of a ``--size-mib`` shard over loopback (PUT /v1/blobs/{cid}, fsync on) against the in-process
+    ``FsBlockstore.ingest_file`` of the same file (the ingest benchmark of #3): throughput ratio (goal >= 0.5)
+    and the server's peak RSS growth during the upload.
+(c) ``--postgres`` (needs the server at 127.0.0.1:5432): resolve p99 with 10k and with 1M packs (goal <= 2x).
+
+    .venv/bin/python bench/bench_api.py [--duration 10] [--size-mib 1024] [--dir /tmp] [--postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+MIB = 1024 * 1024
+CONNECTIONS = 32
+
+
+# --------------------------------------------------------------------------- server processes
+
+
+def serve_bare(port: int) -> None:
+    from aiohttp import web
+
+    body = json.dumps({"namespace": "acme", "model": "tiny", "tag": "latest", "cid": "bafkrei" + "a" * 52})
+
+    async def constant(request: web.Request) -> web.Response:
+        return web.Response(text=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/constant", constant)
+    web.run_app(
+        app, host="127.0.0.1", port=port, access_log=None, print=lambda *_: print("READY", flush=True)
+    )
+
+
+def serve_registry(data_dir: str, db_url: str, port: int) -> None:
+    import logging
+
+    from aiohttp import web
+
+    from registry.daemon import build_app
+    from registry.settings import load_settings
+
+    logging.getLogger("modelpack.access").setLevel(logging.WARNING)
+    settings = load_settings(
+        None,
+        storage={"data_dir": data_dir},
+        database={"url": db_url},
+        server={"port": port, "access_log": False},
+        jobs={"workers": 0},
+    )
+    web.run_app(
+        build_app(settings),
+        host="127.0.0.1",
+        port=port,
+        access_log=None,
+        print=lambda *_: print("READY", flush=True),
+    )
+
+
+class Server:
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if "READY" not in line:
+            raise RuntimeError(f"server did not start: {line!r}")
+        self.ps = psutil.Process(self.proc.pid)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --------------------------------------------------------------------------- load generator
+
+
+async def _load(urls: list[str], duration: float, connections: int) -> dict[str, float]:
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = 0
+    stop_at = time.perf_counter() + duration
+    conn = aiohttp.TCPConnector(limit=connections)
+    async with aiohttp.ClientSession(connector=conn) as session:
+
+        async def worker(seed: int) -> None:
+            nonlocal errors
+            rnd = random.Random(seed)
+            while time.perf_counter() < stop_at:
+                url = urls[rnd.randrange(len(urls))]
+                t0 = time.perf_counter()
+                async with session.get(url) as r:
+                    await r.read()
+                    if r.status != 200:
+                        errors += 1
+                latencies.append(time.perf_counter() - t0)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(i) for i in range(connections)))
+        elapsed = time.perf_counter() - start
+    latencies.sort()
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "rps": len(latencies) / elapsed,
+        "p50_ms": 1000 * latencies[len(latencies) // 2],
+        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)],
+    }
+
+
+def load(urls: list[str], duration: float) -> dict[str, float]:
+    """Runs the load generator in its own process (so it does not share the GIL with us)."""
+    out = subprocess.run(
+        [sys.executable, __file__, "_load", str(duration), json.dumps(urls)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, float] = json.loads(out.stdout)
+    return result
+
+
+# --------------------------------------------------------------------------- seeding
+
+
+async def seed_local(db_url: str) -> str:
+    from registry.db.engine import create_engine, session_factory
+    from registry.db.migrate import upgrade
+    from registry.services.auth import AuthService
+
+    engine = create_engine(db_url)
+    try:
+        await upgrade(engine)
+        issued = await AuthService(session_factory(engine)).create_token("bench", namespaces=["acme"])
+        return issued.token
+    finally:
+        await engine.dispose()
+
+
+def seed_packs(url: str, token: str, versions: int) -> str:
+    import hashlib
+    import io
+
+    from pinner.unixfs import hash_file
+    from registry.client import RegistryClient
+
+    data = os.urandom(300_000)
+    cid = str(hash_file(io.BytesIO(data)).cid)
+    with tempfile.NamedTemporaryFile() as f:
+        f.write(data)
+        f.flush()
+        with RegistryClient(url, token) as client:
+            client.upload_blob(cid, Path(f.name))
+            last = ""
+            for v in range(versions):
+                manifest = {
+                    "format": "safetensors",
+                    "model_name": "tiny",
+                    "model_version": f"1.{v}",
+                    "config": {"d_model": 64},
+                    "shards": [
+                        {
+                            "filename": "model.safetensors",
+                            "cid": cid,
+                            "sha256": "sha256:" + hashlib.sha256(data).hexdigest(),
+                            "size": len(data),
+                        }
+                    ],
+                }
+                last = client.publish("acme/tiny", {"manifest": manifest})["cid"]
+    return last
+
+
+# --------------------------------------------------------------------------- (a) and (b)
+
+
+def bench_requests(work: Path, duration: float) -> dict[str, Any]:
+    data_dir = work / "reg"
+    db_url = f"sqlite+aiosqlite:///{data_dir / 'index.sqlite3'}"
+    data_dir.mkdir(parents=True)
+    token = asyncio.run(seed_local(db_url))
+    bare_port, reg_port = free_port(), free_port()
+    bare = Server("_bare", str(bare_port))
+    reg = Server("_registry", str(data_dir), db_url, str(reg_port))
+    try:
+        base = f"http://127.0.0.1:{reg_port}"
+        pack_cid = seed_packs(base, token, 20)
+        load([f"http://127.0.0.1:{bare_port}/constant"], 1.0)  # warm-up
+        load([f"{base}/v1/models/acme/tiny/pointers/latest"], 1.0)
+        baseline = load([f"http://127.0.0.1:{bare_port}/constant"], duration)
+        resolve = load([f"{base}/v1/models/acme/tiny/pointers/latest"], duration)
+        pack = load([f"{base}/v1/packs/{pack_cid}"], duration)
+    finally:
+        bare.stop()
+        reg.stop()
+    return {"baseline": baseline, "resolve": resolve, "pack": pack}
+
+
+def bench_upload(work: Path, size_mib: int) -> dict[str, Any]:
+    from pinner.blockstore import FsBlockstore
+    from pinner.unixfs import hash_file
+    from registry.client import RegistryClient
+
+    src = work / "shard.bin"
+    with src.open("wb") as f:
+        for _ in range(size_mib):
+            f.write(os.urandom(MIB))
+    digest = hash_file(src)
+    store_dir = work / "ingest-baseline"
+    t0 = time.perf_counter()
+    FsBlockstore(store_dir).ingest_file(src, expected_cid=digest.cid)
+    ingest_s = time.perf_counter() - t0
+    shutil.rmtree(store_dir)
+
+    data_dir = work / "upload"
+    data_dir.mkdir()
+    db_url = f"sqlite+aiosqlite:///{data_dir / 'index.sqlite3'}"
+    token = asyncio.run(seed_local(db_url))
+    port = free_port()
+    server = Server("_registry", str(data_dir), db_url, str(port))
+    try:
+        rss0 = server.ps.memory_info().rss
+        peak = rss0
+        done = threading.Event()
+
+        def watch() -> None:
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, server.ps.memory_info().rss)
+                time.sleep(0.02)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        t0 = time.perf_counter()
+        with RegistryClient(f"http://127.0.0.1:{port}", token) as client:
+            info = client.upload_blob(str(digest.cid), src, sha256=digest.sha256_hex)
+        upload_s = time.perf_counter() - t0
+        done.set()
+        watcher.join()
+        assert info["cid"] == str(digest.cid)
+    finally:
+        server.stop()
+    return {
+        "size_mib": size_mib,
+        "ingest_s": ingest_s,
+        "upload_s": upload_s,
+        "ratio": ingest_s / upload_s,
+        "server_rss_before_mib": rss0 / MIB,
+        "server_rss_peak_growth_mib": (peak - rss0) / MIB,
+    }
+
+
+# --------------------------------------------------------------------------- (c) Postgres scaling
+
+
+async def pg_fill(db_url: str, start: int, stop: int, per_model: int = 10) -> None:
+    """Adds packs start..stop-1 (per_model packs per model, a latest pointer each) with bulk inserts."""
+    import hashlib
+
+    from sqlalchemy import insert, select
+
+    from pinner.digests import RAW, cid_bytes_v1, cid_str
+    from registry.db.base import utcnow
+    from registry.db.engine import create_engine
+    from registry.db.models import Model, Namespace, Pack, PackState, Pointer
+
+    engine = create_engine(db_url)
+    now = utcnow()
+    try:
+        async with engine.begin() as conn:
+            ns_id = (await conn.execute(select(Namespace.id).where(Namespace.name == "acme"))).scalar_one()
+        batch = 20_000
+        for lo in range(start, stop, batch):
+            hi = min(stop, lo + batch)
+            first_model, last_model = lo // per_model, (hi - 1) // per_model
+            models = [
+                {"id": m + 1000, "namespace_id": ns_id, "name": f"m{m}", "created_at": now}
+                for m in range(first_model, last_model + 1)
+                if m * per_model >= lo
+            ]
+            packs, pointers = [], []
+            for i in range(lo, hi):
+                cid = cid_str(cid_bytes_v1(RAW, hashlib.sha256(b"pack%d" % i).digest()))
+                packs.append(
+                    {
+                        "cid": cid,
+                        "model_id": i // per_model + 1000,
+                        "model_version": str(i),
+                        "manifest": b"{}",
+                        "state": PackState.AVAILABLE,
+                        "total_size": 1,
+                        "shard_count": 1,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
+                if i % per_model == per_model - 1:
+                    pointers.append(
+                        {
+                            "model_id": i // per_model + 1000,
+                            "tag": "latest",
+                            "pack_cid": cid,
+                            "updated_at": now,
+                        }
+                    )
+            async with engine.begin() as conn:
+                if models:
+                    await conn.execute(insert(Model), models)
+                await conn.execute(insert(Pack), packs)
+                if pointers:
+                    await conn.execute(insert(Pointer), pointers)
+        async with engine.begin() as conn:
+            from sqlalchemy import text
+
+            await conn.execute(text("ANALYZE"))
+    finally:
+        await engine.dispose()
+
+
+def bench_postgres(work: Path, duration: float, sizes: list[int]) -> dict[str, Any]:
+    from tests import dbutil
+
+    name = dbutil.unique_name("modelpack_bench")
+    dbutil.pg_create(name)
+    db_url = dbutil.pg_url(name)
+    out: dict[str, Any] = {}
+    try:
+        token = asyncio.run(seed_local(db_url))
+        del token
+        have = 0
+        for n in sizes:
+            t0 = time.perf_counter()
+            asyncio.run(pg_fill(db_url, have, n))
+            fill_s = time.perf_counter() - t0
+            have = n
+            data_dir = work / f"pg-{n}"
+            data_dir.mkdir()
+            port = free_port()
+            server = Server("_registry", str(data_dir), db_url, str(port))
+            try:
+                rnd = random.Random(n)
+                urls = [
+                    f"http://127.0.0.1:{port}/v1/models/acme/m{rnd.randrange(n // 10)}/pointers/latest"
+                    for _ in range(2000)
+                ]
+                load(urls[:100], 1.0)
+                out[str(n)] = {**load(urls, duration), "fill_s": fill_s}
+            finally:
+                server.stop()
+    finally:
+        dbutil.pg_drop(name)
+    return out
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1].startswith("_"):
+        cmd = sys.argv[1]
+        if cmd == "_bare":
+            serve_bare(int(sys.argv[2]))
+        elif cmd == "_registry":
+            serve_registry(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        elif cmd == "_load":
+            print(json.dumps(asyncio.run(_load(json.loads(sys.argv[3]), float(sys.argv[2]), CONNECTIONS))))
+        return
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=float, default=10.0)
+    ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()))
+    ap.add_argument("--skip-upload", action="store_true")
+    ap.add_argument("--postgres", action="store_true", help="(c): resolve p99 at 10k and 1M packs")
+    ap.add_argument("--pg-sizes", default="10000,1000000")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="modelpack-bench-api-", dir=args.dir))
+    report: dict[str, Any] = {}
+    try:
+        r = report["requests"] = bench_requests(work, args.duration)
+        base = r["baseline"]["rps"]
+        print(f"(a) bare aiohttp constant JSON: {base:8.0f} req/s  p99 {r['baseline']['p99_ms']:.1f} ms")
+        for key, label in (("resolve", "pointer resolve"), ("pack", "pack detail GET")):
+            x = r[key]
+            print(
+                f"(a) {label:28s} {x['rps']:8.0f} req/s  ratio {x['rps'] / base:.2f} (goal >= 0.5)  "
+                f"p50 {x['p50_ms']:.1f} ms  p99 {x['p99_ms']:.1f} ms (goal < 50)  errors {x['errors']}"
+            )
+        if not args.skip_upload:
+            u = report["upload"] = bench_upload(work, args.size_mib)
+            print(
+                f"(b) {u['size_mib']} MiB: ingest in-process {u['ingest_s']:.2f} s, upload over loopback "
+                f"{u['upload_s']:.2f} s  ratio {u['ratio']:.2f} (goal >= 0.5)  "
+                f"server RSS +{u['server_rss_peak_growth_mib']:.0f} MiB (from {u['server_rss_before_mib']:.0f})"
+            )
+        if args.postgres:
+            sizes = [int(x) for x in args.pg_sizes.split(",")]
+            p = report["postgres"] = bench_postgres(work, args.duration, sizes)
+            for n in sizes:
+                x = p[str(n)]
+                print(
+                    f"(c) {n:>8} packs: resolve {x['rps']:.0f} req/s  p50 {x['p50_ms']:.1f} ms  "
+                    f"p99 {x['p99_ms']:.1f} ms  (fill {x['fill_s']:.0f} s)"
+                )
+            growth = p[str(sizes[-1])]["p99_ms"] / p[str(sizes[0])]["p99_ms"]
+            print(f"(c) p99 growth {sizes[0]} -> {sizes[-1]}: {growth:.2f}x (goal <= 2)")
+        print(json.dumps(report, indent=2, default=str), file=sys.stderr)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
