@@ -19,16 +19,12 @@ from pinner.blockstore import FsBlockstore, FsBlockstoreConfig
 from pinner.gateway import gateway_routes
 from pinner.unixfs import PipelineConfig
 from registry.api import blobs, health, ipns_gateway, keys_api, models, openapi, packs, pointers, tokens
-from registry.api import metrics as metrics_api
-from registry.api import nodes as nodes_api
 from registry.api.keys import (
     BLOCKSTORE,
     ENGINE,
     IPNS_CHANNELS,
     JOB_QUEUE,
-    METRICS,
     REGISTRY,
-    REPLICATION,
     SERVICES,
     SESSIONS,
     SETTINGS,
@@ -56,8 +52,6 @@ from registry.services.ipns_channels import (
 )
 from registry.services.pointers import PointerService
 from registry.services.publish import PublishService
-from registry.services.replication_loops import replication_handlers
-from registry.services.replication_wiring import replication_ctx
 from registry.services.trust import TrustService
 from registry.settings import Settings
 from registry.trust.channel import IpnsRecordConfig
@@ -210,26 +204,13 @@ def build_app(settings: Settings) -> web.Application:
     app[SERVICES] = {}
     handlers: dict[str, Handler] = {}
     handlers.update(channel_handlers(lambda: app[IPNS_CHANNELS]))
-    handlers.update(replication_handlers(lambda: app.get(REPLICATION)))
     app.cleanup_ctx.append(_database_ctx(settings))
     app.cleanup_ctx.append(_jobs_ctx(settings, handlers))
     app.cleanup_ctx.append(_blockstore_ctx(settings))
     app.cleanup_ctx.append(_trust_ctx(settings))
-    app.cleanup_ctx.append(replication_ctx(settings, METRICS, REPLICATION))
     app.cleanup_ctx.append(_registry_ctx(settings))
     app.add_routes(health.routes)
-    for module in (
-        blobs,
-        packs,
-        models,
-        pointers,
-        tokens,
-        keys_api,
-        ipns_gateway,
-        openapi,
-        nodes_api,
-        metrics_api,
-    ):
+    for module in (blobs, packs, models, pointers, tokens, keys_api, ipns_gateway, openapi):
         app.add_routes(module.routes)
     app.add_routes(gateway_routes(_OpenedBlockstore(app)))
     return app
