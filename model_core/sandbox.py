@@ -54,11 +54,30 @@ class SandboxLimits:
     threads: int | None = None  # torch threads in the child; None = the CPU count
     overhead_bytes: int = DEFAULT_RUNTIME_OVERHEAD_BYTES
     allowed_roots: tuple[str, ...] = ()
+    manifest_max_bytes: int = PackLimits.manifest_max_bytes
+    max_shards: int = PackLimits.max_shards
+    header_max_bytes: int = PackLimits.header_max_bytes
 
     def __post_init__(self) -> None:
-        for name in ("memory_bytes", "cpu_seconds", "wall_seconds", "time_budget_s"):
+        for name in (
+            "memory_bytes",
+            "cpu_seconds",
+            "wall_seconds",
+            "time_budget_s",
+            "manifest_max_bytes",
+            "max_shards",
+            "header_max_bytes",
+        ):
             if getattr(self, name) <= 0:
                 raise ModelCoreError(f"sandbox limit {name}={getattr(self, name)!r} must be positive")
+
+    @property
+    def pack_limits(self) -> PackLimits:
+        return PackLimits(
+            manifest_max_bytes=self.manifest_max_bytes,
+            max_shards=self.max_shards,
+            header_max_bytes=self.header_max_bytes,
+        )
 
 
 def exit_code(verdict: str) -> int:
@@ -102,7 +121,7 @@ def preflight(pack_dir: Path, limits: SandboxLimits) -> dict[str, Any] | None:
     try:
         plan = plan_pack(
             pack_dir,
-            PackLimits(),
+            limits.pack_limits,
             allowed_roots=tuple(Path(r) for r in limits.allowed_roots),
             memory_budget_bytes=limits.memory_bytes,
             overhead_bytes=limits.overhead_bytes,
@@ -222,6 +241,8 @@ def _worker_command(pack_dir: Path, limits: SandboxLimits, result_path: Path) ->
         "--overhead-bytes",
         str(limits.overhead_bytes),
     ]
+    cmd += ["--manifest-max-bytes", str(limits.manifest_max_bytes), "--max-shards", str(limits.max_shards)]
+    cmd += ["--header-max-bytes", str(limits.header_max_bytes)]
     for root in limits.allowed_roots:
         cmd += ["--allow-root", root]
     if limits.threads is not None:

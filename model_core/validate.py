@@ -38,6 +38,20 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="a folder symlinked shards may point into (repeatable)",
     )
+    parser.add_argument(
+        "--overhead-bytes",
+        type=int,
+        default=defaults.overhead_bytes,
+        help="memory assumed besides the weights when sizing a pack against --memory-bytes",
+    )
+    parser.add_argument("--manifest-max-bytes", type=int, default=defaults.manifest_max_bytes)
+    parser.add_argument("--max-shards", type=int, default=defaults.max_shards)
+    parser.add_argument(
+        "--header-max-bytes",
+        type=int,
+        default=defaults.header_max_bytes,
+        help="largest safetensors header accepted",
+    )
     args = parser.parse_args(argv)
     try:
         limits = SandboxLimits(
@@ -47,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
             time_budget_s=args.time_budget,
             threads=args.threads,
             allowed_roots=tuple(str(Path(r).resolve()) for r in args.allow_root),
+            overhead_bytes=args.overhead_bytes,
+            manifest_max_bytes=args.manifest_max_bytes,
+            max_shards=args.max_shards,
+            header_max_bytes=args.header_max_bytes,
         )
     except ModelCoreError as e:
         parser.error(e.message)

@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from model_core.errors import ConfigInvalid, PackInvalid
     from model_core.loader import LoaderConfig, load_pack
+    from model_core.manifest import PackLimits
     from model_core.smoke import SmokeConfig, run_smoke
 
     if args.threads:
@@ -49,6 +50,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         loaded = load_pack(
             args.pack_dir,
             LoaderConfig(
+                limits=PackLimits(
+                    manifest_max_bytes=args.manifest_max_bytes,
+                    max_shards=args.max_shards,
+                    header_max_bytes=args.header_max_bytes,
+                ),
                 allowed_roots=tuple(Path(r) for r in args.allow_root),
                 memory_budget_bytes=args.memory_bytes,
                 overhead_bytes=args.overhead_bytes,
@@ -93,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overhead-bytes", type=int, default=2 * 1024**3)
     parser.add_argument("--allow-root", action="append", default=[])
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--manifest-max-bytes", type=int, default=1024 * 1024)
+    parser.add_argument("--max-shards", type=int, default=4096)
+    parser.add_argument("--header-max-bytes", type=int, default=100_000_000)
     args = parser.parse_args(argv)
     global _RESERVE
     try:

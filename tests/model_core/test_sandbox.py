@@ -54,6 +54,26 @@ def test_invalid_pack_is_refused_before_a_child_starts(tiny_pack: Path, tmp_path
     assert "smoke" not in report
 
 
+def test_pack_limits_reach_the_checks(tiny_pack: Path, tmp_path: Path) -> None:
+    rc, report = run_cli(str(tiny_pack), "--report", str(tmp_path / "r.json"), "--header-max-bytes", "100")
+    assert rc == 10 and "more than the limit of 100" in report["reason"]
+    rc, report = run_cli(str(tiny_pack), "--report", str(tmp_path / "r.json"), "--max-shards", "2")
+    assert rc == 10 and "more than the limit of 2" in report["reason"]
+
+
+def test_usage_errors_exit_2(tiny_pack: Path, tmp_path: Path) -> None:
+    for bad in (["--wall-seconds", "0"], ["--memory-bytes", "lots"]):
+        args = [
+            sys.executable,
+            "-m",
+            "model_core.validate",
+            str(tiny_pack),
+            "--report",
+            str(tmp_path / "r.json"),
+        ]
+        assert subprocess.run([*args, *bad], capture_output=True, timeout=60).returncode == 2
+
+
 def test_oversized_pack_is_refused_up_front(tiny_pack: Path, tmp_path: Path) -> None:
     report = validate_pack(
         tiny_pack, tmp_path / "r.json", SandboxLimits(memory_bytes=100_000, overhead_bytes=0)
