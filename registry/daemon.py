@@ -19,12 +19,16 @@ from pinner.blockstore import FsBlockstore, FsBlockstoreConfig
 from pinner.gateway import gateway_routes
 from pinner.unixfs import PipelineConfig
 from registry.api import blobs, health, ipns_gateway, keys_api, models, openapi, packs, pointers, tokens
+from registry.api import metrics as metrics_api
+from registry.api import nodes as nodes_api
 from registry.api.keys import (
     BLOCKSTORE,
     ENGINE,
     IPNS_CHANNELS,
     JOB_QUEUE,
+    METRICS,
     REGISTRY,
+    REPLICATION,
     SERVICES,
     SESSIONS,
     SETTINGS,
@@ -42,7 +46,6 @@ from registry.services import RegistryServices
 from registry.services.auth import AuthService
 from registry.services.blobs import BlobConfig, BlobService
 from registry.services.browse import BrowseService
-from registry.services.cache import CacheConfig, TtlCache
 from registry.services.ipns_channels import (
     REPUBLISH_JOB,
     IpnsChannelConfig,
@@ -52,6 +55,8 @@ from registry.services.ipns_channels import (
 )
 from registry.services.pointers import PointerService
 from registry.services.publish import PublishService
+from registry.services.replication_loops import replication_handlers
+from registry.services.replication_wiring import replication_ctx
 from registry.services.trust import TrustService
 from registry.settings import Settings
 from registry.trust.channel import IpnsRecordConfig
@@ -168,22 +173,14 @@ def _registry_ctx(settings: Settings) -> CleanupCtx:
             pack_max_bytes=lim.pack_max_bytes,
         )
         sessions = app[SESSIONS]
-        cache = CacheConfig(ttl_s=settings.server.read_cache_ttl_s)
-        pointer_svc = PointerService(
-            sessions, on_moved=app[IPNS_CHANNELS].on_pointer_moved, cache=TtlCache(cache)
-        )
         app[REGISTRY] = RegistryServices(
             auth=AuthService(sessions),
             blobs=BlobService(sessions, app[BLOCKSTORE], BlobConfig(settings.server.max_upload_bytes)),
             publish=PublishService(
-                sessions,
-                app[JOB_QUEUE],
-                limits,
-                on_moved=app[IPNS_CHANNELS].on_pointer_moved,
-                on_published=pointer_svc.forget_model,
+                sessions, app[JOB_QUEUE], limits, on_moved=app[IPNS_CHANNELS].on_pointer_moved
             ),
-            browse=BrowseService(sessions, TtlCache(cache)),
-            pointers=pointer_svc,
+            browse=BrowseService(sessions),
+            pointers=PointerService(sessions, on_moved=app[IPNS_CHANNELS].on_pointer_moved),
             limits=limits,
             read_requires_token=settings.server.read_requires_token,
             page_size_default=min(lim.page_size_default, lim.page_size_max),
@@ -204,13 +201,26 @@ def build_app(settings: Settings) -> web.Application:
     app[SERVICES] = {}
     handlers: dict[str, Handler] = {}
     handlers.update(channel_handlers(lambda: app[IPNS_CHANNELS]))
+    handlers.update(replication_handlers(lambda: app.get(REPLICATION)))
     app.cleanup_ctx.append(_database_ctx(settings))
     app.cleanup_ctx.append(_jobs_ctx(settings, handlers))
     app.cleanup_ctx.append(_blockstore_ctx(settings))
     app.cleanup_ctx.append(_trust_ctx(settings))
+    app.cleanup_ctx.append(replication_ctx(settings, METRICS, REPLICATION))
     app.cleanup_ctx.append(_registry_ctx(settings))
     app.add_routes(health.routes)
-    for module in (blobs, packs, models, pointers, tokens, keys_api, ipns_gateway, openapi):
+    for module in (
+        blobs,
+        packs,
+        models,
+        pointers,
+        tokens,
+        keys_api,
+        ipns_gateway,
+        openapi,
+        nodes_api,
+        metrics_api,
+    ):
         app.add_routes(module.routes)
     app.add_routes(gateway_routes(_OpenedBlockstore(app)))
     return app

@@ -10,11 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from registry.settings import Settings
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from pinner.blockstore import FsBlockstore
     from registry.jobs.sql import SqlJobQueue
     from registry.jobs.worker import Worker
     from registry.services import RegistryServices
     from registry.services.ipns_channels import IpnsChannels
+    from registry.services.replication import ReplicationService
     from registry.services.trust import TrustService
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -27,3 +30,5 @@ BLOCKSTORE: web.AppKey[FsBlockstore] = web.AppKey("blockstore")
 REGISTRY: web.AppKey[RegistryServices] = web.AppKey("registry_services")
 TRUST: web.AppKey[TrustService] = web.AppKey("trust")
 IPNS_CHANNELS: web.AppKey[IpnsChannels] = web.AppKey("ipns_channels")
+REPLICATION: web.AppKey[ReplicationService] = web.AppKey("replication")
+METRICS: web.AppKey[CollectorRegistry] = web.AppKey("metrics")

@@ -13,6 +13,7 @@ from pydantic.json_schema import models_json_schema
 
 from registry.api import ipns_gateway as ipns
 from registry.api import keys_api as kapi
+from registry.api import nodes
 from registry.api import schemas as s
 from registry.manifest.names import NAME_PATTERN, TAG_PATTERN
 
@@ -51,6 +52,7 @@ CID = Param("cid", "path", {"type": "string"}, "a CID (any multibase)", required
 CURSOR = Param("cursor", "query", {"type": "string"}, "next_cursor of the previous page")
 LIMIT = Param("limit", "query", {"type": "integer", "minimum": 1}, "page size")
 KEY_ID = Param("key_id", "path", {"type": "string"}, "ed25519:<sha256 hex of the raw key>", required=True)
+NODE = Param("name", "path", {"type": "string", "pattern": NAME_PATTERN}, "node name", required=True)
 ETAG_NONE = Param("If-None-Match", "header", {"type": "string"}, "an ETag you hold: 304 when unchanged")
 READ_ERRORS = (400, 401, 404)
 
@@ -369,6 +371,79 @@ OPERATIONS: tuple[Op, ...] = (
         body="application/octet-stream",  # the record bytes (any content type is read)
         extra_errors=(400, 401, 409, 413),
     ),
+    Op(
+        "get",
+        "/v1/nodes",
+        "listNodes",
+        "IPFS nodes and their health",
+        "nodes",
+        {200: nodes.NodeList},
+        extra_errors=(401,),
+    ),
+    Op(
+        "post",
+        "/v1/nodes",
+        "addNode",
+        "Register an IPFS node (Kubo RPC, IPFS Cluster, Pinning Service)",
+        "nodes",
+        {201: nodes.NodeView},
+        body=nodes.NodeIn,
+        auth=True,
+        extra_errors=(400, 401, 403, 409),
+    ),
+    Op(
+        "get",
+        "/v1/nodes/{name}",
+        "getNode",
+        "One IPFS node",
+        "nodes",
+        {200: nodes.NodeView},
+        (NODE,),
+        extra_errors=READ_ERRORS,
+    ),
+    Op(
+        "post",
+        "/v1/nodes/{name}/drain",
+        "drainNode",
+        "Move a node's replicas elsewhere, place nothing new",
+        "nodes",
+        {200: nodes.NodeView},
+        (NODE,),
+        body=nodes.DrainIn,
+        auth=True,
+        extra_errors=(400, 401, 403, 404),
+    ),
+    Op(
+        "delete",
+        "/v1/nodes/{name}",
+        "removeNode",
+        "Forget a node (409 while it holds pinned replicas)",
+        "nodes",
+        {200: nodes.RemovedOut},
+        (NODE, Param("force", "query", {"type": "string", "enum": ["true", "false"]}, "drop its replicas")),
+        auth=True,
+        extra_errors=(400, 401, 403, 404, 409),
+    ),
+    Op(
+        "get",
+        "/v1/packs/{cid}/replicas",
+        "packReplicas",
+        "Replica matrix of a pack (units x nodes)",
+        "nodes",
+        {200: nodes.ReplicaMatrix},
+        (CID,),
+        extra_errors=READ_ERRORS,
+    ),
+    Op(
+        "get",
+        "/v1/replication/status",
+        "replicationStatus",
+        "Nodes and replicas by state",
+        "nodes",
+        {200: nodes.ReplicationStatus},
+        extra_errors=(401,),
+    ),
+    Op("get", "/metrics", "metrics", "Prometheus metrics", "health", {200: "text/plain"}),
     Op("get", "/healthz", "healthz", "Liveness", "health", {200: JSON}),
     Op("get", "/readyz", "readyz", "Readiness", "health", {200: JSON, 503: JSON}),
     Op("get", "/openapi.json", "openapi", "This document", "health", {200: JSON}),

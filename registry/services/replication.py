@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from multiformats import CID, multihash
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -31,6 +31,7 @@ from pinner.states import NodeKind, NodeState, ReplicaState
 from registry.db.base import utcnow
 from registry.db.models import IpfsNode, Pack, Replica
 from registry.jobs.protocol import ClaimedJob, PermanentJobError, RetryJob
+from registry.jobs.worker import Handler
 from registry.services.replication_nodes import BackendFactory, NodeRegistry, check_health
 from registry.services.replication_rows import (
     Enqueuer,
@@ -111,7 +112,7 @@ class ReplicationService:
             sessions, store, backends, queue, nodes, config, self.counters, rng or random.Random()
         )
 
-    def handlers(self) -> dict[str, Any]:
+    def handlers(self) -> dict[str, Handler]:
         return {
             "replicate": self.replicate,
             "reconcile": self.reconcile,
@@ -391,6 +392,29 @@ class ReplicationService:
         if changed:
             await self._queue.enqueue("reconcile", {}, dedupe_key="reconcile")
         return out
+
+    async def request_reconcile(self) -> None:
+        """Queue a reconcile now (after a node is drained or removed), once however often asked."""
+        await self._queue.enqueue("reconcile", {}, dedupe_key="reconcile")
+
+    async def counts(self) -> tuple[dict[str, int], dict[str, int]]:
+        """(nodes by state, replicas by state), for status and metrics."""
+        async with self._sessions() as s:
+            nodes = await s.execute(
+                select(IpfsNode.state, func.count())
+                .where(IpfsNode.kind != NodeKind.EMBEDDED)
+                .group_by(IpfsNode.state)
+            )
+            node_counts = {NodeState(st).value: int(n) for st, n in nodes}
+            reps = await s.execute(select(Replica.state, func.count()).group_by(Replica.state))
+            replica_counts = {ReplicaState(st).value: int(n) for st, n in reps}
+        return node_counts, replica_counts
+
+    async def node_health(self) -> dict[str, float]:
+        """Node name -> 1.0 when up, else 0.0."""
+        async with self._sessions() as s:
+            nodes = [n for n in await all_nodes(s) if n.kind is not NodeKind.EMBEDDED]
+        return {n.name: 1.0 if n.state is NodeState.UP else 0.0 for n in nodes}
 
     async def embedded_only(self) -> bool:
         async with self._sessions() as s:

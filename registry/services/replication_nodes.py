@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -32,27 +30,11 @@ from registry.db.base import utcnow
 from registry.db.models import IpfsNode, Replica
 from registry.errors import BadRequest, Conflict, NotFound
 from registry.manifest.names import check_name
-from registry.trust.sealing import generate_kek, open_private_key, parse_kek, seal_private_key
+from registry.trust.sealing import open_private_key, seal_private_key
 
 log = logging.getLogger(__name__)
 
-CREDENTIALS_AAD = b"modelpack node credentials"
-KEK_FILE = "node-credentials.key"
-
-
-def load_kek(configured: str | None, data_dir: Path) -> bytes:
-    """The key that seals node credentials: from settings, else a 0600 file in the data dir (made once)."""
-    if configured:
-        return parse_kek(configured)
-    path = data_dir / KEK_FILE
-    if path.exists():
-        return path.read_bytes()
-    kek = generate_kek()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(kek)
-    return kek
+CREDENTIALS_AAD = b"modelpack node credentials"  # a sealed credential opens only as one
 
 
 def seal_auth(auth: NodeAuth | None, kek: bytes) -> bytes | None:

@@ -1,0 +1,72 @@
+"""Prometheus metrics at `/metrics`: replica and node state, job queue depth and age, bytes moved, audits.
+
+State gauges are read from the index on each scrape (so every daemon sharing a database reports the
+same truth); counters (bytes moved, audits, pushes) are this process's own, kept by the replication
+service in the app's `CollectorRegistry`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from registry.api.keys import JOB_QUEUE, METRICS, REPLICATION
+from registry.jobs.protocol import QueueStats
+
+routes = web.RouteTableDef()
+
+
+class _Snapshot(Collector):
+    """Gauges from values read just before the scrape (collectors are synchronous, the database is not)."""
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self._families = list(families)
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._families
+
+
+def _gauge(name: str, doc: str, labels: list[str], values: dict[tuple[str, ...], float]) -> GaugeMetricFamily:
+    g = GaugeMetricFamily(name, doc, labels=labels)
+    for key, value in sorted(values.items()):
+        g.add_metric(list(key), value)
+    return g
+
+
+def snapshot_families(
+    nodes: dict[str, int], replicas: dict[str, int], node_health: dict[str, float], stats: QueueStats
+) -> list[Metric]:
+    return [
+        _gauge("modelpack_replicas", "Replicas by state", ["state"], {(k,): v for k, v in replicas.items()}),
+        _gauge("modelpack_nodes", "IPFS nodes by state", ["state"], {(k,): v for k, v in nodes.items()}),
+        _gauge(
+            "modelpack_node_up",
+            "1 when the node answered its last health check",
+            ["node"],
+            {(k,): v for k, v in node_health.items()},
+        ),
+        _gauge("modelpack_jobs", "Jobs by kind and state", ["kind", "state"], dict(stats.depth.items())),
+        _gauge(
+            "modelpack_jobs_oldest_queued_age_seconds",
+            "Age of the oldest queued job by kind",
+            ["kind"],
+            {(k,): v for k, v in stats.oldest_queued_age_s.items()},
+        ),
+    ]
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition (version 0.0.4)."""
+    service = request.app[REPLICATION]
+    nodes, replicas = await service.counts()
+    health = await service.node_health()
+    stats = await request.app[JOB_QUEUE].stats()
+    registry = CollectorRegistry()
+    registry.register(_Snapshot(snapshot_families(nodes, replicas, health, stats)))
+    body = generate_latest(registry) + generate_latest(request.app[METRICS])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,89 @@
+"""Composition of the replication service from settings (called by the composition root, `registry.daemon`).
+
+Kept beside the service so the daemon stays a list of contexts: one HTTP session for every node client,
+the credentials key, the service, its metrics registry and its background loops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from pinner.replication.model import Target
+from pinner.replication.mover import MoverConfig
+from registry.api.keys import BLOCKSTORE, JOB_QUEUE, SESSIONS, WORKER
+from registry.services.ipns_channels import load_kek
+from registry.services.replication import ReplicationService
+from registry.services.replication_loops import LoopConfig, run_replication_loops
+from registry.services.replication_nodes import ClientFactory, NodeClientConfig, NodeRegistry
+from registry.services.replication_rows import ReplicationConfig, ReplicationCounters
+from registry.settings import Settings
+
+GC_INTERVAL_S = 3600.0  # candidate for a `replication.gc_interval_s` setting
+
+
+def replication_ctx(
+    settings: Settings,
+    metrics_key: web.AppKey[CollectorRegistry],
+    service_key: web.AppKey[ReplicationService],
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        r = settings.replication
+        kek = await asyncio.to_thread(load_kek, settings.ipns.key_encryption_key, settings.storage.data_dir)
+        http = aiohttp.ClientSession()
+        counters = ReplicationCounters()
+        nodes = NodeRegistry(app[SESSIONS], kek, allowed_hosts=r.allowed_node_hosts)
+        factory = ClientFactory(
+            http,
+            kek,
+            NodeClientConfig(
+                request_timeout_s=r.request_timeout_s,
+                pin_timeout_s=r.pin_timeout_s,
+                replication_min=r.replication_min,
+                replication_max=r.replication_max,
+            ),
+        )
+        service = ReplicationService(
+            app[SESSIONS],
+            app[BLOCKSTORE],
+            factory,
+            app[JOB_QUEUE],
+            nodes,
+            ReplicationConfig(
+                target=Target(r.replication_min, r.replication_max),
+                down_grace_s=r.node_down_grace_s,
+                audit_sample_blocks=r.audit_sample_blocks,
+                gc_retention_s=r.gc_retention_s,
+            ),
+            mover_config=MoverConfig(per_node_concurrency=r.per_node_concurrency),
+            counters=counters,
+        )
+        app[metrics_key] = counters.registry
+        app[service_key] = service
+        loops = asyncio.create_task(
+            run_replication_loops(
+                service,
+                app[JOB_QUEUE],
+                LoopConfig(
+                    health_interval_s=r.health_interval_s,
+                    reconcile_interval_s=r.reconcile_interval_s,
+                    audit_interval_s=r.audit_interval_s,
+                    gc_interval_s=GC_INTERVAL_S,
+                ),
+            ),
+            name="replication-loops",
+        )
+        yield
+        loops.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loops
+        # In-flight jobs use the node clients: let them finish or release them before the session closes.
+        await app[WORKER].stop(settings.server.shutdown_grace_s)
+        await http.close()
+
+    return ctx
