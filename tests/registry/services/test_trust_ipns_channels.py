@@ -174,3 +174,9 @@ async def test_publish_puts_the_newest_record_to_every_kubo_node(sessions) -> No
     assert len(await channels.publish(rec.name)) == 2
     assert {p[0] for p in puts} == {peer_id_of(rec.name)} and {p[1] for p in puts} == {rec.record}
     assert (await channels.latest(rec.name)).published_at is not None
+
+
+def test_peer_id_form_of_a_name() -> None:
+    name = "k51qzi5uqu5dlkw8pxuw9qmqayfdeh4kfebhmreauqdc6a7c3y7d5i9fi8mk9w"  # an official vector's name
+    pid = peer_id_of(name)
+    assert pid.startswith("12D3KooW") and peer_id_of(pid) == pid
