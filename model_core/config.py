@@ -13,6 +13,9 @@ from model_core.errors import ConfigInvalid
 
 # The weight dtypes a pack may use; the model runs in the pack's dtype (never silently upcast).
 FLOAT_DTYPES: tuple[str, ...] = ("float32", "float16", "bfloat16")
+# Sanity caps, far above real models, so a hostile config cannot overflow shapes or allocate a huge table.
+MAX_DIMENSION = 2**24
+MAX_SEQ_LEN = 2**22
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,9 @@ def _positive_int(name: str, value: Any) -> None:
         _bad(name, value, "must be an integer")
     if value <= 0:
         _bad(name, value, "must be positive")
+    limit = MAX_SEQ_LEN if name == "max_seq_len" else MAX_DIMENSION
+    if value > limit:
+        _bad(name, value, f"is larger than {limit}; a manifest this big is not a model we can validate")
 
 
 def _finite_number(name: str, value: Any) -> None:

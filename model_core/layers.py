@@ -32,6 +32,7 @@ class RotaryEmbedding(nn.Module):
 
     cos_cached: Tensor
     sin_cached: Tensor
+    INITIAL_POSITIONS = 4096
 
     def __init__(self, head_dim: int, max_seq_len: int, theta: float = 10000.0) -> None:
         super().__init__()
@@ -41,13 +42,18 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("cos_cached", torch.empty(0), persistent=False)
         self.register_buffer("sin_cached", torch.empty(0), persistent=False)
 
-    def build(self, device: torch.device | str) -> None:
-        """(Re)compute the tables on ``device``; a model built on the meta device calls this once loaded."""
+    def build(self, device: torch.device | str, length: int | None = None) -> None:
+        """(Re)compute the tables on ``device`` for ``length`` positions (default: a small first block).
+
+        Tables grow on demand up to max_seq_len, so a config claiming a huge context costs nothing
+        until a sequence that long actually runs.
+        """
+        length = min(self.max_seq_len, length or self.INITIAL_POSITIONS)
         inv_freq = 1.0 / (
             self.theta
             ** (torch.arange(0, self.head_dim, 2, device=device, dtype=torch.float64) / self.head_dim)
         )
-        t = torch.arange(self.max_seq_len, device=device, dtype=torch.float64)
+        t = torch.arange(length, device=device, dtype=torch.float64)
         freqs = torch.outer(t, inv_freq)
         emb = torch.cat([freqs, freqs], dim=-1)
         self.cos_cached = emb.cos().float()
@@ -55,12 +61,11 @@ class RotaryEmbedding(nn.Module):
 
     def forward(self, positions: Tensor) -> tuple[Tensor, Tensor]:
         """Returns cos, sin of shape (B, 1, T, head_dim) for integer positions of shape (B, T)."""
-        if (
-            self.cos_cached.is_meta
-            or self.cos_cached.device != positions.device
-            or not self.cos_cached.numel()
-        ):
-            self.build(positions.device)
+        needed = int(positions.max()) + 1 if positions.numel() else 1
+        table = self.cos_cached
+        if table.is_meta or table.device != positions.device or table.size(0) < needed:
+            rows = 0 if table.is_meta else table.size(0)
+            self.build(positions.device, max(needed, 2 * rows))
         return self.cos_cached[positions].unsqueeze(1), self.sin_cached[positions].unsqueeze(1)
 
 

@@ -42,6 +42,7 @@ SAFE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "
 THREAD_ENV_KEYS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _SECRET = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.IGNORECASE)
 STDERR_TAIL_BYTES = 4000
+CHILD_MAX_FILE_BYTES = 64 * 1024 * 1024
 _OOM_MARKERS = ("failed to map segment", "Cannot allocate memory", "MemoryError", "can't allocate memory")
 
 
@@ -112,6 +113,8 @@ def limit_setter(memory_bytes: int, cpu_seconds: int) -> Callable[[], None]:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
         resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        # The child writes only its result and stderr; a flood of output must not fill the disk.
+        resource.setrlimit(resource.RLIMIT_FSIZE, (CHILD_MAX_FILE_BYTES, CHILD_MAX_FILE_BYTES))
 
     return apply
 

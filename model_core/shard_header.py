@@ -144,7 +144,7 @@ def _tensor(shard: str, name: str, spec: Any) -> TensorInfo:
             key=name,
         )
     dtype = spec["dtype"]
-    if dtype not in DTYPE_SIZES:
+    if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:
         raise PackInvalid(
             f"shard {shard!r} tensor {name!r} has dtype {dtype!r}, not one of {', '.join(DTYPE_SIZES)}",
             shard=shard,

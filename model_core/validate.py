@@ -68,7 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     except ModelCoreError as e:
         parser.error(e.message)
-    report = validate_pack(args.pack_dir, args.report, limits)
+    try:
+        report = validate_pack(args.pack_dir, args.report, limits)
+    except OSError as e:
+        parser.error(f"cannot write the report to {args.report}: {e.strerror or e}")
     print(f"{report['verdict']}: {report['reason']}", file=sys.stderr)
     return int(report["exit_code"])
 

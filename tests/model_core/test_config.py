@@ -64,3 +64,10 @@ def test_parameter_count_closed_form_matches_a_hand_count() -> None:
     assert cfg.parameter_count() == 40 + 32 + 16 + 48 + 24 + 8 + 4
     untied = ModelConfig(**{**cfg.to_dict(), "tie_weights": False})
     assert untied.parameter_count() == cfg.parameter_count() + 40
+
+
+def test_absurd_sizes_are_refused_before_anything_is_allocated() -> None:
+    with pytest.raises(ConfigInvalid, match="max_seq_len"):
+        ModelConfig(max_seq_len=10**12)
+    with pytest.raises(ConfigInvalid, match="vocab_size"):
+        ModelConfig(vocab_size=10**18)

@@ -207,3 +207,14 @@ def test_state_dict_keys_are_the_seeds(tiny_model: Transformer) -> None:
     assert {f"layers.0.attn.{p}_proj.weight" for p in "qkvo"} <= keys
     assert {"layers.0.norm1.weight", "layers.0.norm2.weight", "layers.0.mlp.w2.weight"} <= keys
     assert tiny_model.state_dict()["layers.0.mlp.w1.weight"].shape == (96, 32)  # gate+up fused
+
+
+def test_rope_tables_grow_on_demand_up_to_max_seq_len() -> None:
+    cfg = ModelConfig(
+        vocab_size=16, d_model=16, num_layers=1, num_heads=2, num_kv_heads=1, dim_ff=8, max_seq_len=2**20
+    )
+    model = Transformer(cfg)
+    assert model.rope.cos_cached.size(0) <= 4096  # not 2**20 rows up front
+    with torch.no_grad():
+        model(torch.zeros(1, 5000, dtype=torch.long))
+    assert model.rope.cos_cached.size(0) >= 5000
