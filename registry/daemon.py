@@ -46,6 +46,7 @@ from registry.services import RegistryServices
 from registry.services.auth import AuthService
 from registry.services.blobs import BlobConfig, BlobService
 from registry.services.browse import BrowseService
+from registry.services.cache import CacheConfig, TtlCache
 from registry.services.ipns_channels import (
     REPUBLISH_JOB,
     IpnsChannelConfig,
@@ -173,16 +174,25 @@ def _registry_ctx(settings: Settings) -> CleanupCtx:
             pack_max_bytes=lim.pack_max_bytes,
         )
         sessions = app[SESSIONS]
+        cache = CacheConfig(ttl_s=settings.server.read_cache_ttl_s)
+        pointer_svc = PointerService(
+            sessions, on_moved=app[IPNS_CHANNELS].on_pointer_moved, cache=TtlCache(cache)
+        )
         app[REGISTRY] = RegistryServices(
             auth=AuthService(sessions),
             blobs=BlobService(sessions, app[BLOCKSTORE], BlobConfig(settings.server.max_upload_bytes)),
             publish=PublishService(
-                sessions, app[JOB_QUEUE], limits, on_moved=app[IPNS_CHANNELS].on_pointer_moved
+                sessions,
+                app[JOB_QUEUE],
+                limits,
+                on_moved=app[IPNS_CHANNELS].on_pointer_moved,
+                on_published=pointer_svc.forget_model,
             ),
             browse=BrowseService(sessions),
-            pointers=PointerService(sessions, on_moved=app[IPNS_CHANNELS].on_pointer_moved),
+            pointers=pointer_svc,
             limits=limits,
             read_requires_token=settings.server.read_requires_token,
+            pack_json=TtlCache(cache),
             page_size_default=min(lim.page_size_default, lim.page_size_max),
             page_size_max=lim.page_size_max,
         )

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from pinner.digests import cid_str, parse_cid
 from registry.api.auth import read_gate, require_principal, services
 from registry.api.schemas import BlobOut
 from registry.errors import NotFound
+from registry.manifest.names import normalize_cid
 from registry.services.blobs import BlobInfo
 
 routes = web.RouteTableDef()
@@ -24,7 +24,7 @@ def blob_out(info: BlobInfo) -> BlobOut:
 async def get_blob(request: web.Request) -> web.Response:
     """Whether the registry holds a verified file with this UnixFS CID (publish uploads only what is missing)."""
     await read_gate(request)
-    cid = cid_str(parse_cid(request.match_info["cid"]))
+    cid = normalize_cid(request.match_info["cid"])
     info = await services(request).blobs.get(cid)
     if info is None:
         raise NotFound(f"no uploaded file with CID {cid}", cid=cid)

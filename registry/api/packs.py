@@ -9,14 +9,14 @@ from collections.abc import Iterator
 from aiohttp import web
 from pydantic import ValidationError
 
-from pinner.digests import cid_str, parse_cid
 from registry.api.auth import read_gate, require_principal, services
 from registry.api.bodies import optional_str, read_json_object
 from registry.api.keys import BLOCKSTORE
 from registry.api.schemas import PackOut, PublishOut, SignatureOut
 from registry.errors import BadRequest, InvalidManifest
 from registry.manifest.canonical import load_manifest
-from registry.manifest.names import ModelRef, check_name
+from registry.manifest.names import ModelRef, check_name, normalize_cid
+from registry.services.browse import PackDetail
 
 routes = web.RouteTableDef()
 ENVELOPE_SLACK = 64 * 1024  # detached signatures, tag and reason around the manifest
@@ -86,8 +86,16 @@ async def publish(request: web.Request) -> web.Response:
 async def get_pack(request: web.Request) -> web.Response:
     """Pack detail: manifest, state and its history, shards, signatures, replicas, validation, pointers."""
     await read_gate(request)
-    cid = cid_str(parse_cid(request.match_info["cid"]))
-    d = await services(request).browse.pack(cid)
+    cid = normalize_cid(request.match_info["cid"])
+    svc = services(request)
+    body = svc.pack_json.get(cid)
+    if body is None:
+        body = render_pack(cid, await svc.browse.pack(cid))
+        svc.pack_json.put(cid, body)
+    return web.Response(body=body, content_type="application/json")
+
+
+def render_pack(cid: str, d: PackDetail) -> bytes:
     s = d.summary
     try:
         out = PackOut(
@@ -110,7 +118,7 @@ async def get_pack(request: web.Request) -> web.Response:
         )
     except ValidationError as e:  # pragma: no cover - the index holds what publish validated
         raise BadRequest(f"pack {cid} cannot be shown: {e.errors()[0]['msg']}") from None
-    return web.json_response(text=out.model_dump_json(by_alias=True))
+    return out.model_dump_json(by_alias=True).encode()
 
 
 def _shard_dict(sh: object) -> dict[str, object]:
@@ -123,7 +131,7 @@ def _shard_dict(sh: object) -> dict[str, object]:
 async def get_manifest(request: web.Request) -> web.Response:
     """The exact canonical (RFC 8785) manifest bytes; their CIDv1 (raw) is the pack CID."""
     await read_gate(request)
-    cid = cid_str(parse_cid(request.match_info["cid"]))
+    cid = normalize_cid(request.match_info["cid"])
     etag = f'"{cid}"'
     headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
     data = await services(request).browse.manifest(cid)
@@ -147,7 +155,7 @@ def _next_batch(it: Iterator[bytes]) -> bytes:
 async def get_shard(request: web.Request) -> web.StreamResponse:
     """A shard's bytes, streamed from the store with every leaf verified against the shard CID."""
     await read_gate(request)
-    cid = cid_str(parse_cid(request.match_info["cid"]))
+    cid = normalize_cid(request.match_info["cid"])
     shard = await services(request).browse.shard(cid, request.match_info["filename"])
     etag = f'"{shard.cid}"'
     headers = {"ETag": etag, "Cache-Control": IMMUTABLE, "X-Content-Sha256": "sha256:" + shard.sha256}

@@ -5,14 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import ValidationError
 
-from pinner.digests import cid_str, parse_cid
 from registry.api.auth import read_gate, require_principal, services
 from registry.api.bodies import read_limited
 from registry.api.packs import model_ref
 from registry.api.pagination import decode_cursor, encode_cursor, page_limit
 from registry.api.schemas import PointerChangeOut, PointerHistoryPage, PointerIn, PointerList, PointerOut
 from registry.errors import BadRequest
-from registry.manifest.names import check_tag
+from registry.manifest.names import check_tag, normalize_cid
 from registry.services.pointers import ANY, PointerView
 
 routes = web.RouteTableDef()
@@ -28,7 +27,7 @@ def _expected(request: web.Request) -> object:
     if_match = request.headers.get("If-Match")
     if if_match is not None:
         value = if_match.strip().removeprefix("W/").strip('"')
-        return cid_str(parse_cid(value))
+        return normalize_cid(value)
     if request.headers.get("If-None-Match", "").strip() == "*":
         return None
     return ANY
@@ -63,7 +62,7 @@ async def set_pointer(request: web.Request) -> web.Response:
         raise BadRequest(
             f"pointer body: {'.'.join(map(str, err['loc'])) or '(root)'}: {err['msg']}"
         ) from None
-    cid = cid_str(parse_cid(body.cid))
+    cid = normalize_cid(body.cid)
     p = await services(request).pointers.set(
         principal, ref, tag, cid, expected=_expected(request), reason=body.reason
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from pinner.content_errors import InvalidCid
 from pinner.digests import cid_str, parse_cid
@@ -56,6 +57,15 @@ class PackRef:
     tag: str = DEFAULT_TAG
 
 
+@lru_cache(maxsize=65536)
+def normalize_cid(text: str) -> str:
+    """The canonical text of a CID (base58btc v0, base32 v1); InvalidCid when it is not one we verify.
+
+    Memoized: parsing a CID costs far more than serving a cached read, and the result is a pure function.
+    """
+    return cid_str(parse_cid(text))
+
+
 def parse_model_name(text: str) -> ModelRef:
     ns, sep, model = text.partition("/")
     if not sep:
@@ -67,7 +77,7 @@ def parse_ref(text: str) -> PackRef:
     """``ns/model``, ``ns/model@tag`` or a CID."""
     if "/" not in text:
         try:
-            return PackRef(cid=cid_str(parse_cid(text)))
+            return PackRef(cid=normalize_cid(text))
         except InvalidCid:
             raise InvalidName(
                 f"{text!r} is neither NAMESPACE/MODEL[@TAG] nor a pack CID", name=text

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from registry.manifest.canonical import ManifestLimits
 from registry.services.auth import AuthService
 from registry.services.blobs import BlobService
 from registry.services.browse import BrowseService
+from registry.services.cache import CacheConfig, TtlCache
 from registry.services.pointers import PointerService
 from registry.services.publish import PublishService
 
@@ -25,3 +26,5 @@ class RegistryServices:
     read_requires_token: bool = False
     page_size_default: int = 50
     page_size_max: int = 500
+    # rendered pack-detail bodies by CID, for the read-cache TTL (the pack GET hot path)
+    pack_json: TtlCache[str, bytes] = field(default_factory=lambda: TtlCache(CacheConfig(ttl_s=0)))
