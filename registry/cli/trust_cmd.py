@@ -1,7 +1,10 @@
-"""``modelpack keygen``, ``sign`` and ``verify`` (local directory): the offline half of pack trust.
+"""``modelpack keygen``, ``sign``, ``verify``, and the registry's ``key`` and ``policy`` commands.
 
-``verify`` exit codes: 0 every check held; 1 at least one failed (one line each on stdout);
-2 usage error (bad option, unreadable policy, not a directory).
+``verify`` takes a local pack directory (fully offline) or, with ``--registry URL``, ``NS/MODEL@CHANNEL``,
+an IPNS name or a pack CID (record -> manifest -> signatures -> shard bytes; see registry.cli.trust_remote).
+Exit codes: 0 every check held; 1 at least one failed (one ``FAIL`` line each on stdout); 2 usage error
+(bad option, unreadable policy or state file, unknown target); 3 the registry could not be reached or
+answered with an error (not found, unauthorized, ...).
 """
 
 from __future__ import annotations
@@ -120,12 +123,25 @@ def _merged_envelope(path: Path, manifest: dict[str, Any], key: Any) -> dict[str
     return new
 
 
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_FETCH = 3
+REGISTRY_OPT = click.option(
+    "--registry",
+    envvar="MODELPACK_REGISTRY",
+    metavar="URL",
+    help="Registry API base URL [env MODELPACK_REGISTRY].",
+)
+TOKEN_OPT = click.option("--token", envvar="MODELPACK_TOKEN", help="API token [env MODELPACK_TOKEN].")
+
+
 @click.command()
 @click.argument("target")
 @click.option(
     "--trust-policy",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="Trusted keys and required signatures (JSON, or TOML when it ends in .toml).",
+    help="Trusted keys and required signatures (JSON, or TOML when it ends in .toml); "
+    "with --registry, used instead of the registry's policy (fully offline trust).",
 )
 @click.option("--namespace", help="Which namespace of the policy applies (default: its only one, or '*').")
 @click.option(
@@ -133,18 +149,29 @@ def _merged_envelope(path: Path, manifest: dict[str, Any], key: Any) -> dict[str
     "signatures",
     multiple=True,
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="A detached signature file (repeatable).",
+    help="DIR only: a detached signature file (repeatable).",
 )
-@click.option("--skip-signatures", is_flag=True, help="Check shard bytes only; no trust decision.")
-@click.option("--no-cids", is_flag=True, help="Check sha256 only, not shard CIDs.")
+@click.option("--skip-signatures", is_flag=True, help="DIR only: check shard bytes only; no trust decision.")
+@click.option("--no-cids", is_flag=True, help="DIR only: check sha256 only, not shard CIDs.")
 @click.option(
     "--ipns-record",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="An IPNS record (application/vnd.ipfs.ipns-record) that must point at this manifest.",
+    help="DIR only: an IPNS record (application/vnd.ipfs.ipns-record) that must point at this manifest.",
 )
-@click.option("--ipns-name", help="The IPNS name (k51...) the record is for; required with --ipns-record.")
 @click.option(
-    "--seen-sequence", type=click.IntRange(min=0), help="Highest record sequence seen before (refuse <=)."
+    "--ipns-name", help="DIR only: the IPNS name (k51...) the record is for; required with --ipns-record."
+)
+@click.option(
+    "--seen-sequence",
+    type=click.IntRange(min=0),
+    help="DIR only: highest record sequence seen before (refuse <=).",
+)
+@REGISTRY_OPT
+@TOKEN_OPT
+@click.option(
+    "--state-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where the highest IPNS sequence seen per name is kept (default ~/.cache/modelpack/ipns-seen.json).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
 def verify(
@@ -157,37 +184,65 @@ def verify(
     ipns_record: Path | None,
     ipns_name: str | None,
     seen_sequence: int | None,
+    registry: str | None,
+    token: str | None,
+    state_file: Path | None,
     as_json: bool,
 ) -> None:
-    """Verify a pack directory offline: signatures against a trust policy, every shard's sha256 and CID.
+    """Verify a pack: TARGET is a pack directory (offline) or, with --registry, NS/MODEL@CHANNEL,
+    an IPNS name (k51... / 12D3KooW...) or a pack CID.
 
-    Exit 0 only when every check holds; otherwise 1 and one line per failure.
+    Remote targets: the channel's IPNS record (signature, validity, sequence not older than seen
+    before), the manifest against the record's CID, signatures against the trust policy, every
+    shard's sha256 and CID. Exit 0 only when every check holds; 1 a check failed (one line each);
+    2 usage error; 3 the registry could not be reached or answered with an error.
     """
-    from registry.trust.packcheck import PackCheckConfig, check_ipns_record, read_manifest, verify_pack_dir
-    from registry.trust.policy import load_policy
-
-    directory = Path(target)
-    if not directory.is_dir():
-        raise click.UsageError(
-            f"{target!r} is not a directory; this command verifies a local pack directory "
-            "(registry names, IPNS names and CIDs need the registry API)"
+    if Path(target).is_dir():
+        report = _verify_dir(
+            Path(target),
+            trust_policy,
+            namespace,
+            signatures,
+            skip_signatures,
+            no_cids,
+            ipns_record,
+            ipns_name,
+            seen_sequence,
         )
+    else:
+        if not registry:
+            raise click.UsageError(
+                f"{target!r} is not a directory; to verify a channel, IPNS name or CID give --registry URL "
+                "(or set MODELPACK_REGISTRY)"
+            )
+        if signatures or skip_signatures or no_cids or ipns_record or ipns_name or seen_sequence is not None:
+            raise click.UsageError(
+                "--signature, --skip-signatures, --no-cids, --ipns-record, --ipns-name and --seen-sequence "
+                "apply to a local pack directory only"
+            )
+        report = _verify_remote(target, registry, token, trust_policy, namespace, state_file)
+    _emit(report, as_json)
+    click.get_current_context().exit(0 if report.ok else EXIT_FAILED)
+
+
+def _verify_dir(
+    directory: Path,
+    trust_policy: Path | None,
+    namespace: str | None,
+    signatures: tuple[Path, ...],
+    skip_signatures: bool,
+    no_cids: bool,
+    ipns_record: Path | None,
+    ipns_name: str | None,
+    seen_sequence: int | None,
+) -> Any:
+    from registry.trust.packcheck import PackCheckConfig, check_ipns_record, read_manifest, verify_pack_dir
+
     if (ipns_record is None) != (ipns_name is None):
         raise click.UsageError("--ipns-record and --ipns-name go together")
     if trust_policy is None and not skip_signatures:
         raise click.UsageError("give --trust-policy FILE, or --skip-signatures to check shard bytes only")
-    ns_policy = None
-    if trust_policy is not None:
-        try:
-            ns_policy = load_policy(trust_policy).for_namespace(namespace)
-        except TrustError as e:
-            raise click.UsageError(e.message) from None
-        if ns_policy is None:
-            raise click.UsageError(
-                f"trust policy {trust_policy} has no namespace {namespace!r} and no '*'"
-                if namespace
-                else f"trust policy {trust_policy} has several namespaces; pass --namespace"
-            )
+    ns_policy = _namespace_policy(trust_policy, namespace) if trust_policy is not None else None
     report = verify_pack_dir(
         directory, ns_policy, detached=signatures, config=PackCheckConfig(check_cids=not no_cids)
     )
@@ -200,6 +255,59 @@ def verify(
             with ipns_record.open("rb") as f:
                 record = f.read(1024 * 1024)  # more than the limit, so "too large" reports a true size
             check_ipns_record(report, manifest, ipns_name, record, datetime.now(UTC), seen_sequence)
+    return report
+
+
+def _namespace_policy(trust_policy: Path, namespace: str | None) -> Any:
+    from registry.trust.policy import load_policy
+
+    try:
+        ns_policy = load_policy(trust_policy).for_namespace(namespace)
+    except TrustError as e:
+        raise click.UsageError(e.message) from None
+    if ns_policy is None:
+        raise click.UsageError(
+            f"trust policy {trust_policy} has no namespace {namespace!r} and no '*'"
+            if namespace
+            else f"trust policy {trust_policy} has several namespaces; pass --namespace"
+        )
+    return ns_policy
+
+
+def _verify_remote(
+    target: str,
+    registry: str | None,
+    token: str | None,
+    trust_policy: Path | None,
+    namespace: str | None,
+    state_file: Path | None,
+) -> Any:
+    from registry.cli.trust_remote import FetchError, SeenState, classify, default_state_file, verify_remote
+
+    if not registry:
+        raise click.UsageError(
+            f"{target!r} is not a directory; to verify a channel, IPNS name or CID give --registry URL "
+            "(or set MODELPACK_REGISTRY)"
+        )
+    try:
+        kind = classify(target)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    if trust_policy is not None:
+        _namespace_policy(trust_policy, namespace or kind.namespace)  # fail early on a bad file
+    try:
+        state = SeenState.load(state_file or default_state_file())
+        http = _http(registry, token)
+        return verify_remote(http, kind, policy_file=trust_policy, namespace=namespace, state=state)
+    except FetchError as e:
+        click.echo(f"FAIL {e.message}")
+        click.get_current_context().exit(EXIT_FETCH)
+    except TrustError as e:
+        raise click.UsageError(e.message) from None
+    raise AssertionError("unreachable")
+
+
+def _emit(report: Any, as_json: bool) -> None:
     if as_json:
         click.echo(
             json.dumps(
@@ -223,12 +331,200 @@ def verify(
                 indent=2,
             )
         )
-    else:
-        for line in report.notes:
-            click.echo(f"note: {line}", err=True)
-        for line in report.failures:
-            click.echo(f"FAIL {line}")
-        if report.ok:
-            trusted = len(report.decision.trusted_valid) if report.decision else 0
-            click.echo(f"OK {report.shards_checked} shard(s) verified, {trusted} trusted signature(s)")
-    click.get_current_context().exit(0 if report.ok else 1)
+        return
+    for line in report.notes:
+        click.echo(f"note: {line}", err=True)
+    for line in report.failures:
+        click.echo(f"FAIL {line}")
+    if report.ok:
+        trusted = len(report.decision.trusted_valid) if report.decision else 0
+        click.echo(f"OK {report.shards_checked} shard(s) verified, {trusted} trusted signature(s)")
+
+
+# --------------------------------------------------------------------------- key and policy (registry API)
+
+
+def _http(registry: str | None, token: str | None, *, need_token: bool = False) -> Any:
+    from registry.cli.trust_remote import RegistryHttp
+
+    if not registry:
+        raise click.UsageError("give --registry URL (or set MODELPACK_REGISTRY)")
+    if need_token and not token:
+        raise click.UsageError("this needs an API token: --token TOKEN (or set MODELPACK_TOKEN)")
+    try:
+        return RegistryHttp(registry, token)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+
+
+def _call(http: Any, method: str, path: str, payload: Any = None) -> Any:
+    from registry.cli.trust_remote import FetchError
+
+    try:
+        return http.json(method, path, payload)
+    except FetchError as e:
+        raise click.ClickException(e.message) from None
+
+
+def _public_key_text(value: str) -> str:
+    """A public key from a file (.pub PEM, or a private key file, whose public half is taken) or literal text."""
+    from registry.trust.keys import load_private_key, public_key_of
+
+    path = Path(value)
+    if not path.is_file():
+        return value
+    data = path.read_bytes()[:16384]
+    if b"PRIVATE KEY" in data:
+        try:
+            with _key_warnings_to_stderr():
+                return public_key_of(load_private_key(path)).b64
+        except TrustError as e:
+            raise click.ClickException(e.message) from None
+    return data.decode("ascii", "replace")
+
+
+def _key_line(k: dict[str, Any]) -> str:
+    state = f"revoked {k['revoked_at']} ({k.get('revocation_reason')})" if k.get("revoked_at") else "active"
+    return f"{k['key_id']}  {k.get('publisher') or '-'}  registered {k['registered_at']}  {state}"
+
+
+@click.group()
+def key() -> None:
+    """Signing keys in the registry: register, list, revoke."""
+
+
+@key.command("add")
+@click.argument("public_key")
+@REGISTRY_OPT
+@TOKEN_OPT
+@click.option("--json", "as_json", is_flag=True)
+def key_add(public_key: str, registry: str | None, token: str | None, as_json: bool) -> None:
+    """Register PUBLIC_KEY (a .pub file, a private key file, or PEM/base64 text) for your publisher."""
+    http = _http(registry, token, need_token=True)
+    out = _call(http, "POST", "/v1/keys", {"public_key": _public_key_text(public_key)})
+    click.echo(json.dumps(out, indent=2) if as_json else f"registered {out['key_id']} for {out['publisher']}")
+
+
+@key.command("ls")
+@click.option("--publisher", help="Only this publisher's keys.")
+@REGISTRY_OPT
+@TOKEN_OPT
+@click.option("--json", "as_json", is_flag=True)
+def key_ls(publisher: str | None, registry: str | None, token: str | None, as_json: bool) -> None:
+    """List registered keys."""
+    from registry.cli.trust_remote import q
+
+    http = _http(registry, token)
+    items: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        query = "&".join(
+            f"{k}={q(v)}" for k, v in (("publisher", publisher), ("cursor", cursor)) if v is not None
+        )
+        page = _call(http, "GET", "/v1/keys" + (f"?{query}" if query else ""))
+        items += page["items"]
+        cursor = page.get("next_cursor")
+        if not cursor:
+            break
+    if as_json:
+        click.echo(json.dumps(items, indent=2))
+    for k in [] if as_json else items:
+        click.echo(_key_line(k))
+
+
+@key.command("revoke")
+@click.argument("key_id")
+@click.option("--reason", required=True, help="Why (kept in the audit log).")
+@click.option(
+    "--at", "at", help="Revocation time, RFC 3339 with a zone (default now; a past time needs an admin)."
+)
+@REGISTRY_OPT
+@TOKEN_OPT
+@click.option("--json", "as_json", is_flag=True)
+def key_revoke(
+    key_id: str, reason: str, at: str | None, registry: str | None, token: str | None, as_json: bool
+) -> None:
+    """Revoke KEY_ID: signatures the registry receives from the revocation time on are invalid."""
+    from registry.cli.trust_remote import q
+
+    http = _http(registry, token, need_token=True)
+    body: dict[str, Any] = {"reason": reason} | ({"at": at} if at else {})
+    out = _call(http, "POST", f"/v1/keys/{q(key_id)}/revoke", body)
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+        return
+    click.echo(_key_line(out["key"]))
+    if out["affected_packs"]:
+        click.echo(f"{out['revalidated_signatures']} stored signature(s) now revoked, in packs:")
+        for cid in out["affected_packs"]:
+            click.echo(f"  {cid}")
+
+
+@click.group()
+def policy() -> None:
+    """A namespace's trust policy: which keys or publishers it trusts, how many signatures curation needs."""
+
+
+@policy.command("show")
+@click.argument("namespace")
+@REGISTRY_OPT
+@TOKEN_OPT
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--file-format", is_flag=True, help="Print the policy as a file for `verify --trust-policy`.")
+def policy_show(
+    namespace: str, registry: str | None, token: str | None, as_json: bool, file_format: bool
+) -> None:
+    """Show NAMESPACE's trust policy."""
+    from registry.cli.trust_remote import q
+
+    http = _http(registry, token)
+    if file_format:
+        click.echo(json.dumps(_call(http, "GET", f"/v1/namespaces/{q(namespace)}/policy/file"), indent=2))
+        return
+    out = _call(http, "GET", f"/v1/namespaces/{q(namespace)}/policy")
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+        return
+    click.echo(f"namespace {out['namespace']}: {out['required_signatures']} trusted signature(s) required")
+    click.echo(f"trusted publishers: {', '.join(out['publishers']) or '(none)'}")
+    click.echo("trusted keys:" + ("" if out["keys"] or out["publisher_keys"] else " (none)"))
+    for k in out["keys"] + [k for k in out["publisher_keys"] if k not in out["keys"]]:
+        click.echo("  " + _key_line(k))
+
+
+@policy.command("set")
+@click.argument("namespace")
+@click.option("--key", "keys", multiple=True, help="A trusted key id (repeatable).")
+@click.option(
+    "--publisher", "publishers", multiple=True, help="Trust every key of this publisher (repeatable)."
+)
+@click.option(
+    "--required", type=click.IntRange(1, 64), default=1, show_default=True, help="Signatures needed."
+)
+@click.option("--reason", help="Why (kept in the audit log).")
+@REGISTRY_OPT
+@TOKEN_OPT
+def policy_set(
+    namespace: str,
+    keys: tuple[str, ...],
+    publishers: tuple[str, ...],
+    required: int,
+    reason: str | None,
+    registry: str | None,
+    token: str | None,
+) -> None:
+    """Replace NAMESPACE's trust policy (admin scope for the namespace)."""
+    from registry.cli.trust_remote import q
+
+    http = _http(registry, token, need_token=True)
+    body = {
+        "keys": list(keys),
+        "publishers": list(publishers),
+        "required_signatures": required,
+        "reason": reason,
+    }
+    out = _call(http, "PUT", f"/v1/namespaces/{q(namespace)}/policy", body)
+    click.echo(
+        f"namespace {out['namespace']}: {len(out['keys'])} key(s), {len(out['publishers'])} publisher(s), "
+        f"{out['required_signatures']} signature(s) required"
+    )

@@ -1,0 +1,354 @@
+"""``modelpack verify`` against a registry: IPNS record -> manifest -> signatures -> every shard's bytes.
+
+Nothing the registry says is taken on trust except what the user chose to trust: the record is
+checked with its name's key, its sequence against the ones seen before (a local state file), the
+manifest against the CID the record names, signatures against a policy (the registry's, or a file),
+and every shard's sha256 and CID against the downloaded bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import rfc8785
+from multiformats import CID, multihash
+
+from registry.trust.errors import InvalidIpnsName, IpnsRecordError, ManifestSignatureError, TrustError
+from registry.trust.ipns import MAX_RECORD_BYTES, validate_record
+from registry.trust.ipns_name import parse_ipns_name
+from registry.trust.keys import write_atomically
+from registry.trust.packcheck import PackReport, check_shards
+from registry.trust.policy import NamespacePolicy, load_policy, parse_policy
+from registry.trust.signatures import (
+    ManifestSignature,
+    NoTrustedTime,
+    RecordedReceiptTimes,
+    SigningTimeSource,
+    Verdict,
+    verify_manifest,
+)
+
+IPNS_RECORD = "application/vnd.ipfs.ipns-record"
+MANIFEST_MAX_BYTES = 16 * 1024 * 1024
+JSON_MAX_BYTES = 16 * 1024 * 1024
+CHUNK = 1024 * 1024
+_FAILING = (Verdict.BAD_SIGNATURE, Verdict.REVOKED, Verdict.MALFORMED)
+
+
+class FetchError(Exception):
+    """The registry could not be reached or answered with an error."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class RegistryHttp:
+    """A small synchronous client for the registry's API (the CLI needs nothing more)."""
+
+    def __init__(self, base_url: str, token: str | None = None, timeout_s: float = 60.0) -> None:
+        parsed = urllib.parse.urlsplit(base_url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError(f"registry URL {base_url!r} must be http(s)://HOST:PORT")
+        self.base = base_url.rstrip("/")
+        self.token = token
+        self.timeout_s = timeout_s
+
+    def _open(
+        self, method: str, path: str, *, body: bytes | None = None, headers: Mapping[str, str] | None = None
+    ) -> Any:
+        hdrs = dict(headers or {})
+        if self.token:
+            hdrs["Authorization"] = f"Bearer {self.token}"
+        req = urllib.request.Request(self.base + path, data=body, method=method, headers=hdrs)
+        try:
+            return urllib.request.urlopen(req, timeout=self.timeout_s)
+        except urllib.error.HTTPError as e:
+            raise FetchError(_error_message(e, method, path), e.code) from None
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise FetchError(f"cannot reach the registry at {self.base}: {reason}") from None
+
+    def read(self, method: str, path: str, *, limit: int, **kw: Any) -> bytes:
+        with self._open(method, path, **kw) as resp:
+            data: bytes = resp.read(limit + 1)
+        if len(data) > limit:
+            raise FetchError(f"{method} {path}: the answer is larger than {limit} bytes")
+        return data
+
+    def json(self, method: str, path: str, payload: Any = None) -> Any:
+        body = None if payload is None else json.dumps(payload).encode()
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        data = self.read(method, path, limit=JSON_MAX_BYTES, body=body, headers=headers)
+        try:
+            return json.loads(data)
+        except ValueError:
+            raise FetchError(f"{method} {path}: the answer is not JSON") from None
+
+    def download(self, path: str, dest: Path) -> None:
+        with self._open("GET", path) as resp, dest.open("wb") as f:
+            while chunk := resp.read(CHUNK):
+                f.write(chunk)
+
+
+def _error_message(e: urllib.error.HTTPError, method: str, path: str) -> str:
+    try:
+        err = json.loads(e.read(64 * 1024))["error"]
+        return f"{method} {path}: {e.code} {err['code']}: {err['message']}"
+    except Exception:  # not our JSON error body
+        return f"{method} {path}: HTTP {e.code} {e.reason}"
+
+
+def q(text: str) -> str:
+    return urllib.parse.quote(text, safe="")
+
+
+# --------------------------------------------------------------------------- seen sequences
+
+
+def default_state_file() -> Path:
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "modelpack" / "ipns-seen.json"
+
+
+@dataclass
+class SeenState:
+    """The highest IPNS sequence (and its value) this machine has accepted per name: rollback protection."""
+
+    path: Path
+    names: dict[str, dict[str, Any]]
+
+    @classmethod
+    def load(cls, path: Path) -> SeenState:
+        try:
+            data = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            return cls(path, {})
+        except (OSError, ValueError) as e:
+            raise TrustError(f"state file {path} cannot be read: {e}") from None
+        names = data.get("names") if isinstance(data, dict) else None
+        if not isinstance(names, dict):
+            raise TrustError(f"state file {path} is not a modelpack seen-sequence file")
+        return cls(path, names)
+
+    def check(self, name: str, sequence: int, value: str) -> str | None:
+        """A failure line when ``sequence`` is older than seen, or equal with another value."""
+        seen = self.names.get(name)
+        if not isinstance(seen, dict) or not isinstance(seen.get("sequence"), int):
+            return None
+        if sequence < seen["sequence"]:
+            return (
+                f"IPNS record for {name} has sequence {sequence}, older than {seen['sequence']} seen before "
+                "(a rolled-back or replayed record)"
+            )
+        if sequence == seen["sequence"] and value != seen.get("value"):
+            return f"IPNS record for {name} has sequence {sequence} seen before with another value ({seen.get('value')})"
+        return None
+
+    def remember(self, name: str, sequence: int, value: str) -> None:
+        seen = self.names.get(name)
+        if isinstance(seen, dict) and isinstance(seen.get("sequence"), int) and seen["sequence"] >= sequence:
+            return
+        self.names[name] = {"sequence": sequence, "value": value, "seen_at": datetime.now(UTC).isoformat()}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        doc = {"version": 1, "names": self.names}
+        write_atomically(self.path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode(), 0o600)
+
+
+# --------------------------------------------------------------------------- the chain
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: str  # channel | ipns | cid
+    text: str
+    namespace: str | None = None
+    model: str | None = None
+    tag: str | None = None
+
+
+def classify(target: str) -> Target:
+    """NS/MODEL@TAG, an IPNS name (k51... or 12D3KooW...), or a pack CID.
+
+    Raises:
+        ValueError: none of these.
+    """
+    if "/" in target and "@" in target and not target.startswith("/"):
+        name, _, tag = target.rpartition("@")
+        ns, _, model = name.partition("/")
+        if ns and model and tag and "/" not in model:
+            return Target("channel", target, ns, model, tag)
+    text = target.removeprefix("/ipns/")
+    try:
+        cid = CID.decode(text)
+        if cid.codec.name != "libp2p-key":
+            return Target("cid", str(cid))
+    except Exception:  # multiformats raises several unrelated types for non-CIDs
+        pass
+    try:
+        return Target("ipns", parse_ipns_name(text).canonical)
+    except InvalidIpnsName:
+        pass
+    raise ValueError(f"{target!r} is not NS/MODEL@CHANNEL, an IPNS name, a pack CID or a directory")
+
+
+def _record_target(http: RegistryHttp, name: str, state: SeenState, report: PackReport) -> str | None:
+    """Fetch, validate and sequence-check the record; the pack CID it names, or None after a failure."""
+    raw = http.read(
+        "GET", f"/ipns/{q(name)}?format=ipns-record", limit=MAX_RECORD_BYTES, headers={"Accept": IPNS_RECORD}
+    )
+    try:
+        rec = validate_record(name, raw, datetime.now(UTC))
+    except (IpnsRecordError, InvalidIpnsName) as e:
+        report.failures.append(f"IPNS record for {name}: {e.message}")
+        return None
+    stale = state.check(rec.name, rec.sequence, rec.path)
+    if stale:
+        report.failures.append(stale)
+        return None
+    state.remember(rec.name, rec.sequence, rec.path)
+    report.notes.append(
+        f"IPNS record for {rec.name}: sequence {rec.sequence}, valid until {rec.expires_at.isoformat()}, {rec.path}"
+    )
+    target = rec.path.removeprefix("/ipfs/").rstrip("/")
+    try:
+        if not rec.path.startswith("/ipfs/"):
+            raise ValueError("not an /ipfs/ path")
+        return str(CID.decode(target))
+    except Exception:  # anything that is not /ipfs/<CID>
+        report.failures.append(f"IPNS record for {rec.name} points at {rec.path}, not /ipfs/<pack CID>")
+        return None
+
+
+def _manifest(http: RegistryHttp, cid: str, report: PackReport) -> dict[str, Any] | None:
+    raw = http.read("GET", f"/v1/packs/{q(cid)}/manifest", limit=MANIFEST_MAX_BYTES)
+    expected = CID.decode(cid)
+    got = CID("base32", 1, "raw", multihash.digest(raw, "sha2-256"))
+    if expected.version != 1 or expected.codec.name != "raw" or bytes(expected.digest) != bytes(got.digest):
+        report.failures.append(f"manifest bytes have CID {got}, not {cid}")
+        return None
+    try:
+        doc = json.loads(raw)
+        canonical = rfc8785.dumps(doc) == raw
+    except (ValueError, UnicodeDecodeError, rfc8785.CanonicalizationError) as e:
+        report.failures.append(f"manifest {cid} is not JSON: {e}")
+        return None
+    if not isinstance(doc, dict) or not canonical:
+        report.failures.append(f"manifest {cid} is not an RFC 8785 canonical JSON object")
+        return None
+    return doc
+
+
+def _registry_signatures(trust: Any) -> tuple[list[ManifestSignature], dict[tuple[str, bytes], datetime]]:
+    detached, times = [], {}
+    for s in trust.get("signatures", []) if isinstance(trust, dict) else []:
+        try:
+            sig = base64.b64decode(s["signature"], validate=True)
+            at = datetime.fromisoformat(str(s["received_at"]).replace("Z", "+00:00"))
+        except (KeyError, TypeError, ValueError, binascii.Error):
+            continue
+        times[(str(s.get("key_id")), sig)] = at
+        if s.get("kind") == "detached":
+            detached.append(ManifestSignature(str(s["key_id"]), sig, source="detached:registry"))
+    return detached, times
+
+
+def _check_signatures(
+    manifest: dict[str, Any],
+    policy: NamespacePolicy,
+    detached: list[ManifestSignature],
+    signing_time: SigningTimeSource,
+    report: PackReport,
+) -> None:
+    try:
+        report.signatures = verify_manifest(
+            manifest, policy.keyring(), detached=detached, signing_time=signing_time
+        )
+    except ManifestSignatureError as e:
+        report.failures.append(e.message)
+    for c in report.signatures:
+        if c.verdict is not Verdict.VALID:
+            line = f"signature by {c.key_id or '(no key id)'} ({c.source}): {c.verdict.value}: {c.reason}"
+            (report.failures if c.verdict in _FAILING else report.notes).append(line)
+    report.decision = policy.evaluate(report.signatures)
+    report.failures.extend(report.decision.reasons)
+
+
+def _download_and_check(http: RegistryHttp, cid: str, manifest: dict[str, Any], report: PackReport) -> None:
+    with tempfile.TemporaryDirectory(prefix="modelpack-verify-") as tmp:
+        work = Path(tmp)
+        for shard in manifest.get("shards") or []:
+            name = shard.get("filename") if isinstance(shard, dict) else None
+            if (
+                not isinstance(name, str)
+                or name in ("", ".", "..")
+                or "/" in name
+                or "\\" in name
+                or "\0" in name
+            ):
+                continue  # check_shards reports it
+            try:
+                http.download(f"/v1/packs/{q(cid)}/shards/{q(name)}", work / name)
+            except FetchError as e:
+                report.failures.append(f"shard {name}: {e.message}")
+        check_shards(work, manifest, True, report)
+
+
+def verify_remote(
+    http: RegistryHttp,
+    target: Target,
+    *,
+    policy_file: Path | None,
+    namespace: str | None,
+    state: SeenState,
+) -> PackReport:
+    """Run the whole chain for ``target``; FetchError when the registry cannot answer a step."""
+    report = PackReport()
+    cid: str | None
+    if target.kind == "channel":
+        ch = http.json(
+            "GET",
+            f"/v1/models/{q(target.namespace or '')}/{q(target.model or '')}/channels/{q(target.tag or '')}",
+        )
+        cid = _record_target(http, str(ch.get("name", "")), state, report)
+    elif target.kind == "ipns":
+        cid = _record_target(http, target.text, state, report)
+    else:
+        cid = target.text
+    if cid is None:
+        return report
+    manifest = _manifest(http, cid, report)
+    if manifest is None:
+        return report
+    detail = http.json("GET", f"/v1/packs/{q(cid)}")
+    ns = namespace or target.namespace or str(detail.get("namespace"))
+    trust = http.json("GET", f"/v1/packs/{q(cid)}/trust")
+    detached, times = _registry_signatures(trust)
+    if policy_file is not None:
+        ns_policy = load_policy(policy_file).for_namespace(ns)
+        signing_time: SigningTimeSource = NoTrustedTime()  # offline: nobody vouches for signing times
+    else:
+        ns_policy = parse_policy(http.json("GET", f"/v1/namespaces/{q(ns)}/policy/file")).for_namespace(ns)
+        signing_time = RecordedReceiptTimes(times)  # the registry's receipt times, as the registry judges
+    if ns_policy is None:
+        report.failures.append(f"the trust policy has no entry for namespace {ns!r} (and no '*')")
+    else:
+        _check_signatures(manifest, ns_policy, detached, signing_time, report)
+    _download_and_check(http, cid, manifest, report)
+    report.notes.append(f"pack {cid} ({ns}/{detail.get('model')} {detail.get('model_version')})")
+    return report
