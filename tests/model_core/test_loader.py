@@ -307,3 +307,28 @@ def test_bad_manifests(tiny_pack: Path, edit: Any, match: str) -> None:
 def test_missing_manifest(tmp_path: Path) -> None:
     with pytest.raises(PackInvalid, match=r"needs a manifest.json"):
         load_pack(tmp_path)
+
+
+def test_untied_pack_without_final_norm_loads_and_passes_smoke(tmp_path: Path) -> None:
+    from model_core.smoke import run_smoke
+
+    cfg = ModelConfig(
+        vocab_size=48,
+        d_model=16,
+        num_layers=2,
+        num_heads=2,
+        num_kv_heads=2,
+        dim_ff=24,
+        tie_weights=False,
+        final_norm=False,
+    )
+    torch.manual_seed(0)
+    model = Transformer(cfg, init_std=0.3)
+    pack = _single_shard_pack(tmp_path, model.state_dict(), cfg)
+    loaded = load_pack(pack)
+    assert loaded.model.lm_head.weight is not loaded.model.embed.weight and loaded.model.final_norm is None
+    assert run_smoke(loaded.model)["passed"]
+    name = shard_names(pack)[0]
+    rewrite_shard(pack, name, lambda t: t.pop("lm_head.weight"))
+    with pytest.raises(PackInvalid, match=r"lacks 1 tensor.*lm_head\.weight"):
+        load_pack(pack)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
+from model_core.config import ModelConfig
 from model_core.loader import load_pack
 from model_core.model import Transformer
 from model_core.smoke import SmokeConfig, run_smoke
@@ -80,3 +82,19 @@ def test_bf16_model_passes_with_half_precision_tolerance(tiny_model: Transformer
     report = run_smoke(tiny_model.to(torch.bfloat16))
     assert report["passed"], [c for c in report["checks"] if not c["passed"]]
     assert report["dtype"] == "bfloat16"
+
+
+@pytest.mark.parametrize("max_seq_len", [4, 6, 9])
+def test_short_context_models_pass(max_seq_len: int) -> None:
+    cfg = ModelConfig(
+        vocab_size=32,
+        d_model=16,
+        num_layers=1,
+        num_heads=2,
+        num_kv_heads=1,
+        dim_ff=8,
+        max_seq_len=max_seq_len,
+    )
+    torch.manual_seed(0)
+    report = run_smoke(Transformer(cfg, init_std=0.3))
+    assert report["passed"], [c for c in report["checks"] if not c["passed"]]
