@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from model_core.errors import ModelCoreError
 from model_core.manifest import MANIFEST_NAME
 
 DEFAULT_MAX_SHARD_BYTES = 2 * 1024**3
+_SHARD_NAME = re.compile(r"model-\d{5}-of-\d{5}\.safetensors")
 SEED_MODEL_NAME = "ProductionTransformer-RAGE"
 SEED_MODEL_VERSION = "1.1.0"
 
@@ -98,6 +100,10 @@ def write_pack(
             raise ModelCoreError(f"manifest_extra may not set {key!r}")
         manifest[key] = value
     _write_atomic(out / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n")
+    current = {s["filename"] for s in shards}
+    for stale in out.glob("model-*-of-*.safetensors"):  # left by an earlier pack written here
+        if _SHARD_NAME.fullmatch(stale.name) and stale.name not in current:
+            stale.unlink()
     return manifest
 
 

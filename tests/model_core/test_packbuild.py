@@ -35,6 +35,15 @@ def test_write_pack_shards_by_size_and_records_digests(tmp_path: Path) -> None:
     )  # no temporary files left behind
 
 
+def test_rewriting_a_pack_removes_its_old_shards(tmp_path: Path) -> None:
+    sd, cfg = demo_state_dict("tiny", seed=0)
+    write_pack(sd, cfg, tmp_path / "p", max_shard_bytes=100_000, cid_of=fake_cid)
+    (tmp_path / "p" / "notes.txt").write_text("mine")
+    manifest = write_pack(sd, cfg, tmp_path / "p", max_shard_bytes=1 << 30, cid_of=fake_cid)
+    names = sorted(p.name for p in (tmp_path / "p").iterdir())
+    assert names == sorted(["manifest.json", "notes.txt", manifest["shards"][0]["filename"]])
+
+
 def test_tied_weights_are_stored_once(tmp_path: Path) -> None:
     sd, cfg = demo_state_dict("tiny", seed=0)
     manifest = write_pack(sd, cfg, tmp_path / "p", max_shard_bytes=1 << 30, cid_of=fake_cid)
