@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -9,9 +10,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
-from registry.api.keys import IPNS_CHANNELS, SESSIONS
+from registry.api.keys import IPNS_CHANNELS, JOB_QUEUE, SESSIONS
 from registry.daemon import build_app
-from registry.db.models import Job, Model
+from registry.db.models import Job, JobState, Model
 from registry.services.ipns_channels import peer_id_of
 from registry.services.pointers import move_pointer
 from registry.settings import Settings
@@ -159,3 +160,23 @@ async def test_validator_accepts_a_good_record_and_names_each_refusal(lreg: Regi
     assert (status, _reason(out)) == (409, "sequence_not_newer")
     r = await lreg.client.post("/v1/ipns/validate", data=b"x")
     assert r.status == 400
+
+
+async def test_the_daemon_runs_ipns_publish_and_republish_jobs(settings: Settings) -> None:
+    settings = settings.model_copy(update={"ipns": settings.ipns.model_copy(update={"publish_latest": True})})
+    app = build_app(settings)
+    async with TestClient(TestServer(app)) as client:
+        alice = await helpers.token(app, "alice", ["acme"])
+        await helpers.upload_and_publish(client, alice, "acme/tiny", SHARDS)
+        await app[JOB_QUEUE].enqueue("ipns-republish", {}, dedupe_key="ipns-republish")
+        deadline = asyncio.get_running_loop().time() + 30
+        while True:
+            async with app[SESSIONS]() as s:
+                states = {j.kind: j.state for j in (await s.execute(select(Job))).scalars()}
+            if (
+                states.get("ipns-publish") == JobState.SUCCEEDED
+                and states.get("ipns-republish") == JobState.SUCCEEDED
+            ):
+                break
+            assert asyncio.get_running_loop().time() < deadline, states
+            await asyncio.sleep(0.05)
