@@ -19,11 +19,13 @@ from pinner.blockstore import FsBlockstore, FsBlockstoreConfig
 from pinner.gateway import gateway_routes
 from pinner.unixfs import PipelineConfig
 from registry.api import blobs, health, ipns_gateway, keys_api, models, openapi, packs, pointers, tokens
+from registry.api import gate as gate_api
 from registry.api import metrics as metrics_api
 from registry.api import nodes as nodes_api
 from registry.api.keys import (
     BLOCKSTORE,
     ENGINE,
+    GATE,
     IPNS_CHANNELS,
     JOB_QUEUE,
     METRICS,
@@ -39,6 +41,7 @@ from registry.api.middleware import access_log_middleware, error_middleware
 from registry.db.engine import create_engine, ping, session_factory
 from registry.db.migrate import require_current
 from registry.errors import RegistryError
+from registry.gate.wiring import gate_ctx, gate_handlers
 from registry.jobs.sql import SqlJobQueue
 from registry.jobs.worker import Handler, Worker, WorkerConfig
 from registry.manifest import ManifestLimits
@@ -212,12 +215,14 @@ def build_app(settings: Settings) -> web.Application:
     handlers: dict[str, Handler] = {}
     handlers.update(channel_handlers(lambda: app[IPNS_CHANNELS]))
     handlers.update(replication_handlers(lambda: app.get(REPLICATION)))
+    handlers.update(gate_handlers(lambda: app[GATE]))
     app.cleanup_ctx.append(_database_ctx(settings))
     app.cleanup_ctx.append(_jobs_ctx(settings, handlers))
     app.cleanup_ctx.append(_blockstore_ctx(settings))
     app.cleanup_ctx.append(_trust_ctx(settings))
     app.cleanup_ctx.append(replication_ctx(settings, METRICS, REPLICATION))
     app.cleanup_ctx.append(_registry_ctx(settings))
+    app.cleanup_ctx.append(gate_ctx(settings, GATE))
     app.add_routes(health.routes)
     for module in (
         blobs,
@@ -230,6 +235,7 @@ def build_app(settings: Settings) -> web.Application:
         openapi,
         nodes_api,
         metrics_api,
+        gate_api,
     ):
         app.add_routes(module.routes)
     app.add_routes(gateway_routes(_OpenedBlockstore(app)))

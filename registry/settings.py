@@ -144,6 +144,8 @@ class IpnsSettings(_Section):
 
 class CurationSettings(_Section):
     on_degrade: Literal["rollback", "hold"] = "rollback"
+    sweep_interval_s: float = Field(30.0, gt=0)  # re-check curated packs (replicas, revoked keys)
+    retry_s: float = Field(5.0, gt=0)  # a validated pack waiting for its replicas is tried again this often
 
 
 class Settings(BaseSettings):

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from pinner.blockstore import FsBlockstore
+    from registry.gate.validation import ValidationService
     from registry.jobs.sql import SqlJobQueue
     from registry.jobs.worker import Worker
     from registry.services import RegistryServices
@@ -32,3 +33,4 @@ TRUST: web.AppKey[TrustService] = web.AppKey("trust")
 IPNS_CHANNELS: web.AppKey[IpnsChannels] = web.AppKey("ipns_channels")
 REPLICATION: web.AppKey[ReplicationService] = web.AppKey("replication")
 METRICS: web.AppKey[CollectorRegistry] = web.AppKey("metrics")
+GATE: web.AppKey[ValidationService] = web.AppKey("gate")

@@ -11,6 +11,7 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from registry.api import gate as g
 from registry.api import ipns_gateway as ipns
 from registry.api import keys_api as kapi
 from registry.api import nodes
@@ -442,6 +443,51 @@ OPERATIONS: tuple[Op, ...] = (
         "nodes",
         {200: nodes.ReplicationStatus},
         extra_errors=(401,),
+    ),
+    Op(
+        "post",
+        "/v1/packs/{cid}/validate",
+        "validatePack",
+        "Enqueue a validation of the pack (member of its namespace, or admin)",
+        "gate",
+        {202: g.ValidationJobOut},
+        (CID,),
+        auth=True,
+        extra_errors=(400, 401, 403, 404, 409),
+    ),
+    Op(
+        "get",
+        "/v1/packs/{cid}/validation",
+        "getValidation",
+        "The pack's state and its newest validation report",
+        "gate",
+        {200: g.ValidationStateOut},
+        (CID,),
+        extra_errors=READ_ERRORS,
+    ),
+    Op(
+        "post",
+        "/v1/packs/{cid}/curate",
+        "curatePack",
+        "Admin: point ns/model@curated at this validated, trusted, replicated pack (reason required)",
+        "gate",
+        {200: g.CurationOut},
+        (CID,),
+        body=g.ReasonIn,
+        auth=True,
+        extra_errors=(400, 401, 403, 404, 409),
+    ),
+    Op(
+        "post",
+        "/v1/packs/{cid}/uncurate",
+        "uncuratePack",
+        "Admin: withdraw a curated pack; the pointer rolls back (reason required)",
+        "gate",
+        {200: g.CurationOut},
+        (CID,),
+        body=g.ReasonIn,
+        auth=True,
+        extra_errors=(400, 401, 403, 404, 409),
     ),
     Op("get", "/metrics", "metrics", "Prometheus metrics", "health", {200: "text/plain"}),
     Op("get", "/healthz", "healthz", "Liveness", "health", {200: JSON}),

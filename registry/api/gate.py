@@ -1,0 +1,141 @@
+"""The validation gate over HTTP: request a validation, read the report, curate or un-curate by hand (admin)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from pinner.digests import cid_str, parse_cid
+from registry.api.auth import read_gate, require_principal
+from registry.api.bodies import optional_str, read_json_object
+from registry.api.keys import GATE
+from registry.errors import BadRequest
+from registry.gate.curation import CurationOutcome
+from registry.gate.validation import ValidationService, ValidationView
+
+routes = web.RouteTableDef()
+BODY_MAX = 8 * 1024
+
+
+def gate(request: web.Request) -> ValidationService:
+    return request.app[GATE]
+
+
+def _cid(request: web.Request) -> str:
+    text = request.match_info["cid"]
+    try:
+        return cid_str(parse_cid(text))
+    except Exception:  # multiformats raises several unrelated types for bad input
+        raise BadRequest(f"{text!r} is not a CID", cid=text) from None
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ReasonIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    reason: str = Field(min_length=1, max_length=1024)
+
+
+class ValidationJobOut(_Out):
+    cid: str
+    job_id: int
+    status: str
+
+
+class ValidationRunOut(_Out):
+    verdict: str  # pass | invalid_pack | smoke_failed | out_of_memory | timed_out | crashed | running
+    reason: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    report: dict[str, Any] | None  # the sandbox's full JSON report
+
+
+class ValidationStateOut(_Out):
+    cid: str
+    state: str
+    state_reason: str | None
+    flagged: str | None
+    validation: ValidationRunOut | None
+
+
+class CurationOut(_Out):
+    cid: str
+    status: str  # curated | withheld | not_validated | untrusted | waiting_replicas
+    reasons: list[str]
+    pointer_moved: bool
+    pointer: str | None  # where ns/model@curated points now
+
+
+def view_out(v: ValidationView) -> ValidationStateOut:
+    run = None
+    if v.verdict is not None:
+        run = ValidationRunOut(
+            verdict=v.verdict,
+            reason=v.reason,
+            started_at=v.started_at,
+            finished_at=v.finished_at,
+            report=v.report,
+        )
+    return ValidationStateOut(
+        cid=v.cid, state=v.state, state_reason=v.state_reason, flagged=v.flagged, validation=run
+    )
+
+
+def outcome_out(o: CurationOutcome) -> CurationOut:
+    return CurationOut(
+        cid=o.cid, status=o.status, reasons=list(o.reasons), pointer_moved=o.pointer_moved, pointer=o.pointer
+    )
+
+
+def _dump(model: BaseModel, status: int = 200) -> web.Response:
+    return web.json_response(text=model.model_dump_json(), status=status)
+
+
+@routes.post("/v1/packs/{cid}/validate")
+async def request_validation(request: web.Request) -> web.Response:
+    """Enqueue a validation (a member of the pack's namespace, or an admin); 202 with the job id."""
+    principal = await require_principal(request)
+    cid = _cid(request)
+    job = await gate(request).request(principal, cid)
+    return _dump(ValidationJobOut(cid=cid, job_id=job, status="queued"), 202)
+
+
+@routes.get("/v1/packs/{cid}/validation")
+async def get_validation(request: web.Request) -> web.Response:
+    """The pack's state and its newest validation report (verdict, reason, the sandbox's full report)."""
+    await read_gate(request)
+    return _dump(view_out(await gate(request).view(_cid(request))))
+
+
+async def _reason(request: web.Request) -> str | None:
+    """The body's ``reason`` (the services refuse a missing or blank one with a clear 400)."""
+    if not request.can_read_body:
+        return None
+    body = await read_json_object(request, BODY_MAX, 4, "curation body")
+    unknown = set(body) - {"reason"}
+    if unknown:
+        raise BadRequest(f"unknown key {sorted(unknown)[0]!r} in the curation body", field=sorted(unknown)[0])
+    return optional_str(body, "reason")
+
+
+@routes.post("/v1/packs/{cid}/curate")
+async def curate(request: web.Request) -> web.Response:
+    """Admin: point ``@curated`` at this pack (it must pass the rule); ``{"reason": ...}`` required."""
+    principal = await require_principal(request)
+    cid = _cid(request)
+    out = await gate(request).curation.curate(principal, cid, await _reason(request))
+    return _dump(outcome_out(out))
+
+
+@routes.post("/v1/packs/{cid}/uncurate")
+async def uncurate(request: web.Request) -> web.Response:
+    """Admin: withdraw a curated pack (the pointer rolls back or is removed); ``{"reason": ...}`` required."""
+    principal = await require_principal(request)
+    cid = _cid(request)
+    out = await gate(request).curation.uncurate(principal, cid, await _reason(request))
+    return _dump(outcome_out(out))

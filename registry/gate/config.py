@@ -1,0 +1,90 @@
+"""The gate's budgets and policy as one frozen config, built from the daemon's settings by the composition root."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from registry.settings import Settings
+
+GiB = 1024**3
+# What the validation child needs besides the shard bytes (torch, threads, activations). model_core's
+# preflight uses the same figure; the registry does not import model_core, so it is repeated here.
+RUNTIME_OVERHEAD_BYTES = 2 * GiB
+GATE_ACTOR = "gate"
+
+
+@dataclass(frozen=True)
+class SandboxBudget:
+    """Limits handed to ``python -m model_core.validate``."""
+
+    memory_bytes: int = 8 * GiB
+    cpu_seconds: int = 900
+    wall_seconds: float = 1200.0
+    time_budget_s: float = 300.0
+    threads: int | None = None
+    runtime_overhead_bytes: int = RUNTIME_OVERHEAD_BYTES
+    python: str = sys.executable
+    supervisor_grace_s: float = 30.0  # the supervisor itself is killed this long after wall_seconds
+
+    def __post_init__(self) -> None:
+        if (
+            self.memory_bytes <= 0
+            or self.cpu_seconds <= 0
+            or self.wall_seconds <= 0
+            or self.time_budget_s <= 0
+        ):
+            raise ValueError("sandbox budgets must be positive")
+
+    def memory_needed(self, pack_bytes: int) -> int:
+        return pack_bytes + self.runtime_overhead_bytes
+
+    def fits(self, pack_bytes: int) -> bool:
+        return self.memory_needed(pack_bytes) <= self.memory_bytes
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    budget: SandboxBudget = field(default_factory=SandboxBudget)
+    auto_validate: bool = True
+    on_degrade: Literal["rollback", "hold"] = "rollback"
+    work_dir: Path | None = None  # where pack folders are assembled; None: the system temp dir
+    replication_min: int = 2
+    replication_max: int = 3
+    node_down_grace_s: float = 600.0
+    sweep_interval_s: float = 30.0  # re-check curated packs (replicas, revocations) and curatable ones
+    sweep_batch: int = 200
+    curate_retry_s: float = 5.0  # a validated pack waiting for replicas is looked at again this often
+    fetch_timeout_s: float = 600.0
+    actor: str = GATE_ACTOR
+
+    def __post_init__(self) -> None:
+        if self.on_degrade not in ("rollback", "hold"):
+            raise ValueError(f"curation.on_degrade must be 'rollback' or 'hold', not {self.on_degrade!r}")
+        if self.sweep_interval_s <= 0 or self.curate_retry_s <= 0 or self.sweep_batch < 1:
+            raise ValueError("gate intervals and batch sizes must be positive")
+
+
+def gate_config(settings: Settings, **overrides: object) -> GateConfig:
+    """The gate's config from the daemon's settings (``validation.*``, ``curation.*``, ``replication.*``)."""
+    v = settings.validation
+    values: dict[str, object] = {
+        "budget": SandboxBudget(
+            memory_bytes=v.memory_bytes,
+            cpu_seconds=v.cpu_seconds,
+            wall_seconds=v.wall_seconds,
+            time_budget_s=v.smoke_time_budget_s,
+        ),
+        "auto_validate": v.auto_validate,
+        "on_degrade": settings.curation.on_degrade,
+        "work_dir": settings.storage.data_dir / "validation",
+        "replication_min": settings.replication.replication_min,
+        "replication_max": settings.replication.replication_max,
+        "node_down_grace_s": settings.replication.node_down_grace_s,
+        "sweep_interval_s": settings.curation.sweep_interval_s,
+        "curate_retry_s": settings.curation.retry_s,
+    }
+    values.update(overrides)
+    return GateConfig(**values)  # type: ignore[arg-type]

@@ -1,0 +1,381 @@
+"""Curation: move ``ns/model@curated`` only to packs that are validated, trusted and replicated; flag the
+curated pack that stops being fit and roll back (or hold, per ``curation.on_degrade``); admins curate
+or un-curate by hand with a reason. Every move is a compare-and-swap with history and an audit event.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from registry.db.base import utcnow
+from registry.db.models import AuditEvent, Model, Namespace, Pack, PackState, Pointer, PointerChange
+from registry.errors import Forbidden, NotFound
+from registry.gate.config import GateConfig
+from registry.gate.errors import CurationRefused, ReasonRequired
+from registry.gate.rule import Fact, ReplicationCheck, RuleFacts, TrustCheck
+from registry.gate.states import set_state
+from registry.manifest.names import ModelRef
+from registry.services.auth import Principal
+from registry.services.pointers import PointerMoved, move_pointer
+
+log = logging.getLogger("modelpack.gate")
+TAG = "curated"
+DEGRADED = "degraded: "  # Pack.flagged prefixes: the gate's own flag clears itself when the pack recovers;
+UNCURATED = "un-curated: "  # an admin's does not (only a manual curate clears it)
+MAX_REASON = 1024
+
+Status = Literal["curated", "not_validated", "untrusted", "waiting_replicas", "withheld"]
+
+
+@dataclass(frozen=True)
+class CurationOutcome:
+    cid: str
+    status: Status
+    reasons: tuple[str, ...] = ()
+    pointer_moved: bool = False
+    pointer: str | None = None  # where ns/model@curated points afterwards
+
+
+class CurationService:
+    """The curation rule, the curated pointer and its degrade handling; one per daemon."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        config: GateConfig,
+        trust: TrustCheck,
+        replication: ReplicationCheck,
+        *,
+        on_moved: PointerMoved | None = None,
+        on_changed: Callable[[ModelRef], None] | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self.config = config
+        self._trust = trust
+        self._replication = replication
+        self._on_moved = on_moved  # signs the channel's next IPNS record, inside the move's transaction
+        self._on_changed = on_changed  # drops cached pointers of the model
+
+    # -- the rule --------------------------------------------------------------------------------
+
+    async def facts(self, session: AsyncSession, pack: Pack) -> RuleFacts:
+        validated = pack.state in (PackState.VALIDATED, PackState.CURATED)
+        try:
+            trust = await self._trust(session, pack.cid)
+        except Exception as e:  # a broken signature row must not stop the sweep
+            trust = Fact(False, (f"trust could not be evaluated: {e}",))
+        try:
+            repl = await self._replication(session, pack.cid)
+        except Exception as e:
+            repl = Fact(False, (f"replication could not be evaluated: {e}",))
+        return RuleFacts(validated, trust, repl)
+
+    async def try_curate(self, cid: str) -> CurationOutcome:
+        """Curate ``cid`` if the rule holds now; the pointer moves unless a newer curated pack holds it."""
+        async with self._sessions() as s, s.begin():
+            pack = await _pack(s, cid)
+            if pack.state not in (PackState.VALIDATED, PackState.CURATED):
+                return CurationOutcome(cid, "not_validated", (f"the pack is {pack.state.value}",))
+            if pack.flagged and pack.flagged.startswith(UNCURATED):
+                return CurationOutcome(cid, "withheld", (pack.flagged,))
+            facts = await self.facts(s, pack)
+            if not facts.trust.ok:
+                if pack.state is PackState.VALIDATED:
+                    pack.state_reason = "validated; not curated: " + "; ".join(facts.trust.reasons)
+                return CurationOutcome(cid, "untrusted", facts.trust.reasons)
+            if not facts.replication.ok:
+                if pack.state is PackState.VALIDATED:
+                    pack.state_reason = "validated; waiting for replicas: " + "; ".join(
+                        facts.replication.reasons
+                    )
+                return CurationOutcome(cid, "waiting_replicas", facts.replication.reasons)
+            if pack.state is PackState.CURATED and not pack.flagged:
+                return CurationOutcome(cid, "curated", (), False, await _pointer_cid(s, pack.model_id))
+            ref = await model_ref_of(s, pack.model_id)
+            moved = await self._promote(s, pack, ref, facts.summary(), self.config.actor, force=False)
+        self._changed(ref)
+        return moved
+
+    async def _promote(
+        self, s: AsyncSession, pack: Pack, ref: ModelRef, reason: str, actor: str, *, force: bool
+    ) -> CurationOutcome:
+        recovered = pack.flagged
+        await set_state(s, pack, PackState.CURATED, reason, actor)
+        pack.flagged = None
+        current = await _pointer_cid(s, pack.model_id)
+        move = force or current is None
+        if not move and current != pack.cid:
+            holder = await s.get(Pack, current)
+            move = (
+                holder is None
+                or holder.state is not PackState.CURATED
+                or holder.flagged is not None
+                or holder.created_at <= pack.created_at
+            )
+        moved = False
+        if move and current != pack.cid:
+            moved = await move_pointer(
+                s,
+                pack.model_id,
+                TAG,
+                pack.cid,
+                actor=actor,
+                reason=reason,
+                expected=current,
+                on_moved=self._on_moved,
+            )
+        elif recovered and current == pack.cid:
+            s.add(_history(pack.model_id, pack.cid, pack.cid, actor, f"fit again, flag cleared: {reason}"))
+        _audit(
+            s,
+            actor,
+            "pack.curated",
+            f"{ref}@{TAG}",
+            reason,
+            {"pack": pack.cid, "previous": current, "pointer_moved": moved, "recovered_from": recovered},
+        )
+        await s.flush()
+        return CurationOutcome(pack.cid, "curated", (), moved, pack.cid if moved else current)
+
+    # -- degrade ---------------------------------------------------------------------------------
+
+    async def check_curated(self, cid: str) -> CurationOutcome:
+        """Re-check a curated pack; flag it (and roll back or hold) when it is no longer fit."""
+        async with self._sessions() as s, s.begin():
+            pack = await _pack(s, cid)
+            if pack.state is not PackState.CURATED:
+                return CurationOutcome(cid, "not_validated", (f"the pack is {pack.state.value}",))
+            facts = await self.facts(s, pack)
+            ref = await model_ref_of(s, pack.model_id)
+            if facts.ok:
+                if pack.flagged is None:
+                    return CurationOutcome(cid, "curated", (), False, await _pointer_cid(s, pack.model_id))
+                out = await self._promote(s, pack, ref, facts.summary(), self.config.actor, force=False)
+            else:
+                out = await self.degrade(s, pack, ref, "; ".join(facts.reasons()), self.config.actor)
+        self._changed(ref)
+        return out
+
+    async def degrade(
+        self, s: AsyncSession, pack: Pack, ref: ModelRef, why: str, actor: str
+    ) -> CurationOutcome:
+        """Inside the caller's transaction: flag a curated pack and apply ``on_degrade``."""
+        flag = DEGRADED + why
+        if pack.flagged == flag:
+            return CurationOutcome(pack.cid, "withheld", (why,), False, await _pointer_cid(s, pack.model_id))
+        pack.flagged = flag
+        if self.config.on_degrade == "hold":
+            pack.state_reason = f"curated but flagged (on_degrade=hold): {why}"
+            current = await _pointer_cid(s, pack.model_id)
+            if current == pack.cid:
+                s.add(_history(pack.model_id, pack.cid, pack.cid, actor, f"hold: {why}; an admin must act"))
+            log.warning("ALERT curated pack %s of %s is no longer fit and is held: %s", pack.cid, ref, why)
+            _audit(s, actor, "pack.degraded", f"{ref}@{TAG}", why, {"pack": pack.cid, "mode": "hold"})
+            await s.flush()
+            return CurationOutcome(pack.cid, "withheld", (why,), False, current)
+        await set_state(s, pack, PackState.VALIDATED, f"no longer curated: {why}", actor)
+        target = await self._withdraw(s, pack, ref, f"rollback from {pack.cid}: {why}", actor)
+        log.warning("curated pack %s of %s is no longer fit (%s); pointer now %s", pack.cid, ref, why, target)
+        _audit(
+            s,
+            actor,
+            "pack.degraded",
+            f"{ref}@{TAG}",
+            why,
+            {"pack": pack.cid, "mode": "rollback", "to": target},
+        )
+        await s.flush()
+        return CurationOutcome(pack.cid, "withheld", (why,), True, target)
+
+    async def _withdraw(
+        self, s: AsyncSession, pack: Pack, ref: ModelRef, reason: str, actor: str
+    ) -> str | None:
+        """If the pointer names ``pack``: move it to the newest earlier fit curated pack, else remove it."""
+        current = await _pointer_cid(s, pack.model_id)
+        if current != pack.cid:
+            return current
+        target = await self._previous_fit(s, pack)
+        if target is not None:
+            await move_pointer(
+                s,
+                pack.model_id,
+                TAG,
+                target,
+                actor=actor,
+                reason=reason,
+                expected=pack.cid,
+                on_moved=self._on_moved,
+            )
+            return target
+        await s.execute(delete(Pointer).where(Pointer.model_id == pack.model_id, Pointer.tag == TAG))
+        s.add(
+            _history(
+                pack.model_id, pack.cid, None, actor, f"{reason}; no earlier curated pack to roll back to"
+            )
+        )
+        return None
+
+    async def _previous_fit(self, s: AsyncSession, pack: Pack) -> str | None:
+        rows = await s.execute(
+            select(PointerChange.to_cid, PointerChange.from_cid)
+            .where(PointerChange.model_id == pack.model_id, PointerChange.tag == TAG)
+            .order_by(PointerChange.id.desc())
+        )
+        seen = {pack.cid}
+        for to_cid, from_cid in rows:
+            for cid in (to_cid, from_cid):
+                if cid is None or cid in seen:
+                    continue
+                seen.add(cid)
+                other = await s.get(Pack, cid)
+                if other is None or other.state is not PackState.CURATED or other.flagged:
+                    continue
+                if (await self.facts(s, other)).ok:
+                    return cid
+        return None
+
+    # -- the sweep -------------------------------------------------------------------------------
+
+    async def sweep(self) -> dict[str, int]:
+        """Re-check curated packs (lost replicas, revoked keys) and try every validated one."""
+        counts: dict[str, int] = {}
+        async with self._sessions() as s:
+            curated = list(
+                (
+                    await s.execute(
+                        select(Pack.cid).where(Pack.state == PackState.CURATED).limit(self.config.sweep_batch)
+                    )
+                ).scalars()
+            )
+            waiting = list(
+                (
+                    await s.execute(
+                        select(Pack.cid)
+                        .where(Pack.state == PackState.VALIDATED)
+                        .order_by(Pack.updated_at)
+                        .limit(self.config.sweep_batch)
+                    )
+                ).scalars()
+            )
+        for cid in curated:
+            out = await self.check_curated(cid)
+            counts[out.status] = counts.get(out.status, 0) + 1
+        for cid in waiting:
+            out = await self.try_curate(cid)
+            counts[out.status] = counts.get(out.status, 0) + 1
+        return counts
+
+    # -- by hand ---------------------------------------------------------------------------------
+
+    async def curate(self, principal: Principal, cid: str, reason: str | None) -> CurationOutcome:
+        """An admin points ``@curated`` at ``cid`` (any age) if it is validated, trusted and replicated."""
+        why = _require_admin(principal, reason)
+        async with self._sessions() as s, s.begin():
+            pack = await _pack(s, cid)
+            facts = await self.facts(s, pack)
+            if not facts.ok:
+                raise CurationRefused(
+                    f"pack {cid} cannot be curated: {'; '.join(facts.reasons())}",
+                    cid=cid,
+                    state=pack.state.value,
+                )
+            ref = await model_ref_of(s, pack.model_id)
+            pack.flagged = None
+            out = await self._promote(
+                s, pack, ref, f"curated by hand: {why}", principal.publisher, force=True
+            )
+            _audit(s, principal.publisher, "pack.curate.manual", f"{ref}@{TAG}", why, {"pack": cid})
+        self._changed(ref)
+        return out
+
+    async def uncurate(self, principal: Principal, cid: str, reason: str | None) -> CurationOutcome:
+        """An admin withdraws a curated pack: the pointer rolls back (or is removed); it stays withheld."""
+        why = _require_admin(principal, reason)
+        async with self._sessions() as s, s.begin():
+            pack = await _pack(s, cid)
+            current = await _pointer_cid(s, pack.model_id)
+            if pack.state is not PackState.CURATED and current != cid:
+                raise CurationRefused(
+                    f"pack {cid} is {pack.state.value} and not the curated pointer's target; nothing to un-curate",
+                    cid=cid,
+                    state=pack.state.value,
+                )
+            ref = await model_ref_of(s, pack.model_id)
+            pack.flagged = f"{UNCURATED}by {principal.publisher}: {why}"
+            if pack.state is PackState.CURATED:
+                await set_state(
+                    s, pack, PackState.VALIDATED, f"un-curated by hand: {why}", principal.publisher
+                )
+            target = await self._withdraw(s, pack, ref, f"un-curated by hand: {why}", principal.publisher)
+            _audit(
+                s,
+                principal.publisher,
+                "pack.uncurate.manual",
+                f"{ref}@{TAG}",
+                why,
+                {"pack": cid, "to": target},
+            )
+            await s.flush()
+        self._changed(ref)
+        return CurationOutcome(cid, "withheld", (why,), current != target, target)
+
+    def _changed(self, ref: ModelRef) -> None:
+        if self._on_changed is not None:
+            self._on_changed(ref)
+
+
+def _require_admin(principal: Principal, reason: str | None) -> str:
+    if not principal.is_admin:
+        raise Forbidden("only an admin token may curate or un-curate by hand")
+    why = (reason or "").strip()
+    if not why:
+        raise ReasonRequired("give a reason: it goes into the audit log and the pointer history")
+    if len(why) > MAX_REASON:
+        raise ReasonRequired(f"the reason is longer than {MAX_REASON} characters")
+    return why
+
+
+async def _pack(s: AsyncSession, cid: str) -> Pack:
+    pack = await s.get(Pack, cid)
+    if pack is None:
+        raise NotFound(f"no pack {cid}", cid=cid)
+    return pack
+
+
+async def _pointer_cid(s: AsyncSession, model_id: int) -> str | None:
+    return (
+        await s.execute(select(Pointer.pack_cid).where(Pointer.model_id == model_id, Pointer.tag == TAG))
+    ).scalar_one_or_none()
+
+
+async def model_ref_of(s: AsyncSession, model_id: int) -> ModelRef:
+    ns, model = (
+        await s.execute(
+            select(Namespace.name, Model.name)
+            .join(Model, Model.namespace_id == Namespace.id)
+            .where(Model.id == model_id)
+        )
+    ).one()
+    return ModelRef(ns, model)
+
+
+def _history(
+    model_id: int, from_cid: str | None, to_cid: str | None, actor: str, reason: str
+) -> PointerChange:
+    return PointerChange(
+        model_id=model_id, tag=TAG, from_cid=from_cid, to_cid=to_cid, actor=actor, reason=reason, at=utcnow()
+    )
+
+
+def _audit(
+    s: AsyncSession, actor: str, action: str, subject: str, reason: str, details: dict[str, Any]
+) -> None:
+    s.add(
+        AuditEvent(actor=actor, action=action, subject=subject, reason=reason, details=details, at=utcnow())
+    )

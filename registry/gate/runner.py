@@ -1,0 +1,108 @@
+"""Runs ``python -m model_core.validate`` as a subprocess and reads its report, without blocking the loop.
+
+The registry never imports model_core: this process boundary is the layer rule's seam. The validate
+supervisor already limits its child; this side adds a scrubbed environment and its own wall-clock
+backstop, and turns anything unexpected (no report, garbage) into a ``crashed`` verdict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from registry.gate.config import SandboxBudget
+
+VERDICTS = ("pass", "invalid_pack", "smoke_failed", "out_of_memory", "timed_out", "crashed")
+_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class SandboxRunner(Protocol):
+    async def __call__(
+        self, pack_dir: Path, report_path: Path, budget: SandboxBudget, allowed_roots: Sequence[Path]
+    ) -> dict[str, Any]: ...
+
+
+def sandbox_command(
+    pack_dir: Path, report_path: Path, budget: SandboxBudget, allowed_roots: Sequence[Path]
+) -> list[str]:
+    cmd = [
+        budget.python,
+        "-m",
+        "model_core.validate",
+        str(pack_dir),
+        "--report",
+        str(report_path),
+        "--memory-bytes",
+        str(budget.memory_bytes),
+        "--cpu-seconds",
+        str(budget.cpu_seconds),
+        "--wall-seconds",
+        str(budget.wall_seconds),
+        "--time-budget",
+        str(budget.time_budget_s),
+    ]
+    if budget.threads is not None:
+        cmd += ["--threads", str(budget.threads)]
+    for root in allowed_roots:
+        cmd += ["--allow-root", str(root)]
+    return cmd
+
+
+def sandbox_env(environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:
+    """Only what a Python process needs: no tokens, keys or ``MODELPACK_*`` values reach the sandbox."""
+    env = {k: environ[k] for k in _ENV_KEYS if k in environ}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+async def run_sandbox(
+    pack_dir: Path, report_path: Path, budget: SandboxBudget, allowed_roots: Sequence[Path]
+) -> dict[str, Any]:
+    """The validate supervisor's report (always a dict with ``verdict`` and ``reason``)."""
+    proc = await asyncio.create_subprocess_exec(
+        *sandbox_command(pack_dir, report_path, budget, allowed_roots),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env=sandbox_env(os.environ),
+        start_new_session=True,
+    )
+    limit = budget.wall_seconds + budget.supervisor_grace_s
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(), timeout=limit)
+    except (TimeoutError, asyncio.CancelledError) as e:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            await asyncio.shield(proc.wait())
+        if isinstance(e, asyncio.CancelledError):
+            raise
+        return {
+            "verdict": "timed_out",
+            "reason": f"the validation supervisor did not finish within {limit:g} s",
+        }
+    return read_report(report_path, proc.returncode, err)
+
+
+def read_report(report_path: Path, returncode: int | None, stderr: bytes = b"") -> dict[str, Any]:
+    try:
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        report = None
+    if not isinstance(report, dict) or report.get("verdict") not in VERDICTS:
+        tail = stderr[-2000:].decode("utf-8", "replace")
+        return {
+            "verdict": "crashed",
+            "reason": f"the validation supervisor exited with status {returncode} without a usable report",
+            "stderr_tail": tail,
+        }
+    if not isinstance(report.get("reason"), str):
+        report["reason"] = str(report.get("reason") or report["verdict"])
+    return report

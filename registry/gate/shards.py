@@ -1,0 +1,185 @@
+"""Gather a pack's shard bytes for the sandbox: the blockstore's own file, else a node's copy verified here.
+
+The sandbox gets a folder with ``manifest.json`` (the pack's canonical bytes) and one symlink per shard.
+A blockstore file is linked in place (zero-copy; the loader re-hashes exactly the bytes it maps); bytes
+from a node are written to the work folder and kept only when both their UnixFS CID and sha256 match.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from multiformats import CID
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from pinner.ipfs.kubo import KuboClient
+from pinner.states import NodeKind, NodeState
+from pinner.unixfs import hash_file, params_for_cid
+from registry.db.models import IpfsNode
+
+log = logging.getLogger("modelpack.gate")
+MANIFEST_NAME = "manifest.json"
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    filename: str
+    cid: str
+    sha256: str  # lowercase hex
+    size: int
+    profile: str | None = None
+
+
+class FileStore(Protocol):
+    """The embedded blockstore, as the gate needs it."""
+
+    def file_path(self, root: str) -> Path: ...
+
+
+class ShardFetcher(Protocol):
+    """Streams a UnixFS file's bytes from somewhere other than the blockstore (an IPFS node)."""
+
+    def sources(self) -> AsyncIterator[tuple[str, ShardSource]]: ...
+
+
+class ShardSource(Protocol):
+    def cat(self, cid: str) -> AsyncIterator[bytes]: ...
+
+
+class ShardUnavailable(Exception):
+    """No copy of a shard could be found or verified; the validation is retried later."""
+
+
+@dataclass
+class GatheredPack:
+    pack_dir: Path
+    allowed_roots: tuple[Path, ...]
+    sources: dict[str, str] = field(default_factory=dict)  # filename -> "blockstore" | "node:<name>"
+
+
+async def gather(
+    pack_dir: Path,
+    manifest: bytes,
+    shards: Sequence[ShardSpec],
+    store: FileStore | None,
+    fetcher: ShardFetcher | None,
+) -> GatheredPack:
+    """Fill ``pack_dir`` with the manifest and one entry per shard.
+
+    Raises:
+        ShardUnavailable: a shard is neither in the blockstore nor on a node that serves the right bytes.
+    """
+    out, missing = await asyncio.to_thread(_link_local, pack_dir, manifest, shards, store)
+    for spec in missing:
+        if fetcher is None:
+            raise ShardUnavailable(f"shard {spec.filename} ({spec.cid}) is not in the blockstore")
+        out.sources[spec.filename] = await _fetch_verified(fetcher, spec, pack_dir / spec.filename)
+    return out
+
+
+def _link_local(
+    pack_dir: Path, manifest: bytes, shards: Sequence[ShardSpec], store: FileStore | None
+) -> tuple[GatheredPack, list[ShardSpec]]:
+    pack_dir.mkdir(parents=True, exist_ok=True)
+    (pack_dir / MANIFEST_NAME).write_bytes(manifest)
+    out = GatheredPack(pack_dir, ())
+    roots: set[Path] = set()
+    missing = []
+    for spec in shards:
+        local = _blockstore_file(store, spec)
+        if local is None:
+            missing.append(spec)
+            continue
+        os.symlink(local, pack_dir / spec.filename)
+        roots.add(local.parent.resolve())
+        out.sources[spec.filename] = "blockstore"
+    out.allowed_roots = tuple(sorted(roots))
+    return out, missing
+
+
+def _blockstore_file(store: FileStore | None, spec: ShardSpec) -> Path | None:
+    if store is None:
+        return None
+    try:
+        path = store.file_path(spec.cid)
+    except Exception:  # BlockNotFound, or a CID the store cannot parse: try the nodes
+        return None
+    try:
+        if path.stat().st_size != spec.size:
+            log.warning("blockstore file for %s has the wrong size; fetching it from a node", spec.cid)
+            return None
+    except OSError:
+        return None
+    return path
+
+
+async def _fetch_verified(fetcher: ShardFetcher, spec: ShardSpec, dest: Path) -> str:
+    errors: list[str] = []
+    async for name, source in fetcher.sources():
+        tmp = dest.with_name(f".{dest.name}.part")
+        try:
+            with tmp.open("wb") as f:
+                written = 0
+                async for chunk in source.cat(spec.cid):
+                    written += len(chunk)
+                    if written > spec.size:
+                        raise ShardUnavailable(f"{name} sent more than {spec.size} bytes")
+                    f.write(chunk)
+            problem = await asyncio.to_thread(verify_file, tmp, spec)
+            if problem is None:
+                os.replace(tmp, dest)
+                return f"node:{name}"
+            errors.append(f"{name}: {problem}")
+        except Exception as e:  # one node failing is not the end: try the next
+            errors.append(f"{name}: {e}")
+        finally:
+            tmp.unlink(missing_ok=True)
+    why = "; ".join(errors) or "no IPFS node is configured"
+    raise ShardUnavailable(f"no verified copy of shard {spec.filename} ({spec.cid}): {why}")
+
+
+def verify_file(path: Path, spec: ShardSpec) -> str | None:
+    """None when the file's UnixFS CID and sha256 are the shard's; else what differs."""
+    cid = CID.decode(spec.cid)
+    digest = hash_file(path, params_for_cid(cid, spec.profile))
+    if digest.size != spec.size:
+        return f"{digest.size} bytes, expected {spec.size}"
+    if digest.cid != cid:
+        return f"CID {digest.cid}, expected {spec.cid}"
+    if not hmac.compare_digest(digest.sha256_hex, spec.sha256):
+        return f"sha256 {digest.sha256_hex}, expected {spec.sha256}"
+    return None
+
+
+class NodeShardFetcher:
+    """Reads shards from the registry's Kubo nodes that are up (the replication service's node table)."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], timeout_s: float = 600.0) -> None:
+        self._sessions = sessions
+        self._timeout_s = timeout_s
+
+    async def sources(self) -> AsyncIterator[tuple[str, ShardSource]]:
+        async with self._sessions() as s:
+            rows = (
+                await s.execute(
+                    select(IpfsNode.name, IpfsNode.url, IpfsNode.auth)
+                    .where(IpfsNode.kind == NodeKind.KUBO, IpfsNode.state != NodeState.DOWN)
+                    .order_by(IpfsNode.id)
+                )
+            ).all()
+        for name, url, auth in rows:
+            if auth is not None:  # sealed credentials are the replication service's; skip those nodes
+                continue
+            client = KuboClient(url)
+            try:
+                yield name, client
+            finally:
+                await client.close()

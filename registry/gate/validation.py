@@ -1,0 +1,270 @@
+"""The ``validate`` job: gather a pack's verified bytes, run the sandbox, store the report, set the state.
+
+Runs in the daemon's job queue (one at a time by default: memory), never in a request. A pack larger
+than the validation budget is rejected before any byte is read. Passing packs go straight on to the
+curation rule; a pack still waiting for replicas gets a ``curate`` job that retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from pinner.ipfs.cids import normalize_cid
+from registry.db.base import utcnow
+from registry.db.models import Pack, PackState, Shard, ValidationReport
+from registry.errors import NotFound
+from registry.gate.config import GateConfig
+from registry.gate.curation import CurationService, model_ref_of
+from registry.gate.errors import ValidationRefused
+from registry.gate.runner import SandboxRunner, run_sandbox
+from registry.gate.shards import FileStore, ShardFetcher, ShardSpec, ShardUnavailable, gather
+from registry.gate.states import set_state
+from registry.jobs.protocol import ClaimedJob, PermanentJobError, RetryJob
+from registry.manifest.names import ModelRef
+from registry.services.auth import Principal, require_namespace
+
+log = logging.getLogger("modelpack.gate")
+VALIDATE_JOB = "validate"
+CURATE_JOB = "curate"
+SWEEP_JOB = "curate-sweep"
+RUNNING = "running"
+TOO_LARGE = "pack_too_large"
+
+
+class Enqueuer(Protocol):
+    async def enqueue(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        dedupe_key: str | None = None,
+        priority: int = 0,
+        run_after: datetime | None = None,
+        max_attempts: int | None = None,
+    ) -> int: ...
+
+
+@dataclass(frozen=True)
+class ValidationView:
+    cid: str
+    state: str
+    state_reason: str | None
+    flagged: str | None
+    verdict: str | None
+    reason: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    report: dict[str, Any] | None
+
+
+class ValidationService:
+    """Validates packs (job handler + on-demand requests) and reads their reports."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        config: GateConfig,
+        curation: CurationService,
+        queue: Enqueuer | None,
+        *,
+        store: FileStore | None = None,
+        fetcher: ShardFetcher | None = None,
+        runner: SandboxRunner = run_sandbox,
+    ) -> None:
+        self._sessions = sessions
+        self.config = config
+        self.curation = curation
+        self._queue = queue
+        self._store = store
+        self._fetcher = fetcher
+        self._runner = runner
+
+    # -- requests --------------------------------------------------------------------------------
+
+    async def request(self, principal: Principal, cid: str) -> int:
+        """Enqueue a validation of ``cid`` (a member of its namespace, or an admin); returns the job id."""
+        async with self._sessions() as s:
+            pack = await s.get(Pack, cid)
+            if pack is None:
+                raise NotFound(f"no pack {cid}", cid=cid)
+            ref = await _ref(s, pack)
+            await require_namespace(s, principal, ref.namespace)
+            if pack.state is PackState.RECEIVED:
+                raise ValidationRefused(
+                    f"pack {cid} is still being received; validate it once it is available",
+                    cid=cid,
+                    state="received",
+                )
+        if self._queue is None:
+            raise ValidationRefused("this registry runs no job queue", cid=cid)
+        return await self._queue.enqueue(
+            VALIDATE_JOB,
+            {"pack": cid, "requested_by": principal.publisher},
+            dedupe_key=f"{VALIDATE_JOB}:{cid}",
+        )
+
+    async def view(self, cid: str) -> ValidationView:
+        async with self._sessions() as s:
+            pack = await s.get(Pack, cid)
+            if pack is None:
+                raise NotFound(f"no pack {cid}", cid=cid)
+            row = (
+                await s.execute(
+                    select(ValidationReport)
+                    .where(ValidationReport.pack_cid == cid)
+                    .order_by(ValidationReport.started_at.desc(), ValidationReport.id.desc())
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+            return ValidationView(
+                cid,
+                pack.state.value,
+                pack.state_reason,
+                pack.flagged,
+                row.verdict if row else None,
+                row.reason if row else None,
+                row.started_at if row else None,
+                row.finished_at if row else None,
+                dict(row.report) if row else None,
+            )
+
+    # -- the job ---------------------------------------------------------------------------------
+
+    async def handle_validate(self, job: ClaimedJob) -> None:
+        cid = job.payload.get("pack")
+        if not isinstance(cid, str):
+            raise PermanentJobError(f"validate job {job.id} has no pack CID in its payload")
+        requested = "requested_by" in job.payload
+        if not requested and not self.config.auto_validate:
+            log.info(
+                "validation.auto_validate is off: not validating %s (POST /v1/packs/%s/validate)", cid, cid
+            )
+            return
+        await self.validate(
+            cid, actor=str(job.payload.get("requested_by") or self.config.actor), again=requested
+        )
+
+    async def handle_curate(self, job: ClaimedJob) -> None:
+        cid = job.payload.get("pack")
+        if not isinstance(cid, str):
+            raise PermanentJobError(f"curate job {job.id} has no pack CID in its payload")
+        out = await self.curation.try_curate(cid)
+        if out.status == "waiting_replicas":
+            raise RetryJob(
+                f"pack {cid} is not replicated yet: {'; '.join(out.reasons)}", self.config.curate_retry_s
+            )
+
+    async def handle_sweep(self, job: ClaimedJob) -> None:
+        counts = await self.curation.sweep()
+        if counts:
+            log.debug("curation sweep: %s", counts)
+
+    async def validate(self, cid: str, *, actor: str | None = None, again: bool = True) -> ValidationView:
+        """Validate ``cid`` now (the job's body); returns the stored outcome.
+
+        ``again=False`` (the automatic job) leaves a pack that already has a verdict alone.
+        """
+        actor = actor or self.config.actor
+        async with self._sessions() as s, s.begin():
+            pack = await s.get(Pack, cid)
+            if pack is None:
+                raise PermanentJobError(f"no pack {cid} to validate")
+            if pack.state is PackState.RECEIVED:
+                raise RetryJob(f"pack {cid} is not available yet")
+            if not again and pack.state is not PackState.AVAILABLE:
+                log.info("pack %s is already %s; not validating it again", cid, pack.state.value)
+                return await self.view(cid)
+            manifest = bytes(pack.manifest)
+            total = pack.total_size
+            specs = [
+                ShardSpec(sh.filename, normalize_cid(sh.cid), sh.sha256, sh.size, sh.unixfs_profile)
+                for sh in (
+                    await s.execute(select(Shard).where(Shard.pack_cid == cid).order_by(Shard.position))
+                ).scalars()
+            ]
+            row = ValidationReport(pack_cid=cid, verdict=RUNNING, reason=None, report={}, started_at=utcnow())
+            s.add(row)
+            await s.flush()
+            row_id = row.id
+        budget = self.config.budget
+        if not budget.fits(total):
+            report: dict[str, Any] = {
+                "verdict": "invalid_pack",
+                "error_code": TOO_LARGE,
+                "reason": (
+                    f"the pack needs about {budget.memory_needed(total)} bytes to validate ({total} bytes of "
+                    f"shards + {budget.runtime_overhead_bytes} runtime), more than the validation budget of "
+                    f"{budget.memory_bytes} bytes (validation.memory_bytes); refused before reading any byte"
+                ),
+            }
+        else:
+            report = await self._run(cid, manifest, specs, row_id)
+        await self._finish(cid, row_id, report, actor)
+        return await self.view(cid)
+
+    async def _run(self, cid: str, manifest: bytes, specs: list[ShardSpec], row_id: int) -> dict[str, Any]:
+        base = self.config.work_dir
+        if base is not None:
+            base.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="validate-", dir=base))
+        try:
+            try:
+                gathered = await gather(work / "pack", manifest, specs, self._store, self._fetcher)
+            except ShardUnavailable as e:
+                raise RetryJob(f"pack {cid}: {e}") from None
+            report = await self._runner(
+                work / "pack", work / "report.json", self.config.budget, gathered.allowed_roots
+            )
+            report["shard_sources"] = gathered.sources
+            return report
+        except BaseException:
+            await self._drop_running(row_id)
+            raise
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    async def _drop_running(self, row_id: int) -> None:
+        async with self._sessions() as s, s.begin():
+            row = await s.get(ValidationReport, row_id)
+            if row is not None and row.verdict == RUNNING:
+                await s.delete(row)
+
+    async def _finish(self, cid: str, row_id: int, report: dict[str, Any], actor: str) -> None:
+        verdict = str(report.get("verdict"))
+        reason = str(report.get("reason") or verdict)
+        passed = verdict == "pass"
+        async with self._sessions() as s, s.begin():
+            row = await s.get(ValidationReport, row_id)
+            pack = await s.get(Pack, cid)
+            if row is None or pack is None:
+                return
+            row.verdict = verdict
+            row.reason = reason
+            row.report = report
+            row.finished_at = utcnow()
+            if passed:
+                if pack.state is not PackState.CURATED:
+                    await set_state(s, pack, PackState.VALIDATED, f"validation passed: {reason}", actor)
+            else:
+                why = f"validation failed ({verdict}): {reason}"
+                if pack.state is PackState.CURATED:
+                    await self.curation.degrade(s, pack, await _ref(s, pack), why, actor)
+                await set_state(s, pack, PackState.REJECTED, why, actor)
+        log.info("pack %s: validation %s (%s)", cid, verdict, reason)
+        if passed:
+            out = await self.curation.try_curate(cid)
+            if out.status == "waiting_replicas" and self._queue is not None:
+                await self._queue.enqueue(CURATE_JOB, {"pack": cid}, dedupe_key=f"{CURATE_JOB}:{cid}")
+
+
+async def _ref(s: AsyncSession, pack: Pack) -> ModelRef:
+    return await model_ref_of(s, pack.model_id)
