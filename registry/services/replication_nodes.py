@@ -101,7 +101,9 @@ class ClientFactory:
         if found is not None:
             return found
         c = self.config
-        timeouts = HttpTimeouts(call=c.request_timeout_s, read=c.request_timeout_s)
+        # A node answers dag/import only once it has stored every block: the per-read bound must cover
+        # that silence, so it is the pin budget; whole small calls stay bounded by the request timeout.
+        timeouts = HttpTimeouts(call=c.request_timeout_s, read=max(c.request_timeout_s, c.pin_timeout_s))
         auth = open_auth(node.auth, self._kek)
         made: PinBackend
         if node.kind is NodeKind.KUBO:

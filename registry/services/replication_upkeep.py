@@ -123,20 +123,23 @@ class Upkeep:
         if not isinstance(backend, BlockNode):  # an orchestrator only answers for its pin state
             status = await backend.pin_status(cid)
             return None if status.state.value == "pinned" else f"the service reports it {status.state.value}"
+        blocks = await self.unit_blocks(cid, backend)
+        result = await audit_replica(
+            backend, cid, blocks, sample=self.config.audit_sample_blocks, rng=self._rng
+        )
+        return result.reason
+
+    async def unit_blocks(self, cid: str, node: BlockNode | None = None) -> list[str]:
+        """Every block CID of a unit: the DAG walked in our blockstore, else (verified) on `node`."""
         if self._store.has(cid):
 
             async def local(c: str) -> bytes:
                 return await asyncio.to_thread(self._store.get_block, c)
 
-            blocks = await dag_block_cids(cid, local)
-        elif CID.decode(cid).codec.name == "raw":
-            blocks = [cid]
-        else:
-            blocks = await dag_block_cids(cid, backend.get_block)
-        result = await audit_replica(
-            backend, cid, blocks, sample=self.config.audit_sample_blocks, rng=self._rng
-        )
-        return result.reason
+            return await dag_block_cids(cid, local)
+        if CID.decode(cid).codec.name == "raw" or node is None:
+            return [cid]
+        return await dag_block_cids(cid, node.get_block)
 
     async def _enqueue_packs_of(self, cid: str) -> None:
         async with self._sessions() as s:

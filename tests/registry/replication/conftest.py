@@ -59,12 +59,18 @@ class Harness:
         return node
 
     async def make_pack(
-        self, shards: int = 2, size: int = 20_000, *, version: str = "v1", shared: list[bytes] | None = None
+        self,
+        shards: int = 2,
+        size: int = 20_000,
+        *,
+        version: str = "v1",
+        shared: list[bytes] | None = None,
+        params: UnixfsParams = SMALL,
     ) -> str:
         datas = list(shared or []) + [os.urandom(size) for _ in range(shards - len(shared or []))]
         infos = []
         for i, data in enumerate(datas):
-            digest = self.store.ingest_file(io.BytesIO(data), SMALL)
+            digest = self.store.ingest_file(io.BytesIO(data), params)
             infos.append(
                 (f"model-{i:05d}.safetensors", cid_str(digest.cid), digest.sha256.hex(), digest.size)
             )
