@@ -20,7 +20,8 @@ from registry.api.keys import TRUST
 from registry.api.pagination import decode_cursor, encode_cursor, page_limit
 from registry.errors import BadRequest
 from registry.manifest.names import check_name
-from registry.services.trust import KeyView, PolicyView, TrustService, TrustVerdict
+from registry.services.trust import PolicyView, TrustService, TrustVerdict
+from registry.services.trust_keys import KeyView
 from registry.trust.policy import TrustPolicy, policy_to_json
 
 routes = web.RouteTableDef()
