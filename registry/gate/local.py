@@ -1,0 +1,147 @@
+"""``modelpack gate DIR``: every check the registry's gate makes, run locally on a pack folder with no registry.
+
+Manifest schema (the registry's own parser), every shard's size, sha256 and UnixFS CID, signatures against
+a trust policy file (when given), then the loader and smoke suite in model_core's sandbox. Bytes that do
+not verify skip the sandbox: the verdict is already known.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from registry.errors import RegistryError
+from registry.gate.checks import GateReport, verdict_kind
+from registry.gate.config import SandboxBudget
+from registry.gate.runner import SandboxRunner, run_sandbox
+from registry.manifest.canonical import ParsedManifest, parse_manifest_bytes
+from registry.trust.dsse import verify_envelope
+from registry.trust.errors import DsseError, TrustError
+from registry.trust.packcheck import (
+    DSSE_NAME,
+    MANIFEST_NAME,
+    PackCheckConfig,
+    PackReport,
+    check_shards,
+    detached_in,
+)
+from registry.trust.policy import NamespacePolicy
+from registry.trust.signatures import NoTrustedTime, Verdict, verify_manifest
+
+MANIFEST_MAX_BYTES = 16 * 1024 * 1024
+_FAILING = (Verdict.BAD_SIGNATURE, Verdict.REVOKED, Verdict.MALFORMED)
+
+
+def gate_dir(
+    directory: Path,
+    policy: NamespacePolicy | None,
+    budget: SandboxBudget,
+    *,
+    run_smoke: bool = True,
+    runner: SandboxRunner = run_sandbox,
+) -> GateReport:
+    report = GateReport(str(directory), "local")
+    parsed: ParsedManifest | None = None
+    with report.timed("manifest") as done:
+        try:
+            raw = (directory / MANIFEST_NAME).read_bytes()[: MANIFEST_MAX_BYTES + 1]
+            loaded = parse_manifest_bytes(raw)
+        except OSError as e:
+            done("fail", f"cannot read {directory / MANIFEST_NAME}: {e.strerror}", "invalid")
+        except RegistryError as e:
+            done("fail", f"manifest.json: {e.message}", "invalid")
+        else:
+            parsed = loaded
+            report.cid = loaded.cid
+            done("pass", f"schema valid; pack CID {loaded.cid}", cid=loaded.cid)
+    if parsed is None:
+        return report
+    with report.timed("shards") as done:
+        shard_report = PackReport()
+        check_shards(directory, parsed.data, True, shard_report)
+        if shard_report.failures:
+            for line in shard_report.failures:
+                done("fail", line, "invalid")
+        else:
+            done("pass", f"{shard_report.shards_checked} shard(s): size, sha256 and CID match")
+    with report.timed("signatures") as done:
+        if policy is None:
+            done("skip", "no --trust-policy given: signatures not checked")
+        else:
+            failures, notes, trusted = _signatures(directory, parsed.data, policy)
+            if failures:
+                done("fail", "; ".join(failures + notes), "untrusted", notes=notes)
+            else:
+                done("pass", f"{len(trusted)} trusted valid signature(s): {', '.join(trusted)}", notes=notes)
+    with report.timed("sandbox") as done:
+        if not run_smoke:
+            done("skip", "--no-smoke: the loader and smoke suite were not run")
+        elif any(c.name == "shards" and c.status == "fail" for c in report.checks):
+            done("skip", "shard bytes did not verify; the model was not loaded")
+        elif not budget.fits(sum(s.size or 0 for s in parsed.doc.shards)):
+            total = sum(s.size or 0 for s in parsed.doc.shards)
+            done(
+                "fail",
+                f"the pack needs about {budget.memory_needed(total)} bytes, more than the budget of "
+                f"{budget.memory_bytes} (--memory-bytes)",
+                "too_big",
+            )
+        else:
+            sandbox = _run(directory, budget, runner)
+            checks = (sandbox.get("smoke") or {}).get("checks") or []
+            failed = [c for c in checks if isinstance(c, dict) and not c.get("passed", True)]
+            if sandbox.get("verdict") == "pass":
+                done("pass", str(sandbox.get("reason")), report=sandbox)
+            else:
+                lines = [f"{c.get('name')}: {c.get('reason')}" for c in failed]
+                message = f"{sandbox.get('verdict')}: {sandbox.get('reason')}"
+                if lines:
+                    message += " (" + "; ".join(lines) + ")"
+                done("fail", message, verdict_kind(sandbox), report=sandbox)
+    return report
+
+
+def _run(directory: Path, budget: SandboxBudget, runner: SandboxRunner) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="modelpack-gate-") as tmp:
+        return asyncio.run(runner(directory.resolve(), Path(tmp) / "report.json", budget, ()))
+
+
+def _signatures(
+    directory: Path, manifest: dict[str, Any], policy: NamespacePolicy
+) -> tuple[list[str], list[str], tuple[str, ...]]:
+    failures: list[str] = []
+    notes: list[str] = []
+    keys = policy.keyring()
+    offline = NoTrustedTime()
+    config = PackCheckConfig()
+    try:
+        checks = verify_manifest(
+            manifest,
+            keys,
+            detached=detached_in(directory, (), config.detached_max_bytes),
+            signing_time=offline,
+        )
+    except TrustError as e:
+        return [e.message], notes, ()
+    dsse_path = directory / DSSE_NAME
+    if dsse_path.is_file():
+        try:
+            env = verify_envelope(
+                dsse_path.read_bytes()[: config.dsse_max_bytes + 1], manifest, keys, offline
+            )
+            checks.extend(env.signatures)
+            failures.extend(env.mismatches)
+        except DsseError as e:
+            failures.append(f"{DSSE_NAME}: {e.message}")
+    if not checks:
+        failures.append("the pack carries no signatures")
+    for c in checks:
+        if c.verdict is Verdict.VALID:
+            continue
+        line = f"signature by {c.key_id or '(no key id)'} ({c.source}): {c.verdict.value}: {c.reason}"
+        (failures if c.verdict in _FAILING else notes).append(line)
+    decision = policy.evaluate(checks)
+    failures.extend(decision.reasons)
+    return failures, notes, decision.trusted_valid
