@@ -58,6 +58,7 @@ class SandboxLimits:
     manifest_max_bytes: int = PackLimits.manifest_max_bytes
     max_shards: int = PackLimits.max_shards
     header_max_bytes: int = PackLimits.header_max_bytes
+    filename_max_len: int = PackLimits.filename_max_len
 
     def __post_init__(self) -> None:
         for name in (
@@ -68,6 +69,7 @@ class SandboxLimits:
             "manifest_max_bytes",
             "max_shards",
             "header_max_bytes",
+            "filename_max_len",
         ):
             if getattr(self, name) <= 0:
                 raise ModelCoreError(f"sandbox limit {name}={getattr(self, name)!r} must be positive")
@@ -78,6 +80,7 @@ class SandboxLimits:
             manifest_max_bytes=self.manifest_max_bytes,
             max_shards=self.max_shards,
             header_max_bytes=self.header_max_bytes,
+            filename_max_len=self.filename_max_len,
         )
 
 
@@ -245,7 +248,12 @@ def _worker_command(pack_dir: Path, limits: SandboxLimits, result_path: Path) ->
         str(limits.overhead_bytes),
     ]
     cmd += ["--manifest-max-bytes", str(limits.manifest_max_bytes), "--max-shards", str(limits.max_shards)]
-    cmd += ["--header-max-bytes", str(limits.header_max_bytes)]
+    cmd += [
+        "--header-max-bytes",
+        str(limits.header_max_bytes),
+        "--filename-max-len",
+        str(limits.filename_max_len),
+    ]
     for root in limits.allowed_roots:
         cmd += ["--allow-root", root]
     if limits.threads is not None:

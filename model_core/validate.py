@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         default=defaults.header_max_bytes,
         help="largest safetensors header accepted",
     )
+    parser.add_argument("--filename-max-len", type=int, default=defaults.filename_max_len)
     args = parser.parse_args(argv)
     try:
         limits = SandboxLimits(
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             manifest_max_bytes=args.manifest_max_bytes,
             max_shards=args.max_shards,
             header_max_bytes=args.header_max_bytes,
+            filename_max_len=args.filename_max_len,
         )
     except ModelCoreError as e:
         parser.error(e.message)

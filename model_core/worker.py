@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     manifest_max_bytes=args.manifest_max_bytes,
                     max_shards=args.max_shards,
                     header_max_bytes=args.header_max_bytes,
+                    filename_max_len=args.filename_max_len,
                 ),
                 allowed_roots=tuple(Path(r) for r in args.allow_root),
                 memory_budget_bytes=args.memory_bytes,
@@ -102,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--manifest-max-bytes", type=int, default=1024 * 1024)
     parser.add_argument("--max-shards", type=int, default=4096)
     parser.add_argument("--header-max-bytes", type=int, default=100_000_000)
+    parser.add_argument("--filename-max-len", type=int, default=255)
     args = parser.parse_args(argv)
     global _RESERVE
     try:

@@ -59,6 +59,8 @@ def test_pack_limits_reach_the_checks(tiny_pack: Path, tmp_path: Path) -> None:
     assert rc == 10 and "more than the limit of 100" in report["reason"]
     rc, report = run_cli(str(tiny_pack), "--report", str(tmp_path / "r.json"), "--max-shards", "2")
     assert rc == 10 and "more than the limit of 2" in report["reason"]
+    rc, report = run_cli(str(tiny_pack), "--report", str(tmp_path / "r.json"), "--filename-max-len", "10")
+    assert rc == 10 and "longer than 10 characters" in report["reason"]
 
 
 def test_usage_errors_exit_2(tiny_pack: Path, tmp_path: Path) -> None:
