@@ -121,12 +121,18 @@ class GateReport:
 
     @contextmanager
     def timed(self, name: str) -> Iterator[Callable[..., Check]]:
-        """``with report.timed("x") as done: ... done("pass", "msg")`` records the check with its time."""
+        """``with report.timed("x") as done: ... done("pass", "msg")`` records the check with its time.
+
+        ``done(..., sub="y")`` records a sub-check ``x.y`` (e.g. one line per failed smoke check).
+        """
         start = time.monotonic()
         made: list[Check] = []
 
-        def done(status: Status, message: str, kind: str | None = None, **details: Any) -> Check:
-            c = Check(name, status, message, kind if status == "fail" else None, 0.0, details)
+        def done(
+            status: Status, message: str, kind: str | None = None, *, sub: str | None = None, **details: Any
+        ) -> Check:
+            full = f"{name}.{sub}" if sub else name
+            c = Check(full, status, message, kind if status == "fail" else None, 0.0, details)
             made.append(c)
             return c
 

@@ -94,12 +94,22 @@ def gate_dir(
             failed = [c for c in checks if isinstance(c, dict) and not c.get("passed", True)]
             if sandbox.get("verdict") == "pass":
                 done("pass", str(sandbox.get("reason")), report=sandbox)
+            elif failed:  # one line per failed smoke check
+                for c in failed:
+                    done("fail", str(c.get("reason")), verdict_kind(sandbox), sub=str(c.get("name")))
+                done(
+                    "fail",
+                    f"{sandbox.get('verdict')}: {len(failed)} smoke check(s) failed",
+                    verdict_kind(sandbox),
+                    report=sandbox,
+                )
             else:
-                lines = [f"{c.get('name')}: {c.get('reason')}" for c in failed]
-                message = f"{sandbox.get('verdict')}: {sandbox.get('reason')}"
-                if lines:
-                    message += " (" + "; ".join(lines) + ")"
-                done("fail", message, verdict_kind(sandbox), report=sandbox)
+                done(
+                    "fail",
+                    f"{sandbox.get('verdict')}: {sandbox.get('reason')}",
+                    verdict_kind(sandbox),
+                    report=sandbox,
+                )
     return report
 
 

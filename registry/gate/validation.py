@@ -180,9 +180,15 @@ class ValidationService:
                 raise PermanentJobError(f"no pack {cid} to validate")
             if pack.state is PackState.RECEIVED:
                 raise RetryJob(f"pack {cid} is not available yet")
-            if not again and pack.state is not PackState.AVAILABLE:
+            skip = not again and pack.state is not PackState.AVAILABLE
+            if skip:
                 log.info("pack %s is already %s; not validating it again", cid, pack.state.value)
-                return await self.view(cid)
+        if skip:
+            return await self.view(cid)
+        async with self._sessions() as s, s.begin():
+            pack = await s.get(Pack, cid)
+            if pack is None:
+                raise PermanentJobError(f"pack {cid} disappeared")
             manifest = bytes(pack.manifest)
             total = pack.total_size
             specs = [
