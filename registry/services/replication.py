@@ -25,6 +25,7 @@ from pinner.blockstore import FsBlockstore
 from pinner.ipfs.cids import normalize_cid
 from pinner.ipfs.errors import NodeError, NodeUnreachableError
 from pinner.ipfs.protocol import IpfsNode as BlockNode
+from pinner.ipfs.protocol import PinBackend, PinState
 from pinner.replication.mover import BlockSource, Mover, MoverConfig
 from pinner.replication.placement import remote_nodes
 from pinner.states import NodeKind, NodeState, ReplicaState
@@ -198,7 +199,17 @@ class ReplicationService:
             done = await self._unpin(node_rows[nid], sorted(set(cids)))
             if done:
                 removed[node_rows[nid].name] = tuple(done)
-        return ReplicateOutcome(pack_cid, pushed, failed, removed, await self.pack_replication(pack_cid))
+        summary = await self.pack_replication(pack_cid)
+        log.info(
+            "replicate %s: pushed to [%s], failed on [%s], removed from [%s]; %s (min pinned %d)",
+            pack_cid,
+            ",".join(sorted(pushed)),
+            ",".join(sorted(failed)),
+            ",".join(sorted(removed)),
+            "replicated" if summary.satisfied else "NOT replicated",
+            summary.min_pinned,
+        )
+        return ReplicateOutcome(pack_cid, pushed, failed, removed, summary)
 
     async def _mark_queued(self, adds: dict[int, list[str]]) -> None:
         """One row per (unit, node) to place, in `queued` (a retried or lost one is queued again)."""
@@ -226,10 +237,10 @@ class ReplicationService:
     async def _origins(self, cids: Sequence[str], exclude: int) -> tuple[str, ...]:
         """Multiaddrs of up Kubo nodes that pin any of `cids` (for a node that must fetch them itself)."""
         async with self._sessions() as s:
-            holders = (
+            holder_ids = (
                 await s.execute(
-                    select(IpfsNode)
-                    .join(Replica, Replica.node_id == IpfsNode.id)
+                    select(Replica.node_id)
+                    .join(IpfsNode, Replica.node_id == IpfsNode.id)
                     .where(
                         Replica.cid.in_(list(cids)),
                         Replica.state == ReplicaState.PINNED,
@@ -240,7 +251,7 @@ class ReplicationService:
                     .distinct()
                 )
             ).scalars()
-            holder_rows = list(holders)
+            holder_rows = [n for n in [await s.get(IpfsNode, i) for i in set(holder_ids)] if n is not None]
         out: list[str] = []
         for row in holder_rows:
             try:
@@ -250,6 +261,13 @@ class ReplicationService:
             out.extend(a for a in info.addresses if "/p2p/" in a)
         return tuple(dict.fromkeys(out))
 
+    @staticmethod
+    async def _all_pinned(backend: PinBackend, cids: Sequence[str]) -> bool:
+        for cid in cids:
+            if (await backend.pin_status(cid)).state is not PinState.PINNED:
+                return False
+        return True
+
     async def _push(
         self, node: IpfsNode, cids: list[str], sizes: dict[str, int], source: BlockSource, pack_cid: str
     ) -> tuple[bool, str]:
@@ -258,6 +276,11 @@ class ReplicationService:
         try:
             need_origins = not isinstance(backend, BlockNode) or not all(source.has(c) for c in cids)
             origins = await self._origins(cids, node.id) if need_origins else ()
+            if need_origins and not origins and not await self._all_pinned(backend, cids):
+                # A pin/add with nowhere to fetch from would only wait out its timeout.
+                detail = "no reachable copy: the bytes are not in this daemon's blockstore nor pinned on an up node"
+                await self._set_rows(node.id, cids, state=ReplicaState.FAILED, last_error=detail)
+                return False, detail
             result = await self.mover.push(
                 backend, cids, origins=origins, source=source, name=f"modelpack {pack_cid}"
             )
