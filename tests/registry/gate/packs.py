@@ -131,3 +131,20 @@ def shard_files(pack: Path) -> list[tuple[str, bytes]]:
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+class FakeRunner:
+    """Stands in for the sandbox: records calls, answers ``result`` (optionally checking the pack dir)."""
+
+    def __init__(self, result: dict[str, Any] | None = None, check: Any = None) -> None:
+        self.result = result or {"verdict": "pass", "reason": "ok"}
+        self.check = check
+        self.calls: list[Path] = []
+
+    async def __call__(
+        self, pack_dir: Path, report_path: Path, budget: Any, allowed_roots: Any
+    ) -> dict[str, Any]:
+        self.calls.append(pack_dir)
+        if self.check is not None:
+            self.check(pack_dir)
+        return dict(self.result)

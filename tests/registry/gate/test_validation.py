@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -85,17 +84,12 @@ async def test_a_byte_flipped_in_the_stored_shard_is_caught_and_rejected(env: Ga
 
 async def test_a_pack_over_the_budget_is_rejected_before_any_byte_is_read(env: GateEnv) -> None:
     cid = await env.make_and_publish()
-    calls: list[Any] = []
-
-    async def runner(*args: Any) -> dict[str, Any]:
-        calls.append(args)
-        return {"verdict": "pass", "reason": "should not run"}
-
+    runner = packs.FakeRunner()
     g = env.gate
     small = dataclasses.replace(g.config, budget=SandboxBudget(memory_bytes=64 * 1024 * 1024))
     svc = ValidationService(env.sessions, small, g.curation, None, store=env.app[BLOCKSTORE], runner=runner)
     view = await svc.validate(cid)
-    assert calls == []
+    assert runner.calls == []
     assert view.state == "rejected" and view.report is not None
     assert view.report["error_code"] == "pack_too_large"
     assert view.state_reason is not None and "validation.memory_bytes" in view.state_reason
@@ -129,9 +123,10 @@ async def test_missing_shards_come_from_a_node_only_when_cid_and_sha256_match(en
     bad = bytearray(data)
     bad[100] ^= 1
 
-    async def runner(pack_dir: Path, *_: Any) -> dict[str, Any]:
+    def same_bytes(pack_dir: Path) -> None:
         assert (pack_dir / name).read_bytes() == data
-        return {"verdict": "pass", "reason": "ok"}
+
+    runner = packs.FakeRunner(check=same_bytes)
 
     svc = ValidationService(
         env.sessions,
@@ -164,12 +159,8 @@ async def test_missing_shards_come_from_a_node_only_when_cid_and_sha256_match(en
 
 async def test_the_automatic_job_respects_auto_validate_and_does_not_repeat(env: GateEnv) -> None:
     cid = await env.make_and_publish(signed=False)
-    calls: list[Any] = []
-
-    async def runner(*args: Any) -> dict[str, Any]:
-        calls.append(args)
-        return {"verdict": "pass", "reason": "ok"}
-
+    runner = packs.FakeRunner()
+    calls = runner.calls
     g = env.gate
     off = dataclasses.replace(g.config, auto_validate=False)
     svc = ValidationService(env.sessions, off, g.curation, None, store=env.app[BLOCKSTORE], runner=runner)

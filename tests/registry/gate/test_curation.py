@@ -1,0 +1,228 @@
+"""The curation rule and the curated pointer: CAS moves, newest wins, degrade (rollback | hold), by hand."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from registry.api.keys import BLOCKSTORE, IPNS_CHANNELS, REGISTRY
+from registry.db.models import AuditEvent, Pack, PackState, PointerChange
+from registry.errors import Forbidden, NotFound
+from registry.gate.curation import CurationService
+from registry.gate.errors import CurationRefused, ReasonRequired
+from registry.gate.rule import Fact
+from registry.gate.validation import ValidationService
+from registry.manifest.names import ModelRef
+from registry.services.auth import Principal
+from tests.registry.gate import packs
+from tests.registry.gate.conftest import GateEnv
+
+ADMIN = Principal(publisher_id=1, publisher="root", token_id=1, scopes=frozenset({"admin"}), namespaces=None)
+ALICE = Principal(
+    publisher_id=2, publisher="alice", token_id=2, scopes=frozenset({"publish"}), namespaces=("acme",)
+)
+
+
+class Switch:
+    """A fake check per pack: ok unless a test says otherwise."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.failing: dict[str, str] = {}
+
+    async def __call__(self, session: AsyncSession, pack_cid: str) -> Fact:
+        if pack_cid in self.failing:
+            return Fact(False, (self.failing[pack_cid],))
+        return Fact(True, (), f"{self.what} ok")
+
+
+@dataclasses.dataclass
+class Rig:
+    env: GateEnv
+    trust: Switch
+    replication: Switch
+    curation: CurationService
+    validation: ValidationService
+
+    async def validated(self, seed: int) -> str:
+        cid = await self.env.make_and_publish(seed=seed)
+        await self.validation.validate(cid)
+        return cid
+
+    async def pointer(self) -> str | None:
+        status, body = await self.env.get("/v1/models/acme/tiny/pointers/curated")
+        return body["cid"] if status == 200 else None
+
+    async def pack(self, cid: str) -> Pack:
+        async with self.env.sessions() as s:
+            p = await s.get(Pack, cid)
+            assert p is not None
+            return p
+
+    async def history(self) -> list[tuple[str | None, str | None, str | None]]:
+        async with self.env.sessions() as s:
+            rows = await s.execute(
+                select(PointerChange.from_cid, PointerChange.to_cid, PointerChange.reason)
+                .where(PointerChange.tag == "curated")
+                .order_by(PointerChange.id)
+            )
+            return [tuple(r) for r in rows]  # type: ignore[misc]
+
+    async def actions(self) -> list[str]:
+        async with self.env.sessions() as s:
+            return list((await s.execute(select(AuditEvent.action).order_by(AuditEvent.id))).scalars())
+
+
+def make_rig(env: GateEnv, mode: Literal["rollback", "hold"] = "rollback") -> Rig:
+    trust, repl = Switch("trust"), Switch("replication")
+    config = dataclasses.replace(env.gate.config, on_degrade=mode)
+    curation = CurationService(
+        env.sessions,
+        config,
+        trust,
+        repl,
+        on_moved=env.app[IPNS_CHANNELS].on_pointer_moved,
+        on_changed=env.app[REGISTRY].pointers.forget_model,
+    )
+    validation = ValidationService(
+        env.sessions, config, curation, None, store=env.app[BLOCKSTORE], runner=packs.FakeRunner()
+    )
+    return Rig(env, trust, repl, curation, validation)
+
+
+async def test_the_newest_fit_pack_holds_the_pointer(env: GateEnv) -> None:
+    rig = make_rig(env)
+    old = await env.make_and_publish(seed=1)
+    rig.replication.failing[old] = "waiting for replicas"
+    await rig.validation.validate(old)
+    assert (await rig.pack(old)).state is PackState.VALIDATED
+    new = await rig.validated(2)
+    assert await rig.pointer() == new
+    del rig.replication.failing[old]
+    out = await rig.curation.try_curate(old)  # now fit, but older: curated without taking the pointer
+    assert out.status == "curated" and not out.pointer_moved
+    assert (await rig.pack(old)).state is PackState.CURATED
+    assert await rig.pointer() == new
+
+
+async def test_waiting_for_replicas_is_said_in_the_state_reason(env: GateEnv) -> None:
+    rig = make_rig(env)
+    cid = await env.make_and_publish(seed=1)
+    rig.replication.failing[cid] = "1 of 5 unit(s) below replication_min 2"
+    await rig.validation.validate(cid)
+    pack = await rig.pack(cid)
+    assert pack.state is PackState.VALIDATED and "waiting for replicas" in (pack.state_reason or "")
+    assert await rig.pointer() is None
+
+
+async def test_degrade_rolls_back_to_the_previous_curated_pack(env: GateEnv) -> None:
+    rig = make_rig(env)
+    first = await rig.validated(1)
+    second = await rig.validated(2)
+    assert await rig.pointer() == second
+    rig.replication.failing[second] = "2 of 5 unit(s) below replication_min 3"
+    out = await rig.curation.check_curated(second)
+    assert out.pointer == first and await rig.pointer() == first
+    pack = await rig.pack(second)
+    assert pack.state is PackState.VALIDATED and "below replication_min" in (pack.flagged or "")
+    last = (await rig.history())[-1]
+    assert last[:2] == (second, first) and "rollback" in (last[2] or "")
+    assert "pack.degraded" in await rig.actions()
+    record = await env.app[IPNS_CHANNELS].for_channel(ModelRef("acme", "tiny"), "curated")
+    assert record.value == f"/ipfs/{first}"  # the IPNS record follows the rollback
+    # Fit again: the sweep curates it again and, being newest, it takes the pointer back.
+    del rig.replication.failing[second]
+    await rig.curation.sweep()
+    assert await rig.pointer() == second
+    assert (await rig.pack(second)).flagged is None
+
+
+async def test_degrade_with_nothing_to_roll_back_to_removes_the_pointer(env: GateEnv) -> None:
+    rig = make_rig(env)
+    only = await rig.validated(1)
+    rig.trust.failing[only] = "signature by k (inline): revoked: key revoked"
+    await rig.curation.sweep()
+    assert await rig.pointer() is None
+    last = (await rig.history())[-1]
+    assert last[:2] == (only, None) and "no earlier curated pack" in (last[2] or "")
+
+
+async def test_hold_keeps_the_pointer_flags_the_pack_and_says_why(env: GateEnv) -> None:
+    rig = make_rig(env, "hold")
+    first = await rig.validated(1)
+    second = await rig.validated(2)
+    rig.trust.failing[second] = "key revoked"
+    await rig.curation.check_curated(second)
+    await rig.curation.check_curated(second)  # a second sweep does not repeat the alert
+    assert await rig.pointer() == second
+    pack = await rig.pack(second)
+    assert pack.state is PackState.CURATED and (pack.flagged or "").endswith("key revoked")
+    holds = [h for h in await rig.history() if (h[2] or "").startswith("hold")]
+    assert holds == [(second, second, "hold: key revoked; an admin must act")]
+    assert (await rig.actions()).count("pack.degraded") == 1
+    del rig.trust.failing[second]
+    await rig.curation.check_curated(second)
+    assert (await rig.pack(second)).flagged is None and await rig.pointer() == second
+    assert first != second
+
+
+async def test_revalidation_failure_of_the_curated_pack_rolls_back_and_rejects(env: GateEnv) -> None:
+    rig = make_rig(env)
+    first = await rig.validated(1)
+    second = await rig.validated(2)
+    failing = ValidationService(
+        env.sessions,
+        rig.curation.config,
+        rig.curation,
+        None,
+        store=env.app[BLOCKSTORE],
+        runner=packs.FakeRunner({"verdict": "smoke_failed", "reason": "logits are NaN"}),
+    )
+    await failing.validate(second)
+    assert (await rig.pack(second)).state is PackState.REJECTED
+    assert await rig.pointer() == first
+
+
+async def test_manual_curation_needs_an_admin_a_reason_and_a_fit_pack(env: GateEnv) -> None:
+    rig = make_rig(env)
+    first = await rig.validated(1)
+    second = await rig.validated(2)
+    with pytest.raises(Forbidden):
+        await rig.curation.curate(ALICE, first, "roll back")
+    with pytest.raises(ReasonRequired):
+        await rig.curation.curate(ADMIN, first, "  ")
+    with pytest.raises(NotFound):
+        await rig.curation.curate(ADMIN, "bafkreiaaaa", "x")
+    out = await rig.curation.curate(ADMIN, first, "second has a tokenizer bug")
+    assert out.pointer_moved and await rig.pointer() == first  # by hand, an older pack may take it
+    rig.trust.failing[second] = "untrusted"
+    with pytest.raises(CurationRefused, match="untrusted"):
+        await rig.curation.curate(ADMIN, second, "try")
+    actions = await rig.actions()
+    assert "pack.curate.manual" in actions
+
+
+async def test_uncurate_rolls_back_and_the_sweep_does_not_undo_it(env: GateEnv) -> None:
+    rig = make_rig(env)
+    first = await rig.validated(1)
+    second = await rig.validated(2)
+    with pytest.raises(ReasonRequired):
+        await rig.curation.uncurate(ADMIN, second, None)
+    out = await rig.curation.uncurate(ADMIN, second, "bad outputs reported")
+    assert out.pointer == first and await rig.pointer() == first
+    await rig.curation.sweep()
+    assert await rig.pointer() == first
+    pack = await rig.pack(second)
+    assert pack.state is PackState.VALIDATED and "bad outputs reported" in (pack.flagged or "")
+    await rig.curation.curate(ADMIN, second, "fixed in the tokenizer, not the weights")
+    assert await rig.pointer() == second
+    third = await env.make_and_publish(seed=3)
+    rig.trust.failing[third] = "unsigned"
+    await rig.validation.validate(third)
+    with pytest.raises(CurationRefused, match="nothing to un-curate"):
+        await rig.curation.uncurate(ADMIN, third, "never curated")
+    assert "pack.uncurate.manual" in await rig.actions()
