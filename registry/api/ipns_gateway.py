@@ -18,7 +18,7 @@ from registry.api.packs import model_ref
 from registry.db.base import utcnow
 from registry.errors import BadRequest, NotFound, RegistryError
 from registry.manifest.names import check_tag
-from registry.services.ipns_channels import ChannelRecord, IpnsChannels
+from registry.services.ipns_channels import IpnsChannels, ServedRecord
 from registry.trust.errors import IpnsRecordTooLarge
 from registry.trust.ipns import MAX_RECORD_BYTES, check_sequence, validate_record
 from registry.trust.ipns_name import parse_ipns_name
@@ -68,7 +68,7 @@ def _wants_record(request: web.Request) -> bool:
     return any(part.split(";", 1)[0].strip().lower() == IPNS_RECORD for part in accept.split(","))
 
 
-def _max_age(rec: ChannelRecord) -> int:
+def _max_age(rec: ServedRecord) -> int:
     left = int((rec.validity - utcnow()).total_seconds())
     return max(0, min(rec.ttl_s, left))
 
@@ -85,7 +85,7 @@ async def ipns_record(request: web.Request) -> web.Response:
             "or add ?format=ipns-record, then verify the record and fetch /ipfs/<CID> it names",
             name=name[:80],
         )
-    rec = await channels(request).latest(name)
+    rec = await channels(request).served(name)
     return web.Response(
         body=rec.record,
         content_type=IPNS_RECORD,
@@ -148,7 +148,7 @@ async def validate(request: web.Request) -> web.Response:
     rec = validate_record(name, bytes(body), utcnow())
     current = None
     try:
-        current = (await channels(request).latest(parsed.canonical)).sequence
+        current = (await channels(request).served(parsed.canonical)).sequence
     except NotFound:
         pass
     check_sequence(rec, current)

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import stat
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from multiformats import multibase
-from sqlalchemy import func, select, text
+from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pinner.ipfs.kubo import KuboClient
@@ -57,10 +58,14 @@ class IpnsChannelConfig:
     records: IpnsRecordConfig = field(default_factory=IpnsRecordConfig)
     publish_latest: bool = False
     republish_interval_s: float = 600.0  # how often the daemon looks for records near their EOL
+    served_cache_s: float = 1.0  # /ipns/{name} answers may be this stale (signed; TTL is far longer)
+    served_cache_entries: int = 4096
 
     def __post_init__(self) -> None:
-        if self.republish_interval_s <= 0:
-            raise ValueError("ipns republish_interval_s must be positive")
+        if self.republish_interval_s <= 0 or self.served_cache_s < 0 or self.served_cache_entries < 1:
+            raise ValueError(
+                "ipns republish_interval_s must be positive, the served-record cache not negative"
+            )
 
     @property
     def channel_tags(self) -> frozenset[str]:
@@ -150,6 +155,15 @@ class ChannelRecord:
     published_at: datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class ServedRecord:
+    name: str
+    sequence: int
+    record: bytes
+    validity: datetime
+    ttl_s: int
+
+
 class IpnsChannels:
     """Signs, stores, serves and publishes the IPNS records of the registry's channels."""
 
@@ -169,6 +183,13 @@ class IpnsChannels:
         self.config = config
         self._sinks = sinks
         self._clock = clock
+        self._served: dict[str, tuple[float, ServedRecord]] = {}
+        self._served_q = (
+            select(IpnsRecord.sequence, IpnsRecord.record, IpnsRecord.validity)
+            .where(IpnsRecord.name == bindparam("name"))
+            .order_by(IpnsRecord.sequence.desc())
+            .limit(1)
+        )
 
     # -- signing ---------------------------------------------------------------------------------
 
@@ -215,6 +236,7 @@ class IpnsChannels:
         )
         session.add(row)
         await session.flush()
+        self._served.pop(key_row.name, None)
         if self._jobs is not None:
             if session.get_bind().dialect.name == "postgresql":
                 # Same workaround as the publish service: the queue's ON CONFLICT names a partial index
@@ -287,6 +309,28 @@ class IpnsChannels:
         return done
 
     # -- reading ---------------------------------------------------------------------------------
+
+    async def served(self, name: str) -> ServedRecord:
+        """The newest record bytes of a name, in one indexed query: the ``/ipns/{name}`` hot path.
+
+        Raises:
+            InvalidIpnsName, NotFound.
+        """
+        canonical = parse_ipns_name(name).canonical
+        now = time.monotonic()
+        hit = self._served.get(canonical)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        async with readonly_session(self._sessions) as s:
+            row = (await s.execute(self._served_q, {"name": canonical})).first()
+        if row is None:
+            raise NotFound(f"this registry has no IPNS record for {name}", name=name)
+        out = ServedRecord(canonical, row[0], bytes(row[1]), row[2], self.config.records.ttl_s)
+        if self.config.served_cache_s > 0:
+            if len(self._served) >= self.config.served_cache_entries:
+                self._served.clear()  # rare: more hot names than entries; start over
+            self._served[canonical] = (now + self.config.served_cache_s, out)
+        return out
 
     async def latest(self, name: str) -> ChannelRecord:
         """The newest record of an IPNS name this registry holds the key of.
