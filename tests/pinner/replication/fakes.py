@@ -43,9 +43,9 @@ class FakeKuboNode:
 
     async def info(self) -> NodeInfo:
         self._check()
-        return NodeInfo(
-            url=self._url, version="fake/0.1", peer_id="12D3Fake", addresses=(f"/fake/{self._url}",)
-        )
+        port = self._url.rsplit(":", 1)[-1]
+        addr = f"/ip4/127.0.0.1/tcp/{port}/p2p/12D3KooWFake{port}"
+        return NodeInfo(url=self._url, version="fake/0.1", peer_id=f"12D3KooWFake{port}", addresses=(addr,))
 
     async def free_space(self) -> int | None:
         self._check()
