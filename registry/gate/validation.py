@@ -106,10 +106,12 @@ class ValidationService:
                 )
         if self._queue is None:
             raise ValidationRefused("this registry runs no job queue", cid=cid)
+        # Not the publish flow's key ("validate:<cid>"): a request must not fold into an automatic job,
+        # which skips packs that already have a verdict (and every pack when auto_validate is off).
         return await self._queue.enqueue(
             VALIDATE_JOB,
             {"pack": cid, "requested_by": principal.publisher},
-            dedupe_key=f"{VALIDATE_JOB}:{cid}",
+            dedupe_key=f"{VALIDATE_JOB}:{cid}:requested",
         )
 
     async def view(self, cid: str) -> ValidationView:
