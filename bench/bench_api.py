@@ -1,9 +1,10 @@
 """Registry API benchmark (issue #5), every figure beside a baseline measured in the same run.
 
 (a) 32 keep-alive connections for ``--duration`` s each against: a bare aiohttp handler returning a constant
-    JSON (baseline), the pointer resolve ``GET /v1/models/acme/tiny/pointers/latest`` and the pack detail
-    ``GET /v1/packs/{cid}``, on SQLite. Reports requests/s, the ratio to the baseline (goal >= 0.5) and p99
-    latency (goal < 50 ms). Server and load generator are separate processes sharing the machine's cores.
+    JSON (baseline), the pointer resolve ``GET /v1/models/acme/tiny/pointers/latest``, the pack detail
+    ``GET /v1/packs/{cid}``, and the resolve with the read cache off, on SQLite; ``--rounds`` interleaved
+    rounds, medians reported. Reports requests/s, the ratio to the baseline (goal >= 0.5) and p99 latency
+    (goal < 50 ms). Server and load generator are separate processes sharing the machine's cores.
 (b) Upload of a ``--size-mib`` shard over loopback (PUT /v1/blobs/{cid}, fsync on) against the in-process
     ``FsBlockstore.ingest_file`` of the same file (the ingest benchmark of #3): throughput ratio (goal >= 0.5)
     and the server's peak RSS growth during the upload.
@@ -20,6 +21,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,7 +56,7 @@ def serve_bare(port: int) -> None:
     )
 
 
-def serve_registry(data_dir: str, db_url: str, port: int) -> None:
+def serve_registry(data_dir: str, db_url: str, port: int, cache_ttl_s: float = 1.0) -> None:
     import logging
 
     from aiohttp import web
@@ -67,7 +69,7 @@ def serve_registry(data_dir: str, db_url: str, port: int) -> None:
         None,
         storage={"data_dir": data_dir},
         database={"url": db_url},
-        server={"port": port, "access_log": False},
+        server={"port": port, "access_log": False, "read_cache_ttl_s": cache_ttl_s},
         jobs={"workers": 0},
     )
     web.run_app(
@@ -204,26 +206,41 @@ def seed_packs(url: str, token: str, versions: int) -> str:
 # --------------------------------------------------------------------------- (a) and (b)
 
 
-def bench_requests(work: Path, duration: float) -> dict[str, Any]:
+def bench_requests(work: Path, duration: float, rounds: int) -> dict[str, Any]:
+    """Interleaved rounds (baseline, resolve, pack, resolve without the read cache); medians reported."""
     data_dir = work / "reg"
     db_url = f"sqlite+aiosqlite:///{data_dir / 'index.sqlite3'}"
     data_dir.mkdir(parents=True)
     token = asyncio.run(seed_local(db_url))
-    bare_port, reg_port = free_port(), free_port()
+    bare_port, reg_port, nocache_port = free_port(), free_port(), free_port()
     bare = Server("_bare", str(bare_port))
     reg = Server("_registry", str(data_dir), db_url, str(reg_port))
+    nocache = Server("_registry", str(data_dir), db_url, str(nocache_port), "0")
     try:
         base = f"http://127.0.0.1:{reg_port}"
         pack_cid = seed_packs(base, token, 20)
-        load([f"http://127.0.0.1:{bare_port}/constant"], 1.0)  # warm-up
-        load([f"{base}/v1/models/acme/tiny/pointers/latest"], 1.0)
-        baseline = load([f"http://127.0.0.1:{bare_port}/constant"], duration)
-        resolve = load([f"{base}/v1/models/acme/tiny/pointers/latest"], duration)
-        pack = load([f"{base}/v1/packs/{pack_cid}"], duration)
+        targets = {
+            "baseline": [f"http://127.0.0.1:{bare_port}/constant"],
+            "resolve": [f"{base}/v1/models/acme/tiny/pointers/latest"],
+            "pack": [f"{base}/v1/packs/{pack_cid}"],
+            "resolve_nocache": [f"http://127.0.0.1:{nocache_port}/v1/models/acme/tiny/pointers/latest"],
+        }
+        for urls in targets.values():
+            load(urls, 1.0)  # warm-up
+        runs: dict[str, list[dict[str, float]]] = {k: [] for k in targets}
+        for _ in range(rounds):
+            for key, urls in targets.items():
+                runs[key].append(load(urls, duration))
     finally:
-        bare.stop()
-        reg.stop()
-    return {"baseline": baseline, "resolve": resolve, "pack": pack}
+        for srv in (bare, reg, nocache):
+            srv.stop()
+    out: dict[str, Any] = {}
+    for key, results in runs.items():
+        out[key] = {
+            m: statistics.median(r[m] for r in results) for m in ("rps", "p50_ms", "p99_ms", "errors")
+        }
+        out[key]["rounds_rps"] = [round(r["rps"]) for r in results]
+    return out
 
 
 def bench_upload(work: Path, size_mib: int) -> dict[str, Any]:
@@ -388,12 +405,15 @@ def main() -> None:
         if cmd == "_bare":
             serve_bare(int(sys.argv[2]))
         elif cmd == "_registry":
-            serve_registry(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+            serve_registry(
+                sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]) if len(sys.argv) > 5 else 1.0
+            )
         elif cmd == "_load":
             print(json.dumps(asyncio.run(_load(json.loads(sys.argv[3]), float(sys.argv[2]), CONNECTIONS))))
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=10.0)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()))
     ap.add_argument("--skip-upload", action="store_true")
@@ -403,10 +423,14 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="modelpack-bench-api-", dir=args.dir))
     report: dict[str, Any] = {}
     try:
-        r = report["requests"] = bench_requests(work, args.duration)
+        r = report["requests"] = bench_requests(work, args.duration, args.rounds)
         base = r["baseline"]["rps"]
         print(f"(a) bare aiohttp constant JSON: {base:8.0f} req/s  p99 {r['baseline']['p99_ms']:.1f} ms")
-        for key, label in (("resolve", "pointer resolve"), ("pack", "pack detail GET")):
+        for key, label in (
+            ("resolve", "pointer resolve"),
+            ("pack", "pack detail GET"),
+            ("resolve_nocache", "resolve, read cache off"),
+        ):
             x = r[key]
             print(
                 f"(a) {label:28s} {x['rps']:8.0f} req/s  ratio {x['rps'] / base:.2f} (goal >= 0.5)  "
