@@ -166,3 +166,41 @@ async def test_key_registered_after_publish_counts(sessions, trust: TrustService
     await trust.set_policy(admin, "acme", keys=[], publishers=["alice"])
     async with sessions() as s:
         assert (await evaluate_pack_trust(s, cid)).satisfied
+
+
+async def test_dsse_rows_count_and_a_wrong_payload_type_does_not(sessions, trust: TrustService) -> None:
+    import base64
+
+    from registry.db.base import utcnow as now
+    from registry.trust.dsse import make_envelope
+
+    admin = await principal(sessions, "root", scopes=("admin",))
+    alice = await principal(sessions, "alice", ["acme"])
+    key = generate_private_key()
+    kid = (await trust.register_key(alice, pub_b64(key)))[0].key_id
+    await trust.set_policy(admin, "acme", keys=[kid], publishers=[])
+    verdicts = {}
+    for version, payload_type in (("1", None), ("2", "application/json")):
+        doc = manifest(version)
+        cid = await add_pack(sessions, "acme", "tiny", doc)
+        env = make_envelope(doc, [key])
+        if payload_type:
+            env["payloadType"] = payload_type
+        async with sessions() as s, s.begin():
+            s.add(
+                Signature(
+                    pack_cid=cid,
+                    key_id=kid,
+                    kind="dsse",
+                    algorithm="ed25519",
+                    signature=base64.b64decode(env["signatures"][0]["sig"]),
+                    envelope=env,
+                    verdict=SignatureVerdict.VALID,
+                    received_at=now(),
+                )
+            )
+        verdicts[version] = await trust.pack_trust(cid)
+    assert verdicts["1"].satisfied and verdicts["1"].signatures[0].kind == "dsse"
+    bad = verdicts["2"]
+    assert not bad.satisfied and bad.signatures[0].verdict == "malformed"
+    assert "payload type" in bad.signatures[0].reason or "application/json" in bad.signatures[0].reason
