@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, func, or_, select, update
+from sqlalchemy import Table, and_, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -94,7 +94,9 @@ class SqlJobQueue:
             return int(res.scalar_one())
         dialect = s.get_bind().dialect.name
         ins = (pg_insert if dialect == "postgresql" else sqlite_insert)(table).values(**values)
-        where = table.c.state == JobState.QUEUED.value
+        # The partial index's predicate as a literal: with a bound parameter a generic plan (Postgres
+        # switches to one after a few executions of a prepared statement) cannot infer the index.
+        where = text("state = 'queued'")
         stmt = ins.on_conflict_do_nothing(index_elements=["dedupe_key"], index_where=where).returning(
             table.c.id
         )

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from multiformats import multibase
-from sqlalchemy import bindparam, func, select, text
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pinner.ipfs.kubo import KuboClient
@@ -238,10 +238,6 @@ class IpnsChannels:
         await session.flush()
         self._served.pop(key_row.name, None)
         if self._jobs is not None:
-            if session.get_bind().dialect.name == "postgresql":
-                # Same workaround as the publish service: the queue's ON CONFLICT names a partial index
-                # through a bound parameter, which a generic plan (6th execution) cannot match.
-                await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
             await self._jobs.enqueue(
                 PUBLISH_JOB,
                 {"name": key_row.name},

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -230,10 +230,6 @@ class PublishService:
                 )
                 moved[t] = parsed.cid
             if self._jobs is not None:
-                if s.get_bind().dialect.name == "postgresql":
-                    # Workaround: the job queue's ON CONFLICT names its partial index with a bound parameter;
-                    # once Postgres switches to a generic plan (6th execution) it cannot infer the index.
-                    await s.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
                 for kind in ("replicate", "validate"):
                     await self._jobs.enqueue(
                         kind, {"pack": parsed.cid}, dedupe_key=f"{kind}:{parsed.cid}", session=s

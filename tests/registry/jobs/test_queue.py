@@ -194,3 +194,12 @@ async def test_worker_stop_releases_jobs_still_running_after_the_grace_period(
     await worker.stop(0.1)
     row = await _job(sessions, jid)
     assert row.state == JobState.QUEUED and row.attempts == 0
+
+
+async def test_dedupe_enqueue_survives_prepared_statement_reuse(sessions: async_sessionmaker[AsyncSession]) -> None:
+    """Many enqueues on one connection (Postgres switches a prepared statement to a generic plan after 5)."""
+    queue = SqlJobQueue(sessions)
+    async with sessions() as s, s.begin():
+        ids = [await queue.enqueue("k", {"i": i}, dedupe_key=f"key-{i % 4}", session=s) for i in range(16)]
+    assert len(set(ids)) == 4
+    assert ids[:4] == ids[4:8] == ids[12:16]
