@@ -1,4 +1,5 @@
-"""Moving a unit's bytes onto a node: our blocks as one CAR into `dag/import`, or a pin fetched from peers.
+"""Moving a unit's bytes onto a node: our blocks as one CAR into `dag/import` (or, cheaper, `add` of a
+file whose DAG the node rebuilds exactly, see `adder`), or a pin fetched from peers.
 
 A CAR keeps our CIDs whatever the node's chunker would pick, and one streamed request carries every
 unit a node needs from a pack. When our blockstore lacks the bytes (they live only on other nodes), or
@@ -22,6 +23,7 @@ from pinner.car import write_car
 from pinner.ipfs.cids import normalize_cid
 from pinner.ipfs.errors import NotPinnedError
 from pinner.ipfs.protocol import IpfsNode, PinBackend, PinState
+from pinner.replication.adder import FileAdder, FileBytes, add_params, add_unpinned
 
 
 class BlockSource(Protocol):
@@ -36,6 +38,8 @@ class BlockSource(Protocol):
 class MoverConfig:
     per_node_concurrency: int = 2  # pushes to one node at a time, across every job in this process
     car_batch_bytes: int = 1024 * 1024  # read this much CAR per hop to the thread pool
+    prefer_add: bool = True  # `add` a file when the node would rebuild our exact DAG (cheaper than a CAR)
+    add_min_bytes: int = 4 * 1024 * 1024  # smaller files ride in the one CAR (fewer round trips)
 
     def __post_init__(self) -> None:
         if self.per_node_concurrency < 1 or self.car_batch_bytes < 1:
@@ -112,6 +116,26 @@ class Mover:
                 out.add(normalize_cid(cid))
         return out
 
+    async def _add_files(
+        self, node: IpfsNode, cids: Sequence[str], source: BlockSource, name: str | None
+    ) -> tuple[int, set[str]]:
+        """`add` the units whose DAG the node rebuilds exactly; returns (bytes sent, CIDs pinned)."""
+        if not (self.config.prefer_add and isinstance(node, FileAdder) and isinstance(source, FileBytes)):
+            return 0, set()
+        sent, done = 0, set()
+        for cid in cids:
+            if await asyncio.to_thread(source.file_size, cid) < self.config.add_min_bytes:
+                continue
+            params = await asyncio.to_thread(add_params, cid, source.get_block)
+            if params is None:
+                continue
+            built, n = await add_unpinned(node, source, cid, params)
+            sent += n
+            if built:  # the node has exactly our blocks: pinning them is local work
+                await node.pin(cid, name=name)
+                done.add(cid)
+        return sent, done
+
     async def push(
         self,
         node: PinBackend,
@@ -135,10 +159,16 @@ class Mover:
                 return PushResult(node.url, tuple(wanted), 0, "already")
             local = all(source.has(c) for c in missing)
             if isinstance(node, IpfsNode) and local:
-                counter = [0]
-                stream = car_stream(source, missing, batch_bytes=self.config.car_batch_bytes, counter=counter)
-                await node.import_car(stream, pin_roots=True)
-                moved, method = counter[0], "car"
+                moved, by_add = await self._add_files(node, missing, source, name)
+                rest = [c for c in missing if c not in by_add]
+                if rest:
+                    counter = [0]
+                    stream = car_stream(
+                        source, rest, batch_bytes=self.config.car_batch_bytes, counter=counter
+                    )
+                    await node.import_car(stream, pin_roots=True)
+                    moved += counter[0]
+                method = "car" if not by_add else "add" if not rest else "add+car"
             else:
                 for cid in missing:
                     await node.pin(cid, name=name, origins=origins)

@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
 
 from multiformats import CID
 
+from pinner.blockstore import FsBlockstore, FsBlockstoreConfig
 from pinner.car import read_car
 from pinner.dagpb import decode_node
 from pinner.digests import cid_str
 from pinner.ipfs.cids import normalize_cid
 from pinner.ipfs.errors import NodeError, NodeTimeoutError, NodeUnreachableError
 from pinner.ipfs.protocol import BlockStat, NodeInfo, PinState, PinStatus, ProgressCallback
+from pinner.unixfs.params import UnixfsParams
 
 
 class FakeKuboNode:
@@ -171,3 +175,45 @@ class FakeOrchestrator:
 
     async def unpin(self, cid: str) -> None:
         self.pins.discard(normalize_cid(cid))
+
+
+@dataclass(frozen=True)
+class Added:
+    cid: str
+    size: int
+    name: str
+
+
+class FakeAddingNode(FakeKuboNode):
+    """A `FakeKuboNode` with Kubo's `add`: builds the UnixFS DAG of the bytes with the options given."""
+
+    def __init__(
+        self, workdir: Path, url: str = "http://127.0.0.1:5", *, chunk_override: int | None = None
+    ) -> None:
+        super().__init__(url)
+        self._store = FsBlockstore(workdir, FsBlockstoreConfig(fsync=False))
+        self.chunk_override = chunk_override  # build another DAG than asked (a node with other defaults)
+        self.adds: list[tuple[str, bool]] = []
+
+    async def add(
+        self,
+        body: AsyncIterable[bytes],
+        *,
+        filename: str = "file",
+        cid_version: int = 1,
+        raw_leaves: bool | None = None,
+        chunker: str | None = None,
+        pin: bool = True,
+    ) -> Added:
+        self._check()
+        data = b"".join([c async for c in body])
+        chunk = self.chunk_override or (int(chunker.split("-")[1]) if chunker else 262144)
+        params = UnixfsParams(chunk_size=chunk, cid_version=cid_version, raw_leaves=raw_leaves)
+        root = cid_str(self._store.ingest_file(io.BytesIO(data), params).cid)
+        for block_cid, block in self._store.iter_dag_blocks(root):
+            self.blocks[normalize_cid(str(block_cid))] = block
+        cid = normalize_cid(root)
+        if pin:
+            self.pins.add(cid)
+        self.adds.append((cid, pin))
+        return Added(cid, len(data), filename)
