@@ -75,6 +75,21 @@ class PackSource:
             return iter([(CID.decode(root), self._extra[root])])
         return self._store.iter_dag_blocks(root)
 
+    def get_block(self, cid: str) -> bytes:
+        if cid in self._extra:
+            return self._extra[cid]
+        return self._store.get_block(cid)
+
+    def iter_file_bytes(self, root: str) -> Iterator[bytes]:
+        if root in self._extra:
+            return iter([self._extra[root]])
+        return self._store.iter_file_bytes(root)
+
+    def file_size(self, root: str) -> int:
+        if root in self._extra:
+            return len(self._extra[root])
+        return self._store.file_size(root)
+
 
 @dataclass(frozen=True)
 class ReplicateOutcome:
@@ -397,8 +412,9 @@ class ReplicationService:
             nodes = [n for n in await all_nodes(s) if n.kind is not NodeKind.EMBEDDED]
         out = {}
         changed = False
-        for node in nodes:
-            version, peer_id, free, error = await check_health(self._backends.backend(node))
+        # Concurrently: one hanging node must not delay the verdict on the others.
+        checks = await asyncio.gather(*(check_health(self._backends.backend(n)) for n in nodes))
+        for node, (version, peer_id, free, error) in zip(nodes, checks, strict=True):
             before, after = await self.nodes.record_health(
                 node.id, version=version, peer_id=peer_id, free_space=free, error=error
             )
