@@ -342,7 +342,8 @@ def _require_admin(principal: Principal, reason: str | None) -> str:
 
 
 async def _pack(s: AsyncSession, cid: str) -> Pack:
-    pack = await s.get(Pack, cid)
+    # Row lock (Postgres): the sweep, a curate job and a finishing validation may look at one pack at once.
+    pack = await s.get(Pack, cid, with_for_update=True)
     if pack is None:
         raise NotFound(f"no pack {cid}", cid=cid)
     return pack

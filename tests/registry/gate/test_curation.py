@@ -226,3 +226,22 @@ async def test_uncurate_rolls_back_and_the_sweep_does_not_undo_it(env: GateEnv) 
     with pytest.raises(CurationRefused, match="nothing to un-curate"):
         await rig.curation.uncurate(ADMIN, third, "never curated")
     assert "pack.uncurate.manual" in await rig.actions()
+
+
+async def test_a_key_revoked_back_to_before_the_publish_withdraws_the_curated_pack(env: GateEnv) -> None:
+    cid = await env.make_and_publish()
+    assert (await env.gate.validate(cid)).state == "curated"
+    status, body = await env.post(
+        f"/v1/keys/{packs.key_id(env.key)}/revoke",
+        {"reason": "private key leaked", "at": "2000-01-01T00:00:00+00:00"},
+        env.admin,
+    )
+    assert status == 200, body
+    counts = await env.gate.curation.sweep()
+    assert counts.get("withheld") == 1
+    status, _ = await env.get("/v1/models/acme/tiny/pointers/curated")
+    assert status == 404
+    status, v = await env.get(f"/v1/packs/{cid}/validation")
+    assert v["state"] == "validated" and "revoked" in (v["flagged"] or "")
+    status, hist = await env.get("/v1/models/acme/tiny/pointers/curated/history")
+    assert hist["items"][0]["to_cid"] is None and "revoked" in hist["items"][0]["reason"]
