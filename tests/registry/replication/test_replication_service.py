@@ -41,6 +41,15 @@ async def test_pack_goes_to_three_nodes_and_is_pack_atomic(harness: Harness) -> 
     async with harness.sessions() as s:
         moved = (await s.execute(select(func.sum(Replica.bytes_moved)))).scalar_one()
     assert moved > 3 * 60_000
+    counters = harness.service.counters.registry
+    sent = [
+        counters.get_sample_value("modelpack_replication_bytes_moved_total", {"node": f"n{i}"})
+        for i in range(3)
+    ]
+    assert 0 <= sum(v or 0 for v in sent) - moved < 3 * 4  # rows share a CAR by size, rounded down
+    assert (
+        counters.get_sample_value("modelpack_replication_pushes_total", {"node": "n0", "result": "ok"}) == 1
+    )
 
 
 async def test_running_again_sends_nothing_and_duplicates_nothing(harness: Harness) -> None:
@@ -125,6 +134,12 @@ async def test_audit_catches_a_node_serving_wrong_bytes_and_repair_moves_the_cop
     liar.serve_wrong = True
     result = await harness.service.upkeep.audit_batch()
     assert result["lost"] == 3 and result["ok"] == 6
+    assert (
+        harness.service.counters.registry.get_sample_value(
+            "modelpack_replication_audits_total", {"node": "liar", "result": "lost"}
+        )
+        == 3
+    )
     st = await states(harness)
     assert {v for (u, n), v in st.items() if n == "liar"} == {"lost"}
     async with harness.sessions() as s:
