@@ -46,29 +46,36 @@ def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> 
 class Daemon:
     """One ``modelpack serve`` subprocess with quick timings; replication_min = max = 3 (one copy per peer)."""
 
-    def __init__(self, data_dir: Path, db_url: str, log: Path) -> None:
+    def __init__(
+        self, data_dir: Path, db_url: str, log: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
+        self.extra_env = extra_env or {}
         self.port = free_ports(1)[0]
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir, self.db_url, self.log = data_dir, db_url, log
         self.proc: subprocess.Popen[bytes] | None = None
 
     def env(self) -> dict[str, str]:
-        return clean_env() | {
-            "MODELPACK_JOBS__LEASE_S": "10",
-            "MODELPACK_JOBS__HEARTBEAT_S": "1",
-            "MODELPACK_JOBS__POLL_INTERVAL_S": "0.1",
-            "MODELPACK_JOBS__BACKOFF_BASE_S": "0.2",
-            "MODELPACK_JOBS__BACKOFF_MAX_S": "1",
-            "MODELPACK_JOBS__MAX_ATTEMPTS": "60",
-            "MODELPACK_STORAGE__FSYNC": "false",
-            "MODELPACK_REPLICATION__REPLICATION_MIN": "3",
-            "MODELPACK_REPLICATION__REPLICATION_MAX": "3",
-            "MODELPACK_REPLICATION__NODE_DOWN_GRACE_S": "0",
-            "MODELPACK_REPLICATION__HEALTH_INTERVAL_S": "1",
-            "MODELPACK_VALIDATION__MEMORY_BYTES": str(VALIDATION_MEMORY),
-            "MODELPACK_CURATION__SWEEP_INTERVAL_S": "0.5",
-            "MODELPACK_CURATION__RETRY_S": "0.3",
-        }
+        return (
+            clean_env()
+            | {
+                "MODELPACK_JOBS__LEASE_S": "10",
+                "MODELPACK_JOBS__HEARTBEAT_S": "1",
+                "MODELPACK_JOBS__POLL_INTERVAL_S": "0.1",
+                "MODELPACK_JOBS__BACKOFF_BASE_S": "0.2",
+                "MODELPACK_JOBS__BACKOFF_MAX_S": "1",
+                "MODELPACK_JOBS__MAX_ATTEMPTS": "60",
+                "MODELPACK_STORAGE__FSYNC": "false",
+                "MODELPACK_REPLICATION__REPLICATION_MIN": "3",
+                "MODELPACK_REPLICATION__REPLICATION_MAX": "3",
+                "MODELPACK_REPLICATION__NODE_DOWN_GRACE_S": "0",
+                "MODELPACK_REPLICATION__HEALTH_INTERVAL_S": "1",
+                "MODELPACK_VALIDATION__MEMORY_BYTES": str(VALIDATION_MEMORY),
+                "MODELPACK_CURATION__SWEEP_INTERVAL_S": "0.5",
+                "MODELPACK_CURATION__RETRY_S": "0.3",
+            }
+            | self.extra_env
+        )
 
     def start(self) -> None:
         cmd = [MODELPACK, "serve", "--data-dir", str(self.data_dir), "--database-url", self.db_url]
