@@ -57,6 +57,7 @@ class GateConfig:
     sweep_interval_s: float = 30.0  # re-check curated packs (replicas, revocations) and curatable ones
     sweep_batch: int = 200
     curate_retry_s: float = 5.0  # a validated pack waiting for replicas is looked at again this often
+    curate_max_attempts: int = 720  # then the sweep alone keeps trying
     fetch_timeout_s: float = 600.0
     actor: str = GATE_ACTOR
 

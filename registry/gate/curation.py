@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from registry.db.base import utcnow
@@ -246,10 +246,16 @@ class CurationService:
         """Re-check curated packs (lost replicas, revoked keys) and try every validated one."""
         counts: dict[str, int] = {}
         async with self._sessions() as s:
-            curated = list(
+            # Every pack a curated pointer names, each sweep; other curated packs (rollback candidates)
+            # and validated ones waiting for trust or replicas, a random batch at a time.
+            targets = list((await s.execute(select(Pointer.pack_cid).where(Pointer.tag == TAG))).scalars())
+            others = list(
                 (
                     await s.execute(
-                        select(Pack.cid).where(Pack.state == PackState.CURATED).limit(self.config.sweep_batch)
+                        select(Pack.cid)
+                        .where(Pack.state == PackState.CURATED, Pack.cid.not_in(targets))
+                        .order_by(func.random())
+                        .limit(self.config.sweep_batch)
                     )
                 ).scalars()
             )
@@ -258,11 +264,12 @@ class CurationService:
                     await s.execute(
                         select(Pack.cid)
                         .where(Pack.state == PackState.VALIDATED)
-                        .order_by(Pack.updated_at)
+                        .order_by(func.random())
                         .limit(self.config.sweep_batch)
                     )
                 ).scalars()
             )
+        curated = [*targets, *others]
         for cid in curated:
             out = await self.check_curated(cid)
             counts[out.status] = counts.get(out.status, 0) + 1

@@ -271,7 +271,12 @@ class ValidationService:
         if passed:
             out = await self.curation.try_curate(cid)
             if out.status == "waiting_replicas" and self._queue is not None:
-                await self._queue.enqueue(CURATE_JOB, {"pack": cid}, dedupe_key=f"{CURATE_JOB}:{cid}")
+                await self._queue.enqueue(
+                    CURATE_JOB,
+                    {"pack": cid},
+                    dedupe_key=f"{CURATE_JOB}:{cid}",
+                    max_attempts=self.config.curate_max_attempts,
+                )
 
 
 async def _ref(s: AsyncSession, pack: Pack) -> ModelRef:
