@@ -71,6 +71,7 @@ async def gather(
     shards: Sequence[ShardSpec],
     store: FileStore | None,
     fetcher: ShardFetcher | None,
+    fetch_timeout_s: float | None = None,
 ) -> GatheredPack:
     """Fill ``pack_dir`` with the manifest and one entry per shard.
 
@@ -81,7 +82,9 @@ async def gather(
     for spec in missing:
         if fetcher is None:
             raise ShardUnavailable(f"shard {spec.filename} ({spec.cid}) is not in the blockstore")
-        out.sources[spec.filename] = await _fetch_verified(fetcher, spec, pack_dir / spec.filename)
+        out.sources[spec.filename] = await _fetch_verified(
+            fetcher, spec, pack_dir / spec.filename, fetch_timeout_s
+        )
     return out
 
 
@@ -121,25 +124,26 @@ def _blockstore_file(store: FileStore | None, spec: ShardSpec) -> Path | None:
     return path
 
 
-async def _fetch_verified(fetcher: ShardFetcher, spec: ShardSpec, dest: Path) -> str:
+async def _fetch_verified(fetcher: ShardFetcher, spec: ShardSpec, dest: Path, timeout_s: float | None) -> str:
     errors: list[str] = []
     async for name, source in fetcher.sources():
         tmp = dest.with_name(f".{dest.name}.part")
         try:
-            with tmp.open("wb") as f:
-                written = 0
-                async for chunk in source.cat(spec.cid):
-                    written += len(chunk)
-                    if written > spec.size:
-                        raise ShardUnavailable(f"{name} sent more than {spec.size} bytes")
-                    f.write(chunk)
+            async with asyncio.timeout(timeout_s):  # a node that stalls must not hold the validation forever
+                with tmp.open("wb") as f:
+                    written = 0
+                    async for chunk in source.cat(spec.cid):
+                        written += len(chunk)
+                        if written > spec.size:
+                            raise ShardUnavailable(f"{name} sent more than {spec.size} bytes")
+                        f.write(chunk)
             problem = await asyncio.to_thread(verify_file, tmp, spec)
             if problem is None:
                 os.replace(tmp, dest)
                 return f"node:{name}"
             errors.append(f"{name}: {problem}")
         except Exception as e:  # one node failing is not the end: try the next
-            errors.append(f"{name}: {e}")
+            errors.append(f"{name}: {e or type(e).__name__}")
         finally:
             tmp.unlink(missing_ok=True)
     why = "; ".join(errors) or "no IPFS node is configured"
@@ -162,9 +166,8 @@ def verify_file(path: Path, spec: ShardSpec) -> str | None:
 class NodeShardFetcher:
     """Reads shards from the registry's Kubo nodes that are up (the replication service's node table)."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], timeout_s: float = 600.0) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
-        self._timeout_s = timeout_s
 
     async def sources(self) -> AsyncIterator[tuple[str, ShardSource]]:
         async with self._sessions() as s:

@@ -226,7 +226,9 @@ class ValidationService:
         work = Path(tempfile.mkdtemp(prefix="validate-", dir=base))
         try:
             try:
-                gathered = await gather(work / "pack", manifest, specs, self._store, self._fetcher)
+                gathered = await gather(
+                    work / "pack", manifest, specs, self._store, self._fetcher, self.config.fetch_timeout_s
+                )
             except ShardUnavailable as e:
                 raise RetryJob(f"pack {cid}: {e}") from None
             report = await self._runner(

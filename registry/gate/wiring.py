@@ -68,7 +68,7 @@ def gate_ctx(
             curation,
             queue,
             store=app[BLOCKSTORE],
-            fetcher=NodeShardFetcher(sessions, config.fetch_timeout_s),
+            fetcher=NodeShardFetcher(sessions),
         )
 
         async def sweeps() -> None:
