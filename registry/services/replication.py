@@ -14,6 +14,7 @@ import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from multiformats import CID, multihash
@@ -22,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pinner.blockstore import FsBlockstore
+from pinner.content_errors import BlockNotFound
 from pinner.ipfs.cids import normalize_cid
 from pinner.ipfs.errors import NodeError, NodeUnreachableError
 from pinner.ipfs.protocol import IpfsNode as BlockNode
@@ -60,6 +62,12 @@ log = logging.getLogger("modelpack.replication")
 IN_FLIGHT = (ReplicaState.QUEUED, ReplicaState.PINNING)
 
 
+def _read_chunks(path: Path, size: int = 1024 * 1024) -> Iterator[bytes]:
+    with path.open("rb") as f:
+        while chunk := f.read(size):
+            yield chunk
+
+
 class PackSource:
     """The embedded blockstore plus a pack's manifest block (kept in the index, not the store)."""
 
@@ -81,9 +89,15 @@ class PackSource:
         return self._store.get_block(cid)
 
     def iter_file_bytes(self, root: str) -> Iterator[bytes]:
+        """The stored file as is, unverified: only `add` reads this, and the node's answer (the CID it
+        built) is the check; a corrupt file yields another CID and the verified CAR is sent instead."""
         if root in self._extra:
             return iter([self._extra[root]])
-        return self._store.iter_file_bytes(root)
+        try:
+            path = self._store.file_path(root)
+        except BlockNotFound:
+            return self._store.iter_file_bytes(root)
+        return _read_chunks(path)
 
     def file_size(self, root: str) -> int:
         if root in self._extra:
