@@ -20,8 +20,9 @@ from typing import Protocol
 from multiformats import CID
 
 from pinner.car import write_car
+from pinner.errors import PinnerError
 from pinner.ipfs.cids import normalize_cid
-from pinner.ipfs.errors import NotPinnedError
+from pinner.ipfs.errors import NodeError, NotPinnedError
 from pinner.ipfs.protocol import IpfsNode, PinBackend, PinState
 from pinner.replication.adder import FileAdder, FileBytes, add_params, add_unpinned
 
@@ -89,12 +90,22 @@ def _unique_blocks(source: BlockSource, roots: Sequence[str]) -> Iterator[tuple[
 
 
 async def car_stream(
-    source: BlockSource, roots: Sequence[str], *, batch_bytes: int, counter: list[int]
+    source: BlockSource,
+    roots: Sequence[str],
+    *,
+    batch_bytes: int,
+    counter: list[int],
+    failures: list[PinnerError] | None = None,
 ) -> AsyncIterator[bytes]:
     """A CARv1 of `roots` read from `source` in a worker thread, batch by batch (memory stays flat)."""
     pieces = write_car([CID.decode(r) for r in roots], _unique_blocks(source, roots))
     while True:
-        batch = await asyncio.to_thread(_take, pieces, batch_bytes)
+        try:
+            batch = await asyncio.to_thread(_take, pieces, batch_bytes)
+        except PinnerError as exc:  # our own store failed: the HTTP client would disguise it as a node error
+            if failures is not None:
+                failures.append(exc)
+            raise
         if not batch:
             return
         counter[0] += len(batch)
@@ -162,11 +173,21 @@ class Mover:
                 moved, by_add = await self._add_files(node, missing, source, name)
                 rest = [c for c in missing if c not in by_add]
                 if rest:
-                    counter = [0]
+                    counter: list[int] = [0]
+                    failures: list[PinnerError] = []
                     stream = car_stream(
-                        source, rest, batch_bytes=self.config.car_batch_bytes, counter=counter
+                        source,
+                        rest,
+                        batch_bytes=self.config.car_batch_bytes,
+                        counter=counter,
+                        failures=failures,
                     )
-                    await node.import_car(stream, pin_roots=True)
+                    try:
+                        await node.import_car(stream, pin_roots=True)
+                    except NodeError:
+                        if failures:  # the CAR broke on our side, not the node's
+                            raise failures[0] from None
+                        raise
                     moved += counter[0]
                 method = "car" if not by_add else "add" if not rest else "add+car"
             else:

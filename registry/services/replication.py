@@ -11,19 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-from multiformats import CID, multihash
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pinner.blockstore import FsBlockstore
-from pinner.content_errors import BlockNotFound
+from pinner.errors import PinnerError
 from pinner.ipfs.cids import normalize_cid
 from pinner.ipfs.errors import NodeError, NodeUnreachableError
 from pinner.ipfs.protocol import IpfsNode as BlockNode
@@ -43,6 +41,7 @@ from registry.services.replication_rows import (
     set_rows,
     unpin_units,
 )
+from registry.services.replication_source import PackSource
 from registry.services.replication_summary import (
     ReplicationSummary,
     all_nodes,
@@ -60,49 +59,6 @@ from registry.services.replication_upkeep import Upkeep
 
 log = logging.getLogger("modelpack.replication")
 IN_FLIGHT = (ReplicaState.QUEUED, ReplicaState.PINNING)
-
-
-def _read_chunks(path: Path, size: int = 1024 * 1024) -> Iterator[bytes]:
-    with path.open("rb") as f:
-        while chunk := f.read(size):
-            yield chunk
-
-
-class PackSource:
-    """The embedded blockstore plus a pack's manifest block (kept in the index, not the store)."""
-
-    def __init__(self, store: FsBlockstore, extra: dict[str, bytes]) -> None:
-        self._store = store
-        self._extra = extra
-
-    def has(self, cid: str) -> bool:
-        return cid in self._extra or self._store.has(cid)
-
-    def iter_dag_blocks(self, root: str) -> Iterator[tuple[CID | bytes, bytes]]:
-        if root in self._extra:
-            return iter([(CID.decode(root), self._extra[root])])
-        return self._store.iter_dag_blocks(root)
-
-    def get_block(self, cid: str) -> bytes:
-        if cid in self._extra:
-            return self._extra[cid]
-        return self._store.get_block(cid)
-
-    def iter_file_bytes(self, root: str) -> Iterator[bytes]:
-        """The stored file as is, unverified: only `add` reads this, and the node's answer (the CID it
-        built) is the check; a corrupt file yields another CID and the verified CAR is sent instead."""
-        if root in self._extra:
-            return iter([self._extra[root]])
-        try:
-            path = self._store.file_path(root)
-        except BlockNotFound:
-            return self._store.iter_file_bytes(root)
-        return _read_chunks(path)
-
-    def file_size(self, root: str) -> int:
-        if root in self._extra:
-            return len(self._extra[root])
-        return self._store.file_size(root)
 
 
 @dataclass(frozen=True)
@@ -332,6 +288,12 @@ class ReplicationService:
                     node.id, version=None, peer_id=None, free_space=None, error=detail
                 )
             return False, detail
+        except PinnerError as exc:  # our own copy is missing or corrupt: not the node's fault
+            detail = f"{exc.code}: {exc.message} (in this daemon's blockstore)"
+            log.error("replica of %s on %s cannot be sent: %s", pack_cid, node.name, detail)
+            await self._set_rows(node.id, cids, state=ReplicaState.FAILED, last_error=detail[:2000])
+            self.counters.pushes.labels(node.name, "failed").inc()
+            return False, detail
         total = sum(sizes.get(c, 0) for c in cids) or 1
         now = utcnow()
         async with self._sessions() as s, s.begin():
@@ -472,8 +434,3 @@ class ReplicationService:
     async def embedded_only(self) -> bool:
         async with self._sessions() as s:
             return not remote_nodes([node_view(n) for n in await all_nodes(s)])
-
-
-def manifest_cid(manifest: bytes) -> str:
-    """The CIDv1 (raw, sha2-256) of a manifest's canonical bytes, as the pack is named."""
-    return normalize_cid(str(CID("base32", 1, "raw", multihash.digest(manifest, "sha2-256"))))

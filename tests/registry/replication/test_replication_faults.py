@@ -127,3 +127,23 @@ async def test_node_hanging_on_import_times_out_and_the_replica_says_so(faulty: 
     outcome = await h.service.replicate_pack(pack)
     assert "node_timeout" in outcome.failed["bad"] and not outcome.summary.satisfied
     assert {r.last_error.split(":")[0] for r in await failed_rows(h) if r.last_error} == {"node_timeout"}
+
+
+async def _swallow(request: web.Request) -> web.Response:
+    await request.read()
+    return web.json_response({"Root": {"Cid": {"/": "bafkqaaa"}, "PinErrorMsg": ""}})
+
+
+async def test_a_corrupt_file_in_our_own_blockstore_fails_the_replica_not_the_node(faulty: Any) -> None:
+    h = await faulty({"dag/import": _swallow})
+    h.service.mover.config = type(h.service.mover.config)(prefer_add=False)
+    pack = await h.make_pack(shards=1, size=50_000)
+    shard = next(u.unit.cid for u in (await h.service.pack_replication(pack)).units if u.unit.kind == "shard")
+    path = h.store.file_path(shard)
+    path.write_bytes(b"\0" * path.stat().st_size)  # bit rot under the daemon
+    outcome = await h.service.replicate_pack(pack)
+    assert "corrupt_block" in outcome.failed["bad"] and "this daemon's blockstore" in outcome.failed["bad"]
+    async with h.sessions() as s:
+        node = (await s.execute(select(IpfsNode))).scalar_one()
+    assert node.state is NodeState.UP
+    assert all(r.attempts == 0 for r in await failed_rows(h))
