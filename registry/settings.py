@@ -114,6 +114,11 @@ class ReplicationSettings(_Section):
     audit_sample_blocks: int = Field(8, ge=1)
     allowed_node_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
     gc_retention_s: float = Field(7 * 24 * 3600.0, ge=0)
+    gc_interval_s: float = Field(3600.0, gt=0)
+    audit_batch: int = Field(64, ge=1)  # replicas audited per audit job
+    max_failed_attempts: int = Field(3, ge=1)  # per (unit, node) before placement prefers other nodes
+    prefer_add: bool = True  # send a shard with `add` when the node provably rebuilds the same CIDs
+    add_min_bytes: int = Field(4 * MiB, ge=0)  # smaller units travel in the one CAR
 
     @model_validator(mode="after")
     def _min_le_max(self) -> ReplicationSettings:

@@ -24,8 +24,6 @@ from registry.services.replication_nodes import ClientFactory, NodeClientConfig,
 from registry.services.replication_rows import ReplicationConfig, ReplicationCounters
 from registry.settings import Settings
 
-GC_INTERVAL_S = 3600.0  # candidate for a `replication.gc_interval_s` setting
-
 
 def replication_ctx(
     settings: Settings,
@@ -58,9 +56,15 @@ def replication_ctx(
                 target=Target(r.replication_min, r.replication_max),
                 down_grace_s=r.node_down_grace_s,
                 audit_sample_blocks=r.audit_sample_blocks,
+                audit_batch=r.audit_batch,
                 gc_retention_s=r.gc_retention_s,
+                max_failed_attempts=r.max_failed_attempts,
             ),
-            mover_config=MoverConfig(per_node_concurrency=r.per_node_concurrency),
+            mover_config=MoverConfig(
+                per_node_concurrency=r.per_node_concurrency,
+                prefer_add=r.prefer_add,
+                add_min_bytes=r.add_min_bytes,
+            ),
             counters=counters,
         )
         app[metrics_key] = counters.registry
@@ -73,7 +77,7 @@ def replication_ctx(
                     health_interval_s=r.health_interval_s,
                     reconcile_interval_s=r.reconcile_interval_s,
                     audit_interval_s=r.audit_interval_s,
-                    gc_interval_s=GC_INTERVAL_S,
+                    gc_interval_s=r.gc_interval_s,
                 ),
             ),
             name="replication-loops",
