@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Iterator
 
 from aiohttp import web
-from pydantic import ValidationError
 
 from registry.api.auth import read_gate, require_principal, services
 from registry.api.bodies import optional_str, read_json_object
@@ -19,6 +19,7 @@ from registry.manifest.names import ModelRef, check_name, normalize_cid
 from registry.services.browse import PackDetail
 
 routes = web.RouteTableDef()
+log = logging.getLogger("modelpack.api")
 ENVELOPE_SLACK = 64 * 1024  # detached signatures, tag and reason around the manifest
 PUBLISH_KEYS = {"manifest", "signatures", "tag", "reason"}
 STREAM_BATCH = 4 * 1024 * 1024
@@ -90,34 +91,31 @@ async def get_pack(request: web.Request) -> web.Response:
     svc = services(request)
     body = svc.pack_json.get(cid)
     if body is None:
-        body = render_pack(cid, await svc.browse.pack(cid))
+        body = render_pack(await svc.browse.pack(cid))
         svc.pack_json.put(cid, body)
     return web.Response(body=body, content_type="application/json")
 
 
-def render_pack(cid: str, d: PackDetail) -> bytes:
+def render_pack(d: PackDetail) -> bytes:
     s = d.summary
-    try:
-        out = PackOut(
-            cid=s.cid,
-            namespace=s.namespace,
-            model=s.model,
-            model_version=s.model_version,
-            state=s.state,
-            total_size=s.total_size,
-            shard_count=s.shard_count,
-            created_at=s.created_at,
-            state_reason=d.state_reason,
-            manifest=json.loads(d.manifest),
-            history=d.history,
-            shards=[_shard_dict(sh) for sh in d.shards],
-            signatures=d.signatures,
-            replicas=d.replicas,
-            validation=d.validation,
-            pointers=d.pointers,
-        )
-    except ValidationError as e:  # pragma: no cover - the index holds what publish validated
-        raise BadRequest(f"pack {cid} cannot be shown: {e.errors()[0]['msg']}") from None
+    out = PackOut(
+        cid=s.cid,
+        namespace=s.namespace,
+        model=s.model,
+        model_version=s.model_version,
+        state=s.state,
+        total_size=s.total_size,
+        shard_count=s.shard_count,
+        created_at=s.created_at,
+        state_reason=d.state_reason,
+        manifest=json.loads(d.manifest),
+        history=d.history,
+        shards=[_shard_dict(sh) for sh in d.shards],
+        signatures=d.signatures,
+        replicas=d.replicas,
+        validation=d.validation,
+        pointers=d.pointers,
+    )
     return out.model_dump_json(by_alias=True).encode()
 
 
@@ -163,11 +161,20 @@ async def get_shard(request: web.Request) -> web.StreamResponse:
         return web.Response(status=304, headers=headers)
     store = request.app[BLOCKSTORE]
     it = await asyncio.to_thread(store.iter_file_bytes, shard.cid)
+    batch = await asyncio.to_thread(_next_batch, it)  # a bad first leaf is still a clean JSON error
     resp = web.StreamResponse(headers=headers)
     resp.content_type = "application/octet-stream"
     resp.content_length = shard.size
     await resp.prepare(request)
-    while batch := await asyncio.to_thread(_next_batch, it):
-        await resp.write(batch)
+    try:
+        while batch:
+            await resp.write(batch)
+            batch = await asyncio.to_thread(_next_batch, it)
+    except Exception as e:
+        # Headers are gone: the only honest signal left is a cut connection (the client sees a short body).
+        log.error("stopped serving %s/%s: %s", cid, shard.filename, getattr(e, "message", e))
+        if request.transport is not None:
+            request.transport.abort()
+        return resp
     await resp.write_eof()
     return resp

@@ -146,3 +146,27 @@ def test_refusals_are_one_sentence_and_exit_1(server: LiveServer, tmp_path: Path
     assert r.exit_code == 1 and "no pointer" in r.output
     r = CliRunner().invoke(cli, ["ls"], env={"MODELPACK_REGISTRY": "http://127.0.0.1:9"})
     assert r.exit_code == 1 and "cannot reach the registry" in r.output
+
+
+BIG = [("model-00001-of-00001.safetensors", helpers.shard_bytes(6 * 1024 * 1024, 23))]
+
+
+@pytest.mark.parametrize("offset", [100, 5 * 1024 * 1024], ids=["first-batch", "mid-stream"])
+def test_pull_refuses_bytes_that_do_not_verify_and_leaves_no_file(
+    server: LiveServer, tmp_path: Path, offset: int
+) -> None:
+    from registry.api.keys import BLOCKSTORE
+
+    tok = local_token(server.settings, "--publisher", "alice", "--namespace", "acme")["token"]
+    pack = write_pack(tmp_path / "pack", BIG)
+    cid = run(server, "publish", str(pack), "--name", "acme/tiny", token=tok).stdout.strip()
+    stored = server.app[BLOCKSTORE].file_path(helpers.cid_of(BIG[0][1]))
+    stored.chmod(0o644)
+    raw = bytearray(stored.read_bytes())
+    raw[offset] ^= 0xFF  # bit rot on the server's disk
+    stored.write_bytes(bytes(raw))
+    out = tmp_path / "pulled"
+    r = run(server, "pull", cid, str(out))
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    assert not (out / BIG[0][0]).exists() and not list(out.glob(".*part*"))
+    assert not (out / "manifest.json").exists()
