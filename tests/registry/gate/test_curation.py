@@ -230,7 +230,7 @@ async def test_uncurate_rolls_back_and_the_sweep_does_not_undo_it(env: GateEnv) 
 
 async def test_a_key_revoked_back_to_before_the_publish_withdraws_the_curated_pack(env: GateEnv) -> None:
     cid = await env.make_and_publish()
-    assert (await env.gate.validate(cid)).state == "curated"
+    assert (await env.quick.validate(cid)).state == "curated"
     status, body = await env.post(
         f"/v1/keys/{packs.key_id(env.key)}/revoke",
         {"reason": "private key leaked", "at": "2000-01-01T00:00:00+00:00"},

@@ -41,9 +41,9 @@ async def test_validation_view_before_and_after(env: GateEnv) -> None:
 
 async def test_manual_curation_routes(env: GateEnv) -> None:
     first = await env.make_and_publish(seed=1)
-    await env.gate.validate(first)
+    await env.quick.validate(first)
     second = await env.make_and_publish(seed=2)
-    await env.gate.validate(second)
+    await env.quick.validate(second)
     status, _ = await env.post(f"/v1/packs/{first}/curate", {"reason": "x"})
     assert status == 401
     status, body = await env.post(f"/v1/packs/{first}/curate", {"reason": "x"}, env.alice)
@@ -59,7 +59,7 @@ async def test_manual_curation_routes(env: GateEnv) -> None:
     status, body = await env.post(f"/v1/packs/{first}/uncurate", {"reason": "again"}, env.admin)
     assert status == 409 and body["error"]["code"] == "curation_refused"
     unsigned = await env.make_and_publish(seed=3, signed=False)
-    await env.gate.validate(unsigned)
+    await env.quick.validate(unsigned)
     status, body = await env.post(f"/v1/packs/{unsigned}/curate", {"reason": "please"}, env.admin)
     assert status == 409 and "no signatures" in body["error"]["message"]
     async with env.sessions() as s:

@@ -22,6 +22,7 @@ from tests.registry.api.live import LiveServer
 from tests.registry.gate import packs
 
 DEADLINE_S = 60.0
+pytestmark = pytest.mark.slow  # a live daemon with its job worker and the real sandbox
 
 
 class Live:

@@ -55,9 +55,14 @@ async def test_an_unsigned_pack_is_validated_but_not_curated(env: GateEnv) -> No
 
 
 @pytest.mark.parametrize(
+    "db_url", ["sqlite"], indirect=True
+)  # the sandbox's verdicts; the database is incidental
+@pytest.mark.parametrize(
     ("defect", "words"), [("nan", "non-finite"), ("shape", "shape"), ("config", "lacks")]
 )
-async def test_a_defective_pack_is_rejected_with_the_reason(env: GateEnv, defect: str, words: str) -> None:
+async def test_a_defective_pack_is_rejected_with_the_reason(
+    env: GateEnv, db_url: str, defect: str, words: str
+) -> None:
     cid = await env.make_and_publish(defect=defect)
     view = await env.gate.validate(cid)
     assert view.state == "rejected" and view.verdict in ("invalid_pack", "smoke_failed")
