@@ -129,7 +129,9 @@ class MissingShards(RegistryError):
     code = "missing_shards"
     http_status = 409
 
-    def __init__(self, message: str | None = None, *, missing: list[str] | None = None, **details: Any) -> None:
+    def __init__(
+        self, message: str | None = None, *, missing: list[str] | None = None, **details: Any
+    ) -> None:
         self.missing = missing or []
         super().__init__(message, missing=self.missing, **details)
 

@@ -196,7 +196,9 @@ async def test_worker_stop_releases_jobs_still_running_after_the_grace_period(
     assert row.state == JobState.QUEUED and row.attempts == 0
 
 
-async def test_dedupe_enqueue_survives_prepared_statement_reuse(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_dedupe_enqueue_survives_prepared_statement_reuse(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     """Many enqueues on one connection (Postgres switches a prepared statement to a generic plan after 5)."""
     queue = SqlJobQueue(sessions)
     async with sessions() as s, s.begin():
