@@ -26,7 +26,7 @@ from registry.services.pointers import PointerMoved, move_pointer
 
 log = logging.getLogger("modelpack.gate")
 TAG = "curated"
-DEGRADED = "degraded: "  # Pack.flagged prefixes: the gate's own flag clears itself when the pack recovers;
+DEGRADED = "degraded"  # Pack.flagged prefixes: the gate's own flag clears itself when the pack recovers;
 UNCURATED = "un-curated: "  # an admin's does not (only a manual curate clears it)
 MAX_REASON = 1024
 
@@ -158,15 +158,20 @@ class CurationService:
                     return CurationOutcome(cid, "curated", (), False, await _pointer_cid(s, pack.model_id))
                 out = await self._promote(s, pack, ref, facts.summary(), self.config.actor, force=False)
             else:
-                out = await self.degrade(s, pack, ref, "; ".join(facts.reasons()), self.config.actor)
+                kind = "untrusted" if not facts.trust.ok else "under_replicated"
+                out = await self.degrade(s, pack, ref, "; ".join(facts.reasons()), self.config.actor, kind)
         self._changed(ref)
         return out
 
     async def degrade(
-        self, s: AsyncSession, pack: Pack, ref: ModelRef, why: str, actor: str
+        self, s: AsyncSession, pack: Pack, ref: ModelRef, why: str, actor: str, kind: str = "invalid"
     ) -> CurationOutcome:
-        """Inside the caller's transaction: flag a curated pack and apply ``on_degrade``."""
-        flag = DEGRADED + why
+        """Inside the caller's transaction: flag a curated pack and apply ``on_degrade``.
+
+        ``kind`` (a ``modelpack gate`` failure kind: untrusted, under_replicated, invalid, smoke_failed)
+        is kept in the flag as ``degraded (KIND): why`` so clients can tell why without parsing prose.
+        """
+        flag = f"{DEGRADED} ({kind}): {why}"
         if pack.flagged == flag:
             return CurationOutcome(pack.cid, "withheld", (why,), False, await _pointer_cid(s, pack.model_id))
         pack.flagged = flag

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -17,7 +18,7 @@ from urllib.parse import quote
 
 from registry.client import ClientError, RegistryClient
 from registry.errors import RegistryError
-from registry.gate.checks import GateReport, verdict_kind
+from registry.gate.checks import EXIT_CODES, GateReport, verdict_kind
 from registry.manifest.canonical import ParsedManifest, parse_manifest_bytes
 from registry.manifest.names import parse_ref
 from registry.trust.errors import TrustError
@@ -55,6 +56,17 @@ class GateClient(RegistryClient):
         verb = "uncurate" if undo else "curate"
         result: dict[str, Any] = self._json("POST", f"/v1/packs/{quote(cid)}/{verb}", {"reason": reason})
         return result
+
+
+_FLAG = re.compile(r"^degraded \((\w+)\): ")
+
+
+def flagged_kind(flagged: object) -> str | None:
+    """The failure kind of a pack the gate flagged (``degraded (KIND): ...``); an admin's flag is not_ready."""
+    if not isinstance(flagged, str) or not flagged:
+        return None
+    m = _FLAG.match(flagged)
+    return m.group(1) if m and m.group(1) in EXIT_CODES else "not_ready"
 
 
 def failure_kind(e: ClientError) -> str:
@@ -137,8 +149,8 @@ def _state_check(client: GateClient, cid: str, require: Require, report: GateRep
         if state == "rejected":
             full = run.get("report") or {"verdict": verdict}
             done("fail", f"rejected: {v.get('state_reason')}", verdict_kind(full), **details)
-        elif state == "curated" and v.get("flagged"):
-            done("fail", f"curated but flagged: {v.get('flagged')}", "not_ready", **details)
+        elif flagged_kind(v.get("flagged")) and (state == "curated" or require == "curated"):
+            done("fail", f"{state}, flagged: {v.get('flagged')}", flagged_kind(v.get("flagged")), **details)
         elif state == "curated" or (state == "validated" and require == "validated"):
             done("pass", f"{state}: {v.get('state_reason')}", **details)
         elif state == "validated":

@@ -267,7 +267,8 @@ class ValidationService:
             else:
                 why = f"validation failed ({verdict}): {reason}"
                 if pack.state is PackState.CURATED:
-                    await self.curation.degrade(s, pack, await _ref(s, pack), why, actor)
+                    kind = "invalid" if verdict == "invalid_pack" else "smoke_failed"
+                    await self.curation.degrade(s, pack, await _ref(s, pack), why, actor, kind)
                 await set_state(s, pack, PackState.REJECTED, why, actor)
         log.info("pack %s: validation %s (%s)", cid, verdict, reason)
         if passed:

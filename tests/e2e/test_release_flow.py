@@ -179,6 +179,8 @@ def test_publish_to_curated_then_every_refusal(
         assert hist["items"][0]["to_cid"] is None and "replication_min" in hist["items"][0]["reason"]
         r = cli("gate", cid, "--min-replicas", "3", env=alice_env)
         assert r.code == EXIT_CODES["under_replicated"], r.out
+        r = cli("gate", cid, "--require", "curated", env=alice_env)  # the flag says why it is not curated
+        assert r.code == EXIT_CODES["under_replicated"] and "degraded (under_replicated)" in r.out, r.out
     finally:
         restore_peers(ipfs_peers)
 

@@ -60,3 +60,15 @@ def test_sandbox_verdicts_map_to_gate_kinds() -> None:
     assert verdict_kind({"verdict": "invalid_pack", "error_code": "pack_too_large"}) == "too_big"
     for v in ("smoke_failed", "out_of_memory", "timed_out", "crashed"):
         assert verdict_kind({"verdict": v}) == "smoke_failed"
+
+
+def test_a_flag_names_its_failure_kind() -> None:
+    from registry.gate.remote import flagged_kind
+
+    assert (
+        flagged_kind("degraded (under_replicated): 1 of 5 unit(s) below replication_min 3")
+        == "under_replicated"
+    )
+    assert flagged_kind("degraded (untrusted): key revoked") == "untrusted"
+    assert flagged_kind("un-curated: by root: bad outputs") == "not_ready"
+    assert flagged_kind(None) is None and flagged_kind("") is None
