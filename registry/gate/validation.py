@@ -7,6 +7,7 @@ curation rule; a pack still waiting for replicas gets a ``curate`` job that retr
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 import tempfile
@@ -220,10 +221,7 @@ class ValidationService:
         return await self.view(cid)
 
     async def _run(self, cid: str, manifest: bytes, specs: list[ShardSpec], row_id: int) -> dict[str, Any]:
-        base = self.config.work_dir
-        if base is not None:
-            base.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix="validate-", dir=base))
+        work = await asyncio.to_thread(_work_dir, self.config.work_dir)
         try:
             try:
                 gathered = await gather(
@@ -240,7 +238,7 @@ class ValidationService:
             await self._drop_running(row_id)
             raise
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            await asyncio.to_thread(shutil.rmtree, work, True)
 
     async def _drop_running(self, row_id: int) -> None:
         async with self._sessions() as s, s.begin():
@@ -280,6 +278,13 @@ class ValidationService:
                     dedupe_key=f"{CURATE_JOB}:{cid}",
                     max_attempts=self.config.curate_max_attempts,
                 )
+
+
+def _work_dir(base: Path | None) -> Path:
+    """A fresh folder for one validation (links to the shards, fetched copies, the report)."""
+    if base is not None:
+        base.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="validate-", dir=base))
 
 
 async def _ref(s: AsyncSession, pack: Pack) -> ModelRef:
