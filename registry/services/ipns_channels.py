@@ -28,7 +28,7 @@ from pinner.ipfs.kubo import KuboClient
 from pinner.states import NodeKind, NodeState
 from registry.db.base import utcnow
 from registry.db.engine import readonly_session
-from registry.db.models import IpfsNode, IpnsKey, IpnsRecord, Model, Namespace
+from registry.db.models import IpfsNode, IpnsKey, IpnsRecord, Model, Namespace, Pointer
 from registry.errors import ConfigError, NotFound
 from registry.jobs.protocol import ClaimedJob, RetryJob
 from registry.manifest.names import ModelRef
@@ -297,8 +297,20 @@ class IpnsChannels:
                 )
                 if key_row is None or current is None or current.sequence != seq:
                     continue  # moved meanwhile: the move signed a fresh record
+                target = (
+                    await s.execute(
+                        select(Pointer.pack_cid).where(
+                            Pointer.model_id == key_row.model_id, Pointer.tag == key_row.tag
+                        )
+                    )
+                ).scalar_one_or_none()
+                if target is None:
+                    # The channel was withdrawn (e.g. the curated pack degraded with nothing to roll back
+                    # to): never extend a record for a pack the registry no longer stands behind.
+                    log.warning("channel %s has no pointer any more: its last record is left to expire", name)
+                    continue
                 channel = await self._channel_name(s, key_row.model_id, key_row.tag)
-                await self._sign_next(s, key_row, channel, current.value.removeprefix("/ipfs/"))
+                await self._sign_next(s, key_row, channel, target)
                 done.append(name)
         if done:
             log.info("re-signed %d IPNS record(s) before their EOL", len(done))

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pinner.states import NodeKind, NodeState
 from registry.db.base import utcnow
-from registry.db.models import IpfsNode, IpnsKey, IpnsRecord, Job, Model
+from registry.db.models import IpfsNode, IpnsKey, IpnsRecord, Job, Model, Pointer
 from registry.errors import ConfigError, NotFound
 from registry.jobs.protocol import RetryJob
 from registry.jobs.sql import SqlJobQueue
@@ -133,10 +133,17 @@ async def test_a_key_sealed_under_another_kek_does_not_sign(sessions) -> None:
         assert len((await s.execute(select(IpnsRecord))).scalars().all()) == 1  # nothing stored
 
 
+async def _point(sessions: async_sessionmaker[AsyncSession], mid: int, tag: str, cid: str) -> None:
+    async with sessions() as s, s.begin():
+        s.add(Pointer(model_id=mid, tag=tag, pack_cid=cid, updated_at=utcnow()))
+
+
 async def test_republish_resigns_only_records_near_eol(sessions) -> None:
     mid, (a, b) = await _model_with_packs(sessions, 2)
     clock = Clock()
     channels = _channels(sessions, clock, kek=generate_kek(), publish_latest=True)
+    await _point(sessions, mid, "curated", a)
+    await _point(sessions, mid, "latest", b)
     async with sessions() as s, s.begin():
         cur = await channels.sign(s, mid, "curated", a)
     clock.now += timedelta(seconds=1800)
@@ -149,6 +156,21 @@ async def test_republish_resigns_only_records_near_eol(sessions) -> None:
     assert again.sequence == 1 and again.value == cur.value
     assert validate_record(cur.name, again.record, clock.now).expires_at > clock.now + timedelta(seconds=3000)
     assert await channels.republish_due() == []
+
+
+async def test_a_withdrawn_channel_is_not_republished(sessions) -> None:
+    """A curated pointer removed (degraded, nothing to roll back to) must not be kept alive by re-signing."""
+    mid, (a,) = await _model_with_packs(sessions, 1)
+    clock = Clock()
+    channels = _channels(sessions, clock, kek=generate_kek())
+    await _point(sessions, mid, "curated", a)
+    async with sessions() as s, s.begin():
+        cur = await channels.sign(s, mid, "curated", a)
+    async with sessions() as s, s.begin():
+        await s.execute(delete(Pointer).where(Pointer.model_id == mid))
+    clock.now += timedelta(seconds=3600 - 600 + 1)
+    assert await channels.republish_due() == []
+    assert (await channels.latest(cur.name)).sequence == cur.sequence
 
 
 async def test_publish_puts_the_newest_record_to_every_kubo_node(sessions) -> None:
