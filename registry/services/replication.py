@@ -119,7 +119,10 @@ class ReplicationService:
         if not isinstance(cid, str):
             raise PermanentJobError(f"replicate job {job.id} has no pack CID in its payload")
         outcome = await self.replicate_pack(cid)
-        if outcome.failed or not outcome.summary.satisfied:
+        # Below the minimum: retry until the queue gives up. Above it with some node failing: a few
+        # retries, then the job completes and the periodic reconcile tries that node again later.
+        retry_failures = outcome.failed and job.attempts < self.config.max_failed_attempts
+        if retry_failures or not outcome.summary.satisfied:
             why = "; ".join(f"{n}: {e}" for n, e in outcome.failed.items()) or "below replication_min"
             raise RetryJob(f"pack {cid} not fully replicated yet ({why})")
 

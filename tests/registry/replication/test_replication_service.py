@@ -221,3 +221,25 @@ async def test_gc_collects_unreferenced_packs_but_keeps_shared_shards(harness: H
     again = await harness.service.upkeep.collect_garbage()
     assert again["unpinned"] == 0 and again["deleted"] == 0
     assert (await harness.service.replicate_pack(old)).pushed == {}  # a dead pack is not re-pinned
+
+
+async def test_a_satisfied_pack_with_one_failing_node_stops_retrying_after_a_few_attempts(
+    harness: Harness,
+) -> None:
+    from registry.jobs.protocol import ClaimedJob
+
+    for name in ("a", "b"):
+        await harness.add_fake(name)
+    broken = await harness.add_fake("broken")
+    broken.forget_pins = True
+    cid = await harness.make_pack()
+
+    def job(attempts: int) -> ClaimedJob:
+        return ClaimedJob(
+            id=1, kind="replicate", payload={"pack": cid}, attempts=attempts, max_attempts=8, lease_token="t"
+        )
+
+    with pytest.raises(RetryJob, match="broken"):
+        await harness.service.replicate(job(1))
+    await harness.service.replicate(job(3))  # completes: min 2 is met, reconcile will try `broken` again
+    assert (await harness.service.pack_replication(cid)).satisfied
