@@ -16,7 +16,8 @@ from typing import Any
 from aiohttp import web
 
 from pinner.blockstore import FsBlockstore, FsBlockstoreConfig
-from pinner.gateway import gateway_routes
+from pinner.car import CarLimits
+from pinner.gateway import GatewayConfig, gateway_routes
 from pinner.unixfs import PipelineConfig
 from registry.api import blobs, health, ipns_gateway, keys_api, models, openapi, packs, pointers, tokens
 from registry.api import gate as gate_api
@@ -45,29 +46,35 @@ from registry.gate.wiring import gate_ctx, gate_handlers
 from registry.jobs.sql import SqlJobQueue
 from registry.jobs.worker import Handler, Worker, WorkerConfig
 from registry.manifest import ManifestLimits
+from registry.manifest.names import ModelRef
 from registry.services import RegistryServices
 from registry.services.auth import AuthService
 from registry.services.blobs import BlobConfig, BlobService
 from registry.services.browse import BrowseService
 from registry.services.cache import CacheConfig, TtlCache
+from registry.services.fetch_job import FetchConfig, ShardFetchService, fetch_handlers
 from registry.services.ipns_channels import (
     REPUBLISH_JOB,
     IpnsChannelConfig,
     IpnsChannels,
     channel_handlers,
+    kubo_sinks,
     load_kek,
 )
 from registry.services.pointers import PointerService
 from registry.services.publish import PublishService
 from registry.services.replication_loops import replication_handlers
-from registry.services.replication_wiring import replication_ctx
+from registry.services.replication_wiring import node_client_config, replication_ctx
+from registry.services.shard_fetch import NodeShardFetcher
 from registry.services.trust import TrustService
+from registry.services.trust_keys import TrustConfig
 from registry.settings import Settings
 from registry.trust.channel import IpnsRecordConfig
 
 log = logging.getLogger("modelpack.daemon")
 
 CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
+SHARD_FETCH = web.AppKey("shard_fetch", ShardFetchService)
 
 
 def _database_ctx(settings: Settings) -> CleanupCtx:
@@ -123,11 +130,37 @@ def _jobs_ctx(settings: Settings, handlers: dict[str, Handler]) -> CleanupCtx:
     return ctx
 
 
+def blockstore_config(settings: Settings) -> FsBlockstoreConfig:
+    """The embedded store's config: ``storage.*``, the ``unixfs.*`` pipeline and the ``limits.car_*`` sizes."""
+    u, lim = settings.unixfs, settings.limits
+    return FsBlockstoreConfig(
+        fsync=settings.storage.fsync,
+        pipeline=PipelineConfig(
+            batch_bytes=u.pipeline_batch_bytes, max_in_flight=u.pipeline_max_in_flight, workers=u.hash_workers
+        ),
+        ingest_flush_bytes=settings.storage.ingest_flush_bytes,
+        car_limits=CarLimits(
+            max_header_bytes=lim.car_max_header_bytes,
+            max_block_bytes=lim.car_max_block_bytes,
+            max_roots=lim.car_max_roots,
+        ),
+    )
+
+
+def ipns_channel_config(settings: Settings) -> IpnsChannelConfig:
+    ipns = settings.ipns
+    return IpnsChannelConfig(
+        records=IpnsRecordConfig(ipns.validity_s, ipns.ttl_s, ipns.republish_before_s),
+        publish_latest=ipns.publish_latest,
+        republish_interval_s=ipns.republish_interval_s,
+        served_cache_s=ipns.served_cache_s,
+        served_cache_entries=ipns.served_cache_entries,
+    )
+
+
 def _blockstore_ctx(settings: Settings) -> CleanupCtx:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        config = FsBlockstoreConfig(
-            fsync=settings.storage.fsync, pipeline=PipelineConfig(workers=settings.unixfs.hash_workers)
-        )
+        config = blockstore_config(settings)
         app[BLOCKSTORE] = await asyncio.to_thread(FsBlockstore, settings.storage.data_dir / "blocks", config)
         yield
 
@@ -138,14 +171,22 @@ def _trust_ctx(settings: Settings) -> CleanupCtx:
     """Key registry, trust policy and IPNS channels; a loop that enqueues the republish sweep."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        ipns = settings.ipns
-        config = IpnsChannelConfig(
-            records=IpnsRecordConfig(ipns.validity_s, ipns.ttl_s, ipns.republish_before_s),
-            publish_latest=ipns.publish_latest,
+        config = ipns_channel_config(settings)
+        kek = await asyncio.to_thread(load_kek, settings.ipns.key_encryption_key, settings.storage.data_dir)
+        t = settings.trust
+        app[TRUST] = TrustService(
+            app[SESSIONS],
+            TrustConfig(
+                past_revocation_slack_s=t.past_revocation_slack_s,
+                max_policy_keys=t.max_policy_keys,
+                max_policy_publishers=t.max_policy_publishers,
+                max_reason_len=t.max_reason_len,
+            ),
         )
-        kek = await asyncio.to_thread(load_kek, ipns.key_encryption_key, settings.storage.data_dir)
-        app[TRUST] = TrustService(app[SESSIONS])
-        app[IPNS_CHANNELS] = IpnsChannels(app[SESSIONS], kek, app[JOB_QUEUE], config)
+        kubo = node_client_config(settings).kubo()
+        app[IPNS_CHANNELS] = IpnsChannels(
+            app[SESSIONS], kek, app[JOB_QUEUE], config, sinks=lambda node: kubo_sinks(node, kubo)
+        )
         queue = app[JOB_QUEUE]
 
         async def republish_sweeps() -> None:
@@ -177,9 +218,27 @@ def _registry_ctx(settings: Settings) -> CleanupCtx:
             pack_max_bytes=lim.pack_max_bytes,
         )
         sessions = app[SESSIONS]
-        cache = CacheConfig(ttl_s=settings.server.read_cache_ttl_s)
+        cache = CacheConfig(
+            ttl_s=settings.server.read_cache_ttl_s, max_entries=settings.server.read_cache_entries
+        )
         pointer_svc = PointerService(
             sessions, on_moved=app[IPNS_CHANNELS].on_pointer_moved, cache=TtlCache(cache)
+        )
+        nodes = NodeShardFetcher(sessions)
+        pack_json: TtlCache[str, bytes] = TtlCache(cache)
+
+        def on_changed(ref: ModelRef, cid: str) -> None:
+            pointer_svc.forget_model(ref)
+            pack_json.invalidate(cid)
+
+        app[SHARD_FETCH] = ShardFetchService(
+            sessions,
+            app[BLOCKSTORE],
+            nodes,
+            app[JOB_QUEUE],
+            FetchConfig(pack_max_bytes=lim.pack_max_bytes),
+            on_moved=app[IPNS_CHANNELS].on_pointer_moved,
+            on_changed=on_changed,
         )
         app[REGISTRY] = RegistryServices(
             auth=AuthService(sessions),
@@ -190,12 +249,13 @@ def _registry_ctx(settings: Settings) -> CleanupCtx:
                 limits,
                 on_moved=app[IPNS_CHANNELS].on_pointer_moved,
                 on_published=pointer_svc.forget_model,
+                nodes=nodes,
             ),
             browse=BrowseService(sessions),
             pointers=pointer_svc,
             limits=limits,
             read_requires_token=settings.server.read_requires_token,
-            pack_json=TtlCache(cache),
+            pack_json=pack_json,
             page_size_default=min(lim.page_size_default, lim.page_size_max),
             page_size_max=lim.page_size_max,
         )
@@ -216,6 +276,7 @@ def build_app(settings: Settings) -> web.Application:
     handlers.update(channel_handlers(lambda: app[IPNS_CHANNELS]))
     handlers.update(replication_handlers(lambda: app.get(REPLICATION)))
     handlers.update(gate_handlers(lambda: app[GATE]))
+    handlers.update(fetch_handlers(lambda: app[SHARD_FETCH]))
     app.cleanup_ctx.append(_database_ctx(settings))
     app.cleanup_ctx.append(_jobs_ctx(settings, handlers))
     app.cleanup_ctx.append(_blockstore_ctx(settings))
@@ -238,7 +299,8 @@ def build_app(settings: Settings) -> web.Application:
         gate_api,
     ):
         app.add_routes(module.routes)
-    app.add_routes(gateway_routes(_OpenedBlockstore(app)))
+    gateway = GatewayConfig(write_buffer_bytes=settings.server.gateway_write_buffer_bytes)
+    app.add_routes(gateway_routes(_OpenedBlockstore(app), gateway))
     return app
 
 

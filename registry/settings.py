@@ -35,6 +35,8 @@ class ServerSettings(_Section):
     max_upload_bytes: int = Field(64 * GiB, ge=1)
     read_requires_token: bool = False
     read_cache_ttl_s: float = Field(1.0, ge=0)  # pointer resolve / pack detail; 0 turns the cache off
+    read_cache_entries: int = Field(10_000, ge=1, le=10_000_000)  # per read cache
+    gateway_write_buffer_bytes: int = Field(1 * MiB, ge=4 * KiB, le=256 * MiB)  # /ipfs/ response batching
     shutdown_grace_s: float = Field(30.0, gt=0)
     access_log: bool = True
 
@@ -61,12 +63,15 @@ class DatabaseSettings(_Section):
 class StorageSettings(_Section):
     data_dir: Path = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "modelpack"
     fsync: bool = True
+    ingest_flush_bytes: int = Field(1 * MiB, ge=4 * KiB, le=1 * GiB)  # upload bytes buffered per write
 
 
 class UnixfsSettings(_Section):
     chunk_size: int = Field(262144, ge=1, le=2 * MiB - 256)
     max_links: int = Field(174, ge=2, le=8192)
     hash_workers: int = Field(2, ge=1, le=64)
+    pipeline_batch_bytes: int = Field(4 * MiB, ge=64 * KiB, le=1 * GiB)  # bytes hashed per worker batch
+    pipeline_max_in_flight: int = Field(3, ge=1, le=64)  # batches queued per worker
     directory_max_entries: int = Field(10_000, ge=1)
 
 
@@ -80,7 +85,10 @@ class LimitsSettings(_Section):
     safetensors_header_max_bytes: int = Field(100_000_000, ge=1 * KiB)
     page_size_default: int = Field(50, ge=1)
     page_size_max: int = Field(500, ge=1)
-    car_max_block_bytes: int = Field(4 * MiB, ge=1 * KiB)
+    # CAR import (POST /ipfs/ and the blockstore's CAR reader): a block is at most 2 MiB + framing.
+    car_max_block_bytes: int = Field(2 * MiB + 1 * KiB, ge=1 * KiB, le=64 * MiB)
+    car_max_header_bytes: int = Field(64 * KiB, ge=64, le=16 * MiB)
+    car_max_roots: int = Field(64, ge=1, le=65_536)
 
 
 class JobSettings(_Section):
@@ -119,6 +127,13 @@ class ReplicationSettings(_Section):
     max_failed_attempts: int = Field(3, ge=1)  # per (unit, node) before placement prefers other nodes
     prefer_add: bool = True  # send a shard with `add` when the node provably rebuilds the same CIDs
     add_min_bytes: int = Field(4 * MiB, ge=0)  # smaller units travel in the one CAR
+    # The node clients (Kubo RPC, IPFS Cluster, Pinning Service API):
+    connect_timeout_s: float = Field(5.0, gt=0, le=600)
+    max_json_bytes: int = Field(16 * MiB, ge=1 * KiB, le=1 * GiB)  # largest JSON answer read from a node
+    poll_interval_s: float = Field(2.0, gt=0, le=3600)  # cluster / pinning-service status polls
+    node_max_block_bytes: int = Field(4 * MiB, ge=1 * KiB, le=64 * MiB)  # largest block taken from a node
+    stream_chunk_bytes: int = Field(256 * KiB, ge=1 * KiB, le=64 * MiB)
+    pinning_service_page_size: int = Field(1000, ge=1, le=1000)  # the spec's maximum `limit`
 
     @model_validator(mode="after")
     def _min_le_max(self) -> ReplicationSettings:
@@ -137,6 +152,10 @@ class ValidationSettings(_Section):
     cpu_seconds: int = Field(900, ge=1)
     wall_seconds: float = Field(1200.0, gt=0)
     smoke_time_budget_s: float = Field(300.0, gt=0)
+    # What the child needs besides the weights (torch, threads, activations); model_core's default too.
+    runtime_overhead_bytes: int = Field(2 * GiB, ge=0, le=1024 * GiB)
+    threads: int | None = Field(None, ge=1, le=1024)  # torch threads in the child; None: torch's default
+    fetch_timeout_s: float = Field(600.0, gt=0)  # reading one shard from a node for validation
 
 
 class IpnsSettings(_Section):
@@ -145,12 +164,28 @@ class IpnsSettings(_Section):
     republish_before_s: int = Field(24 * 3600, ge=0)
     publish_latest: bool = False
     key_encryption_key: str | None = None  # base64 32 bytes; default: a key file in the data dir
+    republish_interval_s: float = Field(
+        600.0, gt=0
+    )  # how often records near their end of life are looked for
+    served_cache_s: float = Field(1.0, ge=0)  # /ipns/{name} answers may be this stale
+    served_cache_entries: int = Field(4096, ge=1, le=10_000_000)
 
 
 class CurationSettings(_Section):
     on_degrade: Literal["rollback", "hold"] = "rollback"
     sweep_interval_s: float = Field(30.0, gt=0)  # re-check curated packs (replicas, revoked keys)
     retry_s: float = Field(5.0, gt=0)  # a validated pack waiting for its replicas is tried again this often
+    sweep_batch: int = Field(200, ge=1, le=100_000)  # packs looked at per sweep and kind
+    max_attempts: int = Field(720, ge=1)  # curate retries of one pack; then the sweep alone keeps trying
+
+
+class TrustSettings(_Section):
+    past_revocation_slack_s: float = Field(
+        60.0, ge=0, le=86_400
+    )  # a revocation `at` this close to now is "now"
+    max_policy_keys: int = Field(256, ge=1, le=100_000)  # keys named in one namespace's policy
+    max_policy_publishers: int = Field(64, ge=1, le=100_000)
+    max_reason_len: int = Field(1024, ge=1, le=65_536)  # a revocation's reason
 
 
 class Settings(BaseSettings):
@@ -170,6 +205,7 @@ class Settings(BaseSettings):
     validation: ValidationSettings = ValidationSettings()
     ipns: IpnsSettings = IpnsSettings()
     curation: CurationSettings = CurationSettings()
+    trust: TrustSettings = TrustSettings()
 
     @classmethod
     def settings_customise_sources(

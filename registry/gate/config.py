@@ -28,6 +28,12 @@ class SandboxBudget:
     runtime_overhead_bytes: int = RUNTIME_OVERHEAD_BYTES
     python: str = sys.executable
     supervisor_grace_s: float = 30.0  # the supervisor itself is killed this long after wall_seconds
+    # The registry's own manifest limits, so the sandbox refuses no more and no less than publish did.
+    # None: model_core's defaults.
+    manifest_max_bytes: int | None = None
+    max_shards: int | None = None
+    header_max_bytes: int | None = None
+    filename_max_len: int | None = None
 
     def __post_init__(self) -> None:
         if (
@@ -35,6 +41,8 @@ class SandboxBudget:
             or self.cpu_seconds <= 0
             or self.wall_seconds <= 0
             or self.time_budget_s <= 0
+            or self.runtime_overhead_bytes < 0
+            or (self.threads is not None and self.threads < 1)
         ):
             raise ValueError("sandbox budgets must be positive")
 
@@ -69,14 +77,21 @@ class GateConfig:
 
 
 def gate_config(settings: Settings, **overrides: object) -> GateConfig:
-    """The gate's config from the daemon's settings (``validation.*``, ``curation.*``, ``replication.*``)."""
-    v = settings.validation
+    """The gate's config from the daemon's settings (``validation.*``, ``curation.*``, ``replication.*``,
+    and the ``limits.*`` the sandbox must apply as publish did)."""
+    v, lim, c = settings.validation, settings.limits, settings.curation
     values: dict[str, object] = {
         "budget": SandboxBudget(
             memory_bytes=v.memory_bytes,
             cpu_seconds=v.cpu_seconds,
             wall_seconds=v.wall_seconds,
             time_budget_s=v.smoke_time_budget_s,
+            threads=v.threads,
+            runtime_overhead_bytes=v.runtime_overhead_bytes,
+            manifest_max_bytes=lim.manifest_max_bytes,
+            max_shards=lim.max_shards,
+            header_max_bytes=lim.safetensors_header_max_bytes,
+            filename_max_len=lim.filename_max_len,
         ),
         "auto_validate": v.auto_validate,
         "on_degrade": settings.curation.on_degrade,
@@ -84,8 +99,11 @@ def gate_config(settings: Settings, **overrides: object) -> GateConfig:
         "replication_min": settings.replication.replication_min,
         "replication_max": settings.replication.replication_max,
         "node_down_grace_s": settings.replication.node_down_grace_s,
-        "sweep_interval_s": settings.curation.sweep_interval_s,
-        "curate_retry_s": settings.curation.retry_s,
+        "sweep_interval_s": c.sweep_interval_s,
+        "sweep_batch": c.sweep_batch,
+        "curate_retry_s": c.retry_s,
+        "curate_max_attempts": c.max_attempts,
+        "fetch_timeout_s": v.fetch_timeout_s,
     }
     values.update(overrides)
     return GateConfig(**values)  # type: ignore[arg-type]

@@ -47,9 +47,19 @@ def sandbox_command(
         str(budget.wall_seconds),
         "--time-budget",
         str(budget.time_budget_s),
+        "--overhead-bytes",
+        str(budget.runtime_overhead_bytes),
     ]
-    if budget.threads is not None:
-        cmd += ["--threads", str(budget.threads)]
+    optional = {
+        "--threads": budget.threads,
+        "--manifest-max-bytes": budget.manifest_max_bytes,
+        "--max-shards": budget.max_shards,
+        "--header-max-bytes": budget.header_max_bytes,
+        "--filename-max-len": budget.filename_max_len,
+    }
+    for flag, value in optional.items():
+        if value is not None:
+            cmd += [flag, str(value)]
     for root in allowed_roots:
         cmd += ["--allow-root", str(root)]
     return cmd

@@ -24,7 +24,7 @@ from multiformats import multibase
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from pinner.ipfs.kubo import KuboClient
+from pinner.ipfs.kubo import KuboClient, KuboConfig
 from pinner.states import NodeKind, NodeState
 from registry.db.base import utcnow
 from registry.db.engine import readonly_session
@@ -94,11 +94,11 @@ class RecordSink(Protocol):
 SinkFactory = Callable[[IpfsNode], RecordSink | None]
 
 
-def kubo_sinks(node: IpfsNode) -> RecordSink | None:
+def kubo_sinks(node: IpfsNode, config: KuboConfig | None = None) -> RecordSink | None:
     """Kubo RPC nodes without stored credentials; other kinds do not take IPNS records from us."""
     if node.kind is not NodeKind.KUBO or node.auth is not None:
         return None
-    return KuboClient(node.url)
+    return KuboClient(node.url, config=config or KuboConfig())
 
 
 def load_kek(configured: str | None, data_dir: Path) -> bytes:

@@ -78,6 +78,31 @@ class NodeClientConfig:
     poll_interval_s: float = 2.0
     replication_min: int | None = None  # asked of an IPFS Cluster
     replication_max: int | None = None
+    connect_timeout_s: float = 5.0
+    max_json_bytes: int = 16 * 1024 * 1024
+    max_block_bytes: int = 4 * 1024 * 1024  # largest block read from a Kubo node
+    stream_chunk_bytes: int = 256 * 1024
+    page_size: int = 1000  # pinning service list pages
+
+    def timeouts(self) -> HttpTimeouts:
+        # A node answers dag/import only once it has stored every block: the per-read bound must cover
+        # that silence, so it is the pin budget; whole small calls stay bounded by the request timeout.
+        return HttpTimeouts(
+            connect=self.connect_timeout_s,
+            call=self.request_timeout_s,
+            read=max(self.request_timeout_s, self.pin_timeout_s),
+            max_json_bytes=self.max_json_bytes,
+        )
+
+    def kubo(self) -> KuboConfig:
+        """The config of a Kubo RPC client (replication, the gate's shard reads, IPNS record puts)."""
+        return KuboConfig(
+            timeouts=self.timeouts(),
+            node_timeout=self.request_timeout_s,
+            pin_no_progress_timeout=self.pin_timeout_s,
+            max_block_size=self.max_block_bytes,
+            stream_chunk_size=self.stream_chunk_bytes,
+        )
 
 
 class BackendFactory(Protocol):
@@ -101,9 +126,7 @@ class ClientFactory:
         if found is not None:
             return found
         c = self.config
-        # A node answers dag/import only once it has stored every block: the per-read bound must cover
-        # that silence, so it is the pin budget; whole small calls stay bounded by the request timeout.
-        timeouts = HttpTimeouts(call=c.request_timeout_s, read=max(c.request_timeout_s, c.pin_timeout_s))
+        timeouts = c.timeouts()
         auth = open_auth(node.auth, self._kek)
         made: PinBackend
         if node.kind is NodeKind.KUBO:
@@ -111,11 +134,7 @@ class ClientFactory:
                 node.url,
                 session=self._session,
                 auth=auth,
-                config=KuboConfig(
-                    timeouts=timeouts,
-                    node_timeout=c.request_timeout_s,
-                    pin_no_progress_timeout=c.pin_timeout_s,
-                ),
+                config=c.kubo(),
             )
         elif node.kind is NodeKind.CLUSTER:
             made = ClusterClient(
@@ -140,6 +159,7 @@ class ClientFactory:
                     timeouts=timeouts,
                     poll_interval=c.poll_interval_s,
                     pin_no_progress_timeout=c.pin_timeout_s,
+                    page_size=c.page_size,
                 ),
             )
         else:

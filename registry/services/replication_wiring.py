@@ -25,6 +25,23 @@ from registry.services.replication_rows import ReplicationConfig, ReplicationCou
 from registry.settings import Settings
 
 
+def node_client_config(settings: Settings) -> NodeClientConfig:
+    """Budgets of every client the daemon builds for a registered node (``replication.*``)."""
+    r = settings.replication
+    return NodeClientConfig(
+        request_timeout_s=r.request_timeout_s,
+        pin_timeout_s=r.pin_timeout_s,
+        poll_interval_s=r.poll_interval_s,
+        replication_min=r.replication_min,
+        replication_max=r.replication_max,
+        connect_timeout_s=r.connect_timeout_s,
+        max_json_bytes=r.max_json_bytes,
+        max_block_bytes=r.node_max_block_bytes,
+        stream_chunk_bytes=r.stream_chunk_bytes,
+        page_size=r.pinning_service_page_size,
+    )
+
+
 def replication_ctx(
     settings: Settings,
     metrics_key: web.AppKey[CollectorRegistry],
@@ -36,16 +53,7 @@ def replication_ctx(
         http = aiohttp.ClientSession()
         counters = ReplicationCounters()
         nodes = NodeRegistry(app[SESSIONS], kek, allowed_hosts=r.allowed_node_hosts)
-        factory = ClientFactory(
-            http,
-            kek,
-            NodeClientConfig(
-                request_timeout_s=r.request_timeout_s,
-                pin_timeout_s=r.pin_timeout_s,
-                replication_min=r.replication_min,
-                replication_max=r.replication_max,
-            ),
-        )
+        factory = ClientFactory(http, kek, node_client_config(settings))
         service = ReplicationService(
             app[SESSIONS],
             app[BLOCKSTORE],
