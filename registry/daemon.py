@@ -258,6 +258,7 @@ def _registry_ctx(settings: Settings) -> CleanupCtx:
             pack_json=pack_json,
             page_size_default=min(lim.page_size_default, lim.page_size_max),
             page_size_max=lim.page_size_max,
+            publish_body_slack_bytes=lim.publish_body_slack_bytes,
         )
         yield
 

@@ -20,7 +20,6 @@ from registry.services.browse import PackDetail
 
 routes = web.RouteTableDef()
 log = logging.getLogger("modelpack.api")
-ENVELOPE_SLACK = 64 * 1024  # detached signatures, tag and reason around the manifest
 PUBLISH_KEYS = {"manifest", "signatures", "tag", "reason"}
 STREAM_BATCH = 4 * 1024 * 1024
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -46,7 +45,10 @@ async def publish(request: web.Request) -> web.Response:
     ref = model_ref(request)
     limits = svc.limits
     body = await read_json_object(
-        request, limits.manifest_max_bytes + ENVELOPE_SLACK, limits.json_max_depth + 1, "publish body"
+        request,
+        limits.manifest_max_bytes + svc.publish_body_slack_bytes,
+        limits.json_max_depth + 1,
+        "publish body",
     )
     unknown = set(body) - PUBLISH_KEYS
     if unknown:

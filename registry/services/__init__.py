@@ -26,5 +26,6 @@ class RegistryServices:
     read_requires_token: bool = False
     page_size_default: int = 50
     page_size_max: int = 500
+    publish_body_slack_bytes: int = 64 * 1024  # detached signatures, tag and reason around the manifest
     # rendered pack-detail bodies by CID, for the read-cache TTL (the pack GET hot path)
     pack_json: TtlCache[str, bytes] = field(default_factory=lambda: TtlCache(CacheConfig(ttl_s=0)))
