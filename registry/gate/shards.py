@@ -11,19 +11,27 @@ import asyncio
 import hmac
 import logging
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from multiformats import CID
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from pinner.ipfs.kubo import KuboClient
-from pinner.states import NodeKind, NodeState
 from pinner.unixfs import hash_file, params_for_cid
-from registry.db.models import IpfsNode
+from registry.services.shard_fetch import NodeShardFetcher, ShardFetcher, ShardSource
+
+__all__ = [
+    "FileStore",
+    "GatheredPack",
+    "NodeShardFetcher",  # moved to registry.services.shard_fetch; re-exported for the gate's importers
+    "ShardFetcher",
+    "ShardSource",
+    "ShardSpec",
+    "ShardUnavailable",
+    "gather",
+    "verify_file",
+]
 
 log = logging.getLogger("modelpack.gate")
 MANIFEST_NAME = "manifest.json"
@@ -42,16 +50,6 @@ class FileStore(Protocol):
     """The embedded blockstore, as the gate needs it."""
 
     def file_path(self, root: str) -> Path: ...
-
-
-class ShardFetcher(Protocol):
-    """Streams a UnixFS file's bytes from somewhere other than the blockstore (an IPFS node)."""
-
-    def sources(self) -> AsyncIterator[tuple[str, ShardSource]]: ...
-
-
-class ShardSource(Protocol):
-    def cat(self, cid: str) -> AsyncIterator[bytes]: ...
 
 
 class ShardUnavailable(Exception):
@@ -161,28 +159,3 @@ def verify_file(path: Path, spec: ShardSpec) -> str | None:
     if not hmac.compare_digest(digest.sha256_hex, spec.sha256):
         return f"sha256 {digest.sha256_hex}, expected {spec.sha256}"
     return None
-
-
-class NodeShardFetcher:
-    """Reads shards from the registry's Kubo nodes that are up (the replication service's node table)."""
-
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self._sessions = sessions
-
-    async def sources(self) -> AsyncIterator[tuple[str, ShardSource]]:
-        async with self._sessions() as s:
-            rows = (
-                await s.execute(
-                    select(IpfsNode.name, IpfsNode.url, IpfsNode.auth)
-                    .where(IpfsNode.kind == NodeKind.KUBO, IpfsNode.state != NodeState.DOWN)
-                    .order_by(IpfsNode.id)
-                )
-            ).all()
-        for name, url, auth in rows:
-            if auth is not None:  # sealed credentials are the replication service's; skip those nodes
-                continue
-            client = KuboClient(url)
-            try:
-                yield name, client
-            finally:
-                await client.close()

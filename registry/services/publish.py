@@ -3,6 +3,10 @@
 One transaction holds the pack, its shards, state history, signature verdicts, the ``latest`` pointer
 and the replicate/validate jobs. Publishing the same manifest again returns the existing pack and
 writes nothing; two concurrent identical publishes end in one pack (the loser retries and finds it).
+
+Publish by CID: when some shards' bytes were never uploaded but IPFS nodes are configured, the pack is
+stored ``received`` with a ``fetch`` job instead (``registry.services.fetch_job``); pointers do not move
+and replicate/validate are not enqueued until that job has every byte verified and makes it ``available``.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from registry.manifest.canonical import ManifestLimits, ParsedManifest
 from registry.manifest.names import DEFAULT_TAG, ModelRef
 from registry.services.auth import Principal, require_namespace
 from registry.services.pointers import PointerMoved, check_settable, move_pointer
+from registry.services.shard_fetch import NodeDirectory
 from registry.trust.errors import BadSignature
 from registry.trust.keys import PublicKey
 from registry.trust.signatures import (
@@ -49,6 +54,8 @@ from registry.trust.signatures import (
     verify_manifest,
 )
 
+AVAILABLE_REASON = "every shard's bytes are present and match its CID and sha256"
+FETCHING = "fetching the shards that were not uploaded from the registry's IPFS nodes"
 _VERDICTS = {
     Verdict.VALID: SignatureVerdict.VALID,
     Verdict.UNKNOWN_KEY: SignatureVerdict.UNKNOWN_KEY,
@@ -56,6 +63,7 @@ _VERDICTS = {
 }
 MAX_DETACHED = 16
 RETRIES = 3
+FETCH_JOB = "fetch"
 
 
 class TransactionalQueue(Protocol):
@@ -91,8 +99,10 @@ class PublishService:
         limits: ManifestLimits | None = None,
         on_moved: PointerMoved | None = None,
         on_published: Callable[[ModelRef], None] | None = None,
+        nodes: NodeDirectory | None = None,
     ) -> None:
         self._sessions = sessions
+        self._nodes = nodes  # None: every shard must be uploaded (no publish by CID)
         self._jobs = jobs
         self.limits = limits or ManifestLimits()
         self._on_moved = on_moved
@@ -140,9 +150,16 @@ class PublishService:
             if existing is not None:
                 return await self._existing(s, existing, ns, ref)
             shard_blobs = await self._verify_shards(s, parsed)
+            if any(b is None for b in shard_blobs) and self._jobs is None:
+                raise MissingShards("this registry runs no job queue to fetch shards; upload them")
             checks = await self._check_signatures(s, parsed, detached)
             model = await self._model(s, ns, ref)
-            total = sum(b.size for b in shard_blobs)
+            sizes = [
+                b.size if b is not None else (spec.size or 0)
+                for spec, b in zip(parsed.doc.shards, shard_blobs, strict=True)
+            ]
+            total = sum(sizes)
+            state = PackState.AVAILABLE if all(b is not None for b in shard_blobs) else PackState.RECEIVED
             if total > self.limits.pack_max_bytes:
                 raise InvalidManifest(
                     f"the pack is {total} bytes, more than the limit of {self.limits.pack_max_bytes}",
@@ -156,7 +173,8 @@ class PublishService:
                     model_id=model.id,
                     model_version=parsed.doc.model_version,
                     manifest=parsed.canonical,
-                    state=PackState.AVAILABLE,
+                    state=state,
+                    state_reason=None if state is PackState.AVAILABLE else FETCHING,
                     total_size=total,
                     shard_count=len(shard_blobs),
                     published_by=principal.publisher_id,
@@ -175,28 +193,29 @@ class PublishService:
                     at=now,
                 )
             )
-            for pos, (spec, blob) in enumerate(zip(parsed.doc.shards, shard_blobs, strict=True)):
+            for pos, (spec, size) in enumerate(zip(parsed.doc.shards, sizes, strict=True)):
                 s.add(
                     Shard(
                         pack_cid=parsed.cid,
                         position=pos,
                         filename=spec.filename,
-                        cid=blob.cid,
-                        sha256=blob.sha256,
-                        size=blob.size,
+                        cid=cid_str(parse_cid(spec.cid)),
+                        sha256=spec.sha256_hex,
+                        size=size,  # 0 until fetched when neither the bytes nor the manifest gave it
                         unixfs_profile=parsed.doc.profile_of(spec),
                     )
                 )
-            s.add(
-                PackStateChange(
-                    pack_cid=parsed.cid,
-                    from_state=PackState.RECEIVED,
-                    to_state=PackState.AVAILABLE,
-                    reason="every shard's bytes are present and match its CID and sha256",
-                    actor=actor,
-                    at=now,
+            if state is PackState.AVAILABLE:
+                s.add(
+                    PackStateChange(
+                        pack_cid=parsed.cid,
+                        from_state=PackState.RECEIVED,
+                        to_state=PackState.AVAILABLE,
+                        reason=AVAILABLE_REASON,
+                        actor=actor,
+                        at=now,
+                    )
                 )
-            )
             seen: set[tuple[str, str]] = set()
             verdicts = []
             for c, sig in checks:
@@ -217,7 +236,23 @@ class PublishService:
                     )
                 )
                 verdicts.append({"key_id": c.key_id, "kind": kind, "verdict": _VERDICTS[c.verdict].value})
-            moved = {}
+            moved: dict[str, str] = {}
+            if state is PackState.RECEIVED:
+                assert self._jobs is not None
+                payload = {"pack": parsed.cid, "tags": tags, "actor": actor, "reason": reason or "published"}
+                await self._jobs.enqueue(
+                    FETCH_JOB, payload, dedupe_key=f"{FETCH_JOB}:{parsed.cid}", session=s
+                )
+                return PublishResult(
+                    parsed.cid,
+                    True,
+                    state.value,
+                    ref.namespace,
+                    ref.model,
+                    parsed.doc.model_version,
+                    moved,
+                    verdicts,
+                )
             for t in tags:
                 await move_pointer(
                     s,
@@ -268,19 +303,24 @@ class PublishService:
             await s.flush()
         return model
 
-    async def _verify_shards(self, s: AsyncSession, parsed: ParsedManifest) -> list[Blob]:
+    async def _verify_shards(self, s: AsyncSession, parsed: ParsedManifest) -> list[Blob | None]:
+        """The Blob of each shard, None for one whose bytes a node must serve (refused when no node can)."""
         keys = [cid_str(parse_cid(sh.cid)) for sh in parsed.doc.shards]
         found = {b.cid: b for b in (await s.execute(select(Blob).where(Blob.cid.in_(set(keys))))).scalars()}
         missing = [sh.filename for sh, k in zip(parsed.doc.shards, keys, strict=True) if k not in found]
-        if missing:
+        if missing and (self._nodes is None or not await self._nodes.has_sources(s)):
             raise MissingShards(
-                f"{len(missing)} shard(s) are not uploaded yet (first: {missing[0]!r}); "
-                "PUT their bytes to /v1/blobs/{cid}, then publish again",
+                f"{len(missing)} shard(s) are not uploaded yet (first: {missing[0]!r}) and no IPFS node is "
+                "configured to fetch them from; PUT their bytes to /v1/blobs/{cid} or add a node, "
+                "then publish again",
                 missing=missing[:100],
             )
-        out = []
+        out: list[Blob | None] = []
         for sh, k in zip(parsed.doc.shards, keys, strict=True):
-            blob = found[k]
+            blob = found.get(k)
+            if blob is None:
+                out.append(None)
+                continue
             if not hmac.compare_digest(blob.sha256, sh.sha256_hex):
                 raise ShardMismatch(
                     f"shard {sh.filename!r} declares sha256:{sh.sha256_hex} but the bytes with CID {sh.cid} "

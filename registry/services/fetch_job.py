@@ -1,0 +1,270 @@
+"""The ``fetch`` job: bring a ``received`` pack's missing shard bytes in from IPFS nodes, then make it available.
+
+Publish by CID stores a pack whose shards were not uploaded as ``received``. This job streams each missing
+shard from the configured nodes into the blockstore, which commits it only when the bytes hash to the
+shard's CID (with the manifest's UnixFS parameters) and sha256. When every shard is present the pack
+moves to ``available`` in one transaction: its pointers move (unless someone moved them since the publish),
+and replicate/validate are enqueued as a direct publish does. A shard no node serves correctly is retried
+with the queue's backoff; on the job's last attempt the pack is ``rejected`` naming the shard and why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from multiformats import CID
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from pinner.digests import parse_cid
+from pinner.unixfs import FileDigest, UnixfsParams, params_for_cid
+from registry.db.models import Blob, Pack, PackState, Pointer, Shard
+from registry.gate.curation import model_ref_of
+from registry.gate.states import set_state
+from registry.jobs.protocol import ClaimedJob, RetryJob
+from registry.manifest.canonical import ManifestLimits
+from registry.manifest.names import ModelRef
+from registry.services.pointers import PointerMoved, move_pointer
+from registry.services.publish import AVAILABLE_REASON, FETCH_JOB, TransactionalQueue
+from registry.services.shard_fetch import ShardFetcher, ShardSource
+
+log = logging.getLogger("modelpack.fetch")
+JobHandler = Callable[[ClaimedJob], Coroutine[Any, Any, None]]
+ACTOR = "registry"
+MAX_REASON = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class FetchConfig:
+    node_timeout_s: float = (
+        600.0  # one node's whole stream of one shard; a stalled node must not hold the job
+    )
+    pack_max_bytes: int = ManifestLimits().pack_max_bytes  # cap for a shard whose manifest gives no size
+
+    def __post_init__(self) -> None:
+        if self.node_timeout_s <= 0 or self.pack_max_bytes <= 0:
+            raise ValueError("node_timeout_s and pack_max_bytes must be positive")
+
+
+class ShardStore(Protocol):
+    """The embedded blockstore, as the fetch needs it: a verified, all-or-nothing ingest."""
+
+    async def ingest_async(
+        self,
+        chunks: AsyncIterable[bytes],
+        params: UnixfsParams | None = None,
+        expected_cid: CID | str | None = None,
+        expected_sha256: bytes | str | None = None,
+    ) -> FileDigest: ...
+
+
+class TooLarge(Exception):
+    """A node sent more bytes than the shard can have."""
+
+
+async def _capped(source: ShardSource, cid: str, limit: int) -> AsyncIterator[bytes]:
+    seen = 0
+    async for chunk in source.cat(cid):
+        seen += len(chunk)
+        if seen > limit:
+            raise TooLarge(f"sent more than {limit} bytes")
+        yield chunk
+
+
+class ShardFetchService:
+    """Runs ``fetch`` jobs (one per received pack, deduplicated as ``fetch:<cid>``)."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        store: ShardStore,
+        fetcher: ShardFetcher,
+        jobs: TransactionalQueue | None,
+        config: FetchConfig | None = None,
+        on_moved: PointerMoved | None = None,
+        on_changed: Callable[[ModelRef, str], None] | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._store = store
+        self._fetcher = fetcher
+        self._jobs = jobs
+        self.config = config or FetchConfig()
+        self._on_moved = on_moved
+        self._on_changed = (
+            on_changed  # (model, pack cid) after a state change: drop cached pointers, pack JSON
+        )
+
+    async def handle_fetch(self, job: ClaimedJob) -> None:
+        """Fetch what is missing; make the pack available, retry, or (last attempt) reject it.
+
+        Raises:
+            RetryJob: a shard is still missing and the job has attempts left.
+        """
+        cid = str(job.payload["pack"])
+        async with self._sessions() as s:
+            pack = await s.get(Pack, cid)
+            if pack is None or pack.state is not PackState.RECEIVED:
+                return  # deleted, or already decided (an earlier attempt, or an upload raced us)
+            publisher = pack.published_by
+            shards = list(
+                (
+                    await s.execute(select(Shard).where(Shard.pack_cid == cid).order_by(Shard.position))
+                ).scalars()
+            )
+            have = set(
+                (await s.execute(select(Blob.cid).where(Blob.cid.in_({sh.cid for sh in shards})))).scalars()
+            )
+        failures: list[tuple[Shard, str]] = []
+        for sh in shards:
+            if sh.cid in have:
+                continue
+            problem = await self._fetch_one(sh, publisher)
+            if problem is None:
+                have.add(sh.cid)
+            else:
+                failures.append((sh, problem))
+        if failures:
+            sh, problem = failures[0]
+            why = f"shard {sh.filename!r} ({sh.cid}): {problem}"
+            if len(failures) > 1:
+                why += f" (and {len(failures) - 1} more shard(s) missing)"
+            if job.attempts < job.max_attempts:
+                raise RetryJob(why)
+            await self._reject(
+                cid, f"no IPFS node served verified bytes after {job.attempts} attempts: {why}"
+            )
+            return
+        await self._make_available(cid, job.payload)
+
+    async def _fetch_one(self, sh: Shard, publisher: int | None) -> str | None:
+        """None once the shard's bytes are in the store and recorded; else what each node did wrong."""
+        want = parse_cid(sh.cid)
+        params = params_for_cid(want, sh.unixfs_profile)
+        limit = sh.size if sh.size > 0 else self.config.pack_max_bytes
+        errors: list[str] = []
+        async for name, source in self._fetcher.sources():
+            try:
+                async with asyncio.timeout(self.config.node_timeout_s):
+                    digest = await self._store.ingest_async(
+                        _capped(source, sh.cid, limit), params, expected_cid=want, expected_sha256=sh.sha256
+                    )
+            except TimeoutError:
+                errors.append(f"{name}: no complete answer within {self.config.node_timeout_s:g}s")
+                continue
+            except Exception as e:  # one node failing is not the end: try the next
+                errors.append(f"{name}: {getattr(e, 'message', None) or e or type(e).__name__}")
+                continue
+            await self._record(sh.cid, digest, sh.unixfs_profile, publisher)
+            log.info("fetched shard %s (%d bytes) from %s", sh.cid, digest.size, name)
+            return None
+        return "; ".join(errors) or "no IPFS node is configured and up"
+
+    async def _record(self, cid: str, digest: FileDigest, profile: str | None, publisher: int | None) -> None:
+        try:
+            async with self._sessions() as s, s.begin():
+                if await s.get(Blob, cid) is None:
+                    s.add(
+                        Blob(
+                            cid=cid,
+                            sha256=digest.sha256_hex,
+                            size=digest.size,
+                            unixfs_profile=profile,
+                            uploaded_by=publisher,
+                        )
+                    )
+        except IntegrityError:  # a concurrent upload of the same bytes recorded it first
+            pass
+
+    async def _reject(self, cid: str, reason: str) -> None:
+        if len(reason) > MAX_REASON:
+            reason = reason[: MAX_REASON - 3] + "..."
+        async with self._sessions() as s, s.begin():
+            pack = await s.get(Pack, cid, with_for_update=True)
+            if pack is None or pack.state is not PackState.RECEIVED:
+                return
+            await set_state(s, pack, PackState.REJECTED, reason, ACTOR)
+            ref = await model_ref_of(s, pack.model_id)
+        log.warning("pack %s rejected: %s", cid, reason)
+        self._changed(ref, cid)
+
+    def _changed(self, ref: ModelRef, cid: str) -> None:
+        if self._on_changed is not None:
+            self._on_changed(ref, cid)
+
+    async def _make_available(self, cid: str, payload: dict[str, Any]) -> None:
+        async with self._sessions() as s, s.begin():
+            pack = await s.get(Pack, cid, with_for_update=True)
+            if pack is None or pack.state is not PackState.RECEIVED:
+                return
+            ref = await model_ref_of(s, pack.model_id)
+            shards = list((await s.execute(select(Shard).where(Shard.pack_cid == cid))).scalars())
+            found = select(Blob).where(Blob.cid.in_({sh.cid for sh in shards}))
+            problem = self._settle_sizes(shards, {b.cid: b for b in (await s.execute(found)).scalars()})
+            if problem is not None:
+                await set_state(s, pack, PackState.REJECTED, problem, ACTOR)
+                log.warning("pack %s rejected: %s", cid, problem)
+            else:
+                pack.total_size = sum(sh.size for sh in shards)
+                await set_state(s, pack, PackState.AVAILABLE, AVAILABLE_REASON, ACTOR)
+                await self._move_pointers(s, pack, payload)
+                if self._jobs is not None:
+                    for kind in ("replicate", "validate"):
+                        await self._jobs.enqueue(kind, {"pack": cid}, dedupe_key=f"{kind}:{cid}", session=s)
+        self._changed(ref, cid)
+
+    def _settle_sizes(self, shards: list[Shard], blobs: dict[str, Blob]) -> str | None:
+        """Fills each shard's size from its verified bytes; what is wrong with the pack, if anything."""
+        for sh in shards:
+            blob = blobs[sh.cid]
+            # An upload of the same CID may have landed meanwhile: its sha256 must still be the manifest's.
+            if not hmac.compare_digest(blob.sha256, sh.sha256):
+                return (
+                    f"shard {sh.filename!r} declares sha256:{sh.sha256} but the bytes with CID {sh.cid} "
+                    f"have sha256:{blob.sha256}"
+                )
+            sh.size = blob.size
+        total = sum(sh.size for sh in shards)
+        if total > self.config.pack_max_bytes:
+            return f"the pack is {total} bytes, more than the limit of {self.config.pack_max_bytes}"
+        return None
+
+    async def _move_pointers(self, s: AsyncSession, pack: Pack, payload: dict[str, Any]) -> None:
+        """The publish's tags (``latest`` first), except any moved since the publish: a newer pack wins."""
+        actor = str(payload.get("actor") or ACTOR)
+        for tag in payload.get("tags") or ["latest"]:
+            if await self._moved_since(s, pack, str(tag)):
+                continue
+            await move_pointer(
+                s,
+                pack.model_id,
+                str(tag),
+                pack.cid,
+                actor=actor,
+                reason=str(payload.get("reason") or "published"),
+                on_moved=self._on_moved,
+            )
+
+    @staticmethod
+    async def _moved_since(s: AsyncSession, pack: Pack, tag: str) -> bool:
+        """True when ``tag`` was set after this pack was published (a newer publish or a manual move wins)."""
+        at = (
+            await s.execute(
+                select(Pointer.updated_at).where(Pointer.model_id == pack.model_id, Pointer.tag == tag)
+            )
+        ).scalar_one_or_none()
+        return at is not None and at > pack.created_at
+
+
+def fetch_handlers(get: Callable[[], ShardFetchService]) -> dict[str, JobHandler]:
+    """The job handler, finding the service when it runs (it is built after the worker's table)."""
+
+    async def fetch(job: ClaimedJob) -> None:
+        await get().handle_fetch(job)
+
+    return {FETCH_JOB: fetch}
