@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
+from pydantic import BaseModel, ValidationError
 
 from registry.errors import BadRequest, PayloadTooLarge
 from registry.manifest.canonical import parse_json_strict
@@ -22,6 +23,20 @@ async def read_limited(request: web.Request, max_bytes: int) -> bytes:
         if len(buf) > max_bytes:
             raise PayloadTooLarge(f"the body is more than the limit of {max_bytes} bytes")
     return bytes(buf)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def read_model(request: web.Request, model: type[M], what: str, max_bytes: int) -> M:
+    """The body parsed into ``model``; a 400 names the first bad field, a 413 a body over ``max_bytes``."""
+    raw = await read_limited(request, max_bytes)
+    try:
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(map(str, err["loc"])) or "(root)"
+        raise BadRequest(f"{what} body: {where}: {err['msg']}", field=where) from None
 
 
 async def read_json_object(request: web.Request, max_bytes: int, max_depth: int, what: str) -> dict[str, Any]:

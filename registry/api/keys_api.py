@@ -11,11 +11,11 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from pinner.digests import cid_str, parse_cid
 from registry.api.auth import read_gate, require_principal, services
-from registry.api.bodies import read_limited
+from registry.api.bodies import read_model
 from registry.api.keys import TRUST
 from registry.api.pagination import decode_cursor, encode_cursor, page_limit
 from registry.errors import BadRequest
@@ -114,13 +114,7 @@ def trust(request: web.Request) -> TrustService:
 
 
 async def parse_body(request: web.Request, model: type[M], what: str) -> M:
-    raw = await read_limited(request, BODY_MAX)
-    try:
-        return model.model_validate_json(raw or b"{}")
-    except ValidationError as e:
-        err = e.errors()[0]
-        where = ".".join(map(str, err["loc"])) or "(root)"
-        raise BadRequest(f"{what} body: {where}: {err['msg']}", field=where) from None
+    return await read_model(request, model, what, BODY_MAX)
 
 
 def _key(k: KeyView) -> KeyOut:

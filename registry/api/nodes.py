@@ -7,11 +7,11 @@ from __future__ import annotations
 from typing import Literal, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from pinner.digests import cid_str, parse_cid
 from registry.api.auth import read_gate, require_principal
-from registry.api.bodies import read_limited
+from registry.api.bodies import read_model
 from registry.api.keys import REPLICATION
 from registry.errors import BadRequest, Forbidden, NotFound
 from registry.services.replication import ReplicationService
@@ -113,13 +113,7 @@ async def _require_admin(request: web.Request) -> None:
 
 
 async def _body(request: web.Request, model: type[M], what: str) -> M:
-    raw = await read_limited(request, BODY_MAX)
-    try:
-        return model.model_validate_json(raw or b"{}")
-    except ValidationError as e:
-        err = e.errors()[0]
-        where = ".".join(map(str, err["loc"])) or "(root)"
-        raise BadRequest(f"{what} body: {where}: {err['msg']}", field=where) from None
+    return await read_model(request, model, what, BODY_MAX)
 
 
 def _view(n: NodeOut) -> NodeView:
