@@ -29,23 +29,23 @@ class _Section(BaseModel):
 
 
 class ServerSettings(_Section):
-    host: str = "127.0.0.1"
-    port: int = Field(DEFAULT_PORT, ge=0, le=65535)
-    max_json_body_bytes: int = Field(2 * MiB, ge=1 * KiB)
-    max_upload_bytes: int = Field(64 * GiB, ge=1)
-    read_requires_token: bool = False
+    host: str = "127.0.0.1"  # listen address
+    port: int = Field(DEFAULT_PORT, ge=0, le=65535)  # 0: any free port
+    max_json_body_bytes: int = Field(2 * MiB, ge=1 * KiB)  # largest JSON request body
+    max_upload_bytes: int = Field(64 * GiB, ge=1)  # largest blob upload
+    read_requires_token: bool = False  # reads need a token too
     read_cache_ttl_s: float = Field(1.0, ge=0)  # pointer resolve / pack detail; 0 turns the cache off
     read_cache_entries: int = Field(10_000, ge=1, le=10_000_000)  # per read cache
     gateway_write_buffer_bytes: int = Field(1 * MiB, ge=4 * KiB, le=256 * MiB)  # /ipfs/ response batching
-    shutdown_grace_s: float = Field(30.0, gt=0)
-    access_log: bool = True
+    shutdown_grace_s: float = Field(30.0, gt=0)  # in-flight requests and jobs get this long on SIGTERM
+    access_log: bool = True  # one line per request on stderr
 
 
 class DatabaseSettings(_Section):
     url: str | None = None  # default: SQLite file in the data dir
-    connect_timeout_s: float = Field(5.0, gt=0)
-    pool_size: int = Field(10, ge=1, le=200)
-    echo: bool = False
+    connect_timeout_s: float = Field(5.0, gt=0)  # connecting to the database
+    pool_size: int = Field(10, ge=1, le=200)  # connections (Postgres)
+    echo: bool = False  # log every SQL statement
 
     @field_validator("url")
     @classmethod
@@ -62,44 +62,45 @@ class DatabaseSettings(_Section):
 
 class StorageSettings(_Section):
     data_dir: Path = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "modelpack"
-    fsync: bool = True
+    fsync: bool = True  # fsync blocks and folders before acknowledging
     ingest_flush_bytes: int = Field(1 * MiB, ge=4 * KiB, le=1 * GiB)  # upload bytes buffered per write
 
 
 class UnixfsSettings(_Section):
-    chunk_size: int = Field(262144, ge=1, le=2 * MiB - 256)
-    max_links: int = Field(174, ge=2, le=8192)
-    hash_workers: int = Field(2, ge=1, le=64)
+    chunk_size: int = Field(262144, ge=1, le=2 * MiB - 256)  # UnixFS leaf size
+    max_links: int = Field(174, ge=2, le=8192)  # links per UnixFS node (Kubo's balanced layout)
+    hash_workers: int = Field(2, ge=1, le=64)  # hashing threads
     pipeline_batch_bytes: int = Field(4 * MiB, ge=64 * KiB, le=1 * GiB)  # bytes hashed per worker batch
     pipeline_max_in_flight: int = Field(3, ge=1, le=64)  # batches queued per worker
-    directory_max_entries: int = Field(10_000, ge=1)
+    directory_max_entries: int = Field(10_000, ge=1)  # entries of one UnixFS directory
 
 
 class LimitsSettings(_Section):
-    manifest_max_bytes: int = Field(1 * MiB, ge=1 * KiB)
-    max_shards: int = Field(4096, ge=1)
-    filename_max_len: int = Field(255, ge=1, le=4096)
-    string_max_len: int = Field(4096, ge=16)
-    json_max_depth: int = Field(32, ge=2, le=256)
-    pack_max_bytes: int = Field(1024 * GiB, ge=1)
+    manifest_max_bytes: int = Field(1 * MiB, ge=1 * KiB)  # also passed to the validation sandbox
+    max_shards: int = Field(4096, ge=1)  # also passed to the validation sandbox
+    filename_max_len: int = Field(255, ge=1, le=4096)  # also passed to the validation sandbox
+    string_max_len: int = Field(4096, ge=16)  # any manifest string
+    json_max_depth: int = Field(32, ge=2, le=256)  # nesting of any JSON body
+    pack_max_bytes: int = Field(1024 * GiB, ge=1)  # sum of a pack's shards
+    # Largest safetensors header; also passed to the validation sandbox.
     safetensors_header_max_bytes: int = Field(100_000_000, ge=1 * KiB)
-    page_size_default: int = Field(50, ge=1)
-    page_size_max: int = Field(500, ge=1)
-    # CAR import (POST /ipfs/ and the blockstore's CAR reader): a block is at most 2 MiB + framing.
+    page_size_default: int = Field(50, ge=1)  # list endpoints
+    page_size_max: int = Field(500, ge=1)  # list endpoints
     publish_body_slack_bytes: int = Field(64 * KiB, ge=1 * KiB, le=16 * MiB)  # signatures, tag, reason
+    # CAR import (POST /ipfs/ and the blockstore's CAR reader): a block is at most 2 MiB + framing.
     car_max_block_bytes: int = Field(2 * MiB + 1 * KiB, ge=1 * KiB, le=64 * MiB)
-    car_max_header_bytes: int = Field(64 * KiB, ge=64, le=16 * MiB)
-    car_max_roots: int = Field(64, ge=1, le=65_536)
+    car_max_header_bytes: int = Field(64 * KiB, ge=64, le=16 * MiB)  # CAR header
+    car_max_roots: int = Field(64, ge=1, le=65_536)  # roots of one CAR
 
 
 class JobSettings(_Section):
-    lease_s: float = Field(60.0, gt=0)
-    heartbeat_s: float = Field(15.0, gt=0)
-    poll_interval_s: float = Field(1.0, gt=0)
-    max_attempts: int = Field(8, ge=1)
-    backoff_base_s: float = Field(2.0, gt=0)
-    backoff_max_s: float = Field(600.0, gt=0)
-    workers: int = Field(4, ge=0, le=256)
+    lease_s: float = Field(60.0, gt=0)  # a job whose worker died is claimed again after this
+    heartbeat_s: float = Field(15.0, gt=0)  # must be shorter than lease_s
+    poll_interval_s: float = Field(1.0, gt=0)  # idle workers look for jobs this often
+    max_attempts: int = Field(8, ge=1)  # then the job is dead, its last error kept
+    backoff_base_s: float = Field(2.0, gt=0)  # exponential backoff with jitter between attempts
+    backoff_max_s: float = Field(600.0, gt=0)  # longest backoff
+    workers: int = Field(4, ge=0, le=256)  # concurrent jobs; 0 runs no worker
 
     @model_validator(mode="after")
     def _heartbeat_within_lease(self) -> JobSettings:
@@ -111,29 +112,30 @@ class JobSettings(_Section):
 
 
 class ReplicationSettings(_Section):
-    replication_min: int = Field(2, ge=1)
-    replication_max: int = Field(3, ge=1)
-    per_node_concurrency: int = Field(2, ge=1)
-    request_timeout_s: float = Field(30.0, gt=0)
+    replication_min: int = Field(2, ge=1)  # a pack is curatable with this many healthy replicas
+    replication_max: int = Field(3, ge=1)  # replicas placed at most
+    per_node_concurrency: int = Field(2, ge=1)  # transfers to one node at a time
+    request_timeout_s: float = Field(30.0, gt=0)  # a whole small call to a node; Kubo's `timeout=`
     pin_timeout_s: float = Field(600.0, gt=0)  # no-progress timeout for pin/add
-    node_down_grace_s: float = Field(600.0, ge=0)
-    health_interval_s: float = Field(30.0, gt=0)
-    reconcile_interval_s: float = Field(300.0, gt=0)
-    audit_interval_s: float = Field(3600.0, gt=0)
-    audit_sample_blocks: int = Field(8, ge=1)
+    node_down_grace_s: float = Field(600.0, ge=0)  # a node down this long has its replicas placed elsewhere
+    health_interval_s: float = Field(30.0, gt=0)  # node health checks
+    reconcile_interval_s: float = Field(300.0, gt=0)  # replica placement repair
+    audit_interval_s: float = Field(3600.0, gt=0)  # replica audits
+    audit_sample_blocks: int = Field(8, ge=1)  # blocks fetched back per audited replica
+    # Nodes may only be added at these hosts.
     allowed_node_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
-    gc_retention_s: float = Field(7 * 24 * 3600.0, ge=0)
-    gc_interval_s: float = Field(3600.0, gt=0)
+    gc_retention_s: float = Field(7 * 24 * 3600.0, ge=0)  # unreferenced content is kept this long
+    gc_interval_s: float = Field(3600.0, gt=0)  # garbage collection runs
     audit_batch: int = Field(64, ge=1)  # replicas audited per audit job
     max_failed_attempts: int = Field(3, ge=1)  # per (unit, node) before placement prefers other nodes
     prefer_add: bool = True  # send a shard with `add` when the node provably rebuilds the same CIDs
     add_min_bytes: int = Field(4 * MiB, ge=0)  # smaller units travel in the one CAR
     # The node clients (Kubo RPC, IPFS Cluster, Pinning Service API):
-    connect_timeout_s: float = Field(5.0, gt=0, le=600)
+    connect_timeout_s: float = Field(5.0, gt=0, le=600)  # TCP connect to a node
     max_json_bytes: int = Field(16 * MiB, ge=1 * KiB, le=1 * GiB)  # largest JSON answer read from a node
     poll_interval_s: float = Field(2.0, gt=0, le=3600)  # cluster / pinning-service status polls
     node_max_block_bytes: int = Field(4 * MiB, ge=1 * KiB, le=64 * MiB)  # largest block taken from a node
-    stream_chunk_bytes: int = Field(256 * KiB, ge=1 * KiB, le=64 * MiB)
+    stream_chunk_bytes: int = Field(256 * KiB, ge=1 * KiB, le=64 * MiB)  # read size of streamed node answers
     pinning_service_page_size: int = Field(1000, ge=1, le=1000)  # the spec's maximum `limit`
 
     @model_validator(mode="after")
@@ -147,12 +149,12 @@ class ReplicationSettings(_Section):
 
 
 class ValidationSettings(_Section):
-    auto_validate: bool = True
-    concurrency: int = Field(1, ge=1)
-    memory_bytes: int = Field(8 * GiB, ge=64 * MiB)
-    cpu_seconds: int = Field(900, ge=1)
-    wall_seconds: float = Field(1200.0, gt=0)
-    smoke_time_budget_s: float = Field(300.0, gt=0)
+    auto_validate: bool = True  # validate every published pack
+    concurrency: int = Field(1, ge=1)  # validations at once
+    memory_bytes: int = Field(8 * GiB, ge=64 * MiB)  # address-space limit of the validation sandbox
+    cpu_seconds: int = Field(900, ge=1)  # CPU-time limit of the sandbox
+    wall_seconds: float = Field(1200.0, gt=0)  # wall-clock limit of the sandbox
+    smoke_time_budget_s: float = Field(300.0, gt=0)  # the smoke suite's budget
     # What the child needs besides the weights (torch, threads, activations); model_core's default too.
     runtime_overhead_bytes: int = Field(2 * GiB, ge=0, le=1024 * GiB)
     threads: int | None = Field(None, ge=1, le=1024)  # torch threads in the child; None: torch's default
@@ -160,19 +162,18 @@ class ValidationSettings(_Section):
 
 
 class IpnsSettings(_Section):
-    validity_s: int = Field(48 * 3600, ge=60)
-    ttl_s: int = Field(3600, ge=1)
-    republish_before_s: int = Field(24 * 3600, ge=0)
-    publish_latest: bool = False
+    validity_s: int = Field(48 * 3600, ge=60)  # an IPNS record's validity
+    ttl_s: int = Field(3600, ge=1)  # the record's TTL
+    republish_before_s: int = Field(24 * 3600, ge=0)  # re-sign records this long before they expire
+    publish_latest: bool = False  # also publish `latest` channels (not only `curated`)
     key_encryption_key: str | None = None  # base64 32 bytes; default: a key file in the data dir
-    republish_interval_s: float = Field(
-        600.0, gt=0
-    )  # how often records near their end of life are looked for
+    republish_interval_s: float = Field(600.0, gt=0)  # how often records near expiry are looked for
     served_cache_s: float = Field(1.0, ge=0)  # /ipns/{name} answers may be this stale
-    served_cache_entries: int = Field(4096, ge=1, le=10_000_000)
+    served_cache_entries: int = Field(4096, ge=1, le=10_000_000)  # records cached for /ipns/
 
 
 class CurationSettings(_Section):
+    # A curated pack that loses replicas or trust: roll the pointer back, or hold it (flagged).
     on_degrade: Literal["rollback", "hold"] = "rollback"
     sweep_interval_s: float = Field(30.0, gt=0)  # re-check curated packs (replicas, revoked keys)
     retry_s: float = Field(5.0, gt=0)  # a validated pack waiting for its replicas is tried again this often
@@ -181,11 +182,9 @@ class CurationSettings(_Section):
 
 
 class TrustSettings(_Section):
-    past_revocation_slack_s: float = Field(
-        60.0, ge=0, le=86_400
-    )  # a revocation `at` this close to now is "now"
+    past_revocation_slack_s: float = Field(60.0, ge=0, le=86_400)  # a revocation `at` this near is "now"
     max_policy_keys: int = Field(256, ge=1, le=100_000)  # keys named in one namespace's policy
-    max_policy_publishers: int = Field(64, ge=1, le=100_000)
+    max_policy_publishers: int = Field(64, ge=1, le=100_000)  # publishers named in one namespace's policy
     max_reason_len: int = Field(1024, ge=1, le=65_536)  # a revocation's reason
 
 

@@ -251,3 +251,14 @@ def test_defaults_are_todays_component_defaults() -> None:
         g.fetch_timeout_s,
     )
     assert s.validation.runtime_overhead_bytes == g.budget.runtime_overhead_bytes
+
+
+def test_the_readme_lists_every_section_and_key() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    missing = []
+    for name, field in Settings.model_fields.items():
+        parts = section.split(f"`[{name}]`\n", 1)
+        table = parts[1].split("\n`[", 1)[0] if len(parts) == 2 else ""
+        missing += [f"{name}.{key}" for key in field.annotation.model_fields if f"| `{key}` |" not in table]  # type: ignore[union-attr]
+    assert not missing, f"README Configuration lacks {missing}"
