@@ -26,7 +26,7 @@ COMMANDS: dict[str, str] = {
     "verify": "registry.cli.trust_cmd:verify",
     "key": "registry.cli.trust_cmd:key",
     "policy": "registry.cli.trust_cmd:policy",
-    "token": "registry.cli.publish_cmd:token",
+    "token": "registry.cli.token_cmd:token",
     "publish": "registry.cli.publish_cmd:publish",
     "pull": "registry.cli.publish_cmd:pull",
     "ls": "registry.cli.publish_cmd:ls",

@@ -1,4 +1,4 @@
-"""``modelpack token|publish|pull|ls|show|pointer``: the publisher's side of the registry.
+"""``modelpack publish|pull|ls|show|pointer``: the publisher's side of the registry (``token``: token_cmd).
 
 Remote commands read ``MODELPACK_REGISTRY`` (default http://127.0.0.1:8740) and ``MODELPACK_TOKEN``.
 Exit codes: 0 success; 1 the registry refused or a byte did not verify (one sentence says which); 2 usage.
@@ -6,7 +6,6 @@ Exit codes: 0 success; 1 the registry refused or a byte did not verify (one sent
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -27,7 +26,6 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from registry.cli.daemon_cmd import load, settings_options
 from registry.client import DEFAULT_REGISTRY, RegistryClient
 from registry.errors import RegistryError
 
@@ -117,66 +115,6 @@ def _hash(path: Path, cid: str, profile: str | None, progress: Progress) -> tupl
     return str(digest.cid), digest.sha256_hex
 
 
-# --------------------------------------------------------------------------- token (local database)
-
-
-@click.group()
-def token() -> None:
-    """API tokens, against the local database (bootstraps the first admin)."""
-
-
-@token.command("create")
-@settings_options
-@click.option("--publisher", required=True, help="Publisher name (created if new).")
-@click.option(
-    "--namespace", "namespaces", multiple=True, help="Namespace the token may publish in (repeatable)."
-)
-@click.option("--scope", type=click.Choice(["publish", "admin"]), default="publish", show_default=True)
-@click.option("--description", help="What the token is for.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
-def token_create(
-    config_file: Path | None,
-    data_dir: Path | None,
-    database_url: str | None,
-    publisher: str,
-    namespaces: tuple[str, ...],
-    scope: str,
-    description: str | None,
-    as_json: bool,
-) -> None:
-    """Create a token and print it once (it is stored only as its sha256)."""
-    from registry.cli.daemon_cmd import _migrate
-    from registry.db.engine import create_engine, session_factory
-    from registry.services.auth import AuthService
-
-    settings = load(config_file, data_dir, database_url)
-    _migrate(settings)
-
-    async def go() -> Any:
-        engine = create_engine(settings.database_url)
-        try:
-            return await AuthService(session_factory(engine)).create_token(
-                publisher, namespaces=namespaces or None, scopes=(scope,), description=description
-            )
-        finally:
-            await engine.dispose()
-
-    with _errors():
-        issued = asyncio.run(go())
-    data = {
-        "id": issued.id,
-        "token": issued.token,
-        "publisher": issued.publisher,
-        "scopes": list(issued.scopes),
-        "namespaces": list(issued.namespaces) if issued.namespaces else None,
-    }
-    note = (
-        f"token {issued.id} for {issued.publisher} ({scope}; namespaces: "
-        f"{', '.join(issued.namespaces or ()) or 'all of the publisher'}); it is not shown again"
-    )
-    _emit(as_json, data, lambda: _say(issued.token, note))
-
-
 # --------------------------------------------------------------------------- publish
 
 
@@ -195,17 +133,27 @@ def _detached(pack_dir: Path) -> list[dict[str, Any]]:
 @click.option("--name", required=True, help="NS/MODEL to publish under.")
 @click.option("--tag", help="Also move this pointer (latest always moves).")
 @click.option("--reason", help="Why (kept in pointer history).")
+@click.option(
+    "--no-upload",
+    is_flag=True,
+    help="Publish by CID only: upload no bytes; the registry fetches the shards it lacks from its IPFS nodes.",
+)
 @remote_options
 def publish(
     pack_dir: Path,
     name: str,
     tag: str | None,
     reason: str | None,
+    no_upload: bool,
     registry: str,
     token: str | None,
     as_json: bool,
 ) -> None:
-    """Verify DIR locally, upload the shards the registry lacks, then publish its manifest; prints the pack CID."""
+    """Verify DIR locally, upload the shards the registry lacks, then publish its manifest; prints the pack CID.
+
+    With --no-upload, shard files may be absent from DIR (those present are still checked); the pack is
+    ``received`` until the registry has fetched and verified every shard, then ``available``.
+    """
     from pinner.digests import cid_str, parse_cid
     from registry.manifest import check_tag, parse_manifest_bytes, parse_model_name
 
@@ -221,6 +169,8 @@ def publish(
             for spec in parsed.doc.shards:
                 path = pack_dir / spec.filename
                 profile = parsed.doc.profile_of(spec)
+                if no_upload and not path.exists():
+                    continue  # on IPFS only: the registry verifies what its nodes serve
                 cid, sha = _hash(path, spec.cid, profile, progress)
                 if cid_str(parse_cid(cid)) != cid_str(parse_cid(spec.cid)):
                     raise click.ClickException(f"{path} has CID {cid}, but the manifest says {spec.cid}")
@@ -228,7 +178,7 @@ def publish(
                     raise click.ClickException(
                         f"{path} has sha256:{sha}, but the manifest says {spec.sha256}"
                     )
-                if client.blob(spec.cid) is not None:
+                if no_upload or client.blob(spec.cid) is not None:
                     continue  # already there (an earlier run, or another pack): resume by skipping it
                 task = progress.add_task(f"uploading {spec.filename}", total=path.stat().st_size)
 
@@ -246,9 +196,15 @@ def publish(
             result = client.publish(str(ref), body)
     result["uploaded_shards"] = uploaded
     note = (
-        f"{'published' if result['created'] else 'already published'} {ref} {result['model_version']} "
-        f"({uploaded} shard(s) uploaded; pointers moved: {', '.join(result['pointers']) or 'none'})"
+        f"{'published' if result['created'] else 'already published'} {ref} {result['model_version']}, "
+        f"state {result['state']} ({uploaded} shard(s) uploaded; pointers moved: "
+        f"{', '.join(result['pointers']) or 'none'})"
     )
+    if result["state"] == "received":
+        note += (
+            "; the registry is fetching the shards it lacks from its IPFS nodes and moves the pointers "
+            f"when every byte is verified (follow it with: modelpack show {result['cid']})"
+        )
     _emit(as_json, result, lambda: _say(result["cid"], note))
 
 
@@ -453,3 +409,12 @@ def pointer_history(ref: str, registry: str, token: str | None, as_json: bool) -
             h["at"], h["tag"], h["from_cid"] or "-", h["to_cid"] or "-", h["actor"] or "-", h["reason"] or ""
         )
     _emit(as_json, items, lambda: Console().print(table))
+
+
+def __getattr__(name: str) -> Any:
+    """``registry.cli.publish_cmd:token`` still resolves: the group lives in ``registry.cli.token_cmd``."""
+    if name == "token":
+        from registry.cli.token_cmd import token
+
+        return token
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

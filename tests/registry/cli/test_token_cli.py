@@ -1,0 +1,46 @@
+"""``modelpack token ls|revoke`` against a live registry: a publisher sees and revokes its own tokens."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from registry.cli.publish_cmd import token as token_via_publish_cmd
+from registry.cli.token_cmd import token
+from tests.registry.api.live import LiveServer
+from tests.registry.cli.test_publish_cli import local_token, run, server
+
+__all__ = ["server"]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_ls_lists_own_tokens_and_revoke_stops_one_at_once(server: LiveServer) -> None:
+    first = local_token(server.settings, "--publisher", "alice", "--namespace", "acme")
+    second = local_token(server.settings, "--publisher", "alice", "--description", "ci")
+    other = local_token(server.settings, "--publisher", "bob")
+
+    r = run(server, "token", "ls", "--json", token=first["token"])
+    assert r.exit_code == 0, r.output
+    listed = json.loads(r.output)
+    assert [t["id"] for t in listed] == [first["id"], second["id"]]  # bob's token is not alice's to see
+    assert all("token" not in t for t in listed) and listed[1]["description"] == "ci"
+    human = run(server, "token", "ls", token=first["token"]).output
+    assert first["token"][:8] in human and first["token"] not in human
+
+    r = run(server, "token", "revoke", str(second["id"]), token=first["token"])
+    assert r.exit_code == 0 and f"token {second['id']}" in r.output and "revoked" in r.output
+    r = run(server, "token", "ls", token=second["token"])
+    assert r.exit_code == 1 and "Traceback" not in r.output and "revoked" in r.output.lower()
+    revoked = json.loads(run(server, "token", "ls", "--json", token=first["token"]).output)
+    assert [t["revoked_at"] is not None for t in revoked] == [False, True]
+
+    r = run(server, "token", "revoke", str(other["id"]), token=first["token"])
+    assert r.exit_code == 1 and f"no token with id {other['id']}" in r.output
+    assert (
+        json.loads(run(server, "token", "ls", "--json", token=other["token"]).output)[0]["revoked_at"] is None
+    )
+
+
+def test_the_token_group_is_still_reachable_from_publish_cmd() -> None:
+    assert token_via_publish_cmd is token and set(token.commands) == {"create", "ls", "revoke"}
