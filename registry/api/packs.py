@@ -39,7 +39,10 @@ def _etag_matches(request: web.Request, etag: str) -> bool:
 
 @routes.post("/v1/models/{namespace}/{model}/packs")
 async def publish(request: web.Request) -> web.Response:
-    """Publish: every shard must already be uploaded and match; moves ``latest`` (and ``tag``)."""
+    """Publish: every shard uploaded and matching (``available``; moves ``latest`` and ``tag``), or, for shards not
+    uploaded while IPFS nodes are configured, ``received`` with a fetch job that moves the pointers once every
+    byte is verified. With no node configured a missing shard is 409 ``missing_shards``.
+    """
     principal = await require_principal(request)
     svc = services(request)
     ref = model_ref(request)
