@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from pinner.content_errors import DigestMismatch
 from pinner.digests import parse_cid
 from pinner.unixfs import FileDigest, UnixfsParams, params_for_cid
 from registry.db.models import Blob, Pack, PackState, Pointer, Shard
@@ -62,6 +63,10 @@ class ShardStore(Protocol):
         expected_cid: CID | str | None = None,
         expected_sha256: bytes | str | None = None,
     ) -> FileDigest: ...
+
+
+class ManifestContradicted(Exception):
+    """A shard's CID and declared sha256 cannot both hold: no retry can help."""
 
 
 class TooLarge(Exception):
@@ -124,7 +129,11 @@ class ShardFetchService:
         for sh in shards:
             if sh.cid in have:
                 continue
-            problem = await self._fetch_one(sh, publisher)
+            try:
+                problem = await self._fetch_one(sh, publisher)
+            except ManifestContradicted as e:
+                await self._reject(cid, f"shard {sh.filename!r} ({sh.cid}): {e}")
+                return
             if problem is None:
                 have.add(sh.cid)
             else:
@@ -143,7 +152,11 @@ class ShardFetchService:
         await self._make_available(cid, job.payload)
 
     async def _fetch_one(self, sh: Shard, publisher: int | None) -> str | None:
-        """None once the shard's bytes are in the store and recorded; else what each node did wrong."""
+        """None once the shard's bytes are in the store and recorded; else what each node did wrong.
+
+        Raises:
+            ManifestContradicted: a node served the CID's bytes and their sha256 is not the manifest's.
+        """
         want = parse_cid(sh.cid)
         params = params_for_cid(want, sh.unixfs_profile)
         limit = sh.size if sh.size > 0 else self.config.pack_max_bytes
@@ -154,6 +167,14 @@ class ShardFetchService:
                     digest = await self._store.ingest_async(
                         _capped(source, sh.cid, limit), params, expected_cid=want, expected_sha256=sh.sha256
                     )
+            except DigestMismatch as e:
+                if e.details.get("expected") == sh.sha256:  # the CID held: these are the CID's only bytes
+                    raise ManifestContradicted(
+                        f"the bytes with this CID (served by {name}) have sha256:{e.details.get('actual')}, "
+                        f"but the manifest declares sha256:{sh.sha256}"
+                    ) from None
+                errors.append(f"{name}: {e.message}")
+                continue
             except TimeoutError:
                 errors.append(f"{name}: no complete answer within {self.config.node_timeout_s:g}s")
                 continue

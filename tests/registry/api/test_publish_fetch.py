@@ -167,3 +167,21 @@ async def test_a_version_published_meanwhile_keeps_latest(reg: Registry, fake_no
     assert detail["state"] == "available"
     latest = await (await reg.client.get("/v1/models/acme/tiny/pointers/latest")).json()
     assert latest["cid"] == new["cid"]
+
+
+async def test_a_sha256_the_cids_bytes_do_not_have_is_rejected_without_retrying(
+    reg: Registry, fake_node: FakeNode
+) -> None:
+    await fake_node({helpers.cid_of(ON_IPFS[1]): ON_IPFS[1]})
+    manifest = helpers.manifest(SHARDS)
+    manifest["shards"][1]["sha256"] = "sha256:" + "0" * 64
+    cid = await publish_received(reg, manifest)
+    job = await claim_fetch(reg)
+    assert job.attempts < job.max_attempts
+    await reg.client.app[SHARD_FETCH].handle_fetch(job)  # no RetryJob: no node could ever satisfy both
+    detail = await (await reg.client.get(f"/v1/packs/{cid}")).json()
+    assert detail["state"] == "rejected"
+    assert (
+        ON_IPFS[0] in detail["state_reason"]
+        and "manifest declares sha256:" + "0" * 64 in detail["state_reason"]
+    )
