@@ -224,7 +224,7 @@ def _registry_ctx(settings: Settings) -> CleanupCtx:
         pointer_svc = PointerService(
             sessions, on_moved=app[IPNS_CHANNELS].on_pointer_moved, cache=TtlCache(cache)
         )
-        nodes = NodeShardFetcher(sessions)
+        nodes = NodeShardFetcher(sessions, node_client_config(settings).kubo())
         pack_json: TtlCache[str, bytes] = TtlCache(cache)
 
         def on_changed(ref: ModelRef, cid: str) -> None:
@@ -250,6 +250,7 @@ def _registry_ctx(settings: Settings) -> CleanupCtx:
                 on_moved=app[IPNS_CHANNELS].on_pointer_moved,
                 on_published=pointer_svc.forget_model,
                 nodes=nodes,
+                max_detached=lim.max_detached_signatures,
             ),
             browse=BrowseService(sessions),
             pointers=pointer_svc,

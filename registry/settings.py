@@ -87,6 +87,7 @@ class LimitsSettings(_Section):
     page_size_default: int = Field(50, ge=1)  # list endpoints
     page_size_max: int = Field(500, ge=1)  # list endpoints
     publish_body_slack_bytes: int = Field(64 * KiB, ge=1 * KiB, le=16 * MiB)  # signatures, tag, reason
+    max_detached_signatures: int = Field(16, ge=1, le=1024)  # per publish
     # CAR import (POST /ipfs/ and the blockstore's CAR reader): a block is at most 2 MiB + framing.
     car_max_block_bytes: int = Field(2 * MiB + 1 * KiB, ge=1 * KiB, le=64 * MiB)
     car_max_header_bytes: int = Field(64 * KiB, ge=64, le=16 * MiB)  # CAR header

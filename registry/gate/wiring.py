@@ -23,6 +23,7 @@ from registry.gate.rule import RegistryReplication, registry_trust
 from registry.gate.shards import NodeShardFetcher
 from registry.gate.validation import CURATE_JOB, SWEEP_JOB, VALIDATE_JOB, ValidationService
 from registry.jobs.protocol import ClaimedJob
+from registry.services.replication_wiring import node_client_config
 from registry.settings import Settings
 
 log = logging.getLogger("modelpack.gate")
@@ -68,7 +69,7 @@ def gate_ctx(
             curation,
             queue,
             store=app[BLOCKSTORE],
-            fetcher=NodeShardFetcher(sessions),
+            fetcher=NodeShardFetcher(sessions, node_client_config(settings).kubo()),
         )
 
         async def sweeps() -> None:

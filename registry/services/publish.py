@@ -100,8 +100,10 @@ class PublishService:
         on_moved: PointerMoved | None = None,
         on_published: Callable[[ModelRef], None] | None = None,
         nodes: NodeDirectory | None = None,
+        max_detached: int = MAX_DETACHED,
     ) -> None:
         self._sessions = sessions
+        self.max_detached = max_detached  # detached signatures accepted per publish
         self._nodes = nodes  # None: every shard must be uploaded (no publish by CID)
         self._jobs = jobs
         self.limits = limits or ManifestLimits()
@@ -119,9 +121,9 @@ class PublishService:
         reason: str | None = None,
     ) -> PublishResult:
         tags = [DEFAULT_TAG] + ([check_settable(tag)] if tag and tag != DEFAULT_TAG else [])
-        if len(detached) > MAX_DETACHED:
+        if len(detached) > self.max_detached:
             raise InvalidManifest(
-                f"at most {MAX_DETACHED} detached signatures per publish", field="signatures"
+                f"at most {self.max_detached} detached signatures per publish", field="signatures"
             )
         sigs = [parse_detached_signature(json.dumps(d).encode(), str(i)) for i, d in enumerate(detached)]
         for attempt in range(RETRIES):

@@ -12,7 +12,7 @@ from typing import Protocol
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from pinner.ipfs.kubo import KuboClient
+from pinner.ipfs.kubo import KuboClient, KuboConfig
 from pinner.states import NodeKind, NodeState
 from registry.db.models import IpfsNode
 
@@ -44,8 +44,9 @@ _USABLE = (
 class NodeShardFetcher:
     """Reads shards from the registry's Kubo nodes that are up (the replication service's node table)."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], config: KuboConfig | None = None) -> None:
         self._sessions = sessions
+        self._config = config or KuboConfig()  # the daemon passes the replication.* node-client budgets
 
     async def has_sources(self, session: AsyncSession) -> bool:
         count = await session.execute(select(func.count()).select_from(_USABLE.subquery()))
@@ -55,7 +56,7 @@ class NodeShardFetcher:
         async with self._sessions() as s:
             rows = (await s.execute(_USABLE)).all()
         for name, url in rows:
-            client = KuboClient(url)
+            client = KuboClient(url, config=self._config)
             try:
                 yield name, client
             finally:

@@ -24,10 +24,12 @@ from registry.api.keys import BLOCKSTORE, GATE, IPNS_CHANNELS, REGISTRY, TRUST
 from registry.daemon import build_app
 from registry.db.models import IpfsNode
 from registry.errors import ConfigError
+from registry.gate import wiring as gate_wiring
 from registry.gate.runner import sandbox_command
 from registry.services.ipns_channels import kubo_sinks
 from registry.services.replication_nodes import ClientFactory
 from registry.services.replication_wiring import node_client_config
+from registry.services.shard_fetch import NodeShardFetcher
 from registry.settings import KiB, MiB, Settings, load_settings
 
 KEK = bytes(32)
@@ -50,6 +52,7 @@ def tuned(settings: Settings) -> Settings:
             "car_max_header_bytes": 4 * KiB,
             "car_max_roots": 3,
             "publish_body_slack_bytes": 32 * KiB,
+            "max_detached_signatures": 3,
             "manifest_max_bytes": 512 * KiB,
             "max_shards": 99,
             "safetensors_header_max_bytes": 5 * MiB,
@@ -59,6 +62,7 @@ def tuned(settings: Settings) -> Settings:
         ipns={"republish_interval_s": 123.0, "served_cache_s": 0.5, "served_cache_entries": 11},
         curation={"sweep_batch": 17, "max_attempts": 9},
         trust={"past_revocation_slack_s": 5.0, "max_policy_keys": 8, "max_policy_publishers": 4},
+        replication={"request_timeout_s": 7.0, "node_max_block_bytes": 3 * MiB},
     )
 
 
@@ -73,6 +77,14 @@ async def test_the_started_app_hands_every_component_its_settings(
         return real_routes(store, config)
 
     monkeypatch.setattr(daemon, "gateway_routes", spy)
+    fetcher_configs: list[Any] = []
+
+    def fetcher_spy(sessions: Any, config: Any = None) -> NodeShardFetcher:
+        fetcher_configs.append(config)
+        return NodeShardFetcher(sessions, config)
+
+    monkeypatch.setattr(daemon, "NodeShardFetcher", fetcher_spy)
+    monkeypatch.setattr(gate_wiring, "NodeShardFetcher", fetcher_spy)
     app = build_app(tuned)
     assert [c.write_buffer_bytes for c in gateway_configs] == [128 * KiB]
     async with TestClient(TestServer(app)):
@@ -85,6 +97,11 @@ async def test_the_started_app_hands_every_component_its_settings(
         registry = app[REGISTRY]
         assert registry.pack_json.config.max_entries == 77
         assert registry.publish_body_slack_bytes == 32 * KiB
+        assert registry.publish.max_detached == 3
+
+        # publish-by-CID fetches and the gate's shard reads use the replication.* node budgets
+        assert len(fetcher_configs) == 2
+        assert {(c.node_timeout, c.max_block_size) for c in fetcher_configs} == {(7.0, 3 * MiB)}
 
         ipns = app[IPNS_CHANNELS].config
         assert (ipns.republish_interval_s, ipns.served_cache_s, ipns.served_cache_entries) == (123.0, 0.5, 11)
@@ -177,6 +194,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
             lambda s: s.limits.publish_body_slack_bytes,
             2048,
         ),
+        ("MODELPACK_LIMITS__MAX_DETACHED_SIGNATURES", "4", lambda s: s.limits.max_detached_signatures, 4),
         ("MODELPACK_STORAGE__INGEST_FLUSH_BYTES", "65536", lambda s: s.storage.ingest_flush_bytes, 64 * KiB),
         ("MODELPACK_UNIXFS__PIPELINE_MAX_IN_FLIGHT", "6", lambda s: s.unixfs.pipeline_max_in_flight, 6),
         ("MODELPACK_SERVER__READ_CACHE_ENTRIES", "5", lambda s: s.server.read_cache_entries, 5),
