@@ -30,9 +30,22 @@ def node(server: LiveServer) -> Iterator[None]:
     async def cat(request: web.Request) -> web.Response:
         return web.Response(body=content[request.query["arg"]])
 
+    # The live daemon's health loop probes every node: answer like a healthy Kubo so it stays up.
+    async def ident(request: web.Request) -> web.Response:
+        return web.json_response({"ID": "12D3KooWFakeNode", "AgentVersion": "kubo/0.0-fake", "Addresses": []})
+
+    async def version(request: web.Request) -> web.Response:
+        return web.json_response({"Version": "0.0-fake"})
+
+    async def repo_stat(request: web.Request) -> web.Response:
+        return web.json_response({"RepoSize": 0, "StorageMax": 1 << 40, "NumObjects": 0})
+
     async def start() -> TestServer:
         app = web.Application()
         app.router.add_post("/api/v0/cat", cat)
+        app.router.add_post("/api/v0/id", ident)
+        app.router.add_post("/api/v0/version", version)
+        app.router.add_post("/api/v0/repo/stat", repo_stat)
         fake = TestServer(app, host="127.0.0.1")
         await fake.start_server()
         async with server.app[SESSIONS]() as s, s.begin():
