@@ -15,7 +15,7 @@ import aiohttp
 
 from pinner.ipfs.cids import normalize_cid, parse_cid
 from pinner.ipfs.errors import NodeBadResponseError, NodeError
-from pinner.ipfs.http import HttpEndpoint, HttpTimeouts, NodeAuth, json_dict, node_cid
+from pinner.ipfs.http import EndpointClient, HttpEndpoint, HttpTimeouts, NodeAuth, json_dict, node_cid
 from pinner.ipfs.protocol import NodeInfo, PinState, PinStatus, ProgressCallback
 from pinner.ipfs.waiting import wait_for_pin
 
@@ -84,7 +84,7 @@ def aggregate(cid: str, peer_map: Mapping[str, Any]) -> PinStatus:
     return PinStatus(cid=cid, state=overall, error="; ".join(errors) or None, peers=peers)
 
 
-class ClusterClient:
+class ClusterClient(EndpointClient):
     """An IPFS Cluster peer's REST API. Implements `pinner.ipfs.protocol.PinBackend`."""
 
     def __init__(
@@ -97,23 +97,6 @@ class ClusterClient:
     ) -> None:
         self.config = config
         self._http = HttpEndpoint(url, session=session, auth=auth, timeouts=config.timeouts)
-
-    @property
-    def url(self) -> str:
-        return self._http.url
-
-    async def close(self) -> None:
-        await self._http.close()
-
-    async def __aenter__(self) -> ClusterClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def _json(self, method: str, path: str, *, cid: str | None = None, **kw: Any) -> Any:
-        async with self._http.request(method, path, cid=cid, **kw) as resp:
-            return await self._http.read_json(resp, cid=cid)
 
     async def _json_values(self, path: str, params: Mapping[str, str] | None = None) -> AsyncIterator[Any]:
         """Cluster >= 1.0 streams NDJSON; older versions send one JSON array. Accept both."""

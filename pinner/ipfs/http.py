@@ -12,7 +12,7 @@ import json
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -306,3 +306,27 @@ def json_dict(value: Any, endpoint: HttpEndpoint, what: str, *, cid: str | None 
             cid=cid,
         )
     return value
+
+
+class EndpointClient:
+    """What every node client built on one `HttpEndpoint` shares: its URL, closing, ``async with``."""
+
+    _http: HttpEndpoint
+
+    @property
+    def url(self) -> str:
+        return self._http.url
+
+    async def close(self) -> None:
+        """Close the session if this client opened it (a session passed in is never closed here)."""
+        await self._http.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _json(self, method: str, path: str, *, cid: str | None = None, **kw: Any) -> Any:
+        async with self._http.request(method, path, cid=cid, **kw) as resp:
+            return await self._http.read_json(resp, cid=cid)

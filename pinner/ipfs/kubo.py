@@ -24,7 +24,15 @@ from pinner.ipfs.errors import (
     NotPinnedError,
     PinStalledError,
 )
-from pinner.ipfs.http import HttpEndpoint, HttpTimeouts, NodeAuth, json_dict, node_cid, stream_part
+from pinner.ipfs.http import (
+    EndpointClient,
+    HttpEndpoint,
+    HttpTimeouts,
+    NodeAuth,
+    json_dict,
+    node_cid,
+    stream_part,
+)
 from pinner.ipfs.protocol import BlockStat, NodeInfo, PinState, PinStatus, ProgressCallback, RepoStat
 
 log = logging.getLogger(__name__)
@@ -68,7 +76,7 @@ def _is_not_pinned(exc: NodeError) -> bool:
     return "not pinned" in (exc.node_message or "").lower()
 
 
-class KuboClient:
+class KuboClient(EndpointClient):
     """A Kubo RPC node. Implements `pinner.ipfs.protocol.IpfsNode`.
 
     Pass a shared `aiohttp.ClientSession` (the client never closes it), or none and call `close()`.
@@ -84,19 +92,6 @@ class KuboClient:
     ) -> None:
         self.config = config
         self._http = HttpEndpoint(url, session=session, auth=auth, timeouts=config.timeouts)
-
-    @property
-    def url(self) -> str:
-        return self._http.url
-
-    async def close(self) -> None:
-        await self._http.close()
-
-    async def __aenter__(self) -> KuboClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     # -- plumbing -------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import aiohttp
 
 from pinner.ipfs.cids import normalize_cid, parse_cid
 from pinner.ipfs.errors import NodeBadResponseError, NodeError
-from pinner.ipfs.http import BearerAuth, HttpEndpoint, HttpTimeouts, json_dict, node_cid
+from pinner.ipfs.http import BearerAuth, EndpointClient, HttpEndpoint, HttpTimeouts, json_dict, node_cid
 from pinner.ipfs.protocol import NodeInfo, PinState, PinStatus, ProgressCallback
 from pinner.ipfs.waiting import wait_for_pin
 
@@ -39,7 +39,7 @@ class PinningServiceConfig:
             raise ValueError(f"page_size must be within 1..1000, got {self.page_size}")
 
 
-class PinningServiceClient:
+class PinningServiceClient(EndpointClient):
     """A remote pinning service. Implements `pinner.ipfs.protocol.PinBackend`."""
 
     def __init__(
@@ -52,23 +52,6 @@ class PinningServiceClient:
     ) -> None:
         self.config = config
         self._http = HttpEndpoint(url, session=session, auth=BearerAuth(token), timeouts=config.timeouts)
-
-    @property
-    def url(self) -> str:
-        return self._http.url
-
-    async def close(self) -> None:
-        await self._http.close()
-
-    async def __aenter__(self) -> PinningServiceClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def _json(self, method: str, path: str, *, cid: str | None = None, **kw: Any) -> Any:
-        async with self._http.request(method, path, cid=cid, **kw) as resp:
-            return await self._http.read_json(resp, cid=cid)
 
     def _status(self, value: Any, *, cid: str | None = None) -> PinStatus:
         """A spec PinStatus object as ours; anything off-spec is the service's fault."""
