@@ -43,6 +43,7 @@ from registry.db.engine import create_engine, ping, session_factory
 from registry.db.migrate import require_current
 from registry.errors import RegistryError
 from registry.gate.wiring import gate_ctx, gate_handlers
+from registry.jobs.periodic import enqueue_every
 from registry.jobs.sql import SqlJobQueue
 from registry.jobs.worker import Handler, Worker, WorkerConfig
 from registry.manifest import ManifestLimits
@@ -187,21 +188,8 @@ def _trust_ctx(settings: Settings) -> CleanupCtx:
         app[IPNS_CHANNELS] = IpnsChannels(
             app[SESSIONS], kek, app[JOB_QUEUE], config, sinks=lambda node: kubo_sinks(node, kubo)
         )
-        queue = app[JOB_QUEUE]
-
-        async def republish_sweeps() -> None:
-            while True:
-                await asyncio.sleep(config.republish_interval_s)
-                try:
-                    await queue.enqueue(REPUBLISH_JOB, {}, dedupe_key=REPUBLISH_JOB)
-                except Exception:  # the database may be briefly away; try again next round
-                    log.exception("could not enqueue the IPNS republish sweep")
-
-        task = asyncio.create_task(republish_sweeps(), name="ipns-republish-sweeps")
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        async with enqueue_every(app[JOB_QUEUE], REPUBLISH_JOB, config.republish_interval_s):
+            yield
 
     return ctx
 

@@ -13,7 +13,8 @@ from typing import Any
 
 import click
 
-from registry.client import DEFAULT_REGISTRY, ClientError
+from registry.cli.options import remote_options
+from registry.client import ClientError
 from registry.errors import RegistryError
 
 GATE_EPILOG = """\b
@@ -31,16 +32,7 @@ Exit codes:
 """
 
 
-def _registry_options(f: Any) -> Any:
-    f = click.option("--token", envvar="MODELPACK_TOKEN", help="API token (env MODELPACK_TOKEN).")(f)
-    f = click.option(
-        "--registry",
-        envvar="MODELPACK_REGISTRY",
-        default=DEFAULT_REGISTRY,
-        show_default=True,
-        help="Registry URL (env MODELPACK_REGISTRY).",
-    )(f)
-    return f
+_registry_options = remote_options(with_json=False)
 
 
 def _client(registry: str, token: str | None) -> Any:

@@ -16,7 +16,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from registry.client import DEFAULT_REGISTRY, RegistryClient
+from registry.cli.options import remote_options
+from registry.client import RegistryClient
 from registry.errors import RegistryError
 
 KINDS = ("kubo", "cluster", "pinning-service")
@@ -45,17 +46,7 @@ class NodeClient(RegistryClient):
         return dict(self._json("GET", "/v1/replication/status"))
 
 
-def remote(f: Any) -> Any:
-    f = click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")(f)
-    f = click.option("--token", envvar="MODELPACK_TOKEN", help="API token (env MODELPACK_TOKEN).")(f)
-    f = click.option(
-        "--registry",
-        envvar="MODELPACK_REGISTRY",
-        default=DEFAULT_REGISTRY,
-        show_default=True,
-        help="Registry URL (env MODELPACK_REGISTRY).",
-    )(f)
-    return f
+remote = remote_options()
 
 
 @contextmanager

@@ -26,7 +26,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from registry.client import DEFAULT_REGISTRY, RegistryClient
+from registry.cli.options import remote_options as _remote_options
+from registry.client import RegistryClient
 from registry.errors import RegistryError
 
 MANIFEST = "manifest.json"
@@ -34,17 +35,7 @@ SIGNATURES_DIR = "signatures"
 SIG_SUFFIX = ".sig.json"
 
 
-def remote_options(f: Any) -> Any:
-    f = click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")(f)
-    f = click.option("--token", envvar="MODELPACK_TOKEN", help="API token (env MODELPACK_TOKEN).")(f)
-    f = click.option(
-        "--registry",
-        envvar="MODELPACK_REGISTRY",
-        default=DEFAULT_REGISTRY,
-        show_default=True,
-        help="Registry URL (env MODELPACK_REGISTRY).",
-    )(f)
-    return f
+remote_options = _remote_options()
 
 
 @contextmanager

@@ -6,8 +6,6 @@ replication checks, the validation service on the daemon's blockstore and nodes,
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import timedelta
@@ -22,6 +20,7 @@ from registry.gate.curation import CurationService
 from registry.gate.rule import RegistryReplication, registry_trust
 from registry.gate.shards import NodeShardFetcher
 from registry.gate.validation import CURATE_JOB, SWEEP_JOB, VALIDATE_JOB, ValidationService
+from registry.jobs.periodic import enqueue_every
 from registry.jobs.protocol import ClaimedJob
 from registry.services.replication_wiring import node_client_config
 from registry.settings import Settings
@@ -72,18 +71,7 @@ def gate_ctx(
             fetcher=NodeShardFetcher(sessions, node_client_config(settings).kubo()),
         )
 
-        async def sweeps() -> None:
-            while True:
-                await asyncio.sleep(config.sweep_interval_s)
-                try:
-                    await queue.enqueue(SWEEP_JOB, {}, dedupe_key=SWEEP_JOB)
-                except Exception:  # the database may be briefly away; try again next round
-                    log.exception("could not enqueue the curation sweep")
-
-        task = asyncio.create_task(sweeps(), name="curation-sweeps")
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        async with enqueue_every(queue, SWEEP_JOB, config.sweep_interval_s):
+            yield
 
     return ctx
