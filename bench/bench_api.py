@@ -61,7 +61,7 @@ def serve_registry(data_dir: str, db_url: str, port: int, cache_ttl_s: float = 1
 
     from aiohttp import web
 
-    from registry.daemon import build_app
+    from registry.app.daemon import build_app
     from registry.settings import load_settings
 
     logging.getLogger("modelpack.access").setLevel(logging.WARNING)
@@ -156,9 +156,9 @@ def load(urls: list[str], duration: float) -> dict[str, float]:
 
 
 async def seed_local(db_url: str) -> str:
+    from registry.accounts.auth import AuthService
     from registry.db.engine import create_engine, session_factory
     from registry.db.migrate import upgrade
-    from registry.services.auth import AuthService
 
     engine = create_engine(db_url)
     try:

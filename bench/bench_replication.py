@@ -45,10 +45,10 @@ from registry.db.migrate import upgrade  # noqa: E402
 from registry.db.models import Blob, Model, Namespace, Pack, PackState, Pointer, Replica, Shard  # noqa: E402
 from registry.jobs.sql import SqlJobQueue  # noqa: E402
 from registry.jobs.worker import Worker, WorkerConfig  # noqa: E402
-from registry.services.replication import ReplicationService  # noqa: E402
-from registry.services.replication_nodes import ClientFactory, NodeClientConfig, NodeRegistry  # noqa: E402
-from registry.services.replication_rows import ReplicationConfig  # noqa: E402
-from registry.services.replication_source import manifest_cid  # noqa: E402
+from registry.replication.nodes import ClientFactory, NodeClientConfig, NodeRegistry  # noqa: E402
+from registry.replication.rows import ReplicationConfig  # noqa: E402
+from registry.replication.service import ReplicationService  # noqa: E402
+from registry.replication.source import manifest_cid  # noqa: E402
 from tests.ipfs_testnode.peers import IpfsPeer, start_peers, stop_peers  # noqa: E402
 
 KUBO = UnixfsParams(cid_version=1, raw_leaves=True)

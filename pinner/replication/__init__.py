@@ -1,6 +1,6 @@
 """The replication logic, free of any database: where copies go, how bytes move, what drifted, what an audit proves.
 
-`registry.services.replication` feeds it rows and records its answers; everything here is pure or works
+`registry.replication.service` feeds it rows and records its answers; everything here is pure or works
 through `pinner.ipfs.protocol` and `pinner.blockstore.protocol` collaborators, so fakes test it.
 """
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from registry.accounts.auth import Principal
+from registry.api.context import RegistryServices
 from registry.api.keys import REGISTRY
 from registry.errors import Unauthorized
-from registry.services import RegistryServices
-from registry.services.auth import Principal
 
 
 def services(request: web.Request) -> RegistryServices:

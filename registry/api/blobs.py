@@ -8,7 +8,7 @@ from registry.api.auth import read_gate, require_principal, services
 from registry.api.schemas import BlobOut
 from registry.errors import NotFound
 from registry.manifest.names import normalize_cid
-from registry.services.blobs import BlobInfo
+from registry.packs.blobs import BlobInfo
 
 routes = web.RouteTableDef()
 UPLOAD_CHUNK = 1024 * 1024

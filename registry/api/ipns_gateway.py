@@ -17,11 +17,11 @@ from registry.api.keys import IPNS_CHANNELS
 from registry.api.packs import model_ref
 from registry.db.base import utcnow
 from registry.errors import BadRequest, NotFound, RegistryError
+from registry.ipns.channels import IpnsChannels, ServedRecord
+from registry.ipns.name import parse_ipns_name
+from registry.ipns.record import MAX_RECORD_BYTES, check_sequence, validate_record
 from registry.manifest.names import check_tag
-from registry.services.ipns_channels import IpnsChannels, ServedRecord
 from registry.trust.errors import IpnsRecordTooLarge
-from registry.trust.ipns import MAX_RECORD_BYTES, check_sequence, validate_record
-from registry.trust.ipns_name import parse_ipns_name
 
 routes = web.RouteTableDef()
 IPNS_RECORD = "application/vnd.ipfs.ipns-record"

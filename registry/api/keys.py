@@ -1,4 +1,4 @@
-"""Typed application keys for the resources the composition root opens (see registry.daemon)."""
+"""Typed application keys for the resources the composition root opens (see registry.app.daemon)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from pinner.blockstore import FsBlockstore
+    from registry.api.context import RegistryServices
     from registry.gate.validation import ValidationService
+    from registry.ipns.channels import IpnsChannels
     from registry.jobs.sql import SqlJobQueue
     from registry.jobs.worker import Worker
-    from registry.services import RegistryServices
-    from registry.services.ipns_channels import IpnsChannels
-    from registry.services.replication import ReplicationService
-    from registry.services.trust import TrustService
+    from registry.replication.service import ReplicationService
+    from registry.trust.policies import TrustService
 
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)

@@ -20,8 +20,8 @@ from registry.api.keys import TRUST
 from registry.api.pagination import decode_cursor, encode_cursor, page_limit
 from registry.errors import BadRequest
 from registry.manifest.names import check_name
-from registry.services.trust import PolicyView, TrustService, TrustVerdict
-from registry.services.trust_keys import KeyView
+from registry.trust.key_registry import KeyView
+from registry.trust.policies import PolicyView, TrustService, TrustVerdict
 from registry.trust.policy import TrustPolicy, policy_to_json
 
 routes = web.RouteTableDef()

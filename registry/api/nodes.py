@@ -14,9 +14,9 @@ from registry.api.auth import read_gate, require_principal
 from registry.api.bodies import read_model
 from registry.api.keys import REPLICATION
 from registry.errors import BadRequest, Forbidden, NotFound
-from registry.services.replication import ReplicationService
-from registry.services.replication_nodes import NodeOut, parse_auth
-from registry.services.replication_summary import ReplicationSummary
+from registry.replication.nodes import NodeOut, parse_auth
+from registry.replication.service import ReplicationService
+from registry.replication.summary import ReplicationSummary
 
 routes = web.RouteTableDef()
 M = TypeVar("M", bound=BaseModel)

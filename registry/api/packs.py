@@ -16,7 +16,7 @@ from registry.api.schemas import PackOut, PublishOut, SignatureOut
 from registry.errors import BadRequest, InvalidManifest
 from registry.manifest.canonical import load_manifest
 from registry.manifest.names import ModelRef, check_name, normalize_cid
-from registry.services.browse import PackDetail
+from registry.packs.browse import PackDetail
 
 routes = web.RouteTableDef()
 log = logging.getLogger("modelpack.api")

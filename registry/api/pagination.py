@@ -9,8 +9,8 @@ from typing import Any
 
 from aiohttp import web
 
+from registry.api.context import RegistryServices
 from registry.errors import BadRequest
-from registry.services import RegistryServices
 
 CURSOR_MAX_LEN = 512
 

@@ -12,7 +12,7 @@ from registry.api.pagination import decode_cursor, encode_cursor, page_limit
 from registry.api.schemas import PointerChangeOut, PointerHistoryPage, PointerIn, PointerList, PointerOut
 from registry.errors import BadRequest
 from registry.manifest.names import check_tag, normalize_cid
-from registry.services.pointers import ANY, PointerView
+from registry.packs.pointers import ANY, PointerView
 
 routes = web.RouteTableDef()
 POINTER_BODY_MAX = 8 * 1024

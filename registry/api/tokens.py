@@ -5,11 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import ValidationError
 
+from registry.accounts.auth import TokenInfo
 from registry.api.auth import require_principal, services
 from registry.api.bodies import read_limited
 from registry.api.schemas import TokenCreated, TokenIn, TokenList, TokenOut, WhoAmI
 from registry.errors import BadRequest, Forbidden, NotFound
-from registry.services.auth import TokenInfo
 
 routes = web.RouteTableDef()
 TOKEN_BODY_MAX = 16 * 1024

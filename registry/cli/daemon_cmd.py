@@ -59,8 +59,8 @@ def serve(
     migrate: bool,
 ) -> None:
     """Run the daemon: API, gateway and background services."""
-    from registry.daemon import configure_logging
-    from registry.daemon import serve as run
+    from registry.app.daemon import configure_logging
+    from registry.app.daemon import serve as run
 
     settings = load(config_file, data_dir, database_url, listen)
     configure_logging()

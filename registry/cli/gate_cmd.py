@@ -36,7 +36,7 @@ _registry_options = remote_options(with_json=False)
 
 
 def _client(registry: str, token: str | None) -> Any:
-    from registry.gate.remote import GateClient
+    from registry.verify.remote import GateClient
 
     try:
         return GateClient(registry, token)
@@ -45,7 +45,7 @@ def _client(registry: str, token: str | None) -> Any:
 
 
 def _cid_of(client: Any, target: str) -> str:
-    from registry.gate.remote import resolve_target
+    from registry.verify.remote import resolve_target
 
     try:
         return resolve_target(client, target)
@@ -97,9 +97,9 @@ def gate(
     """
     from registry.gate.checks import junit_xml
     from registry.gate.config import SandboxBudget
-    from registry.gate.local import gate_dir
-    from registry.gate.remote import dumps, gate_remote
     from registry.manifest.names import parse_ref
+    from registry.verify.local import gate_dir
+    from registry.verify.remote import dumps, gate_remote
 
     policy = _load_policy(trust_policy, namespace)
     directory = Path(target)

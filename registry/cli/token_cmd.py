@@ -44,9 +44,9 @@ def token_create(
     as_json: bool,
 ) -> None:
     """Create a token and print it once (it is stored only as its sha256)."""
+    from registry.accounts.auth import AuthService
     from registry.cli.daemon_cmd import _migrate
     from registry.db.engine import create_engine, session_factory
-    from registry.services.auth import AuthService
 
     settings = load(config_file, data_dir, database_url)
     _migrate(settings)

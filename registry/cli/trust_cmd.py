@@ -1,7 +1,7 @@
 """``modelpack keygen``, ``sign``, ``verify``, and the registry's ``key`` and ``policy`` commands.
 
 ``verify`` takes a local pack directory (fully offline) or, with ``--registry URL``, ``NS/MODEL@CHANNEL``,
-an IPNS name or a pack CID (record -> manifest -> signatures -> shard bytes; see registry.cli.trust_remote).
+an IPNS name or a pack CID (record -> manifest -> signatures -> shard bytes; see registry.verify.registry_verify).
 Exit codes: 0 every check held; 1 at least one failed (one ``FAIL`` line each on stdout); 2 usage error
 (bad option, unreadable policy or state file, unknown target); 3 the registry could not be reached or
 answered with an error (not found, unauthorized, ...).
@@ -84,8 +84,8 @@ def keygen(out: Path, force: bool) -> None:
 def sign(directory: Path, key_path: Path, detached: Path | None, dsse: bool) -> None:
     """Sign DIR/manifest.json with an Ed25519 key (RFC 8785 bytes, signature fields removed)."""
     from registry.trust.keys import load_private_key
-    from registry.trust.packcheck import DSSE_NAME, MANIFEST_NAME, read_manifest
     from registry.trust.signatures import make_signature, sign_manifest, write_detached_signature
+    from registry.verify.packcheck import DSSE_NAME, MANIFEST_NAME, read_manifest
 
     try:
         with _key_warnings_to_stderr():
@@ -230,7 +230,7 @@ def _verify_dir(
     ipns_name: str | None,
     seen_sequence: int | None,
 ) -> Any:
-    from registry.trust.packcheck import PackCheckConfig, check_ipns_record, read_manifest, verify_pack_dir
+    from registry.verify.packcheck import PackCheckConfig, check_ipns_record, read_manifest, verify_pack_dir
 
     if (ipns_record is None) != (ipns_name is None):
         raise click.UsageError("--ipns-record and --ipns-name go together")
@@ -276,7 +276,13 @@ def _verify_remote(
     namespace: str | None,
     state_file: Path | None,
 ) -> Any:
-    from registry.cli.trust_remote import FetchError, SeenState, classify, default_state_file, verify_remote
+    from registry.verify.registry_verify import (
+        FetchError,
+        SeenState,
+        classify,
+        default_state_file,
+        verify_remote,
+    )
 
     if not registry:
         raise click.UsageError(

@@ -20,7 +20,7 @@ TOKEN_OPT = click.option("--token", envvar="MODELPACK_TOKEN", help="API token [e
 
 
 def http_client(registry: str | None, token: str | None, *, need_token: bool = False) -> Any:
-    from registry.cli.trust_remote import RegistryHttp
+    from registry.verify.registry_verify import RegistryHttp
 
     if not registry:
         raise click.UsageError("give --registry URL (or set MODELPACK_REGISTRY)")
@@ -33,7 +33,7 @@ def http_client(registry: str | None, token: str | None, *, need_token: bool = F
 
 
 def _call(http: Any, method: str, path: str, payload: Any = None) -> Any:
-    from registry.cli.trust_remote import FetchError
+    from registry.verify.registry_verify import FetchError
 
     try:
         return http.json(method, path, payload)
@@ -88,7 +88,7 @@ def key_add(public_key: str, registry: str | None, token: str | None, as_json: b
 @click.option("--json", "as_json", is_flag=True)
 def key_ls(publisher: str | None, registry: str | None, token: str | None, as_json: bool) -> None:
     """List registered keys."""
-    from registry.cli.trust_remote import q
+    from registry.verify.registry_verify import q
 
     http = http_client(registry, token)
     items: list[dict[str, Any]] = []
@@ -121,7 +121,7 @@ def key_revoke(
     key_id: str, reason: str, at: str | None, registry: str | None, token: str | None, as_json: bool
 ) -> None:
     """Revoke KEY_ID: signatures the registry receives from the revocation time on are invalid."""
-    from registry.cli.trust_remote import q
+    from registry.verify.registry_verify import q
 
     http = http_client(registry, token, need_token=True)
     body: dict[str, Any] = {"reason": reason} | ({"at": at} if at else {})
@@ -151,7 +151,7 @@ def policy_show(
     namespace: str, registry: str | None, token: str | None, as_json: bool, file_format: bool
 ) -> None:
     """Show NAMESPACE's trust policy."""
-    from registry.cli.trust_remote import q
+    from registry.verify.registry_verify import q
 
     http = http_client(registry, token)
     if file_format:
@@ -190,7 +190,7 @@ def policy_set(
     token: str | None,
 ) -> None:
     """Replace NAMESPACE's trust policy (admin scope for the namespace)."""
-    from registry.cli.trust_remote import q
+    from registry.verify.registry_verify import q
 
     http = http_client(registry, token, need_token=True)
     body = {

@@ -13,16 +13,16 @@ from typing import Any, Literal
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from registry.accounts.auth import Principal
 from registry.db.base import utcnow
 from registry.db.models import AuditEvent, Model, Namespace, Pack, PackState, Pointer, PointerChange
 from registry.errors import Forbidden, NotFound
 from registry.gate.config import GateConfig
 from registry.gate.errors import CurationRefused, ReasonRequired
 from registry.gate.rule import Fact, ReplicationCheck, RuleFacts, TrustCheck
-from registry.gate.states import set_state
 from registry.manifest.names import ModelRef
-from registry.services.auth import Principal
-from registry.services.pointers import PointerMoved, move_pointer
+from registry.packs.pointers import PointerMoved, move_pointer
+from registry.packs.states import set_state
 
 log = logging.getLogger("modelpack.gate")
 TAG = "curated"

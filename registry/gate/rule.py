@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pinner.replication.model import Target
 from registry.db.models import Pack
-from registry.services.replication_summary import pack_replication, pack_target
-from registry.services.trust import evaluate_pack_trust
+from registry.replication.summary import pack_replication, pack_target
+from registry.trust.policies import evaluate_pack_trust
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,12 @@ from typing import Protocol
 from multiformats import CID
 
 from pinner.unixfs import hash_file, params_for_cid
-from registry.services.shard_fetch import NodeShardFetcher, ShardFetcher, ShardSource
+from registry.replication.shard_fetch import NodeShardFetcher, ShardFetcher, ShardSource
 
 __all__ = [
     "FileStore",
     "GatheredPack",
-    "NodeShardFetcher",  # moved to registry.services.shard_fetch; re-exported for the gate's importers
+    "NodeShardFetcher",  # moved to registry.replication.shard_fetch; re-exported for the gate's importers
     "ShardFetcher",
     "ShardSource",
     "ShardSpec",

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pinner.ipfs.cids import normalize_cid
+from registry.accounts.auth import Principal, require_namespace
 from registry.db.base import utcnow
 from registry.db.models import Pack, PackState, Shard, ValidationReport
 from registry.errors import NotFound
@@ -28,10 +29,9 @@ from registry.gate.curation import CurationService, model_ref_of
 from registry.gate.errors import ValidationRefused
 from registry.gate.runner import SandboxRunner, run_sandbox
 from registry.gate.shards import FileStore, ShardFetcher, ShardSpec, ShardUnavailable, gather
-from registry.gate.states import set_state
 from registry.jobs.protocol import ClaimedJob, PermanentJobError, RetryJob
 from registry.manifest.names import ModelRef
-from registry.services.auth import Principal, require_namespace
+from registry.packs.states import set_state
 
 log = logging.getLogger("modelpack.gate")
 VALIDATE_JOB = "validate"

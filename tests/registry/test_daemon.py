@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from registry.api.keys import JOB_QUEUE
-from registry.daemon import build_app
+from registry.app.daemon import build_app
 from registry.errors import DatabaseNotReady
 from registry.settings import Settings, load_settings
 

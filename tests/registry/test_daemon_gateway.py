@@ -8,7 +8,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from pinner.unixfs import UnixfsParams, hash_file
 from registry.api.keys import BLOCKSTORE
-from registry.daemon import build_app
+from registry.app.daemon import build_app
 from registry.settings import Settings
 
 

@@ -19,17 +19,16 @@ from pinner.ipfs.cluster import ClusterClient
 from pinner.ipfs.kubo import KuboClient
 from pinner.ipfs.pinning_service import PinningServiceClient
 from pinner.states import NodeKind
-from registry import daemon
 from registry.api.keys import BLOCKSTORE, GATE, IPNS_CHANNELS, REGISTRY, TRUST
-from registry.daemon import build_app
+from registry.app import daemon, gate_wiring
+from registry.app.daemon import build_app
+from registry.app.replication_wiring import node_client_config
 from registry.db.models import IpfsNode
 from registry.errors import ConfigError
-from registry.gate import wiring as gate_wiring
 from registry.gate.runner import sandbox_command
-from registry.services.ipns_channels import kubo_sinks
-from registry.services.replication_nodes import ClientFactory
-from registry.services.replication_wiring import node_client_config
-from registry.services.shard_fetch import NodeShardFetcher
+from registry.ipns.channels import kubo_sinks
+from registry.replication.nodes import ClientFactory
+from registry.replication.shard_fetch import NodeShardFetcher
 from registry.settings import KiB, MiB, Settings, load_settings
 
 KEK = bytes(32)
@@ -247,10 +246,10 @@ def test_new_keys_from_the_toml_file(clean_env: pytest.MonkeyPatch, tmp_path: Pa
 
 def test_defaults_are_todays_component_defaults() -> None:
     from pinner.blockstore import FsBlockstoreConfig
+    from registry.cache import CacheConfig
     from registry.gate.config import GateConfig
-    from registry.services.cache import CacheConfig
-    from registry.services.ipns_channels import IpnsChannelConfig
-    from registry.services.trust_keys import TrustConfig
+    from registry.ipns.channels import IpnsChannelConfig
+    from registry.trust.key_registry import TrustConfig
 
     s = Settings()
     assert daemon.blockstore_config(s) == FsBlockstoreConfig(fsync=s.storage.fsync)

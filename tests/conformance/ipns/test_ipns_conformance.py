@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from multiformats import multibase
 
+from registry.ipns.name import ipns_name, parse_ipns_name
+from registry.ipns.record import make_record, validate_record
 from registry.trust.errors import IpnsBadSignature, IpnsDataMismatch, IpnsRecordError, IpnsV1Only
-from registry.trust.ipns import make_record, validate_record
-from registry.trust.ipns_name import ipns_name, parse_ipns_name
 from registry.trust.keys import generate_private_key, public_key_of
 
 HERE = Path(__file__).parent

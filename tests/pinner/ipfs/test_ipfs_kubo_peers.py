@@ -162,8 +162,8 @@ async def test_swarm_connect_to_a_dead_address_is_a_node_error(clients: list[Kub
 async def test_ipns_record_is_put_through_the_dht_fallback(
     clients: list[KuboClient], ipfs_peers: list[Any]
 ) -> None:
-    from registry.trust.ipns import make_record
-    from registry.trust.ipns_name import ipns_name
+    from registry.ipns.name import ipns_name
+    from registry.ipns.record import make_record
     from registry.trust.keys import generate_private_key, public_key_of
 
     key = generate_private_key()

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from registry.daemon import build_app
+from registry.app.daemon import build_app
 from registry.settings import Settings
 
 T = TypeVar("T")

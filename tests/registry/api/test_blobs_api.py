@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from pinner.unixfs import PROFILES
 from registry.api.keys import BLOCKSTORE, SESSIONS
-from registry.daemon import build_app
+from registry.app.daemon import build_app
 from registry.db.models import Blob
 from registry.settings import Settings
 from tests.registry.api import helpers

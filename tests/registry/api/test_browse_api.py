@@ -7,7 +7,7 @@ import json
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from registry.daemon import build_app
+from registry.app.daemon import build_app
 from registry.manifest import pack_cid_of
 from registry.settings import Settings
 from tests.registry.api import helpers

@@ -11,15 +11,15 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
 from registry.api.keys import IPNS_CHANNELS, JOB_QUEUE, SESSIONS
-from registry.daemon import build_app
+from registry.app.daemon import build_app
 from registry.db.models import Job, JobState, Model
-from registry.services.ipns_channels import peer_id_of
-from registry.services.pointers import move_pointer
+from registry.ipns.channels import peer_id_of
+from registry.ipns.name import ipns_name, libp2p_public_key_bytes
+from registry.ipns.protobuf import field_bytes
+from registry.ipns.record import make_record, validate_record
+from registry.packs.pointers import move_pointer
 from registry.settings import Settings
-from registry.trust.ipns import make_record, validate_record
-from registry.trust.ipns_name import ipns_name, libp2p_public_key_bytes
 from registry.trust.keys import generate_private_key, public_key_of
-from registry.trust.protobuf import field_bytes
 from tests.registry.api import helpers
 from tests.registry.api.conftest import Registry
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pinner.states import NodeKind, NodeState
 from registry.db.models import IpfsNode, Model
-from registry.services.ipns_channels import IpnsChannelConfig, IpnsChannels, peer_id_of
+from registry.ipns.channels import IpnsChannelConfig, IpnsChannels, peer_id_of
 from registry.trust.sealing import generate_kek
 from tests.registry.services.test_trust_fixtures import add_pack, manifest, principal
 

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from pinner.states import NodeKind, NodeState
 from registry.api.keys import BLOCKSTORE, JOB_QUEUE, SESSIONS
-from registry.daemon import SHARD_FETCH
+from registry.app.daemon import SHARD_FETCH
 from registry.db.models import Blob, IpfsNode, Job, PackState
 from registry.jobs.protocol import ClaimedJob, RetryJob
 from tests.registry.api import helpers

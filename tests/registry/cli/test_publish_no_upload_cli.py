@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestServer
 
 from pinner.states import NodeKind, NodeState
 from registry.api.keys import JOB_QUEUE, SESSIONS
-from registry.daemon import SHARD_FETCH
+from registry.app.daemon import SHARD_FETCH
 from registry.db.models import IpfsNode
 from tests.registry.api import helpers
 from tests.registry.api.live import LiveServer

@@ -24,8 +24,8 @@ from multiformats import CID, multihash
 
 from pinner.unixfs import hash_file
 from registry.cli.trust_cmd import verify
-from registry.trust.ipns import make_record
-from registry.trust.ipns_name import ipns_name
+from registry.ipns.name import ipns_name
+from registry.ipns.record import make_record
 from registry.trust.keys import generate_private_key, public_key_of
 from registry.trust.signatures import sign_manifest
 

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from registry.api.keys import BLOCKSTORE, GATE, SESSIONS
-from registry.daemon import build_app
+from registry.app.daemon import build_app
 from registry.gate.validation import ValidationService
 from registry.settings import Settings
 from tests.registry.api import helpers

@@ -63,7 +63,7 @@ def test_sandbox_verdicts_map_to_gate_kinds() -> None:
 
 
 def test_a_flag_names_its_failure_kind() -> None:
-    from registry.gate.remote import flagged_kind
+    from registry.verify.remote import flagged_kind
 
     assert (
         flagged_kind("degraded (under_replicated): 1 of 5 unit(s) below replication_min 3")

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from registry.accounts.auth import Principal
 from registry.api.keys import BLOCKSTORE, IPNS_CHANNELS, REGISTRY
 from registry.db.models import AuditEvent, Pack, PackState, PointerChange
 from registry.errors import Forbidden, NotFound
@@ -17,7 +18,6 @@ from registry.gate.errors import CurationRefused, ReasonRequired
 from registry.gate.rule import Fact
 from registry.gate.validation import ValidationService
 from registry.manifest.names import ModelRef
-from registry.services.auth import Principal
 from tests.registry.gate import packs
 from tests.registry.gate.conftest import GateEnv
 

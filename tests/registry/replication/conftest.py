@@ -22,10 +22,10 @@ from pinner.unixfs.params import UnixfsParams
 from registry.db.base import utcnow
 from registry.db.models import Blob, IpfsNode, Model, Namespace, Pack, PackState, Pointer, Shard
 from registry.jobs.sql import SqlJobQueue
-from registry.services.replication import ReplicationService
-from registry.services.replication_nodes import NodeRegistry
-from registry.services.replication_rows import ReplicationConfig
-from registry.services.replication_source import manifest_cid
+from registry.replication.nodes import NodeRegistry
+from registry.replication.rows import ReplicationConfig
+from registry.replication.service import ReplicationService
+from registry.replication.source import manifest_cid
 from tests.pinner.replication.fakes import FakeKuboNode
 
 SMALL = UnixfsParams(chunk_size=4096, max_links=8, cid_version=1, raw_leaves=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from registry.daemon import build_app
+from registry.app.daemon import build_app
 from registry.settings import Settings
 from tests.registry.api import helpers
 

@@ -26,9 +26,9 @@ from pinner.states import NodeState, ReplicaState
 from pinner.unixfs.params import UnixfsParams
 from registry.db.models import IpfsNode, Replica
 from registry.jobs.sql import SqlJobQueue
-from registry.services.replication import ReplicationService
-from registry.services.replication_nodes import ClientFactory, NodeClientConfig, NodeRegistry
-from registry.services.replication_rows import ReplicationConfig
+from registry.replication.nodes import ClientFactory, NodeClientConfig, NodeRegistry
+from registry.replication.rows import ReplicationConfig
+from registry.replication.service import ReplicationService
 from tests.ipfs_testnode.peers import IpfsPeer, restore_peers
 from tests.registry.replication.conftest import FakeBackends, Harness
 

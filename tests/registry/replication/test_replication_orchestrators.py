@@ -22,9 +22,9 @@ from pinner.replication.model import Target
 from pinner.states import NodeKind, ReplicaState
 from registry.db.models import IpfsNode, Replica
 from registry.jobs.sql import SqlJobQueue
-from registry.services.replication import ReplicationService
-from registry.services.replication_nodes import ClientFactory, NodeClientConfig, NodeRegistry
-from registry.services.replication_rows import ReplicationConfig
+from registry.replication.nodes import ClientFactory, NodeClientConfig, NodeRegistry
+from registry.replication.rows import ReplicationConfig
+from registry.replication.service import ReplicationService
 from tests.pinner.ipfs.fake_orchestrators import FakeCluster, FakePinningService
 from tests.registry.replication.conftest import FakeBackends, Harness
 

@@ -15,12 +15,12 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pinner.blockstore import FsBlockstore, FsBlockstoreConfig
+from registry.accounts.auth import AuthService, Principal
 from registry.db.base import utcnow
 from registry.db.models import Pack, Signature, SigningKey
 from registry.manifest import ModelRef, load_manifest
-from registry.services.auth import AuthService, Principal
-from registry.services.blobs import BlobService
-from registry.services.publish import PublishService
+from registry.packs.blobs import BlobService
+from registry.packs.publish import PublishService
 from registry.trust.errors import BadSignature
 from registry.trust.keys import generate_private_key, public_key_of
 from registry.trust.signatures import make_signature, sign_manifest

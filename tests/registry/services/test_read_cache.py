@@ -9,12 +9,12 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pinner.blockstore import FsBlockstore, FsBlockstoreConfig
+from registry.accounts.auth import AuthService
+from registry.cache import CacheConfig, TtlCache
 from registry.manifest import ModelRef, load_manifest
-from registry.services.auth import AuthService
-from registry.services.blobs import BlobService
-from registry.services.cache import CacheConfig, TtlCache
-from registry.services.pointers import PointerService
-from registry.services.publish import PublishService
+from registry.packs.blobs import BlobService
+from registry.packs.pointers import PointerService
+from registry.packs.publish import PublishService
 from tests.registry.api import helpers
 
 

@@ -14,9 +14,9 @@ from multiformats import CID, multihash
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from registry.accounts.auth import AuthService, Principal
 from registry.db.base import utcnow
 from registry.db.models import Model, Namespace, Pack, PackState, Signature, SignatureVerdict
-from registry.services.auth import AuthService, Principal
 from registry.trust.keys import public_key_of
 from registry.trust.signatures import make_signature
 

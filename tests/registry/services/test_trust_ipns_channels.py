@@ -17,13 +17,13 @@ from pinner.states import NodeKind, NodeState
 from registry.db.base import utcnow
 from registry.db.models import IpfsNode, IpnsKey, IpnsRecord, Job, Model, Pointer
 from registry.errors import ConfigError, NotFound
+from registry.ipns.channel import IpnsRecordConfig
+from registry.ipns.channels import IpnsChannelConfig, IpnsChannels, load_kek, peer_id_of
+from registry.ipns.record import check_sequence, validate_record
 from registry.jobs.protocol import RetryJob
 from registry.jobs.sql import SqlJobQueue
 from registry.manifest.names import ModelRef
-from registry.services.ipns_channels import IpnsChannelConfig, IpnsChannels, load_kek, peer_id_of
-from registry.trust.channel import IpnsRecordConfig
 from registry.trust.errors import IpnsSequenceNotNewer
-from registry.trust.ipns import check_sequence, validate_record
 from registry.trust.sealing import generate_kek
 from tests.registry.services.test_trust_fixtures import add_pack, manifest, principal
 

@@ -11,9 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from registry.db.base import utcnow
 from registry.db.models import AuditEvent, Signature, SignatureVerdict
 from registry.errors import BadRequest, Conflict, Forbidden, NotFound
-from registry.services.trust import TrustService, evaluate_pack_trust
 from registry.trust.errors import BadPublicKey
 from registry.trust.keys import generate_private_key, public_key_of
+from registry.trust.policies import TrustService, evaluate_pack_trust
 from tests.registry.services.test_trust_fixtures import add_pack, manifest, principal, pub_b64
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from registry.trust.channel import (
+from registry.ipns.channel import (
     ChannelKey,
     IpnsRecordConfig,
     needs_republish,
@@ -14,8 +14,8 @@ from registry.trust.channel import (
     open_channel_key,
     pointer_record,
 )
+from registry.ipns.record import check_sequence, validate_record
 from registry.trust.errors import IpnsSequenceNotNewer, KeySealError
-from registry.trust.ipns import check_sequence, validate_record
 from registry.trust.sealing import generate_kek
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)

@@ -205,10 +205,10 @@ def test_sign_errors_are_one_sentence(tmp_path: Path, keys: tuple[Path, Path]) -
 def test_offline_chain_from_ipns_record(pack_dir: Path, keys: tuple[Path, Path], tmp_path: Path) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from registry.trust.ipns import make_record
-    from registry.trust.ipns_name import ipns_name
+    from registry.ipns.name import ipns_name
+    from registry.ipns.record import make_record
     from registry.trust.keys import generate_private_key, public_key_of
-    from registry.trust.packcheck import manifest_cid, read_manifest
+    from registry.verify.packcheck import manifest_cid, read_manifest
 
     a, _ = keys
     run(sign, str(pack_dir), "--key", str(a))

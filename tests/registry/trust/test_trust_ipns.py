@@ -11,6 +11,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from multiformats import multibase
 
+from registry.ipns.name import ipns_name, libp2p_public_key_bytes, parse_ipns_name
+from registry.ipns.protobuf import decode_fields, field_bytes, field_varint
+from registry.ipns.record import (
+    MAX_RECORD_BYTES,
+    check_sequence,
+    format_validity,
+    make_record,
+    parse_validity,
+    validate_record,
+)
 from registry.trust.errors import (
     InvalidIpnsName,
     IpnsBadSignature,
@@ -23,17 +33,7 @@ from registry.trust.errors import (
     IpnsSequenceNotNewer,
     IpnsV1Only,
 )
-from registry.trust.ipns import (
-    MAX_RECORD_BYTES,
-    check_sequence,
-    format_validity,
-    make_record,
-    parse_validity,
-    validate_record,
-)
-from registry.trust.ipns_name import ipns_name, libp2p_public_key_bytes, parse_ipns_name
 from registry.trust.keys import generate_private_key, public_key_of
-from registry.trust.protobuf import decode_fields, field_bytes, field_varint
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(hours=48)
@@ -47,7 +47,7 @@ def name_of(key: Ed25519PrivateKey) -> str:
 
 def rebuild(record: bytes, **replace: int | bytes) -> bytes:
     """Re-encode a record's fields, replacing some (field name -> value)."""
-    from registry.trust import ipns
+    from registry.ipns import record as ipns
 
     wire = dict(ipns._WIRE)
     fields = decode_fields(record, wire)
@@ -337,7 +337,7 @@ def test_names_agree_with_the_multiformats_library(seed: bytes) -> None:
 
 
 def test_missing_v1_field_reads_as_its_default_when_v1_signed(key: Ed25519PrivateKey) -> None:
-    from registry.trust import ipns
+    from registry.ipns import record as ipns
 
     def without_ttl(record: bytes) -> bytes:
         fields = decode_fields(record, ipns._WIRE)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from registry.accounts.auth import AuthService
+from registry.cache import CacheConfig, TtlCache
 from registry.manifest.canonical import ManifestLimits
-from registry.services.auth import AuthService
-from registry.services.blobs import BlobService
-from registry.services.browse import BrowseService
-from registry.services.cache import CacheConfig, TtlCache
-from registry.services.pointers import PointerService
-from registry.services.publish import PublishService
+from registry.packs.blobs import BlobService
+from registry.packs.browse import BrowseService
+from registry.packs.pointers import PointerService
+from registry.packs.publish import PublishService
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,9 +18,9 @@ import rfc8785
 from multiformats import CID, multihash
 
 from pinner.unixfs import hash_file, params_for_cid
+from registry.ipns.record import check_sequence, validate_record
 from registry.trust.dsse import verify_envelope
 from registry.trust.errors import DsseError, InvalidIpnsName, IpnsRecordError, ManifestSignatureError
-from registry.trust.ipns import check_sequence, validate_record
 from registry.trust.policy import NamespacePolicy, PolicyDecision
 from registry.trust.signatures import (
     ManifestSignature,

@@ -1,6 +1,6 @@
 """Each namespace's trust policy, and whether a pack's signatures satisfy it (the curation rule's question).
 
-Signatures are judged against the key registry (registry.services.trust_keys) by the registry's
+Signatures are judged against the key registry (registry.trust.key_registry) by the registry's
 receipt time, so a revocation counts from its time on. Policy changes are audited. No HTTP in here.
 """
 
@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from registry.accounts.auth import Principal
 from registry.db.engine import readonly_session
 from registry.db.models import (
     AuditEvent,
@@ -28,10 +29,9 @@ from registry.db.models import (
     TrustedKey,
 )
 from registry.errors import BadRequest, Forbidden, NotFound
-from registry.services.auth import Principal
-from registry.services.trust_keys import KeyRegistry, KeyView, keys_with_publishers
 from registry.trust.dsse import verify_envelope
 from registry.trust.errors import DsseError
+from registry.trust.key_registry import KeyRegistry, KeyView, keys_with_publishers
 from registry.trust.keys import ALGORITHM, PublicKey
 from registry.trust.policy import MAX_REQUIRED, NamespacePolicy
 from registry.trust.policy import TrustedKey as PolicyKey

@@ -1,4 +1,4 @@
-"""Composition of the gate from settings (called by the composition root, ``registry.daemon``).
+"""Composition of the gate from settings (called by the composition root, ``registry.app.daemon``).
 
 Kept beside the gate so the daemon stays a list of contexts: the curation rule on the real trust and
 replication checks, the validation service on the daemon's blockstore and nodes, and the sweep loop.
@@ -15,6 +15,7 @@ from aiohttp import web
 
 from pinner.replication.model import Target
 from registry.api.keys import BLOCKSTORE, IPNS_CHANNELS, JOB_QUEUE, REGISTRY, SESSIONS
+from registry.app.replication_wiring import node_client_config
 from registry.gate.config import gate_config
 from registry.gate.curation import CurationService
 from registry.gate.rule import RegistryReplication, registry_trust
@@ -22,7 +23,6 @@ from registry.gate.shards import NodeShardFetcher
 from registry.gate.validation import CURATE_JOB, SWEEP_JOB, VALIDATE_JOB, ValidationService
 from registry.jobs.periodic import enqueue_every
 from registry.jobs.protocol import ClaimedJob
-from registry.services.replication_wiring import node_client_config
 from registry.settings import Settings
 
 log = logging.getLogger("modelpack.gate")

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from registry.cache import CacheConfig, TtlCache
 from registry.db.engine import readonly_session
 from registry.db.models import (
     Model,
@@ -26,8 +27,7 @@ from registry.db.models import (
 )
 from registry.errors import NotFound
 from registry.manifest.names import ModelRef
-from registry.services.cache import CacheConfig, TtlCache
-from registry.services.pointers import model_id_of
+from registry.packs.pointers import model_id_of
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from multiformats import CID
 
+from registry.ipns.name import ipns_name
+from registry.ipns.record import IpnsRecord, make_record
 from registry.trust.errors import KeySealError
-from registry.trust.ipns import IpnsRecord, make_record
-from registry.trust.ipns_name import ipns_name
 from registry.trust.keys import generate_private_key, private_key_from_raw, public_key_of, raw_private_key
 from registry.trust.sealing import open_private_key, seal_private_key
 

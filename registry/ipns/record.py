@@ -18,6 +18,8 @@ from typing import Any
 import dag_cbor
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from registry.ipns.name import libp2p_public_key_bytes, parse_ipns_name
+from registry.ipns.protobuf import LEN, VARINT, WireError, decode_fields, field_bytes, field_varint
 from registry.trust.errors import (
     IpnsBadSignature,
     IpnsDataMismatch,
@@ -27,9 +29,7 @@ from registry.trust.errors import (
     IpnsSequenceNotNewer,
     IpnsV1Only,
 )
-from registry.trust.ipns_name import libp2p_public_key_bytes, parse_ipns_name
 from registry.trust.keys import PublicKey, public_key_of
-from registry.trust.protobuf import LEN, VARINT, WireError, decode_fields, field_bytes, field_varint
 
 MAX_RECORD_BYTES = 10 * 1024
 V2_PREFIX = b"ipns-signature:"

@@ -27,13 +27,13 @@ from pinner.digests import parse_cid
 from pinner.unixfs import FileDigest, UnixfsParams, params_for_cid
 from registry.db.models import Blob, Pack, PackState, Pointer, Shard
 from registry.gate.curation import model_ref_of
-from registry.gate.states import set_state
 from registry.jobs.protocol import ClaimedJob, RetryJob
 from registry.manifest.canonical import ManifestLimits
 from registry.manifest.names import ModelRef
-from registry.services.pointers import PointerMoved, move_pointer
-from registry.services.publish import AVAILABLE_REASON, FETCH_JOB, TransactionalQueue
-from registry.services.shard_fetch import ShardFetcher, ShardSource
+from registry.packs.pointers import PointerMoved, move_pointer
+from registry.packs.publish import AVAILABLE_REASON, FETCH_JOB, TransactionalQueue
+from registry.packs.states import set_state
+from registry.replication.shard_fetch import ShardFetcher, ShardSource
 
 log = logging.getLogger("modelpack.fetch")
 JobHandler = Callable[[ClaimedJob], Coroutine[Any, Any, None]]

@@ -5,7 +5,7 @@ and the replicate/validate jobs. Publishing the same manifest again returns the 
 writes nothing; two concurrent identical publishes end in one pack (the loser retries and finds it).
 
 Publish by CID: when some shards' bytes were never uploaded but IPFS nodes are configured, the pack is
-stored ``received`` with a ``fetch`` job instead (``registry.services.fetch_job``); pointers do not move
+stored ``received`` with a ``fetch`` job instead (``registry.packs.fetch``); pointers do not move
 and replicate/validate are not enqueued until that job has every byte verified and makes it ``available``.
 """
 
@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pinner.digests import cid_str, parse_cid
+from registry.accounts.auth import Principal, require_namespace
 from registry.db.base import utcnow
 from registry.db.models import (
     Blob,
@@ -38,9 +39,8 @@ from registry.db.models import (
 from registry.errors import Conflict, InvalidManifest, MissingShards, ShardMismatch
 from registry.manifest.canonical import ManifestLimits, ParsedManifest
 from registry.manifest.names import DEFAULT_TAG, ModelRef
-from registry.services.auth import Principal, require_namespace
-from registry.services.pointers import PointerMoved, check_settable, move_pointer
-from registry.services.shard_fetch import NodeDirectory
+from registry.packs.pointers import PointerMoved, check_settable, move_pointer
+from registry.replication.shard_fetch import NodeDirectory
 from registry.trust.errors import BadSignature
 from registry.trust.keys import PublicKey
 from registry.trust.signatures import (

@@ -30,18 +30,18 @@ from registry.db.base import utcnow
 from registry.db.engine import readonly_session
 from registry.db.models import IpfsNode, IpnsKey, IpnsRecord, Model, Namespace, Pointer
 from registry.errors import ConfigError, NotFound
-from registry.jobs.protocol import ClaimedJob, RetryJob
-from registry.manifest.names import ModelRef
-from registry.trust.channel import (
+from registry.ipns.channel import (
     ChannelKey,
     IpnsRecordConfig,
     new_channel_key,
     open_channel_key,
     pointer_record,
 )
+from registry.ipns.name import parse_ipns_name
+from registry.ipns.record import validate_record
+from registry.jobs.protocol import ClaimedJob, RetryJob
+from registry.manifest.names import ModelRef
 from registry.trust.errors import TrustError
-from registry.trust.ipns import validate_record
-from registry.trust.ipns_name import parse_ipns_name
 from registry.trust.sealing import generate_kek, parse_kek
 
 log = logging.getLogger(__name__)

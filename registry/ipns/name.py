@@ -14,9 +14,7 @@ from dataclasses import dataclass
 
 from multiformats import CID, multibase
 
-from registry.trust.errors import InvalidIpnsName, IpnsKeyMismatch, IpnsMalformed, IpnsUnsupportedKey
-from registry.trust.keys import PublicKey
-from registry.trust.protobuf import (
+from registry.ipns.protobuf import (
     LEN,
     VARINT,
     WireError,
@@ -26,6 +24,8 @@ from registry.trust.protobuf import (
     field_bytes,
     field_varint,
 )
+from registry.trust.errors import InvalidIpnsName, IpnsKeyMismatch, IpnsMalformed, IpnsUnsupportedKey
+from registry.trust.keys import PublicKey
 
 KEY_TYPE_ED25519 = 1
 LIBP2P_KEY_CODEC = "libp2p-key"

@@ -19,10 +19,12 @@ from pinner.blockstore import FsBlockstore, FsBlockstoreConfig
 from pinner.car import CarLimits
 from pinner.gateway import GatewayConfig, gateway_routes
 from pinner.unixfs import PipelineConfig
+from registry.accounts.auth import AuthService
 from registry.api import blobs, health, ipns_gateway, keys_api, models, openapi, packs, pointers, tokens
 from registry.api import gate as gate_api
 from registry.api import metrics as metrics_api
 from registry.api import nodes as nodes_api
+from registry.api.context import RegistryServices
 from registry.api.keys import (
     BLOCKSTORE,
     ENGINE,
@@ -39,22 +41,14 @@ from registry.api.keys import (
     WORKER,
 )
 from registry.api.middleware import access_log_middleware, error_middleware
+from registry.app.gate_wiring import gate_ctx, gate_handlers
+from registry.app.replication_wiring import node_client_config, replication_ctx
+from registry.cache import CacheConfig, TtlCache
 from registry.db.engine import create_engine, ping, session_factory
 from registry.db.migrate import require_current
 from registry.errors import RegistryError
-from registry.gate.wiring import gate_ctx, gate_handlers
-from registry.jobs.periodic import enqueue_every
-from registry.jobs.sql import SqlJobQueue
-from registry.jobs.worker import Handler, Worker, WorkerConfig
-from registry.manifest import ManifestLimits
-from registry.manifest.names import ModelRef
-from registry.services import RegistryServices
-from registry.services.auth import AuthService
-from registry.services.blobs import BlobConfig, BlobService
-from registry.services.browse import BrowseService
-from registry.services.cache import CacheConfig, TtlCache
-from registry.services.fetch_job import FetchConfig, ShardFetchService, fetch_handlers
-from registry.services.ipns_channels import (
+from registry.ipns.channel import IpnsRecordConfig
+from registry.ipns.channels import (
     REPUBLISH_JOB,
     IpnsChannelConfig,
     IpnsChannels,
@@ -62,15 +56,21 @@ from registry.services.ipns_channels import (
     kubo_sinks,
     load_kek,
 )
-from registry.services.pointers import PointerService
-from registry.services.publish import PublishService
-from registry.services.replication_loops import replication_handlers
-from registry.services.replication_wiring import node_client_config, replication_ctx
-from registry.services.shard_fetch import NodeShardFetcher
-from registry.services.trust import TrustService
-from registry.services.trust_keys import TrustConfig
+from registry.jobs.periodic import enqueue_every
+from registry.jobs.sql import SqlJobQueue
+from registry.jobs.worker import Handler, Worker, WorkerConfig
+from registry.manifest import ManifestLimits
+from registry.manifest.names import ModelRef
+from registry.packs.blobs import BlobConfig, BlobService
+from registry.packs.browse import BrowseService
+from registry.packs.fetch import FetchConfig, ShardFetchService, fetch_handlers
+from registry.packs.pointers import PointerService
+from registry.packs.publish import PublishService
+from registry.replication.loops import replication_handlers
+from registry.replication.shard_fetch import NodeShardFetcher
 from registry.settings import Settings
-from registry.trust.channel import IpnsRecordConfig
+from registry.trust.key_registry import TrustConfig
+from registry.trust.policies import TrustService
 
 log = logging.getLogger("modelpack.daemon")
 

@@ -19,7 +19,9 @@ from registry.gate.runner import SandboxRunner, run_sandbox
 from registry.manifest.canonical import ParsedManifest, parse_manifest_bytes
 from registry.trust.dsse import verify_envelope
 from registry.trust.errors import DsseError, TrustError
-from registry.trust.packcheck import (
+from registry.trust.policy import NamespacePolicy
+from registry.trust.signatures import NoTrustedTime, Verdict, verify_manifest
+from registry.verify.packcheck import (
     DSSE_NAME,
     MANIFEST_NAME,
     PackCheckConfig,
@@ -27,8 +29,6 @@ from registry.trust.packcheck import (
     check_shards,
     detached_in,
 )
-from registry.trust.policy import NamespacePolicy
-from registry.trust.signatures import NoTrustedTime, Verdict, verify_manifest
 
 MANIFEST_MAX_BYTES = 16 * 1024 * 1024
 _FAILING = (Verdict.BAD_SIGNATURE, Verdict.REVOKED, Verdict.MALFORMED)

@@ -33,16 +33,16 @@ from registry.db.base import utcnow
 from registry.db.models import IpfsNode, Pack, Replica
 from registry.jobs.protocol import ClaimedJob, PermanentJobError, RetryJob
 from registry.jobs.worker import Handler
-from registry.services.replication_nodes import BackendFactory, NodeRegistry, check_health
-from registry.services.replication_rows import (
+from registry.replication.nodes import BackendFactory, NodeRegistry, check_health
+from registry.replication.rows import (
     Enqueuer,
     ReplicationConfig,
     ReplicationCounters,
     set_rows,
     unpin_units,
 )
-from registry.services.replication_source import PackSource
-from registry.services.replication_summary import (
+from registry.replication.source import PackSource
+from registry.replication.summary import (
     ReplicationSummary,
     all_nodes,
     is_live,
@@ -55,7 +55,7 @@ from registry.services.replication_summary import (
     replica_view,
     replicas_for,
 )
-from registry.services.replication_upkeep import Upkeep
+from registry.replication.upkeep import Upkeep
 
 log = logging.getLogger("modelpack.replication")
 IN_FLIGHT = (ReplicaState.QUEUED, ReplicaState.PINNING)

@@ -18,11 +18,11 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from registry.accounts.auth import Principal
 from registry.db.base import utcnow
 from registry.db.engine import readonly_session
 from registry.db.models import AuditEvent, Publisher, Signature, SignatureVerdict, SigningKey
 from registry.errors import BadRequest, Conflict, Forbidden, NotFound
-from registry.services.auth import Principal
 from registry.trust.keys import ALGORITHM, parse_public_key
 
 

@@ -26,15 +26,15 @@ from pinner.states import NodeState, ReplicaState
 from registry.db.base import utcnow
 from registry.db.models import Blob, IpfsNode, Pack, Replica, Shard
 from registry.jobs.protocol import ClaimedJob
-from registry.services.replication_nodes import BackendFactory, NodeRegistry
-from registry.services.replication_rows import (
+from registry.replication.nodes import BackendFactory, NodeRegistry
+from registry.replication.rows import (
     Enqueuer,
     ReplicationConfig,
     ReplicationCounters,
     set_rows,
     unpin_units,
 )
-from registry.services.replication_summary import all_nodes, live_pack_cids, pack_units, replicas_for
+from registry.replication.summary import all_nodes, live_pack_cids, pack_units, replicas_for
 
 log = logging.getLogger("modelpack.replication")
 

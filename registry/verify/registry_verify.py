@@ -25,11 +25,10 @@ from typing import Any
 import rfc8785
 from multiformats import CID, multihash
 
+from registry.ipns.name import parse_ipns_name
+from registry.ipns.record import MAX_RECORD_BYTES, validate_record
 from registry.trust.errors import InvalidIpnsName, IpnsRecordError, ManifestSignatureError, TrustError
-from registry.trust.ipns import MAX_RECORD_BYTES, validate_record
-from registry.trust.ipns_name import parse_ipns_name
 from registry.trust.keys import write_atomically
-from registry.trust.packcheck import PackReport, check_shards
 from registry.trust.policy import NamespacePolicy, load_policy, parse_policy
 from registry.trust.signatures import (
     ManifestSignature,
@@ -39,6 +38,7 @@ from registry.trust.signatures import (
     Verdict,
     verify_manifest,
 )
+from registry.verify.packcheck import PackReport, check_shards
 
 IPNS_RECORD = "application/vnd.ipfs.ipns-record"
 MANIFEST_MAX_BYTES = 16 * 1024 * 1024

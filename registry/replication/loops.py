@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from registry.jobs.protocol import ClaimedJob, RetryJob
 from registry.jobs.worker import Handler
-from registry.services.replication import ReplicationService
-from registry.services.replication_rows import Enqueuer
+from registry.replication.rows import Enqueuer
+from registry.replication.service import ReplicationService
 
 log = logging.getLogger("modelpack.replication")
 

@@ -1,4 +1,4 @@
-"""Composition of the replication service from settings (called by the composition root, `registry.daemon`).
+"""Composition of the replication service from settings (called by the composition root, `registry.app.daemon`).
 
 Kept beside the service so the daemon stays a list of contexts: one HTTP session for every node client,
 the credentials key, the service, its metrics registry and its background loops.
@@ -17,11 +17,11 @@ from prometheus_client import CollectorRegistry
 from pinner.replication.model import Target
 from pinner.replication.mover import MoverConfig
 from registry.api.keys import BLOCKSTORE, JOB_QUEUE, SESSIONS, WORKER
-from registry.services.ipns_channels import load_kek
-from registry.services.replication import ReplicationService
-from registry.services.replication_loops import LoopConfig, run_replication_loops
-from registry.services.replication_nodes import ClientFactory, NodeClientConfig, NodeRegistry
-from registry.services.replication_rows import ReplicationConfig, ReplicationCounters
+from registry.ipns.channels import load_kek
+from registry.replication.loops import LoopConfig, run_replication_loops
+from registry.replication.nodes import ClientFactory, NodeClientConfig, NodeRegistry
+from registry.replication.rows import ReplicationConfig, ReplicationCounters
+from registry.replication.service import ReplicationService
 from registry.settings import Settings
 
 

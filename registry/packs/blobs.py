@@ -16,10 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from pinner.blockstore import FsBlockstore
 from pinner.digests import cid_str, parse_cid
 from pinner.unixfs import params_for_cid
+from registry.accounts.auth import Principal
 from registry.db.models import Blob
 from registry.errors import BadRequest, Forbidden, PayloadTooLarge
 from registry.manifest.schema import check_profile
-from registry.services.auth import Principal
 
 
 @dataclass(frozen=True, slots=True)

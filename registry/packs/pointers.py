@@ -14,13 +14,13 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from registry.accounts.auth import Principal, require_namespace
+from registry.cache import CacheConfig, TtlCache
 from registry.db.base import utcnow
 from registry.db.engine import readonly_session
 from registry.db.models import Model, Namespace, Pack, PackState, Pointer, PointerChange
 from registry.errors import Conflict, NotFound, PointerReserved, PreconditionFailed
 from registry.manifest.names import ModelRef, check_tag
-from registry.services.auth import Principal, require_namespace
-from registry.services.cache import CacheConfig, TtlCache
 
 PointerKey = tuple[str, str, str]  # namespace, model, tag
 
@@ -28,7 +28,7 @@ RESERVED_TAGS: Final = frozenset({"curated"})
 ANY: Final = object()  # move without a precondition
 
 # Called inside the mover's transaction after a pointer moved: (session, model_id, tag, to_cid).
-# The composition root passes the IPNS channels' hook (registry.services.ipns_channels).
+# The composition root passes the IPNS channels' hook (registry.ipns.channels).
 PointerMoved = Callable[[AsyncSession, int, str, str], Awaitable[object]]
 
 
