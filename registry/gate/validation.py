@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -29,29 +29,17 @@ from registry.gate.curation import CurationService, model_ref_of
 from registry.gate.errors import ValidationRefused
 from registry.gate.runner import SandboxRunner, run_sandbox
 from registry.gate.shards import FileStore, ShardFetcher, ShardSpec, ShardUnavailable, gather
-from registry.jobs.protocol import ClaimedJob, PermanentJobError, RetryJob
+from registry.jobs.kinds import JobKind
+from registry.jobs.protocol import ClaimedJob, JobQueue, PermanentJobError, RetryJob
 from registry.manifest.names import ModelRef
 from registry.packs.states import set_state
 
 log = logging.getLogger("modelpack.gate")
-VALIDATE_JOB = "validate"
-CURATE_JOB = "curate"
-SWEEP_JOB = "curate-sweep"
+VALIDATE_JOB = JobKind.VALIDATE
+CURATE_JOB = JobKind.CURATE
+SWEEP_JOB = JobKind.CURATE_SWEEP
 RUNNING = "running"
 TOO_LARGE = "pack_too_large"
-
-
-class Enqueuer(Protocol):
-    async def enqueue(
-        self,
-        kind: str,
-        payload: dict[str, Any],
-        *,
-        dedupe_key: str | None = None,
-        priority: int = 0,
-        run_after: datetime | None = None,
-        max_attempts: int | None = None,
-    ) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -75,7 +63,7 @@ class ValidationService:
         sessions: async_sessionmaker[AsyncSession],
         config: GateConfig,
         curation: CurationService,
-        queue: Enqueuer | None,
+        queue: JobQueue | None,
         *,
         store: FileStore | None = None,
         fetcher: ShardFetcher | None = None,

@@ -39,7 +39,8 @@ from registry.ipns.channel import (
 )
 from registry.ipns.name import parse_ipns_name
 from registry.ipns.record import validate_record
-from registry.jobs.protocol import ClaimedJob, RetryJob
+from registry.jobs.kinds import JobKind
+from registry.jobs.protocol import ClaimedJob, JobQueue, RetryJob
 from registry.manifest.names import ModelRef
 from registry.trust.errors import TrustError
 from registry.trust.sealing import generate_kek, parse_kek
@@ -47,8 +48,8 @@ from registry.trust.sealing import generate_kek, parse_kek
 log = logging.getLogger(__name__)
 
 KEK_FILE = "ipns.kek"
-PUBLISH_JOB = "ipns-publish"
-REPUBLISH_JOB = "ipns-republish"
+PUBLISH_JOB = JobKind.IPNS_PUBLISH
+REPUBLISH_JOB = JobKind.IPNS_REPUBLISH
 
 
 @dataclass(frozen=True)
@@ -70,17 +71,6 @@ class IpnsChannelConfig:
     @property
     def channel_tags(self) -> frozenset[str]:
         return frozenset({"curated", "latest"} if self.publish_latest else {"curated"})
-
-
-class Enqueue(Protocol):
-    async def enqueue(
-        self,
-        kind: str,
-        payload: dict[str, Any],
-        *,
-        dedupe_key: str | None = None,
-        session: AsyncSession | None = None,
-    ) -> int: ...
 
 
 class RecordSink(Protocol):
@@ -171,7 +161,7 @@ class IpnsChannels:
         self,
         sessions: async_sessionmaker[AsyncSession],
         kek: bytes,
-        jobs: Enqueue | None,
+        jobs: JobQueue | None,
         config: IpnsChannelConfig = IpnsChannelConfig(),
         *,
         sinks: SinkFactory = kubo_sinks,

@@ -6,17 +6,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+
+from registry.jobs.protocol import JobQueue
 
 log = logging.getLogger(__name__)
 
 
-class Enqueuer(Protocol):
-    async def enqueue(self, kind: str, payload: dict[str, Any], *, dedupe_key: str | None = None) -> int: ...
-
-
 @contextlib.asynccontextmanager
-async def enqueue_every(queue: Enqueuer, kind: str, interval_s: float) -> AsyncIterator[None]:
+async def enqueue_every(queue: JobQueue, kind: str, interval_s: float) -> AsyncIterator[None]:
     """While the context is open, enqueue ``kind`` every ``interval_s``; several daemons queue it once."""
 
     async def loop() -> None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,9 @@ class PermanentJobError(Exception):
 
 
 class JobQueue(Protocol):
+    """The one job-queue seam. ``session`` enqueues inside the caller's transaction (the job commits with
+    the change that needs it); without it the queue opens its own."""
+
     async def enqueue(
         self,
         kind: str,
@@ -57,6 +63,7 @@ class JobQueue(Protocol):
         priority: int = 0,
         run_after: datetime | None = None,
         max_attempts: int | None = None,
+        session: AsyncSession | None = None,
     ) -> int: ...
 
     async def claim(self, kinds: Sequence[str], owner: str) -> ClaimedJob | None: ...

@@ -27,11 +27,11 @@ from pinner.digests import parse_cid
 from pinner.unixfs import FileDigest, UnixfsParams, params_for_cid
 from registry.db.models import Blob, Pack, PackState, Pointer, Shard
 from registry.gate.curation import model_ref_of
-from registry.jobs.protocol import ClaimedJob, RetryJob
+from registry.jobs.protocol import ClaimedJob, JobQueue, RetryJob
 from registry.manifest.canonical import ManifestLimits
 from registry.manifest.names import ModelRef
 from registry.packs.pointers import PointerMoved, move_pointer
-from registry.packs.publish import AVAILABLE_REASON, FETCH_JOB, TransactionalQueue
+from registry.packs.publish import AVAILABLE_REASON, FETCH_JOB
 from registry.packs.states import set_state
 from registry.replication.shard_fetch import ShardFetcher, ShardSource
 
@@ -90,7 +90,7 @@ class ShardFetchService:
         sessions: async_sessionmaker[AsyncSession],
         store: ShardStore,
         fetcher: ShardFetcher,
-        jobs: TransactionalQueue | None,
+        jobs: JobQueue | None,
         config: FetchConfig | None = None,
         on_moved: PointerMoved | None = None,
         on_changed: Callable[[ModelRef, str], None] | None = None,

@@ -15,7 +15,7 @@ import hmac
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -37,6 +37,8 @@ from registry.db.models import (
     SigningKey,
 )
 from registry.errors import Conflict, InvalidManifest, MissingShards, ShardMismatch
+from registry.jobs.kinds import JobKind
+from registry.jobs.protocol import JobQueue
 from registry.manifest.canonical import ManifestLimits, ParsedManifest
 from registry.manifest.names import DEFAULT_TAG, ModelRef
 from registry.packs.pointers import PointerMoved, check_settable, move_pointer
@@ -63,18 +65,7 @@ _VERDICTS = {
 }
 MAX_DETACHED = 16
 RETRIES = 3
-FETCH_JOB = "fetch"
-
-
-class TransactionalQueue(Protocol):
-    async def enqueue(
-        self,
-        kind: str,
-        payload: dict[str, Any],
-        *,
-        dedupe_key: str | None = None,
-        session: AsyncSession | None = None,
-    ) -> int: ...
+FETCH_JOB = JobKind.FETCH
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +86,7 @@ class PublishService:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
-        jobs: TransactionalQueue | None,
+        jobs: JobQueue | None,
         limits: ManifestLimits | None = None,
         on_moved: PointerMoved | None = None,
         on_published: Callable[[ModelRef], None] | None = None,

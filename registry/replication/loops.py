@@ -11,9 +11,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from registry.jobs.protocol import ClaimedJob, RetryJob
+from registry.jobs.protocol import ClaimedJob, JobQueue, RetryJob
 from registry.jobs.worker import Handler
-from registry.replication.rows import Enqueuer
 from registry.replication.service import ReplicationService
 
 log = logging.getLogger("modelpack.replication")
@@ -35,7 +34,7 @@ class LoopConfig:
             raise ValueError("replication loop intervals must be positive")
 
 
-async def run_replication_loops(service: ReplicationService, queue: Enqueuer, config: LoopConfig) -> None:
+async def run_replication_loops(service: ReplicationService, queue: JobQueue, config: LoopConfig) -> None:
     """Runs until cancelled. Says once at start whether the embedded blockstore is the only replica."""
     try:
         if await service.embedded_only():

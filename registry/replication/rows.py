@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import delete, update
@@ -30,10 +30,6 @@ class ReplicationConfig:
     @property
     def down_grace(self) -> timedelta:
         return timedelta(seconds=self.down_grace_s)
-
-
-class Enqueuer(Protocol):
-    async def enqueue(self, kind: str, payload: dict[str, Any], *, dedupe_key: str | None = None) -> int: ...
 
 
 class ReplicationCounters:

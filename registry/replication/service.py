@@ -31,11 +31,11 @@ from pinner.replication.placement import remote_nodes
 from pinner.states import NodeKind, NodeState, ReplicaState
 from registry.db.base import utcnow
 from registry.db.models import IpfsNode, Pack, Replica
-from registry.jobs.protocol import ClaimedJob, PermanentJobError, RetryJob
+from registry.jobs.kinds import JobKind
+from registry.jobs.protocol import ClaimedJob, JobQueue, PermanentJobError, RetryJob
 from registry.jobs.worker import Handler
 from registry.replication.nodes import BackendFactory, NodeRegistry, check_health
 from registry.replication.rows import (
-    Enqueuer,
     ReplicationConfig,
     ReplicationCounters,
     set_rows,
@@ -78,7 +78,7 @@ class ReplicationService:
         sessions: async_sessionmaker[AsyncSession],
         store: FsBlockstore,
         backends: BackendFactory,
-        queue: Enqueuer,
+        queue: JobQueue,
         nodes: NodeRegistry,
         config: ReplicationConfig = ReplicationConfig(),
         *,
@@ -378,7 +378,7 @@ class ReplicationService:
                 ):
                     enqueued.append(cid)
         for cid in enqueued:
-            await self._queue.enqueue("replicate", {"pack": cid}, dedupe_key=f"replicate:{cid}")
+            await self._queue.enqueue(JobKind.REPLICATE, {"pack": cid}, dedupe_key=JobKind.REPLICATE.key(cid))
         if enqueued:
             log.info("reconcile: %d pack(s) need replication work", len(enqueued))
         return enqueued
@@ -408,12 +408,12 @@ class ReplicationService:
                     f": {error}" if error else "",
                 )
         if changed:
-            await self._queue.enqueue("reconcile", {}, dedupe_key="reconcile")
+            await self._queue.enqueue(JobKind.RECONCILE, {}, dedupe_key=JobKind.RECONCILE.key())
         return out
 
     async def request_reconcile(self) -> None:
         """Queue a reconcile now (after a node is drained or removed), once however often asked."""
-        await self._queue.enqueue("reconcile", {}, dedupe_key="reconcile")
+        await self._queue.enqueue(JobKind.RECONCILE, {}, dedupe_key=JobKind.RECONCILE.key())
 
     async def counts(self) -> tuple[dict[str, int], dict[str, int]]:
         """(nodes by state, replicas by state), for status and metrics."""

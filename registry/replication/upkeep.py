@@ -25,10 +25,10 @@ from pinner.replication.audit import audit_replica, dag_block_cids
 from pinner.states import NodeState, ReplicaState
 from registry.db.base import utcnow
 from registry.db.models import Blob, IpfsNode, Pack, Replica, Shard
-from registry.jobs.protocol import ClaimedJob
+from registry.jobs.kinds import JobKind
+from registry.jobs.protocol import ClaimedJob, JobQueue
 from registry.replication.nodes import BackendFactory, NodeRegistry
 from registry.replication.rows import (
-    Enqueuer,
     ReplicationConfig,
     ReplicationCounters,
     set_rows,
@@ -47,7 +47,7 @@ class Upkeep:
         sessions: async_sessionmaker[AsyncSession],
         store: FsBlockstore,
         backends: BackendFactory,
-        queue: Enqueuer,
+        queue: JobQueue,
         nodes: NodeRegistry,
         config: ReplicationConfig,
         counters: ReplicationCounters,
@@ -147,7 +147,9 @@ class Upkeep:
             if (await s.get(Pack, cid)) is not None:
                 packs.add(cid)
         for pack in sorted(packs):
-            await self._queue.enqueue("replicate", {"pack": pack}, dedupe_key=f"replicate:{pack}")
+            await self._queue.enqueue(
+                JobKind.REPLICATE, {"pack": pack}, dedupe_key=JobKind.REPLICATE.key(pack)
+            )
 
     # -- garbage collection ---------------------------------------------------------------------
 
