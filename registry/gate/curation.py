@@ -15,14 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from registry.accounts.auth import Principal
 from registry.db.base import utcnow
-from registry.db.models import AuditEvent, Model, Namespace, Pack, PackState, Pointer, PointerChange
+from registry.db.models import AuditEvent, Pack, PackState, Pointer, PointerChange
 from registry.errors import Forbidden, NotFound
 from registry.gate.config import GateConfig
 from registry.gate.errors import CurationRefused, ReasonRequired
 from registry.gate.rule import Fact, ReplicationCheck, RuleFacts, TrustCheck
 from registry.manifest.names import ModelRef
+from registry.packs.lifecycle import model_ref_of, set_state
 from registry.packs.pointers import PointerMoved, move_pointer
-from registry.packs.states import set_state
 
 log = logging.getLogger("modelpack.gate")
 TAG = "curated"
@@ -365,17 +365,6 @@ async def _pointer_cid(s: AsyncSession, model_id: int) -> str | None:
     return (
         await s.execute(select(Pointer.pack_cid).where(Pointer.model_id == model_id, Pointer.tag == TAG))
     ).scalar_one_or_none()
-
-
-async def model_ref_of(s: AsyncSession, model_id: int) -> ModelRef:
-    ns, model = (
-        await s.execute(
-            select(Namespace.name, Model.name)
-            .join(Model, Model.namespace_id == Namespace.id)
-            .where(Model.id == model_id)
-        )
-    ).one()
-    return ModelRef(ns, model)
 
 
 def _history(

@@ -25,14 +25,14 @@ from registry.db.base import utcnow
 from registry.db.models import Pack, PackState, Shard, ValidationReport
 from registry.errors import NotFound
 from registry.gate.config import GateConfig
-from registry.gate.curation import CurationService, model_ref_of
+from registry.gate.curation import CurationService
 from registry.gate.errors import ValidationRefused
 from registry.gate.runner import SandboxRunner, run_sandbox
 from registry.gate.shards import FileStore, ShardFetcher, ShardSpec, ShardUnavailable, gather
 from registry.jobs.kinds import JobKind
 from registry.jobs.protocol import ClaimedJob, JobQueue, PermanentJobError, RetryJob
 from registry.manifest.names import ModelRef
-from registry.packs.states import set_state
+from registry.packs.lifecycle import model_ref_of, set_state
 
 log = logging.getLogger("modelpack.gate")
 VALIDATE_JOB = JobKind.VALIDATE

@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pinner.blockstore import FsBlockstore
@@ -20,6 +18,7 @@ from registry.accounts.auth import Principal
 from registry.db.models import Blob
 from registry.errors import BadRequest, Forbidden, PayloadTooLarge
 from registry.manifest.schema import check_profile
+from registry.packs.lifecycle import record_blob
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,20 +107,11 @@ class BlobService:
         return info, created
 
     async def _record(self, principal: Principal, info: BlobInfo) -> bool:
-        try:
-            async with self._sessions() as s, s.begin():
-                exists = (await s.execute(select(Blob.cid).where(Blob.cid == info.cid))).scalar_one_or_none()
-                if exists is not None:
-                    return False
-                s.add(
-                    Blob(
-                        cid=info.cid,
-                        sha256=info.sha256,
-                        size=info.size,
-                        unixfs_profile=info.unixfs_profile,
-                        uploaded_by=principal.publisher_id,
-                    )
-                )
-            return True
-        except IntegrityError:  # a concurrent upload of the same bytes recorded it first
-            return False
+        return await record_blob(
+            self._sessions,
+            info.cid,
+            sha256_hex=info.sha256,
+            size=info.size,
+            unixfs_profile=info.unixfs_profile,
+            uploaded_by=principal.publisher_id,
+        )

@@ -19,20 +19,18 @@ from typing import Any, Protocol
 
 from multiformats import CID
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pinner.content_errors import DigestMismatch
 from pinner.digests import parse_cid
 from pinner.unixfs import FileDigest, UnixfsParams, params_for_cid
-from registry.db.models import Blob, Pack, PackState, Pointer, Shard
-from registry.gate.curation import model_ref_of
+from registry.db.models import Blob, Pack, PackState, Shard
+from registry.jobs.kinds import JobKind
 from registry.jobs.protocol import ClaimedJob, JobQueue, RetryJob
 from registry.manifest.canonical import ManifestLimits
-from registry.manifest.names import ModelRef
-from registry.packs.pointers import PointerMoved, move_pointer
-from registry.packs.publish import AVAILABLE_REASON, FETCH_JOB
-from registry.packs.states import set_state
+from registry.manifest.names import DEFAULT_TAG, ModelRef
+from registry.packs.lifecycle import make_available, model_ref_of, record_blob, set_state
+from registry.packs.pointers import PointerMoved
 from registry.replication.shard_fetch import ShardFetcher, ShardSource
 
 log = logging.getLogger("modelpack.fetch")
@@ -187,20 +185,14 @@ class ShardFetchService:
         return "; ".join(errors) or "no IPFS node is configured and up"
 
     async def _record(self, cid: str, digest: FileDigest, profile: str | None, publisher: int | None) -> None:
-        try:
-            async with self._sessions() as s, s.begin():
-                if await s.get(Blob, cid) is None:
-                    s.add(
-                        Blob(
-                            cid=cid,
-                            sha256=digest.sha256_hex,
-                            size=digest.size,
-                            unixfs_profile=profile,
-                            uploaded_by=publisher,
-                        )
-                    )
-        except IntegrityError:  # a concurrent upload of the same bytes recorded it first
-            pass
+        await record_blob(
+            self._sessions,
+            cid,
+            sha256_hex=digest.sha256_hex,
+            size=digest.size,
+            unixfs_profile=profile,
+            uploaded_by=publisher,
+        )
 
     async def _reject(self, cid: str, reason: str) -> None:
         if len(reason) > MAX_REASON:
@@ -232,11 +224,15 @@ class ShardFetchService:
                 log.warning("pack %s rejected: %s", cid, problem)
             else:
                 pack.total_size = sum(sh.size for sh in shards)
-                await set_state(s, pack, PackState.AVAILABLE, AVAILABLE_REASON, ACTOR)
-                await self._move_pointers(s, pack, payload)
-                if self._jobs is not None:
-                    for kind in ("replicate", "validate"):
-                        await self._jobs.enqueue(kind, {"pack": cid}, dedupe_key=f"{kind}:{cid}", session=s)
+                await make_available(
+                    s,
+                    pack,
+                    actor=str(payload.get("actor") or ACTOR),
+                    tags=[str(tag) for tag in payload.get("tags") or [DEFAULT_TAG]],
+                    reason=str(payload.get("reason") or "published"),
+                    jobs=self._jobs,
+                    on_moved=self._on_moved,
+                )
         self._changed(ref, cid)
 
     def _settle_sizes(self, shards: list[Shard], blobs: dict[str, Blob]) -> str | None:
@@ -255,32 +251,6 @@ class ShardFetchService:
             return f"the pack is {total} bytes, more than the limit of {self.config.pack_max_bytes}"
         return None
 
-    async def _move_pointers(self, s: AsyncSession, pack: Pack, payload: dict[str, Any]) -> None:
-        """The publish's tags (``latest`` first), except any moved since the publish: a newer pack wins."""
-        actor = str(payload.get("actor") or ACTOR)
-        for tag in payload.get("tags") or ["latest"]:
-            if await self._moved_since(s, pack, str(tag)):
-                continue
-            await move_pointer(
-                s,
-                pack.model_id,
-                str(tag),
-                pack.cid,
-                actor=actor,
-                reason=str(payload.get("reason") or "published"),
-                on_moved=self._on_moved,
-            )
-
-    @staticmethod
-    async def _moved_since(s: AsyncSession, pack: Pack, tag: str) -> bool:
-        """True when ``tag`` was set after this pack was published (a newer publish or a manual move wins)."""
-        at = (
-            await s.execute(
-                select(Pointer.updated_at).where(Pointer.model_id == pack.model_id, Pointer.tag == tag)
-            )
-        ).scalar_one_or_none()
-        return at is not None and at > pack.created_at
-
 
 def fetch_handlers(get: Callable[[], ShardFetchService]) -> dict[str, JobHandler]:
     """The job handler, finding the service when it runs (it is built after the worker's table)."""
@@ -288,4 +258,4 @@ def fetch_handlers(get: Callable[[], ShardFetchService]) -> dict[str, JobHandler
     async def fetch(job: ClaimedJob) -> None:
         await get().handle_fetch(job)
 
-    return {FETCH_JOB: fetch}
+    return {JobKind.FETCH: fetch}

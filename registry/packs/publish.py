@@ -15,6 +15,7 @@ import hmac
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -30,7 +31,6 @@ from registry.db.models import (
     Namespace,
     Pack,
     PackState,
-    PackStateChange,
     Shard,
     Signature,
     SignatureVerdict,
@@ -41,7 +41,8 @@ from registry.jobs.kinds import JobKind
 from registry.jobs.protocol import JobQueue
 from registry.manifest.canonical import ManifestLimits, ParsedManifest
 from registry.manifest.names import DEFAULT_TAG, ModelRef
-from registry.packs.pointers import PointerMoved, check_settable, move_pointer
+from registry.packs.lifecycle import add_received, make_available
+from registry.packs.pointers import PointerMoved, check_settable
 from registry.replication.shard_fetch import NodeDirectory
 from registry.trust.errors import BadSignature
 from registry.trust.keys import PublicKey
@@ -56,7 +57,6 @@ from registry.trust.signatures import (
     verify_manifest,
 )
 
-AVAILABLE_REASON = "every shard's bytes are present and match its CID and sha256"
 FETCHING = "fetching the shards that were not uploaded from the registry's IPFS nodes"
 _VERDICTS = {
     Verdict.VALID: SignatureVerdict.VALID,
@@ -65,7 +65,6 @@ _VERDICTS = {
 }
 MAX_DETACHED = 16
 RETRIES = 3
-FETCH_JOB = JobKind.FETCH
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,32 +159,18 @@ class PublishService:
                 )
             now = utcnow()
             actor = principal.publisher
-            s.add(
-                Pack(
-                    cid=parsed.cid,
-                    model_id=model.id,
-                    model_version=parsed.doc.model_version,
-                    manifest=parsed.canonical,
-                    state=state,
-                    state_reason=None if state is PackState.AVAILABLE else FETCHING,
-                    total_size=total,
-                    shard_count=len(shard_blobs),
-                    published_by=principal.publisher_id,
-                    created_at=now,
-                    updated_at=now,
-                )
+            pack = Pack(
+                cid=parsed.cid,
+                model_id=model.id,
+                model_version=parsed.doc.model_version,
+                manifest=parsed.canonical,
+                total_size=total,
+                shard_count=len(shard_blobs),
+                published_by=principal.publisher_id,
+                created_at=now,
+                updated_at=now,
             )
-            await s.flush()
-            s.add(
-                PackStateChange(
-                    pack_cid=parsed.cid,
-                    from_state=None,
-                    to_state=PackState.RECEIVED,
-                    reason="manifest received",
-                    actor=actor,
-                    at=now,
-                )
-            )
+            await add_received(s, pack, actor, None if state is PackState.AVAILABLE else FETCHING)
             for pos, (spec, size) in enumerate(zip(parsed.doc.shards, sizes, strict=True)):
                 s.add(
                     Shard(
@@ -198,80 +183,58 @@ class PublishService:
                         unixfs_profile=parsed.doc.profile_of(spec),
                     )
                 )
-            if state is PackState.AVAILABLE:
-                s.add(
-                    PackStateChange(
-                        pack_cid=parsed.cid,
-                        from_state=PackState.RECEIVED,
-                        to_state=PackState.AVAILABLE,
-                        reason=AVAILABLE_REASON,
-                        actor=actor,
-                        at=now,
-                    )
-                )
-            seen: set[tuple[str, str]] = set()
-            verdicts = []
-            for c, sig in checks:
-                kind = "detached" if c.source.startswith("detached") else "inline"
-                if (c.key_id, kind) in seen:
-                    continue
-                seen.add((c.key_id, kind))
-                s.add(
-                    Signature(
-                        pack_cid=parsed.cid,
-                        key_id=c.key_id,
-                        kind=kind,
-                        algorithm=sig.algorithm,
-                        signature=sig.signature,
-                        verdict=_VERDICTS[c.verdict],
-                        verdict_reason=c.reason,
-                        received_at=now,
-                    )
-                )
-                verdicts.append({"key_id": c.key_id, "kind": kind, "verdict": _VERDICTS[c.verdict].value})
+            verdicts = self._add_signatures(s, parsed.cid, checks, now)
             moved: dict[str, str] = {}
             if state is PackState.RECEIVED:
                 assert self._jobs is not None
                 payload = {"pack": parsed.cid, "tags": tags, "actor": actor, "reason": reason or "published"}
                 await self._jobs.enqueue(
-                    FETCH_JOB, payload, dedupe_key=f"{FETCH_JOB}:{parsed.cid}", session=s
+                    JobKind.FETCH, payload, dedupe_key=JobKind.FETCH.key(parsed.cid), session=s
                 )
-                return PublishResult(
-                    parsed.cid,
-                    True,
-                    state.value,
-                    ref.namespace,
-                    ref.model,
-                    parsed.doc.model_version,
-                    moved,
-                    verdicts,
+            else:
+                moved = await make_available(
+                    s, pack, actor=actor, tags=tags, reason=reason, jobs=self._jobs, on_moved=self._on_moved
                 )
-            for t in tags:
-                await move_pointer(
-                    s,
-                    model.id,
-                    t,
-                    parsed.cid,
-                    actor=actor,
-                    reason=reason or "published",
-                    on_moved=self._on_moved,
-                )
-                moved[t] = parsed.cid
-            if self._jobs is not None:
-                for kind in ("replicate", "validate"):
-                    await self._jobs.enqueue(
-                        kind, {"pack": parsed.cid}, dedupe_key=f"{kind}:{parsed.cid}", session=s
-                    )
             return PublishResult(
                 parsed.cid,
                 True,
-                PackState.AVAILABLE.value,
+                pack.state.value,
                 ref.namespace,
                 ref.model,
                 parsed.doc.model_version,
                 moved,
                 verdicts,
             )
+
+    @staticmethod
+    def _add_signatures(
+        s: AsyncSession,
+        cid: str,
+        checks: list[tuple[SignatureCheck, ManifestSignature]],
+        now: datetime,
+    ) -> list[dict[str, str]]:
+        """Signature rows (one per key and kind) with their verdicts; the verdicts as the API reports them."""
+        seen: set[tuple[str, str]] = set()
+        verdicts = []
+        for c, sig in checks:
+            kind = "detached" if c.source.startswith("detached") else "inline"
+            if (c.key_id, kind) in seen:
+                continue
+            seen.add((c.key_id, kind))
+            s.add(
+                Signature(
+                    pack_cid=cid,
+                    key_id=c.key_id,
+                    kind=kind,
+                    algorithm=sig.algorithm,
+                    signature=sig.signature,
+                    verdict=_VERDICTS[c.verdict],
+                    verdict_reason=c.reason,
+                    received_at=now,
+                )
+            )
+            verdicts.append({"key_id": c.key_id, "kind": kind, "verdict": _VERDICTS[c.verdict].value})
+        return verdicts
 
     async def _existing(self, s: AsyncSession, pack: Pack, ns: Namespace, ref: ModelRef) -> PublishResult:
         model = await s.get(Model, pack.model_id)
