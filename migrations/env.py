@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from registry.db import models  # noqa: F401  (registers every table on Base.metadata)
+from registry.db import jobs, models  # noqa: F401  (registers every table on Base.metadata)
 from registry.db.base import Base
 
 config = context.config

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from registry.db.base import utcnow
-from registry.db.models import Job, JobState
+from registry.db.jobs import Job, JobState
 from registry.jobs.protocol import ClaimedJob, LeaseLost, QueueStats
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,8 @@ from sqlalchemy import select
 
 from registry.api.keys import IPNS_CHANNELS, JOB_QUEUE, SESSIONS
 from registry.app.daemon import build_app
-from registry.db.models import Job, JobState, Model
+from registry.db.jobs import Job, JobState
+from registry.db.models import Model
 from registry.ipns.channels import peer_id_of
 from registry.ipns.name import ipns_name, libp2p_public_key_bytes
 from registry.ipns.protobuf import field_bytes

@@ -8,7 +8,8 @@ import copy
 from sqlalchemy import func, select
 
 from registry.api.keys import SESSIONS
-from registry.db.models import Job, Pack, PackStateChange, Pointer, PointerChange, Shard
+from registry.db.jobs import Job
+from registry.db.models import Pack, PackStateChange, Pointer, PointerChange, Shard
 from registry.manifest import parse_manifest_bytes
 from tests.registry.api import helpers
 from tests.registry.api.conftest import Registry

@@ -18,7 +18,8 @@ from sqlalchemy import select
 from pinner.states import NodeKind, NodeState
 from registry.api.keys import BLOCKSTORE, JOB_QUEUE, SESSIONS
 from registry.app.daemon import SHARD_FETCH
-from registry.db.models import Blob, IpfsNode, Job, PackState
+from registry.db.jobs import Job
+from registry.db.models import Blob, IpfsNode, PackState
 from registry.jobs.protocol import ClaimedJob, RetryJob
 from tests.registry.api import helpers
 from tests.registry.api.conftest import Registry

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from registry.db.models import Job
+from registry.db.jobs import Job
 from tests.registry.gate.conftest import GateEnv
 
 

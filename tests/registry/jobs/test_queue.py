@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from registry.db.base import utcnow
-from registry.db.models import Job, JobState
+from registry.db.jobs import Job, JobState
 from registry.jobs.protocol import LeaseLost, PermanentJobError, RetryJob
 from registry.jobs.sql import SqlJobQueue, backoff_delay
 from registry.jobs.worker import Worker, WorkerConfig

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from registry.db.models import Job, JobState
+from registry.db.jobs import Job, JobState
 from registry.jobs.sql import SqlJobQueue
 
 ROOT = Path(__file__).resolve().parents[3]

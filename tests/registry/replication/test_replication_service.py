@@ -7,7 +7,8 @@ from sqlalchemy import delete, func, select, update
 
 from pinner.ipfs.cids import normalize_cid
 from pinner.states import NodeState, ReplicaState
-from registry.db.models import Blob, IpfsNode, Job, Pointer, Replica
+from registry.db.jobs import Job
+from registry.db.models import Blob, IpfsNode, Pointer, Replica
 from registry.jobs.protocol import RetryJob
 from tests.registry.replication.conftest import Harness
 

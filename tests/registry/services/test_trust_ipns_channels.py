@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pinner.states import NodeKind, NodeState
 from registry.db.base import utcnow
-from registry.db.models import IpfsNode, IpnsKey, IpnsRecord, Job, Model, Pointer
+from registry.db.jobs import Job
+from registry.db.models import IpfsNode, IpnsKey, IpnsRecord, Model, Pointer
 from registry.errors import ConfigError, NotFound
 from registry.ipns.channel import IpnsRecordConfig
 from registry.ipns.channels import IpnsChannelConfig, IpnsChannels, load_kek, peer_id_of
