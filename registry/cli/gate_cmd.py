@@ -1,7 +1,7 @@
 """``modelpack validate|curate|gate``: ask the registry's gate for a verdict, curate by hand, gate a release.
 
 ``gate`` is what a CI job runs: exit 0 only when the pack passes, else a documented code per kind of
-failure (see ``registry.gate.checks``), one line per failing check, ``--json`` and ``--junit FILE``.
+failure (see ``registry.verify.checks``), one line per failing check, ``--json`` and ``--junit FILE``.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def gate(
     --trust-policy), then loads and smoke-tests the model in the sandbox. Registry mode checks the
     registry's verdict (--require), re-verifies the manifest and signatures here, and the replicas.
     """
-    from registry.gate.checks import junit_xml
+    from registry.verify.checks import junit_xml
     from registry.gate.config import SandboxBudget
     from registry.manifest.names import parse_ref
     from registry.verify.local import gate_dir

@@ -19,14 +19,11 @@ from typing import Protocol
 from multiformats import CID
 
 from pinner.unixfs import hash_file, params_for_cid
-from registry.replication.shard_fetch import NodeShardFetcher, ShardFetcher, ShardSource
+from registry.replication.shard_fetch import ShardFetcher
 
 __all__ = [
     "FileStore",
     "GatheredPack",
-    "NodeShardFetcher",  # moved to registry.replication.shard_fetch; re-exported for the gate's importers
-    "ShardFetcher",
-    "ShardSource",
     "ShardSpec",
     "ShardUnavailable",
     "gather",

@@ -28,11 +28,12 @@ from registry.gate.config import GateConfig
 from registry.gate.curation import CurationService
 from registry.gate.errors import ValidationRefused
 from registry.gate.runner import SandboxRunner, run_sandbox
-from registry.gate.shards import FileStore, ShardFetcher, ShardSpec, ShardUnavailable, gather
+from registry.gate.shards import FileStore, ShardSpec, ShardUnavailable, gather
 from registry.jobs.kinds import JobKind
 from registry.jobs.protocol import ClaimedJob, JobQueue, PermanentJobError, RetryJob
 from registry.manifest.names import ModelRef
 from registry.packs.lifecycle import model_ref_of, set_state
+from registry.replication.shard_fetch import ShardFetcher
 
 log = logging.getLogger("modelpack.gate")
 VALIDATE_JOB = JobKind.VALIDATE

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from registry.errors import RegistryError
-from registry.gate.checks import GateReport, verdict_kind
+from registry.verify.checks import GateReport, verdict_kind
 from registry.gate.config import SandboxBudget
 from registry.gate.runner import SandboxRunner, run_sandbox
 from registry.manifest.canonical import ParsedManifest, parse_manifest_bytes

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from registry.client import ClientError, RegistryClient
 from registry.errors import RegistryError
-from registry.gate.checks import EXIT_CODES, GateReport, verdict_kind
+from registry.verify.checks import EXIT_CODES, GateReport, verdict_kind
 from registry.manifest.canonical import ParsedManifest, parse_manifest_bytes
 from registry.manifest.names import parse_ref
 from registry.trust.errors import TrustError

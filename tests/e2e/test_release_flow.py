@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from registry.gate.checks import EXIT_CODES
+from registry.verify.checks import EXIT_CODES
 from registry.ipns.channels import peer_id_of
 from tests.e2e.stack import Daemon, clean_env, cli, resolve_ipns, wait_until
 from tests.ipfs_testnode.peers import IpfsPeer, restore_peers

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from registry.gate.checks import EXIT_CODES, PRECEDENCE, Check, GateReport, junit_xml, verdict_kind
+from registry.verify.checks import EXIT_CODES, PRECEDENCE, Check, GateReport, junit_xml, verdict_kind
 
 
 def report(*checks: Check) -> GateReport:

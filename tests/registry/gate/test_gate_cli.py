@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from registry.cli.gate_cmd import curate, gate, validate
 from registry.client import RegistryClient
-from registry.gate.checks import EXIT_CODES
+from registry.verify.checks import EXIT_CODES
 from registry.settings import Settings
 from tests.registry.api import helpers
 from tests.registry.api.live import LiveServer
