@@ -7,6 +7,7 @@ Nested keys are set from the environment with a double underscore:
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from pathlib import Path
@@ -67,12 +68,9 @@ class StorageSettings(_Section):
 
 
 class UnixfsSettings(_Section):
-    chunk_size: int = Field(262144, ge=1, le=2 * MiB - 256)  # UnixFS leaf size
-    max_links: int = Field(174, ge=2, le=8192)  # links per UnixFS node (Kubo's balanced layout)
     hash_workers: int = Field(2, ge=1, le=64)  # hashing threads
     pipeline_batch_bytes: int = Field(4 * MiB, ge=64 * KiB, le=1 * GiB)  # bytes hashed per worker batch
     pipeline_max_in_flight: int = Field(3, ge=1, le=64)  # batches queued per worker
-    directory_max_entries: int = Field(10_000, ge=1)  # entries of one UnixFS directory
 
 
 class LimitsSettings(_Section):
@@ -231,7 +229,58 @@ class Settings(BaseSettings):
         return self.database_url.startswith("sqlite")
 
 
-_KNOWN_ENV = {"MODELPACK_CONFIG", "MODELPACK_REGISTRY", "MODELPACK_TOKEN"}
+# MODELPACK_* variables that are not settings: the config file, and what the CLI's remote commands read.
+_KNOWN_ENV = {"MODELPACK_CONFIG", "MODELPACK_REGISTRY", "MODELPACK_TOKEN", "MODELPACK_NODE_TOKEN"}
+
+
+def _setting_keys() -> list[tuple[str, str]]:
+    """Every (section, key) a setting has."""
+    out = []
+    for section, field in Settings.model_fields.items():
+        model = field.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            out.extend((section, key) for key in model.model_fields)
+    return out
+
+
+def _did_you_mean(wanted: str, candidates: dict[str, str], extra: tuple[str, ...] = ()) -> str:
+    """``; did you mean X?`` for a mistyped name, or "": the closest whole name, else a name whose last
+    part (the key without its section) is the one given or close to it. ``candidates`` maps each name
+    to its last part; ``extra`` names are matched whole only."""
+    if "__" in wanted:
+        tail = wanted.rsplit("__", 1)[-1]
+    elif "." in wanted:
+        tail = wanted.rsplit(".", 1)[-1]
+    else:
+        tail = wanted.removeprefix("MODELPACK_")
+    found = difflib.get_close_matches(wanted, [*candidates, *extra], n=1, cutoff=0.85)
+    if not found:
+        found = [name for name, last in candidates.items() if last == tail]
+    if not found:
+        close = difflib.get_close_matches(tail, sorted(set(candidates.values())), n=1, cutoff=0.75)
+        found = [name for name, last in candidates.items() if last in close]
+    if not found:
+        found = difflib.get_close_matches(wanted, [*candidates, *extra], n=1, cutoff=0.6)
+    return f"; did you mean {' or '.join(found[:3])}?" if found else ""
+
+
+def _check_env_names() -> None:
+    """Every ``MODELPACK_*`` variable names a setting (or is one of ``_KNOWN_ENV``); else one sentence."""
+    keys = _setting_keys()
+    by_env = {f"MODELPACK_{s.upper()}__{k.upper()}": k.upper() for s, k in keys}
+    fields = {s: {k for s2, k in keys if s2 == s} for s in Settings.model_fields}
+    known = tuple(sorted(_KNOWN_ENV))
+    for name in sorted(os.environ):
+        if not name.startswith("MODELPACK_") or name in _KNOWN_ENV:
+            continue
+        section, _, rest = name[len("MODELPACK_") :].lower().partition("__")
+        key = rest.split("__", 1)[0]
+        if section not in Settings.model_fields:
+            hint = _did_you_mean(name.upper(), by_env, known)
+            raise ConfigError(f"unknown setting in environment variable {name}{hint}")
+        if key and fields[section] and key not in fields[section]:
+            hint = _did_you_mean(name.upper(), by_env, known)
+            raise ConfigError(f"unknown setting '{section}.{key}' in environment variable {name}{hint}")
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -251,7 +300,8 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
         env_name = "MODELPACK_" + "__".join(str(p) for p in e["loc"]).upper()
         where = f"environment variable {env_name}" if env_name in os.environ else source
         if e["type"] == "extra_forbidden":
-            lines.append(f"unknown setting {key!r} in {where}")
+            dotted = {f"{s}.{k}": k for s, k in _setting_keys()} | {s: s for s in Settings.model_fields}
+            lines.append(f"unknown setting {key!r} in {where}{_did_you_mean(key, dotted)}")
         elif e["loc"]:
             lines.append(f"bad value for {key!r} in {where}: {e['input']!r} ({e['msg']})")
         else:
@@ -277,11 +327,7 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
             raise ConfigError(f"config file {p} does not exist") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"config file {p} is not valid TOML: {e}") from None
-    for name in os.environ:
-        if name.startswith("MODELPACK_") and name not in _KNOWN_ENV:
-            section = name[len("MODELPACK_") :].split("__", 1)[0].lower()
-            if section not in Settings.model_fields:
-                raise ConfigError(f"unknown setting in environment variable {name}")
+    _check_env_names()
     # Environment wins over the file; explicit overrides (CLI flags) win over everything.
     try:
         env_only = Settings()  # validates the environment on its own

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from registry.ipns.channels import IpnsChannels
     from registry.jobs.sql import SqlJobQueue
     from registry.jobs.worker import Worker
+    from registry.packs.fetch import ShardFetchService
     from registry.replication.service import ReplicationService
     from registry.trust.policies import TrustService
 
@@ -34,3 +35,4 @@ IPNS_CHANNELS: web.AppKey[IpnsChannels] = web.AppKey("ipns_channels")
 REPLICATION: web.AppKey[ReplicationService] = web.AppKey("replication")
 METRICS: web.AppKey[CollectorRegistry] = web.AppKey("metrics")
 GATE: web.AppKey[ValidationService] = web.AppKey("gate")
+SHARD_FETCH: web.AppKey[ShardFetchService] = web.AppKey("shard_fetch")

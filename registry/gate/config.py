@@ -1,4 +1,4 @@
-"""The gate's budgets and policy as one frozen config, built from the daemon's settings by the composition root."""
+"""The gate's budgets and policy as one frozen config (the composition root builds it from settings)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
-
-from registry.settings import Settings
 
 GiB = 1024**3
 # What the validation child needs besides the shard bytes (torch, threads, activations). model_core's
@@ -74,36 +72,3 @@ class GateConfig:
             raise ValueError(f"curation.on_degrade must be 'rollback' or 'hold', not {self.on_degrade!r}")
         if self.sweep_interval_s <= 0 or self.curate_retry_s <= 0 or self.sweep_batch < 1:
             raise ValueError("gate intervals and batch sizes must be positive")
-
-
-def gate_config(settings: Settings, **overrides: object) -> GateConfig:
-    """The gate's config from the daemon's settings (``validation.*``, ``curation.*``, ``replication.*``,
-    and the ``limits.*`` the sandbox must apply as publish did)."""
-    v, lim, c = settings.validation, settings.limits, settings.curation
-    values: dict[str, object] = {
-        "budget": SandboxBudget(
-            memory_bytes=v.memory_bytes,
-            cpu_seconds=v.cpu_seconds,
-            wall_seconds=v.wall_seconds,
-            time_budget_s=v.smoke_time_budget_s,
-            threads=v.threads,
-            runtime_overhead_bytes=v.runtime_overhead_bytes,
-            manifest_max_bytes=lim.manifest_max_bytes,
-            max_shards=lim.max_shards,
-            header_max_bytes=lim.safetensors_header_max_bytes,
-            filename_max_len=lim.filename_max_len,
-        ),
-        "auto_validate": v.auto_validate,
-        "on_degrade": settings.curation.on_degrade,
-        "work_dir": settings.storage.data_dir / "validation",
-        "replication_min": settings.replication.replication_min,
-        "replication_max": settings.replication.replication_max,
-        "node_down_grace_s": settings.replication.node_down_grace_s,
-        "sweep_interval_s": c.sweep_interval_s,
-        "sweep_batch": c.sweep_batch,
-        "curate_retry_s": c.retry_s,
-        "curate_max_attempts": c.max_attempts,
-        "fetch_timeout_s": v.fetch_timeout_s,
-    }
-    values.update(overrides)
-    return GateConfig(**values)  # type: ignore[arg-type]

@@ -11,7 +11,6 @@ with the queue's backoff; on the job's last attempt the pack is ``rejected`` nam
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
@@ -21,15 +20,15 @@ from multiformats import CID
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from model_core.format.digest import Sha256Digest
+from model_core.format.pack import ManifestLimits
 from pinner.content_errors import DigestMismatch
-from pinner.digests import parse_cid
-from pinner.unixfs import FileDigest, UnixfsParams, params_for_cid
+from pinner.unixfs import FileDigest, UnixfsParams
 from registry.db.models import Blob, Pack, PackState, Shard
-from registry.jobs.kinds import JobKind
 from registry.jobs.protocol import ClaimedJob, JobQueue, RetryJob
-from registry.manifest.canonical import ManifestLimits
-from registry.manifest.names import DEFAULT_TAG, ModelRef
+from registry.names import DEFAULT_TAG, ModelRef
 from registry.packs.lifecycle import make_available, model_ref_of, record_blob, set_state
+from registry.packs import shardcheck
 from registry.packs.pointers import PointerMoved
 from registry.replication.shard_fetch import ShardFetcher, ShardSource
 
@@ -155,21 +154,22 @@ class ShardFetchService:
         Raises:
             ManifestContradicted: a node served the CID's bytes and their sha256 is not the manifest's.
         """
-        want = parse_cid(sh.cid)
-        params = params_for_cid(want, sh.unixfs_profile)
+        want = shardcheck.expected_cid(sh.cid)
+        params = shardcheck.unixfs_params(want, sh.unixfs_profile)
+        declared = Sha256Digest(sh.sha256)
         limit = sh.size if sh.size > 0 else self.config.pack_max_bytes
         errors: list[str] = []
         async for name, source in self._fetcher.sources():
             try:
                 async with asyncio.timeout(self.config.node_timeout_s):
                     digest = await self._store.ingest_async(
-                        _capped(source, sh.cid, limit), params, expected_cid=want, expected_sha256=sh.sha256
+                        _capped(source, sh.cid, limit), params, expected_cid=want, expected_sha256=declared.hex
                     )
             except DigestMismatch as e:
-                if e.details.get("expected") == sh.sha256:  # the CID held: these are the CID's only bytes
+                if e.details.get("expected") == declared.hex:  # the CID held: these are the CID's only bytes
                     raise ManifestContradicted(
                         f"the bytes with this CID (served by {name}) have sha256:{e.details.get('actual')}, "
-                        f"but the manifest declares sha256:{sh.sha256}"
+                        f"but the manifest declares {declared}"
                     ) from None
                 errors.append(f"{name}: {e.message}")
                 continue
@@ -240,22 +240,14 @@ class ShardFetchService:
         for sh in shards:
             blob = blobs[sh.cid]
             # An upload of the same CID may have landed meanwhile: its sha256 must still be the manifest's.
-            if not hmac.compare_digest(blob.sha256, sh.sha256):
+            declared = Sha256Digest(sh.sha256)
+            if not declared.matches(blob.sha256):
                 return (
-                    f"shard {sh.filename!r} declares sha256:{sh.sha256} but the bytes with CID {sh.cid} "
-                    f"have sha256:{blob.sha256}"
+                    f"shard {sh.filename!r} declares {declared} but the bytes with CID {sh.cid} "
+                    f"have {Sha256Digest(blob.sha256)}"
                 )
             sh.size = blob.size
         total = sum(sh.size for sh in shards)
         if total > self.config.pack_max_bytes:
             return f"the pack is {total} bytes, more than the limit of {self.config.pack_max_bytes}"
         return None
-
-
-def fetch_handlers(get: Callable[[], ShardFetchService]) -> dict[str, JobHandler]:
-    """The job handler, finding the service when it runs (it is built after the worker's table)."""
-
-    async def fetch(job: ClaimedJob) -> None:
-        await get().handle_fetch(job)
-
-    return {JobKind.FETCH: fetch}

@@ -42,7 +42,7 @@ def test_file_then_env_then_overrides(tmp_path: Path, monkeypatch: pytest.Monkey
         ("[nosuch]\nx = 1\n", "unknown setting 'nosuch'"),
         ("[server]\nport = 70000\n", "bad value for 'server.port' in config file"),
         ("[replication]\nreplication_min = 5\nreplication_max = 2\n", "replication_min (5) exceeds"),
-        ("[unixfs]\nchunk_size = 0\n", "bad value for 'unixfs.chunk_size'"),
+        ("[unixfs]\nhash_workers = 0\n", "bad value for 'unixfs.hash_workers'"),
         ("[server\n", "is not valid TOML"),
         ('[database]\nurl = "mysql://x"\n', "unsupported database url 'mysql://x'"),
     ],

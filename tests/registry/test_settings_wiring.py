@@ -20,14 +20,12 @@ from pinner.ipfs.kubo import KuboClient
 from pinner.ipfs.pinning_service import PinningServiceClient
 from pinner.states import NodeKind
 from registry.api.keys import BLOCKSTORE, GATE, IPNS_CHANNELS, REGISTRY, TRUST
-from registry.app import daemon, gate_wiring
+from registry.app import configs, daemon
 from registry.app.daemon import build_app
-from registry.app.replication_wiring import node_client_config
 from registry.db.models import IpfsNode
 from registry.errors import ConfigError
 from registry.gate.runner import sandbox_command
-from registry.ipns.channels import kubo_sinks
-from registry.replication.nodes import ClientFactory
+from registry.replication.clients import ClientFactory
 from registry.replication.shard_fetch import NodeShardFetcher
 from registry.settings import KiB, MiB, Settings, load_settings
 
@@ -76,14 +74,6 @@ async def test_the_started_app_hands_every_component_its_settings(
         return real_routes(store, config)
 
     monkeypatch.setattr(daemon, "gateway_routes", spy)
-    fetcher_configs: list[Any] = []
-
-    def fetcher_spy(sessions: Any, config: Any = None) -> NodeShardFetcher:
-        fetcher_configs.append(config)
-        return NodeShardFetcher(sessions, config)
-
-    monkeypatch.setattr(daemon, "NodeShardFetcher", fetcher_spy)
-    monkeypatch.setattr(gate_wiring, "NodeShardFetcher", fetcher_spy)
     app = build_app(tuned)
     assert [c.write_buffer_bytes for c in gateway_configs] == [128 * KiB]
     async with TestClient(TestServer(app)):
@@ -98,9 +88,13 @@ async def test_the_started_app_hands_every_component_its_settings(
         assert registry.publish_body_slack_bytes == 32 * KiB
         assert registry.publish.max_detached == 3
 
-        # publish-by-CID fetches and the gate's shard reads use the replication.* node budgets
-        assert len(fetcher_configs) == 2
-        assert {(c.node_timeout, c.max_block_size) for c in fetcher_configs} == {(7.0, 3 * MiB)}
+        # publish-by-CID fetches and the gate's shard reads share one fetcher on the one node-client
+        # factory, which gives every client the replication.* node budgets
+        fetcher = registry.publish._nodes
+        assert isinstance(fetcher, NodeShardFetcher)
+        assert app[GATE]._fetcher is fetcher
+        kubo = fetcher.clients.config.kubo()
+        assert (kubo.node_timeout, kubo.max_block_size) == (7.0, 3 * MiB)
 
         ipns = app[IPNS_CHANNELS].config
         assert (ipns.republish_interval_s, ipns.served_cache_s, ipns.served_cache_entries) == (123.0, 0.5, 11)
@@ -152,7 +146,7 @@ def test_node_clients_get_the_replication_settings(settings: Settings) -> None:
             "pinning_service_page_size": 100,
         },
     )
-    config = node_client_config(tuned)
+    config = configs.node_client_config(tuned)
     factory = ClientFactory(None, KEK, config)  # type: ignore[arg-type]  # no call is made
     url = "http://127.0.0.1:5001"
     kubo = factory.backend(IpfsNode(id=1, name="k", url=url, kind=NodeKind.KUBO, auth=None))
@@ -169,9 +163,11 @@ def test_node_clients_get_the_replication_settings(settings: Settings) -> None:
     assert (cluster.config.poll_interval, cluster.config.pin_no_progress_timeout) == (0.25, 90.0)
     assert cluster.config.timeouts == t
     assert (service.config.poll_interval, service.config.page_size) == (0.25, 100)
-    # The IPNS record sinks use the same Kubo budgets.
-    sink = kubo_sinks(IpfsNode(id=4, name="s", url=url, kind=NodeKind.KUBO, auth=None), config.kubo())
+    # The IPNS record sinks and shard sources are the same factory's Kubo clients, with the same budgets.
+    sink = factory.kubo(IpfsNode(id=4, name="s", url=url, kind=NodeKind.KUBO, auth=None))
     assert isinstance(sink, KuboClient) and sink.config == k
+    assert factory.kubo(IpfsNode(id=1, name="k", url=url, kind=NodeKind.KUBO, auth=None)) is kubo
+    assert factory.kubo(IpfsNode(id=2, name="c", url=url, kind=NodeKind.CLUSTER, auth=None)) is None
 
 
 @pytest.fixture
@@ -252,8 +248,8 @@ def test_defaults_are_todays_component_defaults() -> None:
     from registry.trust.key_registry import TrustConfig
 
     s = Settings()
-    assert daemon.blockstore_config(s) == FsBlockstoreConfig(fsync=s.storage.fsync)
-    assert daemon.ipns_channel_config(s) == IpnsChannelConfig()
+    assert configs.blockstore_config(s) == FsBlockstoreConfig(fsync=s.storage.fsync)
+    assert configs.ipns_channel_config(s) == IpnsChannelConfig()
     assert s.server.read_cache_entries == CacheConfig().max_entries
     t = TrustConfig()
     assert (s.trust.past_revocation_slack_s, s.trust.max_policy_keys, s.trust.max_policy_publishers) == (

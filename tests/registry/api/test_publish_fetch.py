@@ -16,14 +16,12 @@ from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 
 from pinner.states import NodeKind, NodeState
-from registry.api.keys import BLOCKSTORE, JOB_QUEUE, SESSIONS
-from registry.app.daemon import SHARD_FETCH
+from registry.api.keys import BLOCKSTORE, JOB_QUEUE, SESSIONS, SHARD_FETCH
 from registry.db.jobs import Job
 from registry.db.models import Blob, IpfsNode, PackState
 from registry.jobs.protocol import ClaimedJob, RetryJob
 from tests.registry.api import helpers
 from tests.registry.api.conftest import Registry
-from tests.registry.api.test_publish_api import counts
 
 UPLOADED = ("model-00001-of-00002.safetensors", helpers.shard_bytes(300_000, 1))
 ON_IPFS = ("model-00002-of-00002.safetensors", helpers.shard_bytes(70_000, 2))
@@ -84,12 +82,12 @@ async def publish_received(reg: Registry, manifest: dict[str, Any] | None = None
 
 
 async def test_no_node_configured_keeps_missing_shards(reg: Registry) -> None:
-    before = await counts(reg)
+    before = await helpers.counts(reg.client)
     r = await helpers.publish(reg.client, reg.alice, "acme/tiny", {"manifest": helpers.manifest(SHARDS)})
     assert r.status == 409
     err = (await r.json())["error"]
     assert err["code"] == "missing_shards" and "add a node" in err["message"]
-    assert await counts(reg) == before
+    assert await helpers.counts(reg.client) == before
 
 
 async def test_shards_on_a_node_are_fetched_verified_and_the_pack_becomes_available(
@@ -149,12 +147,12 @@ async def test_wrong_bytes_from_every_node_are_retried_then_the_pack_is_rejected
 async def test_publishing_again_while_received_is_idempotent(reg: Registry, fake_node: FakeNode) -> None:
     await fake_node({})
     cid = await publish_received(reg)
-    before = await counts(reg)
+    before = await helpers.counts(reg.client)
     r = await helpers.publish(reg.client, reg.alice, "acme/tiny", {"manifest": helpers.manifest(SHARDS)})
     assert r.status == 200
     again = await r.json()
     assert again == {**again, "cid": cid, "created": False, "state": "received"}
-    assert await counts(reg) == before
+    assert await helpers.counts(reg.client) == before
 
 
 async def test_a_version_published_meanwhile_keeps_latest(reg: Registry, fake_node: FakeNode) -> None:

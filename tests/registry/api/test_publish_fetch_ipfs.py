@@ -8,8 +8,7 @@ import pytest
 
 from pinner.ipfs.kubo import KuboClient
 from pinner.states import NodeKind, NodeState
-from registry.api.keys import BLOCKSTORE, JOB_QUEUE, SESSIONS
-from registry.app.daemon import SHARD_FETCH
+from registry.api.keys import BLOCKSTORE, JOB_QUEUE, SESSIONS, SHARD_FETCH
 from registry.db.models import Blob, IpfsNode
 from tests.ipfs_testnode.peers import IpfsPeer
 from tests.registry.api import helpers

@@ -11,15 +11,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from pinner.states import NodeKind, NodeState
-from registry.api.keys import JOB_QUEUE, SESSIONS
-from registry.app.daemon import SHARD_FETCH
+from registry.api.keys import JOB_QUEUE, SESSIONS, SHARD_FETCH
 from registry.db.models import IpfsNode
 from tests.registry.api import helpers
 from tests.registry.api.live import LiveServer
-from tests.registry.cli.test_publish_cli import SHARDS, local_token, run, server, write_pack
+from tests.registry.cli.clihelp import SHARDS, local_token, run, write_pack
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-__all__ = ["server"]
 
 
 @pytest.fixture

@@ -1,0 +1,171 @@
+"""Settings -> each component's own frozen config. The only place a ``Settings`` value reaches a component.
+
+Every function here is pure; a component's config defaults equal the settings' defaults (a test checks).
+"""
+
+from __future__ import annotations
+
+from model_core.format.pack import ManifestLimits
+from pinner.blockstore import FsBlockstoreConfig
+from pinner.car import CarLimits
+from pinner.replication.model import Target
+from pinner.replication.mover import MoverConfig
+from pinner.unixfs import PipelineConfig
+from registry.cache import CacheConfig
+from registry.gate.config import GateConfig, SandboxBudget
+from registry.ipns.channel import IpnsRecordConfig
+from registry.ipns.channels import IpnsChannelConfig
+from registry.jobs.kinds import JobKind
+from registry.jobs.worker import WorkerConfig
+from registry.packs.blobs import BlobConfig
+from registry.packs.fetch import FetchConfig
+from registry.replication.clients import NodeClientConfig
+from registry.replication.rows import ReplicationConfig
+from registry.settings import Settings
+from registry.trust.key_registry import TrustConfig
+
+
+def manifest_limits(settings: Settings) -> ManifestLimits:
+    lim = settings.limits
+    return ManifestLimits(
+        manifest_max_bytes=lim.manifest_max_bytes,
+        max_shards=lim.max_shards,
+        filename_max_len=lim.filename_max_len,
+        string_max_len=lim.string_max_len,
+        json_max_depth=lim.json_max_depth,
+        pack_max_bytes=lim.pack_max_bytes,
+    )
+
+
+def blockstore_config(settings: Settings) -> FsBlockstoreConfig:
+    """The embedded store's config: ``storage.*``, the ``unixfs.*`` pipeline and the ``limits.car_*`` sizes."""
+    u, lim = settings.unixfs, settings.limits
+    return FsBlockstoreConfig(
+        fsync=settings.storage.fsync,
+        pipeline=PipelineConfig(
+            batch_bytes=u.pipeline_batch_bytes, max_in_flight=u.pipeline_max_in_flight, workers=u.hash_workers
+        ),
+        ingest_flush_bytes=settings.storage.ingest_flush_bytes,
+        car_limits=CarLimits(
+            max_header_bytes=lim.car_max_header_bytes,
+            max_block_bytes=lim.car_max_block_bytes,
+            max_roots=lim.car_max_roots,
+        ),
+    )
+
+
+def read_cache_config(settings: Settings) -> CacheConfig:
+    return CacheConfig(ttl_s=settings.server.read_cache_ttl_s, max_entries=settings.server.read_cache_entries)
+
+
+def blob_config(settings: Settings) -> BlobConfig:
+    return BlobConfig(settings.server.max_upload_bytes)
+
+
+def fetch_config(settings: Settings) -> FetchConfig:
+    return FetchConfig(pack_max_bytes=settings.limits.pack_max_bytes)
+
+
+def ipns_channel_config(settings: Settings) -> IpnsChannelConfig:
+    ipns = settings.ipns
+    return IpnsChannelConfig(
+        records=IpnsRecordConfig(ipns.validity_s, ipns.ttl_s, ipns.republish_before_s),
+        publish_latest=ipns.publish_latest,
+        republish_interval_s=ipns.republish_interval_s,
+        served_cache_s=ipns.served_cache_s,
+        served_cache_entries=ipns.served_cache_entries,
+    )
+
+
+def trust_config(settings: Settings) -> TrustConfig:
+    t = settings.trust
+    return TrustConfig(
+        past_revocation_slack_s=t.past_revocation_slack_s,
+        max_policy_keys=t.max_policy_keys,
+        max_policy_publishers=t.max_policy_publishers,
+        max_reason_len=t.max_reason_len,
+    )
+
+
+def node_client_config(settings: Settings) -> NodeClientConfig:
+    """Budgets of every client the daemon builds for a registered node (``replication.*``)."""
+    r = settings.replication
+    return NodeClientConfig(
+        request_timeout_s=r.request_timeout_s,
+        pin_timeout_s=r.pin_timeout_s,
+        poll_interval_s=r.poll_interval_s,
+        replication_min=r.replication_min,
+        replication_max=r.replication_max,
+        connect_timeout_s=r.connect_timeout_s,
+        max_json_bytes=r.max_json_bytes,
+        max_block_bytes=r.node_max_block_bytes,
+        stream_chunk_bytes=r.stream_chunk_bytes,
+        page_size=r.pinning_service_page_size,
+    )
+
+
+def replication_config(settings: Settings) -> ReplicationConfig:
+    r = settings.replication
+    return ReplicationConfig(
+        target=Target(r.replication_min, r.replication_max),
+        down_grace_s=r.node_down_grace_s,
+        audit_sample_blocks=r.audit_sample_blocks,
+        audit_batch=r.audit_batch,
+        gc_retention_s=r.gc_retention_s,
+        max_failed_attempts=r.max_failed_attempts,
+    )
+
+
+def mover_config(settings: Settings) -> MoverConfig:
+    r = settings.replication
+    return MoverConfig(
+        per_node_concurrency=r.per_node_concurrency, prefer_add=r.prefer_add, add_min_bytes=r.add_min_bytes
+    )
+
+
+def sandbox_budget(settings: Settings) -> SandboxBudget:
+    """Limits of the validation sandbox, with the manifest limits publish applied (it refuses no more, no less)."""
+    v, lim = settings.validation, settings.limits
+    return SandboxBudget(
+        memory_bytes=v.memory_bytes,
+        cpu_seconds=v.cpu_seconds,
+        wall_seconds=v.wall_seconds,
+        time_budget_s=v.smoke_time_budget_s,
+        threads=v.threads,
+        runtime_overhead_bytes=v.runtime_overhead_bytes,
+        manifest_max_bytes=lim.manifest_max_bytes,
+        max_shards=lim.max_shards,
+        header_max_bytes=lim.safetensors_header_max_bytes,
+        filename_max_len=lim.filename_max_len,
+    )
+
+
+def gate_config(settings: Settings, **overrides: object) -> GateConfig:
+    """The gate's config (``validation.*``, ``curation.*``, ``replication.*`` and the sandbox's limits)."""
+    v, c, r = settings.validation, settings.curation, settings.replication
+    values: dict[str, object] = {
+        "budget": sandbox_budget(settings),
+        "auto_validate": v.auto_validate,
+        "on_degrade": c.on_degrade,
+        "work_dir": settings.storage.data_dir / "validation",
+        "replication_min": r.replication_min,
+        "replication_max": r.replication_max,
+        "node_down_grace_s": r.node_down_grace_s,
+        "sweep_interval_s": c.sweep_interval_s,
+        "sweep_batch": c.sweep_batch,
+        "curate_retry_s": c.retry_s,
+        "curate_max_attempts": c.max_attempts,
+        "fetch_timeout_s": v.fetch_timeout_s,
+    }
+    values.update(overrides)
+    return GateConfig(**values)  # type: ignore[arg-type]
+
+
+def worker_config(settings: Settings) -> WorkerConfig:
+    j = settings.jobs
+    return WorkerConfig(
+        concurrency=j.workers,
+        poll_interval_s=j.poll_interval_s,
+        heartbeat_s=j.heartbeat_s,
+        kind_concurrency={JobKind.VALIDATE: settings.validation.concurrency},
+    )

@@ -1,0 +1,180 @@
+"""Every service of the daemon, built from settings in one async context, in dependency order.
+
+Nothing runs yet when :func:`open_services` yields: the caller (``registry.app.daemon``) then hands the
+services to the HTTP routes, builds the worker's job table from them and starts the worker and clocks.
+On exit everything is closed in reverse order (node HTTP session, blockstore, database).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from pinner.blockstore import FsBlockstore
+from pinner.replication.model import Target
+from registry.accounts.auth import AuthService
+from registry.api.context import RegistryServices
+from registry.app import configs
+from registry.cache import TtlCache
+from registry.db.engine import create_engine, ping, session_factory
+from registry.db.migrate import require_current
+from registry.gate.curation import CurationService
+from registry.gate.rule import RegistryReplication, registry_trust
+from registry.gate.validation import ValidationService
+from registry.ipns.channels import IpnsChannels, load_kek
+from registry.jobs.sql import SqlJobQueue
+from registry.names import ModelRef
+from registry.packs.blobs import BlobService
+from registry.packs.browse import BrowseService
+from registry.packs.fetch import ShardFetchService
+from registry.packs.pointers import PointerService
+from registry.packs.publish import PublishService
+from registry.replication.clients import ClientFactory
+from registry.replication.nodes import NodeRegistry
+from registry.replication.rows import ReplicationCounters
+from registry.replication.service import ReplicationService
+from registry.replication.shard_fetch import NodeShardFetcher
+from registry.settings import Settings
+from registry.trust.policies import TrustService
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    queue: SqlJobQueue
+    store: FsBlockstore
+    trust: TrustService
+    ipns: IpnsChannels
+    replication: ReplicationService
+    counters: ReplicationCounters
+    fetch: ShardFetchService
+    registry: RegistryServices
+    gate: ValidationService
+
+
+@contextlib.asynccontextmanager
+async def _database(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    db = settings.database
+    engine = create_engine(
+        settings.database_url, pool_size=db.pool_size, connect_timeout_s=db.connect_timeout_s, echo=db.echo
+    )
+    try:
+        await ping(engine)
+        await require_current(engine)
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def open_services(settings: Settings) -> AsyncIterator[Services]:
+    """Open the database, the blockstore and the node session; build every service on them."""
+    async with contextlib.AsyncExitStack() as stack:
+        engine = await stack.enter_async_context(_database(settings))
+        sessions = session_factory(engine)
+        j = settings.jobs
+        queue = SqlJobQueue(
+            sessions,
+            lease_s=j.lease_s,
+            max_attempts=j.max_attempts,
+            backoff_base_s=j.backoff_base_s,
+            backoff_max_s=j.backoff_max_s,
+        )
+        store = await asyncio.to_thread(
+            FsBlockstore, settings.storage.data_dir / "blocks", configs.blockstore_config(settings)
+        )
+        kek = await asyncio.to_thread(load_kek, settings.ipns.key_encryption_key, settings.storage.data_dir)
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        # The one node-client factory: replication, fetch-by-CID, the gate and IPNS publishing use it.
+        nodes = ClientFactory(http, kek, configs.node_client_config(settings))
+        node_shards = NodeShardFetcher(sessions, nodes)
+
+        trust = TrustService(sessions, configs.trust_config(settings))
+        ipns = IpnsChannels(sessions, kek, queue, configs.ipns_channel_config(settings), sinks=nodes.kubo)
+        on_moved = ipns.on_pointer_moved
+
+        counters = ReplicationCounters()
+        replication = ReplicationService(
+            sessions,
+            store,
+            nodes,
+            queue,
+            NodeRegistry(sessions, kek, allowed_hosts=settings.replication.allowed_node_hosts),
+            configs.replication_config(settings),
+            mover_config=configs.mover_config(settings),
+            counters=counters,
+        )
+
+        cache = configs.read_cache_config(settings)
+        pointers = PointerService(sessions, on_moved=on_moved, cache=TtlCache(cache))
+        pack_json: TtlCache[str, bytes] = TtlCache(cache)
+
+        def on_changed(ref: ModelRef, cid: str) -> None:
+            pointers.forget_model(ref)
+            pack_json.invalidate(cid)
+
+        fetch = ShardFetchService(
+            sessions,
+            store,
+            node_shards,
+            queue,
+            configs.fetch_config(settings),
+            on_moved=on_moved,
+            on_changed=on_changed,
+        )
+        lim = settings.limits
+        limits = configs.manifest_limits(settings)
+        registry = RegistryServices(
+            auth=AuthService(sessions),
+            blobs=BlobService(sessions, store, configs.blob_config(settings)),
+            publish=PublishService(
+                sessions,
+                queue,
+                limits,
+                on_moved=on_moved,
+                on_published=pointers.forget_model,
+                nodes=node_shards,
+                max_detached=lim.max_detached_signatures,
+            ),
+            browse=BrowseService(sessions),
+            pointers=pointers,
+            limits=limits,
+            read_requires_token=settings.server.read_requires_token,
+            pack_json=pack_json,
+            page_size_default=min(lim.page_size_default, lim.page_size_max),
+            page_size_max=lim.page_size_max,
+            publish_body_slack_bytes=lim.publish_body_slack_bytes,
+        )
+
+        gate_config = configs.gate_config(settings)
+        curation = CurationService(
+            sessions,
+            gate_config,
+            registry_trust,
+            RegistryReplication(
+                Target(gate_config.replication_min, gate_config.replication_max),
+                configs.replication_config(settings).down_grace,
+            ),
+            on_moved=on_moved,
+            on_changed=pointers.forget_model,
+        )
+        gate = ValidationService(sessions, gate_config, curation, queue, store=store, fetcher=node_shards)
+        yield Services(
+            engine=engine,
+            sessions=sessions,
+            queue=queue,
+            store=store,
+            trust=trust,
+            ipns=ipns,
+            replication=replication,
+            counters=counters,
+            fetch=fetch,
+            registry=registry,
+            gate=gate,
+        )
