@@ -306,7 +306,7 @@ async def pg_fill(db_url: str, start: int, stop: int, per_model: int = 10) -> No
 
     from sqlalchemy import insert, select
 
-    from pinner.digests import RAW, cid_bytes_v1, cid_str
+    from pinner.cids import RAW, cid_bytes_v1, cid_str
     from registry.db.base import utcnow
     from registry.db.engine import create_engine
     from registry.db.models import Model, Namespace, Pack, PackState, Pointer

@@ -33,8 +33,9 @@ from sqlalchemy import delete
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from model_core.format.pack import pack_cid_of  # noqa: E402
 from pinner.blockstore import FsBlockstore, FsBlockstoreConfig  # noqa: E402
-from pinner.digests import cid_str  # noqa: E402
+from pinner.cids import cid_str  # noqa: E402
 from pinner.ipfs.kubo import KuboClient, KuboConfig  # noqa: E402
 from pinner.replication.model import Target  # noqa: E402
 from pinner.replication.mover import MoverConfig  # noqa: E402
@@ -45,10 +46,10 @@ from registry.db.migrate import upgrade  # noqa: E402
 from registry.db.models import Blob, Model, Namespace, Pack, PackState, Pointer, Replica, Shard  # noqa: E402
 from registry.jobs.sql import SqlJobQueue  # noqa: E402
 from registry.jobs.worker import Worker, WorkerConfig  # noqa: E402
-from registry.replication.nodes import ClientFactory, NodeClientConfig, NodeRegistry  # noqa: E402
+from registry.replication.clients import ClientFactory, NodeClientConfig  # noqa: E402
+from registry.replication.nodes import NodeRegistry  # noqa: E402
 from registry.replication.rows import ReplicationConfig  # noqa: E402
 from registry.replication.service import ReplicationService  # noqa: E402
-from registry.replication.source import manifest_cid  # noqa: E402
 from tests.ipfs_testnode.peers import IpfsPeer, start_peers, stop_peers  # noqa: E402
 
 KUBO = UnixfsParams(cid_version=1, raw_leaves=True)
@@ -115,7 +116,7 @@ class Index:
             digest = await asyncio.to_thread(store.ingest_file, path, KUBO)
             infos.append((path.name, cid_str(digest.cid), digest.sha256.hex(), digest.size))
         manifest = json.dumps({"tag": tag, "shards": [i[1] for i in infos]}).encode()
-        cid = manifest_cid(manifest)
+        cid = pack_cid_of(manifest)
         now = utcnow()
         async with self.sessions() as s, s.begin():
             s.add(

@@ -13,9 +13,9 @@ from typing import BinaryIO
 import dag_cbor
 from multiformats import CID
 
+from pinner.cids import block_matches, check_supported, cid_from_bytes, cid_str
 from pinner.content_errors import InvalidCar, InvalidCid
 from pinner.dagpb import encode_varint
-from pinner.digests import block_matches, check_supported, cid_from_bytes, cid_str
 
 CARV2_PRAGMA = bytes.fromhex("0aa16776657273696f6e02")
 CARV2_HEADER_SIZE = 40

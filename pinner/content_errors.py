@@ -13,6 +13,10 @@ class InvalidCid(PinnerError):
     code: ClassVar[str] = "invalid_cid"
     http_status: ClassVar[int] = 400
 
+    def __init__(self, message: str | None = None, *, cid: str) -> None:
+        self.cid = cid
+        super().__init__(message, cid=cid)
+
 
 class BlockNotFound(PinnerError):
     """No block or file with this CID is stored here."""

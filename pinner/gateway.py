@@ -19,8 +19,8 @@ from multiformats import CID
 
 from pinner.blockstore.protocol import Blockstore
 from pinner.car import write_car
+from pinner.cids import cid_str, parse_cid
 from pinner.content_errors import InvalidCid
-from pinner.digests import cid_str, parse_cid
 from pinner.errors import PinnerError
 
 log = logging.getLogger("pinner.gateway")

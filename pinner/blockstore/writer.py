@@ -12,28 +12,41 @@ import uuid
 from collections.abc import AsyncIterable
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO, Protocol
 
 from multiformats import CID
 
 from pinner.blockstore.index import FileIndex
+from pinner.cids import cid_from_bytes, cid_str, parse_cid
 from pinner.content_errors import DigestMismatch
-from pinner.digests import cid_str, parse_cid
 from pinner.unixfs.hashing import FileDigest
 from pinner.unixfs.params import UnixfsParams
 from pinner.unixfs.pipeline import ChunkPipeline, PipelineConfig
 
-if TYPE_CHECKING:
-    from pinner.blockstore.fs import FsBlockstore
+
+class FileCommitter(Protocol):
+    """What a FileWriter needs from its store: one atomic step that makes a finished file visible."""
+
+    def commit_file(self, index: FileIndex, data_tmp: Path, index_tmp: Path) -> None:
+        """Moves the synced data and index temp files into place and records ``index``."""
+        ...
 
 
 class FileWriter:
-    """``write()`` bytes as they arrive, ``finish()`` for the digest, then ``commit()`` or ``abort()``."""
+    """``write()`` bytes as they arrive, ``finish()`` for the digest, then ``commit()`` or ``abort()``.
+
+    ``tmp_dir`` must be on the committer's file system, so that committing is a rename.
+    """
 
     def __init__(
-        self, store: FsBlockstore, tmp_dir: Path, params: UnixfsParams, config: PipelineConfig, fsync: bool
+        self,
+        committer: FileCommitter,
+        tmp_dir: Path,
+        params: UnixfsParams,
+        config: PipelineConfig,
+        fsync: bool,
     ) -> None:
-        self._store = store
+        self._committer = committer
         self._params = params
         self._fsync = fsync
         name = uuid.uuid4().hex
@@ -105,9 +118,9 @@ class FileWriter:
             self.finish()
         if self._state != "finished" or self.index is None:
             raise RuntimeError(f"cannot commit a writer that is {self._state}")
-        self._store._commit_file(self)
+        self._committer.commit_file(self.index, self.data_tmp, self.index_tmp)
         self._state = "committed"
-        return FileDigest(self._store._cid(self.index.root), self.index.sha256, self.index.size)
+        return FileDigest(cid_from_bytes(self.index.root), self.index.sha256, self.index.size)
 
     def abort(self) -> None:
         """Drops everything written so far (idempotent; no-op after commit)."""

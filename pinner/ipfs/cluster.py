@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 
-from pinner.ipfs.cids import normalize_cid, parse_cid
+from pinner.cids import decode_cid, normalize_cid
 from pinner.ipfs.errors import NodeBadResponseError, NodeError
 from pinner.ipfs.http import EndpointClient, HttpEndpoint, HttpTimeouts, NodeAuth, json_dict, node_cid
 from pinner.ipfs.protocol import NodeInfo, PinState, PinStatus, ProgressCallback
@@ -143,7 +143,7 @@ class ClusterClient(EndpointClient):
 
     async def request_pin(self, cid: str, *, name: str | None = None, origins: tuple[str, ...] = ()) -> None:
         """Ask the cluster to track `cid`, without waiting (`POST /pins/{cid}`)."""
-        parse_cid(cid)
+        decode_cid(cid)
         params: dict[str, str] = {}
         if self.config.replication_min is not None:
             params["replication-min"] = str(self.config.replication_min)
@@ -181,7 +181,7 @@ class ClusterClient(EndpointClient):
         )
 
     async def pin_status(self, cid: str) -> PinStatus:
-        parse_cid(cid)
+        decode_cid(cid)
         try:
             data = await self._json("GET", f"/pins/{cid}", cid=cid)
         except NodeError as exc:
@@ -200,7 +200,7 @@ class ClusterClient(EndpointClient):
             yield node_cid(raw.get("/") if isinstance(raw, dict) else raw, self._http)
 
     async def unpin(self, cid: str) -> None:
-        parse_cid(cid)
+        decode_cid(cid)
         try:
             async with self._http.request("DELETE", f"/pins/{cid}", cid=cid, ok=(200, 202, 204)):
                 pass

@@ -76,17 +76,6 @@ class BlockMismatchError(NodeError):
     http_status: ClassVar[int] = 502
 
 
-class InvalidCidError(PinnerError):
-    """The text is not a valid CID."""
-
-    code: ClassVar[str] = "invalid_cid"
-    http_status: ClassVar[int] = 400
-
-    def __init__(self, message: str | None = None, *, cid: str) -> None:
-        self.cid = cid
-        super().__init__(message, cid=cid)
-
-
 class InvalidNodeUrlError(PinnerError):
     """The node URL is not an http(s) URL with a host."""
 

@@ -17,10 +17,11 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from pinner.cids import decode_cid, normalize_cid, rehash_matches
+from pinner.content_errors import InvalidCid
 from pinner.errors import PinnerError
-from pinner.ipfs.cids import normalize_cid
 from pinner.ipfs.errors import (
-    InvalidCidError,
+    BlockMismatchError,
     InvalidNodeUrlError,
     NodeBadResponseError,
     NodeError,
@@ -291,10 +292,33 @@ def node_cid(text: object, endpoint: HttpEndpoint, *, cid: str | None = None) ->
     """A CID the node sent, normalised; a malformed one is the node's fault (`NodeBadResponseError`)."""
     try:
         return normalize_cid(str(text))
-    except InvalidCidError as exc:
+    except InvalidCid as exc:
         raise endpoint.error(
             NodeBadResponseError, f"{endpoint.url} sent {text!r:.80} where a CID belongs", cid=cid
         ) from exc
+
+
+def verify_node_block(cid_text: str, data: bytes, *, node_url: str = "") -> None:
+    """Re-hash bytes a node sent for `cid_text` with the CID's hash function; nodes are never trusted.
+
+    Raises `BlockMismatchError` naming the node when they differ (or the hash function is not available
+    here), `InvalidCid` when `cid_text` is not a CID.
+    """
+    cid = decode_cid(cid_text)
+    try:
+        matches = rehash_matches(cid, data)
+    except InvalidCid as exc:  # hash function without an implementation here
+        raise BlockMismatchError(
+            f"cannot verify block {cid_text}: hash function {cid.hashfun.name} is not available",
+            node_url=node_url,
+            cid=cid_text,
+        ) from exc
+    if not matches:
+        raise BlockMismatchError(
+            f"node {node_url} returned {len(data)} bytes for {cid_text} that hash to a different digest",
+            node_url=node_url,
+            cid=cid_text,
+        )
 
 
 def json_dict(value: Any, endpoint: HttpEndpoint, what: str, *, cid: str | None = None) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from pinner.ipfs.cids import normalize_cid, parse_cid, verify_block
+from pinner.cids import decode_cid, normalize_cid
 from pinner.ipfs.errors import (
     NodeBadResponseError,
     NodeError,
@@ -32,6 +32,7 @@ from pinner.ipfs.http import (
     json_dict,
     node_cid,
     stream_part,
+    verify_node_block,
 )
 from pinner.ipfs.protocol import BlockStat, NodeInfo, PinState, PinStatus, ProgressCallback, RepoStat
 
@@ -244,15 +245,15 @@ class KuboClient(EndpointClient):
         return node_cid(out.get("Key"), self._http)
 
     async def get_block(self, cid: str) -> bytes:
-        parse_cid(cid)
+        decode_cid(cid)
         params = [("arg", cid), self._node_timeout()]
         async with self._http.request("POST", "/api/v0/block/get", params=params, cid=cid) as resp:
             data = await self._http.read_limited(resp, self.config.max_block_size, cid=cid)
-        verify_block(cid, data, node_url=self.url)
+        verify_node_block(cid, data, node_url=self.url)
         return data
 
     async def stat_block(self, cid: str) -> BlockStat:
-        parse_cid(cid)
+        decode_cid(cid)
         params = self._params(self._node_timeout(), arg=cid)
         data = json_dict(await self._call("block/stat", params, cid=cid), self._http, "block/stat", cid=cid)
         return BlockStat(
@@ -274,7 +275,7 @@ class KuboClient(EndpointClient):
 
         `name` labels the pin (Kubo >= 0.26; older nodes and js-ipfs ignore it).
         """
-        parse_cid(cid)
+        decode_cid(cid)
         for addr in origins:
             try:
                 await self.swarm_connect(addr)
@@ -324,7 +325,7 @@ class KuboClient(EndpointClient):
 
     async def is_pinned(self, cid: str) -> bool:
         """Whether the node pins `cid` recursively (`pin/ls?arg=`)."""
-        parse_cid(cid)
+        decode_cid(cid)
         params = self._params(("type", "recursive"), self._node_timeout(), arg=cid)
         try:
             data = await self._call("pin/ls", params, cid=cid)
@@ -349,7 +350,7 @@ class KuboClient(EndpointClient):
                         yield node_cid(key, self._http)
 
     async def unpin(self, cid: str) -> None:
-        parse_cid(cid)
+        decode_cid(cid)
         try:
             await self._call("pin/rm", self._params(("recursive", "true"), arg=cid), cid=cid)
         except NodeError as exc:

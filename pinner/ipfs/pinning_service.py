@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 
-from pinner.ipfs.cids import normalize_cid, parse_cid
+from pinner.cids import decode_cid, normalize_cid
 from pinner.ipfs.errors import NodeBadResponseError, NodeError
 from pinner.ipfs.http import BearerAuth, EndpointClient, HttpEndpoint, HttpTimeouts, json_dict, node_cid
 from pinner.ipfs.protocol import NodeInfo, PinState, PinStatus, ProgressCallback
@@ -83,7 +83,7 @@ class PinningServiceClient(EndpointClient):
 
     async def requests_for(self, cid: str) -> list[PinStatus]:
         """Every pin request for `cid`, in any status."""
-        parse_cid(cid)
+        decode_cid(cid)
         return await self._page(
             {"cid": cid, "status": ALL_STATUSES, "limit": str(self.config.page_size)}, cid=cid
         )

@@ -16,8 +16,8 @@ from typing import Protocol, runtime_checkable
 
 from multiformats import CID
 
+from pinner.cids import normalize_cid
 from pinner.dagpb import DagPbError, decode_node
-from pinner.ipfs.cids import normalize_cid
 
 DAG_PB = 0x70
 RAW = 0x55

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 from multiformats import CID
 
+from pinner.cids import normalize_cid
 from pinner.dagpb import DagPbError, decode_node
-from pinner.ipfs.cids import normalize_cid, verify_block
 from pinner.ipfs.errors import BlockMismatchError, NodeError, NodeUnreachableError
+from pinner.ipfs.http import verify_node_block
 from pinner.ipfs.protocol import IpfsNode
 
 DAG_PB = 0x70
@@ -77,7 +78,7 @@ async def audit_replica(
         checked.append(block)
         try:
             data = await node.get_block(block)
-            verify_block(block, data, node_url=node.url)  # never trust a client to have checked
+            verify_node_block(block, data, node_url=node.url)  # never trust a client to have checked
         except NodeUnreachableError:
             raise
         except BlockMismatchError as exc:

@@ -20,8 +20,8 @@ from typing import Protocol
 from multiformats import CID
 
 from pinner.car import write_car
+from pinner.cids import normalize_cid
 from pinner.errors import PinnerError
-from pinner.ipfs.cids import normalize_cid
 from pinner.ipfs.errors import NodeError, NotPinnedError
 from pinner.ipfs.protocol import IpfsNode, PinBackend, PinState
 from pinner.replication.adder import FileAdder, FileBytes, add_params, add_unpinned

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from pinner.ipfs.cids import normalize_cid
+from pinner.cids import normalize_cid
 from pinner.ipfs.protocol import PinBackend
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from multiformats import CID
 
+from pinner.cids import cid_from_bytes
 from pinner.content_errors import DirectoryTooLarge
 from pinner.dagpb import PBLink, encode_node
-from pinner.digests import cid_from_bytes
 from pinner.unixfs.format import DIRECTORY, encode_data
 from pinner.unixfs.layout import node_cid_bytes
 from pinner.unixfs.params import UnixfsParams

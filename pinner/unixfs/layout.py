@@ -11,8 +11,8 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pinner.cids import DAG_PB, cid_bytes_v0, cid_bytes_v1
 from pinner.dagpb import PBLink, encode_node
-from pinner.digests import DAG_PB, cid_bytes_v0, cid_bytes_v1
 from pinner.unixfs.format import FILE, encode_data
 from pinner.unixfs.params import UnixfsParams
 

@@ -17,7 +17,7 @@ from typing import BinaryIO, NamedTuple
 
 from multiformats import CID
 
-from pinner.digests import DAG_PB, RAW, cid_bytes_v0, cid_bytes_v1, cid_from_bytes
+from pinner.cids import DAG_PB, RAW, cid_bytes_v0, cid_bytes_v1, cid_from_bytes
 from pinner.unixfs.format import leaf_envelope
 from pinner.unixfs.layout import BalancedTree, DagLink
 from pinner.unixfs.params import UnixfsParams

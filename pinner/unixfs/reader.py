@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+from pinner.cids import DAG_PB, RAW, block_key, cid_str, split_cid
 from pinner.content_errors import UnsupportedDag
 from pinner.dagpb import DagPbError, decode_node
-from pinner.digests import DAG_PB, RAW, block_key, cid_str, split_cid
 from pinner.unixfs.format import FILE, RAW_TYPE, decode_data
 
 GetBlock = Callable[[bytes], bytes]

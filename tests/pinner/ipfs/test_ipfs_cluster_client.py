@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from fake_orchestrators import FakeCluster
 
+from pinner.content_errors import InvalidCid
 from pinner.ipfs.cluster import ClusterClient, ClusterConfig, aggregate
-from pinner.ipfs.errors import InvalidCidError, NodeError, PinFailedError, PinStalledError
+from pinner.ipfs.errors import NodeError, PinFailedError, PinStalledError
 from pinner.ipfs.http import HttpTimeouts
 from pinner.ipfs.protocol import PinBackend, PinState
+from pinner.testing.orchestrators import FakeCluster
 
 CID_V0 = "QmdfTbBqBPQ7VNxZEYEj14VmRuZBkqFbiwReogJgS1zR1n"
 CID_V1 = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
@@ -101,7 +102,7 @@ async def test_info_and_peers(cluster: Any) -> None:
 
 async def test_cluster_errors_are_typed(cluster: Any) -> None:
     _, connect = cluster
-    with pytest.raises(InvalidCidError):
+    with pytest.raises(InvalidCid):
         await connect().pin("not-a-cid")
     client = connect()
     with pytest.raises(NodeError) as err:

@@ -12,9 +12,9 @@ import pytest
 from aiohttp import web
 from multiformats import CID, multihash
 
+from pinner.content_errors import InvalidCid
 from pinner.ipfs.errors import (
     BlockMismatchError,
-    InvalidCidError,
     InvalidNodeUrlError,
     NodeBadResponseError,
     NodeError,
@@ -240,7 +240,7 @@ async def test_bad_input_is_refused_before_any_request() -> None:
     with pytest.raises(InvalidNodeUrlError):
         KuboClient("127.0.0.1:5001")
     async with KuboClient("http://127.0.0.1:9") as node:
-        with pytest.raises(InvalidCidError):
+        with pytest.raises(InvalidCid):
             await node.get_block("not-a-cid")
 
 

@@ -1,22 +1,26 @@
-"""One contract for every `PinBackend`: a real js-ipfs peer (Kubo RPC), IPFS Cluster and a pinning service.
+"""One contract for every `PinBackend`: a real js-ipfs peer (Kubo RPC), IPFS Cluster and a pinning service
+(the real clients against `pinner.testing.orchestrators`), and the in-memory fakes of `pinner.testing.nodes`.
 
-The replication service relies on exactly these behaviours, whichever kind of node it talks to.
+The replication service relies on exactly these behaviours, whichever kind of node it talks to; a fake
+that other tests stand in for a backend must keep them too.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from fake_orchestrators import FakeCluster, FakePinningService
 
 from pinner.ipfs.cluster import ClusterClient, ClusterConfig
 from pinner.ipfs.kubo import KuboClient
 from pinner.ipfs.pinning_service import PinningServiceClient, PinningServiceConfig
 from pinner.ipfs.protocol import PinBackend, PinState
+from pinner.testing.nodes import FakeAddingNode, FakeKuboNode, FakeOrchestrator
+from pinner.testing.orchestrators import FakeCluster, FakePinningService
 
 
 @dataclass
@@ -35,12 +39,30 @@ async def one(data: bytes) -> AsyncIterator[bytes]:
         pytest.param("kubo", marks=pytest.mark.ipfs),
         "cluster",
         "pinning_service",
+        "fake_kubo",
+        "fake_adding_node",
+        "fake_orchestrator",
     ]
 )
 async def subject(
-    request: pytest.FixtureRequest, aiohttp_server: Any, dag_factory: Callable[[bytes], Any]
+    request: pytest.FixtureRequest,
+    aiohttp_server: Any,
+    dag_factory: Callable[[bytes], Any],
+    tmp_path: Path,
 ) -> AsyncIterator[Subject]:
     dag = dag_factory(request.node.nodeid.encode())
+    if request.param.startswith("fake_"):  # the origin holds the blocks without pinning them, as above
+        origin, addr = FakeKuboNode("http://127.0.0.1:1"), "/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWFake1"
+        await origin.import_car(one(dag.car), pin_roots=False)
+        fakes: dict[str, FakeKuboNode | FakeOrchestrator] = {
+            "fake_kubo": FakeKuboNode("http://127.0.0.1:2"),
+            "fake_adding_node": FakeAddingNode(tmp_path / "node", "http://127.0.0.1:3"),
+            "fake_orchestrator": FakeOrchestrator("http://127.0.0.1:4"),
+        }
+        fake = fakes[request.param]
+        fake.peers[addr] = origin
+        yield Subject(fake, dag.root, (addr,))
+        return
     async with aiohttp.ClientSession() as session:
         if request.param == "kubo":
             peers = request.getfixturevalue("ipfs_peers")
@@ -66,6 +88,10 @@ async def subject(
 
 async def pins(backend: PinBackend) -> set[str]:
     return {cid async for cid in backend.list_pins()}
+
+
+async def test_is_a_pin_backend(subject: Subject) -> None:
+    assert isinstance(subject.backend, PinBackend)
 
 
 async def test_info_names_the_backend(subject: Subject) -> None:

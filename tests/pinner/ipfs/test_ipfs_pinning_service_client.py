@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from fake_orchestrators import FakePinningService
 from multiformats import CID, multihash
 
 from pinner.ipfs.errors import NodeBadResponseError, NodeError, PinFailedError, PinStalledError
 from pinner.ipfs.http import HttpTimeouts
 from pinner.ipfs.pinning_service import PinningServiceClient, PinningServiceConfig
 from pinner.ipfs.protocol import PinBackend, PinState
+from pinner.testing.orchestrators import FakePinningService
 
 CID_A = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
 CID_B = "QmdfTbBqBPQ7VNxZEYEj14VmRuZBkqFbiwReogJgS1zR1n"

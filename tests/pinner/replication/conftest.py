@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pinner.blockstore import FsBlockstore, FsBlockstoreConfig
-from pinner.digests import cid_str
+from pinner.cids import cid_str
 from pinner.unixfs.params import UnixfsParams
 
 SMALL = UnixfsParams(chunk_size=1024, max_links=4, cid_version=1, raw_leaves=True)

@@ -7,12 +7,12 @@ import random
 import pytest
 
 from pinner.blockstore import FsBlockstore
-from pinner.ipfs.cids import normalize_cid
+from pinner.cids import normalize_cid
 from pinner.ipfs.errors import NodeUnreachableError
 from pinner.replication.audit import audit_replica, dag_block_cids, sample_blocks
 from pinner.replication.mover import Mover
+from pinner.testing.nodes import FakeKuboNode
 from tests.pinner.replication.conftest import add_file
-from tests.pinner.replication.fakes import FakeKuboNode
 
 
 async def test_block_list_covers_the_dag_without_reading_raw_leaves(store: FsBlockstore) -> None:

@@ -10,13 +10,12 @@ from pathlib import Path
 import pytest
 
 from pinner.blockstore import FsBlockstore
-from pinner.digests import cid_str
-from pinner.ipfs.cids import normalize_cid
+from pinner.cids import cid_str, normalize_cid
 from pinner.ipfs.errors import NodeTimeoutError, NotPinnedError
 from pinner.replication.mover import Mover, MoverConfig
+from pinner.testing.nodes import FakeAddingNode, FakeKuboNode, FakeOrchestrator
 from pinner.unixfs.params import UnixfsParams
 from tests.pinner.replication.conftest import add_file
-from tests.pinner.replication.fakes import FakeAddingNode, FakeKuboNode, FakeOrchestrator
 
 
 async def test_push_sends_every_block_as_one_car_and_the_node_pins_each_root(store: FsBlockstore) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from multiformats import CID
 
 from pinner.replication.reconcile import diff_pins, node_pinset
-from tests.pinner.replication.fakes import FakeKuboNode
+from pinner.testing.nodes import FakeKuboNode
 
 A = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
 B = "bafkreidgvpkjawlxz6sffxzwgooowe5yt7i6wsyg236mfoks77nywkptdq"

@@ -1,7 +1,9 @@
-"""CIDs as verified values: parsing user input, building binary CIDs fast, re-hashing blocks.
+"""CIDs as verified values: parsing and spelling them, building binary CIDs fast, re-hashing blocks.
 
 Everything that takes bytes from a disk, a peer or a CAR checks them here against the CID asked for.
-Only sha2-256 multihashes over the raw and dag-pb codecs are supported (what ``ipfs add`` makes).
+The blockstore, CAR and UnixFS code accept only sha2-256 multihashes over the raw and dag-pb codecs
+(what ``ipfs add`` makes: ``parse_cid``, ``verify_block``); CIDs that IPFS nodes send are read with
+any codec and hash function (``decode_cid``, ``normalize_cid``, ``rehash_matches``).
 """
 
 from __future__ import annotations
@@ -90,6 +92,35 @@ def check_supported(cid: CID, shown: str | None = None) -> None:
         )
 
 
+def cid_str(cid: CID | bytes) -> str:
+    """The canonical text form (base58btc for v0, base32 for v1)."""
+    c = cid if isinstance(cid, CID) else CID.decode(cid)
+    return str(c) if c.version == 0 else c.encode("base32")
+
+
+def decode_cid(text: str) -> CID:
+    """Decodes a CID from any multibase text, with any codec and hash function (what nodes may send).
+
+    Raises InvalidCid naming the offending text.
+    """
+    try:
+        return CID.decode(text.strip())
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidCid(f"{text!r} is not a valid CID: {exc}", cid=text) from exc
+
+
+def normalize_cid(text: str) -> str:
+    """The canonical text of a CID: CIDv0 stays base58btc (`Qm...`), CIDv1 is printed in base32.
+
+    js-ipfs prints CIDv1 in base58btc (`zb2...`) where Kubo prints base32 (`bafy...`); comparing CIDs
+    from several nodes only works on one spelling.
+    """
+    cid = decode_cid(text)
+    if cid.version == 0:
+        return str(cid)
+    return str(cid.set(base="base32"))
+
+
 def block_matches(cid: CID | bytes, data: bytes | memoryview) -> bool:
     """True when sha2-256 of ``data`` is the CID's digest (constant-time compare)."""
     mh = block_key(cid)
@@ -105,7 +136,15 @@ def verify_block(cid: CID | bytes, data: bytes | memoryview) -> None:
         raise InvalidBlock(f"block does not match its CID {shown}", cid=shown)
 
 
-def cid_str(cid: CID | bytes) -> str:
-    """The canonical text form (base58btc for v0, base32 for v1)."""
-    c = cid if isinstance(cid, CID) else CID.decode(cid)
-    return str(c) if c.version == 0 else c.encode("base32")
+def rehash_matches(cid: CID, data: bytes) -> bool:
+    """True when ``data`` re-hashed with the CID's own hash function is the CID's digest.
+
+    Identity-hashed CIDs carry their bytes inline and are compared directly. Raises InvalidCid when the
+    hash function has no implementation here.
+    """
+    try:
+        actual = cid.hashfun.digest(data, size=len(cid.raw_digest))
+    except (ValueError, KeyError, TypeError) as exc:
+        shown = str(cid)
+        raise InvalidCid(f"hash function {cid.hashfun.name} of {shown} is not available", cid=shown) from exc
+    return hmac.compare_digest(bytes(actual), bytes(cid.digest))

@@ -1,4 +1,4 @@
-"""In-test servers that follow the IPFS Cluster REST API and the Pinning Service API v1.0.0 specs.
+"""Fake servers that follow the IPFS Cluster REST API and the Pinning Service API v1.0.0 specs.
 
 No real Cluster or pinning service can be installed here; these keep the shapes, status names and
 codes of the specs, and move each pin through its states one step per status query so that clients

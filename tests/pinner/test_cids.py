@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 from multiformats import CID, multihash
 
-from pinner.ipfs.cids import normalize_cid, verify_block
-from pinner.ipfs.errors import BlockMismatchError, InvalidCidError
+from pinner.cids import normalize_cid
+from pinner.content_errors import InvalidCid
+from pinner.ipfs.errors import BlockMismatchError
+from pinner.ipfs.http import verify_node_block
 
 DATA = b"hello\n"
 V1 = str(CID("base32", 1, "raw", multihash.digest(DATA, "sha2-256")))
@@ -23,20 +25,20 @@ def test_cidv0_keeps_its_spelling() -> None:
 
 
 def test_garbage_is_an_invalid_cid_naming_the_text() -> None:
-    with pytest.raises(InvalidCidError) as err:
+    with pytest.raises(InvalidCid) as err:
         normalize_cid("Qm-not-a-cid")
     assert err.value.cid == "Qm-not-a-cid" and err.value.http_status == 400
 
 
 def test_verify_accepts_the_right_bytes_and_names_the_node_on_wrong_ones() -> None:
-    verify_block(V1, DATA)
+    verify_node_block(V1, DATA)
     with pytest.raises(BlockMismatchError) as err:
-        verify_block(V1, DATA + b"!", node_url="http://127.0.0.1:5001")
+        verify_node_block(V1, DATA + b"!", node_url="http://127.0.0.1:5001")
     assert (err.value.cid, err.value.node_url) == (V1, "http://127.0.0.1:5001")
 
 
 def test_verify_uses_the_cids_hash_function() -> None:
     cid = str(CID("base32", 1, "raw", multihash.digest(DATA, "sha2-512")))
-    verify_block(cid, DATA)
+    verify_node_block(cid, DATA)
     with pytest.raises(BlockMismatchError):
-        verify_block(cid, b"other")
+        verify_node_block(cid, b"other")

@@ -1,4 +1,8 @@
-"""In-memory fakes of the pin-backend seams for replication tests: a Kubo-like node and an orchestrator."""
+"""In-memory fakes of the pin-backend seams: a Kubo-like node, one that also runs ``add``, an orchestrator.
+
+They keep what the real backends promise (tests/pinner/ipfs runs them through the same contract tests)
+and add knobs to misbehave: a node that is down, forgets pins or serves wrong bytes.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +16,8 @@ from multiformats import CID
 
 from pinner.blockstore import FsBlockstore, FsBlockstoreConfig
 from pinner.car import read_car
+from pinner.cids import cid_str, normalize_cid
 from pinner.dagpb import decode_node
-from pinner.digests import cid_str
-from pinner.ipfs.cids import normalize_cid
 from pinner.ipfs.errors import NodeError, NodeTimeoutError, NodeUnreachableError
 from pinner.ipfs.protocol import BlockStat, NodeInfo, PinState, PinStatus, ProgressCallback
 from pinner.unixfs.params import UnixfsParams
@@ -73,8 +76,9 @@ class FakeKuboNode:
             self.pins.update(names)
         return names if pin_roots else []
 
-    def _reachable(self, root: str) -> bool:
-        stack = [root]
+    def holds_dag(self, root: str) -> bool:
+        """Whether every block of the DAG under ``root`` is here (what a peer pinning from us would fetch)."""
+        stack = [normalize_cid(root)]
         while stack:
             cid = stack.pop()
             if cid not in self.blocks:
@@ -98,7 +102,7 @@ class FakeKuboNode:
             peer = self.peers.get(addr)
             if peer is not None and not peer.down:
                 self.blocks.update(peer.blocks)
-        if not self._reachable(cid):
+        if not self.holds_dag(cid):
             raise NodeTimeoutError(f"pin of {cid} found no provider", node_url=self._url, cid=cid)
         self.pins.add(cid)
         return PinStatus(cid=cid, state=PinState.PINNED)
@@ -132,7 +136,7 @@ class FakeKuboNode:
 
 
 class FakeOrchestrator:
-    """A `PinBackend` only (like IPFS Cluster): pins by fetching from origin fakes."""
+    """A `PinBackend` only (like IPFS Cluster): pins what one of the origin fakes holds the whole DAG of."""
 
     def __init__(self, url: str = "http://127.0.0.1:2") -> None:
         self._url = url
@@ -160,7 +164,8 @@ class FakeOrchestrator:
     ) -> PinStatus:
         cid = normalize_cid(cid)
         self.pin_calls.append((cid, origins))
-        if not any(a in self.peers and cid in self.peers[a].pins for a in origins):
+        holders = (self.peers[a] for a in origins if a in self.peers)
+        if not any(not peer.down and peer.holds_dag(cid) for peer in holders):
             raise NodeTimeoutError(f"no origin holds {cid}", node_url=self._url, cid=cid)
         self.pins.add(cid)
         return PinStatus(cid=cid, state=PinState.PINNED)
