@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -93,14 +93,21 @@ def _base_headers(cid: CID, etag: str) -> dict[str, str]:
     }
 
 
-def gateway_routes(store: Blockstore, config: GatewayConfig | None = None) -> web.RouteTableDef:
-    """Routes for ``/ipfs/{cid}`` over ``store`` (add them with ``app.add_routes``)."""
+def gateway_routes(
+    store_of: Callable[[web.Request], Blockstore], config: GatewayConfig | None = None
+) -> web.RouteTableDef:
+    """Routes for ``/ipfs/{cid}`` over the store ``store_of(request)`` gives (add them with ``app.add_routes``).
+
+    The store is looked up per request (typically in ``request.app``), so the routes can be added before
+    the application's startup opens it.
+    """
     config = config or GatewayConfig()
     routes = web.RouteTableDef()
 
     @routes.route("HEAD", "/ipfs/{cid}")
     @routes.get("/ipfs/{cid}", allow_head=False)
     async def ipfs_path(request: web.Request) -> web.StreamResponse:
+        store = store_of(request)
         try:
             cid = parse_cid(request.match_info["cid"])
             fmt = _pick_format(request)

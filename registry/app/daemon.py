@@ -116,18 +116,8 @@ def build_app(settings: Settings) -> web.Application:
     for module in ROUTE_MODULES:
         app.add_routes(module.routes)
     gateway = GatewayConfig(write_buffer_bytes=settings.server.gateway_write_buffer_bytes)
-    app.add_routes(gateway_routes(_OpenedBlockstore(app), gateway))
+    app.add_routes(gateway_routes(lambda request: request.app[BLOCKSTORE], gateway))
     return app
-
-
-class _OpenedBlockstore:
-    """The gateway's routes are built before startup; this hands them the store the startup opens."""
-
-    def __init__(self, app: web.Application) -> None:
-        self._app = app
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._app[BLOCKSTORE], name)
 
 
 def configure_logging(level: int = logging.INFO) -> None:

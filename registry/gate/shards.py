@@ -8,7 +8,6 @@ from a node are written to the work folder and kept only when both their UnixFS 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import os
 from collections.abc import Sequence
@@ -16,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from multiformats import CID
-
-from pinner.unixfs import hash_file, params_for_cid
+from model_core.format.digest import Sha256Digest
+from model_core.format.fields import MANIFEST_NAME
+from registry.packs import shardcheck
 from registry.replication.shard_fetch import ShardFetcher
 
 __all__ = [
@@ -31,14 +30,13 @@ __all__ = [
 ]
 
 log = logging.getLogger("modelpack.gate")
-MANIFEST_NAME = "manifest.json"
 
 
 @dataclass(frozen=True)
 class ShardSpec:
     filename: str
     cid: str
-    sha256: str  # lowercase hex
+    sha256: Sha256Digest
     size: int
     profile: str | None = None
 
@@ -146,13 +144,7 @@ async def _fetch_verified(fetcher: ShardFetcher, spec: ShardSpec, dest: Path, ti
 
 
 def verify_file(path: Path, spec: ShardSpec) -> str | None:
-    """None when the file's UnixFS CID and sha256 are the shard's; else what differs."""
-    cid = CID.decode(spec.cid)
-    digest = hash_file(path, params_for_cid(cid, spec.profile))
-    if digest.size != spec.size:
-        return f"{digest.size} bytes, expected {spec.size}"
-    if digest.cid != cid:
-        return f"CID {digest.cid}, expected {spec.cid}"
-    if not hmac.compare_digest(digest.sha256_hex, spec.sha256):
-        return f"sha256 {digest.sha256_hex}, expected {spec.sha256}"
-    return None
+    """None when the file has the shard's size, UnixFS CID and sha256; else the first that differs."""
+    return shardcheck.verify_file(
+        path, cid=spec.cid, sha256=spec.sha256, size=spec.size, profile=spec.profile
+    ).first()

@@ -19,7 +19,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from pinner.ipfs.cids import normalize_cid
+from model_core.format.digest import Sha256Digest
+from pinner.cids import normalize_cid
 from registry.accounts.auth import Principal, require_namespace
 from registry.db.base import utcnow
 from registry.db.models import Pack, PackState, Shard, ValidationReport
@@ -31,7 +32,7 @@ from registry.gate.runner import SandboxRunner, run_sandbox
 from registry.gate.shards import FileStore, ShardSpec, ShardUnavailable, gather
 from registry.jobs.kinds import JobKind
 from registry.jobs.protocol import ClaimedJob, JobQueue, PermanentJobError, RetryJob
-from registry.manifest.names import ModelRef
+from registry.names import ModelRef
 from registry.packs.lifecycle import model_ref_of, set_state
 from registry.replication.shard_fetch import ShardFetcher
 
@@ -184,7 +185,9 @@ class ValidationService:
             manifest = bytes(pack.manifest)
             total = pack.total_size
             specs = [
-                ShardSpec(sh.filename, normalize_cid(sh.cid), sh.sha256, sh.size, sh.unixfs_profile)
+                ShardSpec(
+                    sh.filename, normalize_cid(sh.cid), Sha256Digest(sh.sha256), sh.size, sh.unixfs_profile
+                )
                 for sh in (
                     await s.execute(select(Shard).where(Shard.pack_cid == cid).order_by(Shard.position))
                 ).scalars()

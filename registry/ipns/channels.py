@@ -9,26 +9,21 @@ an ``ipns-publish`` job; ``ipns-republish`` re-signs records close to their EOL 
 from __future__ import annotations
 
 import base64
-import contextlib
 import logging
 import os
 import stat
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
 
-from multiformats import multibase
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from pinner.ipfs.kubo import KuboClient, KuboConfig
-from pinner.states import NodeKind, NodeState
 from registry.db.base import utcnow
 from registry.db.engine import readonly_session
-from registry.db.models import IpfsNode, IpnsKey, IpnsRecord, Model, Namespace, Pointer
+from registry.db.models import IpnsKey, IpnsRecord, Model, Namespace, Pointer
 from registry.errors import ConfigError, NotFound
 from registry.ipns.channel import (
     ChannelKey,
@@ -38,10 +33,11 @@ from registry.ipns.channel import (
     pointer_record,
 )
 from registry.ipns.name import parse_ipns_name
+from registry.ipns.publish import SinkFactory, publish_newest
 from registry.ipns.record import validate_record
 from registry.jobs.kinds import JobKind
-from registry.jobs.protocol import ClaimedJob, JobQueue, RetryJob
-from registry.manifest.names import ModelRef
+from registry.jobs.protocol import ClaimedJob, JobQueue
+from registry.names import ModelRef
 from registry.trust.errors import TrustError
 from registry.trust.sealing import generate_kek, parse_kek
 
@@ -71,24 +67,6 @@ class IpnsChannelConfig:
     @property
     def channel_tags(self) -> frozenset[str]:
         return frozenset({"curated", "latest"} if self.publish_latest else {"curated"})
-
-
-class RecordSink(Protocol):
-    """An IPFS node that takes IPNS records (Kubo ``routing/put``, js-ipfs ``dht/put``)."""
-
-    async def put_ipns_record(self, name: str, record: bytes) -> None: ...
-
-    async def close(self) -> None: ...
-
-
-SinkFactory = Callable[[IpfsNode], RecordSink | None]
-
-
-def kubo_sinks(node: IpfsNode, config: KuboConfig | None = None) -> RecordSink | None:
-    """Kubo RPC nodes without stored credentials; other kinds do not take IPNS records from us."""
-    if node.kind is not NodeKind.KUBO or node.auth is not None:
-        return None
-    return KuboClient(node.url, config=config or KuboConfig())
 
 
 def load_kek(configured: str | None, data_dir: Path) -> bytes:
@@ -126,13 +104,6 @@ def load_kek(configured: str | None, data_dir: Path) -> bytes:
     return kek
 
 
-def peer_id_of(name: str) -> str:
-    """The base58 peer-id form of an IPNS name: the only form js-ipfs resolves, and Kubo reads it too."""
-    parsed = parse_ipns_name(name)
-    mh = bytes([parsed.hash_code, len(parsed.digest)]) + parsed.digest
-    return str(multibase.get("base58btc").encode(mh))[1:]
-
-
 @dataclass(frozen=True, slots=True)
 class ChannelRecord:
     channel: str
@@ -164,7 +135,7 @@ class IpnsChannels:
         jobs: JobQueue | None,
         config: IpnsChannelConfig = IpnsChannelConfig(),
         *,
-        sinks: SinkFactory = kubo_sinks,
+        sinks: SinkFactory,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._sessions = sessions
@@ -400,52 +371,7 @@ class IpnsChannels:
 
         Returns the URLs it reached. Raises RetryJob when some node failed (putting again is harmless).
         """
-        async with readonly_session(self._sessions) as s:
-            rec = (
-                (
-                    await s.execute(
-                        select(IpnsRecord).where(IpnsRecord.name == name).order_by(IpnsRecord.sequence.desc())
-                    )
-                )
-                .scalars()
-                .first()
-            )
-            nodes = list(
-                (await s.execute(select(IpfsNode).where(IpfsNode.state != NodeState.DOWN))).scalars()
-            )
-        if rec is None:
-            log.warning("ipns-publish: no record for %s; nothing to publish", name)
-            return []
-        sinks = [(n, self._sinks(n)) for n in nodes]
-        usable = [(n, sink) for n, sink in sinks if sink is not None]
-        if not usable:
-            log.info(
-                "ipns-publish: no IPFS node takes IPNS records (%d configured); %s seq %d is served only at /ipns/%s",
-                len(nodes),
-                name,
-                rec.sequence,
-                name,
-            )
-            return []
-        reached, failed = [], []
-        key = peer_id_of(name)
-        for node, sink in usable:
-            try:
-                await sink.put_ipns_record(key, bytes(rec.record))
-                reached.append(node.url)
-            except Exception as e:  # every node error type: report and retry the job later
-                failed.append(f"{node.name}: {e}")
-            finally:
-                with contextlib.suppress(Exception):
-                    await sink.close()
-        if reached:
-            async with self._sessions() as s, s.begin():
-                row = await s.get(IpnsRecord, rec.id)
-                if row is not None:
-                    row.published_at = self._clock()
-        if failed:
-            raise RetryJob(f"IPNS record {name} seq {rec.sequence} not put to: {'; '.join(failed)}")
-        return reached
+        return await publish_newest(self._sessions, self._sinks, name, self._clock)
 
     # -- job handlers ----------------------------------------------------------------------------
 
@@ -454,17 +380,3 @@ class IpnsChannels:
 
     async def handle_republish(self, job: ClaimedJob) -> None:
         await self.republish_due()
-
-
-def channel_handlers(
-    get: Callable[[], IpnsChannels],
-) -> dict[str, Callable[[ClaimedJob], Coroutine[Any, Any, None]]]:
-    """Job handlers that find the channels service when they run (it is built after the worker's table)."""
-
-    async def publish(job: ClaimedJob) -> None:
-        await get().handle_publish(job)
-
-    async def republish(job: ClaimedJob) -> None:
-        await get().handle_republish(job)
-
-    return {PUBLISH_JOB: publish, REPUBLISH_JOB: republish}

@@ -1,5 +1,5 @@
 """The node registry: IPFS nodes added by URL (Kubo RPC, IPFS Cluster, Pinning Service API), their
-credentials sealed at rest, their health, and the client that talks to each.
+credentials sealed at rest, and their health (the clients that talk to them: `registry.replication.clients`).
 
 URLs are checked against `replication.allowed_node_hosts` so the API cannot be turned into a way to
 make the daemon call arbitrary hosts.
@@ -11,25 +11,21 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from pinner.ipfs.cluster import ClusterClient, ClusterConfig
 from pinner.ipfs.errors import InvalidNodeUrlError, NodeError
-from pinner.ipfs.http import BasicAuth, BearerAuth, HttpTimeouts, NodeAuth, check_node_url
-from pinner.ipfs.kubo import KuboClient, KuboConfig
-from pinner.ipfs.pinning_service import PinningServiceClient, PinningServiceConfig
+from pinner.ipfs.http import BasicAuth, BearerAuth, NodeAuth, check_node_url
 from pinner.ipfs.protocol import PinBackend
-from pinner.states import NodeKind, NodeState, ReplicaState
+from pinner.states import ADDABLE_NODE_KINDS, NodeKind, NodeState, ReplicaState
 from registry.db.base import utcnow
 from registry.db.models import IpfsNode, Replica
 from registry.errors import BadRequest, Conflict, NotFound
-from registry.manifest.names import check_name
+from registry.names import check_name
 from registry.trust.sealing import open_private_key, seal_private_key
 
 log = logging.getLogger(__name__)
@@ -67,105 +63,6 @@ def parse_auth(data: Mapping[str, Any] | None) -> NodeAuth | None:
     if kind == "bearer" and isinstance(data.get("token"), str) and data["token"]:
         return BearerAuth(data["token"])
     raise BadRequest("auth must be {type: basic, username, password} or {type: bearer, token}", field="auth")
-
-
-@dataclass(frozen=True)
-class NodeClientConfig:
-    """Budgets for the clients built for registered nodes (from `replication.*` settings)."""
-
-    request_timeout_s: float = 30.0
-    pin_timeout_s: float = 600.0
-    poll_interval_s: float = 2.0
-    replication_min: int | None = None  # asked of an IPFS Cluster
-    replication_max: int | None = None
-    connect_timeout_s: float = 5.0
-    max_json_bytes: int = 16 * 1024 * 1024
-    max_block_bytes: int = 4 * 1024 * 1024  # largest block read from a Kubo node
-    stream_chunk_bytes: int = 256 * 1024
-    page_size: int = 1000  # pinning service list pages
-
-    def timeouts(self) -> HttpTimeouts:
-        # A node answers dag/import only once it has stored every block: the per-read bound must cover
-        # that silence, so it is the pin budget; whole small calls stay bounded by the request timeout.
-        return HttpTimeouts(
-            connect=self.connect_timeout_s,
-            call=self.request_timeout_s,
-            read=max(self.request_timeout_s, self.pin_timeout_s),
-            max_json_bytes=self.max_json_bytes,
-        )
-
-    def kubo(self) -> KuboConfig:
-        """The config of a Kubo RPC client (replication, the gate's shard reads, IPNS record puts)."""
-        return KuboConfig(
-            timeouts=self.timeouts(),
-            node_timeout=self.request_timeout_s,
-            pin_no_progress_timeout=self.pin_timeout_s,
-            max_block_size=self.max_block_bytes,
-            stream_chunk_size=self.stream_chunk_bytes,
-        )
-
-
-class BackendFactory(Protocol):
-    """Gives the client for a registered node (tests substitute fakes)."""
-
-    def backend(self, node: IpfsNode) -> PinBackend: ...
-
-
-class ClientFactory:
-    """Builds one client per node (cached by id and URL) on a shared aiohttp session."""
-
-    def __init__(self, session: aiohttp.ClientSession, kek: bytes, config: NodeClientConfig) -> None:
-        self._session = session
-        self._kek = kek
-        self.config = config
-        self._cache: dict[tuple[int, str], PinBackend] = {}
-
-    def backend(self, node: IpfsNode) -> PinBackend:
-        key = (node.id, node.url)
-        found = self._cache.get(key)
-        if found is not None:
-            return found
-        c = self.config
-        timeouts = c.timeouts()
-        auth = open_auth(node.auth, self._kek)
-        made: PinBackend
-        if node.kind is NodeKind.KUBO:
-            made = KuboClient(
-                node.url,
-                session=self._session,
-                auth=auth,
-                config=c.kubo(),
-            )
-        elif node.kind is NodeKind.CLUSTER:
-            made = ClusterClient(
-                node.url,
-                session=self._session,
-                auth=auth,
-                config=ClusterConfig(
-                    timeouts=timeouts,
-                    replication_min=c.replication_min,
-                    replication_max=c.replication_max,
-                    poll_interval=c.poll_interval_s,
-                    pin_no_progress_timeout=c.pin_timeout_s,
-                ),
-            )
-        elif node.kind is NodeKind.PINNING_SERVICE:
-            token = auth.token if isinstance(auth, BearerAuth) else ""
-            made = PinningServiceClient(
-                node.url,
-                token,
-                session=self._session,
-                config=PinningServiceConfig(
-                    timeouts=timeouts,
-                    poll_interval=c.poll_interval_s,
-                    pin_no_progress_timeout=c.pin_timeout_s,
-                    page_size=c.page_size,
-                ),
-            )
-        else:
-            raise BadRequest(f"node {node.name} is of kind {node.kind}, which has no client", node=node.name)
-        self._cache[key] = made
-        return made
 
 
 @dataclass(frozen=True)
@@ -245,16 +142,15 @@ class NodeRegistry:
         tags: Mapping[str, str] | None = None,
     ) -> NodeOut:
         check_name(name, "node name")
-        try:
-            node_kind = NodeKind(kind)
-        except ValueError:
-            raise BadRequest(
-                f"node kind {kind!r} is not one of kubo, cluster, pinning-service", field="kind"
-            ) from None
-        if node_kind is NodeKind.EMBEDDED:
+        if kind == NodeKind.EMBEDDED:
             raise BadRequest(
                 "the embedded blockstore is always there; it is not added as a node", field="kind"
             )
+        if kind not in ADDABLE_NODE_KINDS:
+            raise BadRequest(
+                f"node kind {kind!r} is not one of {', '.join(ADDABLE_NODE_KINDS)}", field="kind"
+            )
+        node_kind = NodeKind(kind)
         if node_kind is NodeKind.PINNING_SERVICE and not isinstance(auth, BearerAuth):
             raise BadRequest("a pinning service needs a bearer token (auth type bearer)", field="auth")
         clean = check_allowed_url(url, self.allowed_hosts)

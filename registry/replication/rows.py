@@ -8,7 +8,8 @@ from datetime import timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pinner.ipfs.errors import NodeError
@@ -80,3 +81,22 @@ async def unpin_units(
         async with sessions() as s, s.begin():
             await s.execute(delete(Replica).where(Replica.node_id == node_id, Replica.cid.in_(done)))
     return done
+
+
+async def mark_queued(sessions: async_sessionmaker[AsyncSession], adds: dict[int, list[str]]) -> None:
+    """One row per (unit, node) to place, in `queued` (a retried or lost one is queued again)."""
+    for nid, cids in adds.items():
+        for cid in cids:
+            for _ in range(2):  # a concurrent job for another pack sharing this unit may insert first
+                try:
+                    async with sessions() as s, s.begin():
+                        row = (
+                            await s.execute(select(Replica).where(Replica.cid == cid, Replica.node_id == nid))
+                        ).scalar_one_or_none()
+                        if row is None:
+                            s.add(Replica(cid=cid, node_id=nid, state=ReplicaState.QUEUED, attempts=0))
+                        elif row.state in (ReplicaState.FAILED, ReplicaState.LOST):
+                            row.state = ReplicaState.QUEUED
+                    break
+                except IntegrityError:
+                    continue

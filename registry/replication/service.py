@@ -12,17 +12,16 @@ import asyncio
 import logging
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pinner.blockstore import FsBlockstore
+from pinner.cids import normalize_cid
 from pinner.errors import PinnerError
-from pinner.ipfs.cids import normalize_cid
 from pinner.ipfs.errors import NodeError, NodeUnreachableError
 from pinner.ipfs.protocol import IpfsNode as BlockNode
 from pinner.ipfs.protocol import PinBackend, PinState
@@ -34,10 +33,13 @@ from registry.db.models import IpfsNode, Pack, Replica
 from registry.jobs.kinds import JobKind
 from registry.jobs.protocol import ClaimedJob, JobQueue, PermanentJobError, RetryJob
 from registry.jobs.worker import Handler
-from registry.replication.nodes import BackendFactory, NodeRegistry, check_health
+from registry.replication.clients import BackendFactory
+from registry.replication.nodes import NodeRegistry, check_health
+from registry.replication.reconcile import Reconciler
 from registry.replication.rows import (
     ReplicationConfig,
     ReplicationCounters,
+    mark_queued,
     set_rows,
     unpin_units,
 )
@@ -46,7 +48,6 @@ from registry.replication.summary import (
     ReplicationSummary,
     all_nodes,
     is_live,
-    live_pack_cids,
     node_view,
     pack_replication,
     pack_target,
@@ -54,11 +55,11 @@ from registry.replication.summary import (
     plan_pack,
     replica_view,
     replicas_for,
+    summarize,
 )
 from registry.replication.upkeep import Upkeep
 
 log = logging.getLogger("modelpack.replication")
-IN_FLIGHT = (ReplicaState.QUEUED, ReplicaState.PINNING)
 
 
 @dataclass(frozen=True)
@@ -97,11 +98,12 @@ class ReplicationService:
         self.upkeep = Upkeep(
             sessions, store, backends, queue, nodes, config, self.counters, rng or random.Random()
         )
+        self.reconciler = Reconciler(sessions, backends, queue, nodes, config)
 
     def handlers(self) -> dict[str, Handler]:
         return {
             "replicate": self.replicate,
-            "reconcile": self.reconcile,
+            "reconcile": self.reconciler.reconcile,
             "audit": self.upkeep.audit,
             "gc": self.upkeep.gc,
         }
@@ -127,7 +129,10 @@ class ReplicationService:
             raise RetryJob(f"pack {cid} not fully replicated yet ({why})")
 
     async def replicate_pack(self, pack_cid: str) -> ReplicateOutcome:
-        """Plan every unit of the pack, push what is missing, remove what is surplus; idempotent."""
+        """Plan every unit of the pack once, push what is missing, remove what is surplus; idempotent.
+
+        The outcome's summary is that plan's, updated with what this run did (no second planning pass).
+        """
         now = utcnow()
         async with self._sessions() as s:
             pack = await s.get(Pack, pack_cid)
@@ -139,16 +144,31 @@ class ReplicationService:
             node_rows = {n.id: n for n in await all_nodes(s) if n.kind is not NodeKind.EMBEDDED}
             rows = await replicas_for(s, [u.cid for u in units])
             manifest = {normalize_cid(pack.cid): pack.manifest}
+        states = {(r.cid, r.node_id): r.state for r in rows}
+        views = {nid: node_view(n) for nid, n in node_rows.items()}
+
+        def summary() -> ReplicationSummary:
+            return summarize(
+                pack.cid,
+                units,
+                target,
+                list(node_rows.values()),
+                states,
+                now=now,
+                down_grace=self.config.down_grace,
+                nodes=list(views.values()),
+            )
+
         if not live:
             log.info("pack %s is not referenced any more; not replicating it (gc will collect it)", pack_cid)
-            return ReplicateOutcome(pack_cid, {}, {}, {}, await self.pack_replication(pack_cid))
+            return ReplicateOutcome(pack_cid, {}, {}, {}, summary())
         if not node_rows:
             log.info("no IPFS node configured: the embedded blockstore is the one replica of %s", pack_cid)
-            return ReplicateOutcome(pack_cid, {}, {}, {}, await self.pack_replication(pack_cid))
+            return ReplicateOutcome(pack_cid, {}, {}, {}, summary())
         plans = plan_pack(
             units,
             target,
-            [node_view(n) for n in node_rows.values()],
+            list(views.values()),
             [replica_view(r) for r in rows],
             now=now,
             down_grace=self.config.down_grace,
@@ -165,59 +185,49 @@ class ReplicationService:
             node = node_rows.get(r.node_id)
             if r.state is ReplicaState.UNPINNING and node is not None and node.state is NodeState.UP:
                 removes.setdefault(r.node_id, []).append(r.cid)
-        await self._mark_queued(adds)
+        await mark_queued(self._sessions, adds)
         sizes = {u.cid: u.size for u in units}
         source = PackSource(self._store, manifest)
         pushed: dict[str, tuple[str, ...]] = {}
         failed: dict[str, str] = {}
+        went_down: set[int] = set()
         # Nodes we can send blocks to go first, so orchestrators can fetch from them as origins.
         first = [nid for nid in adds if node_rows[nid].kind is NodeKind.KUBO]
         later = [nid for nid in adds if node_rows[nid].kind is not NodeKind.KUBO]
         for wave in (first, later):
             results = await asyncio.gather(
-                *(self._push(node_rows[nid], adds[nid], sizes, source, pack_cid) for nid in wave)
+                *(self._push(node_rows[nid], adds[nid], sizes, source, pack_cid, went_down) for nid in wave)
             )
             for nid, (ok, detail) in zip(wave, results, strict=True):
                 if ok:
                     pushed[node_rows[nid].name] = tuple(adds[nid])
                 else:
                     failed[node_rows[nid].name] = detail
+                for cid in adds[nid]:
+                    states[(cid, nid)] = ReplicaState.PINNED if ok else ReplicaState.FAILED
+        for nid in went_down:  # what this run learned of a node counts in its summary
+            views[nid] = replace(views[nid], state=NodeState.DOWN, down_since=views[nid].down_since or now)
         removed: dict[str, tuple[str, ...]] = {}
         for nid, cids in removes.items():
             done = await self._unpin(node_rows[nid], sorted(set(cids)))
             if done:
                 removed[node_rows[nid].name] = tuple(done)
-        summary = await self.pack_replication(pack_cid)
+            for cid in cids:
+                if cid in done:
+                    states.pop((cid, nid), None)
+                else:
+                    states[(cid, nid)] = ReplicaState.UNPINNING
+        outcome = ReplicateOutcome(pack_cid, pushed, failed, removed, summary())
         log.info(
             "replicate %s: pushed to [%s], failed on [%s], removed from [%s]; %s (min pinned %d)",
             pack_cid,
             ",".join(sorted(pushed)),
             ",".join(sorted(failed)),
             ",".join(sorted(removed)),
-            "replicated" if summary.satisfied else "NOT replicated",
-            summary.min_pinned,
+            "replicated" if outcome.summary.satisfied else "NOT replicated",
+            outcome.summary.min_pinned,
         )
-        return ReplicateOutcome(pack_cid, pushed, failed, removed, summary)
-
-    async def _mark_queued(self, adds: dict[int, list[str]]) -> None:
-        """One row per (unit, node) to place, in `queued` (a retried or lost one is queued again)."""
-        for nid, cids in adds.items():
-            for cid in cids:
-                for _ in range(2):  # a concurrent job for another pack sharing this unit may insert first
-                    try:
-                        async with self._sessions() as s, s.begin():
-                            row = (
-                                await s.execute(
-                                    select(Replica).where(Replica.cid == cid, Replica.node_id == nid)
-                                )
-                            ).scalar_one_or_none()
-                            if row is None:
-                                s.add(Replica(cid=cid, node_id=nid, state=ReplicaState.QUEUED, attempts=0))
-                            elif row.state in (ReplicaState.FAILED, ReplicaState.LOST):
-                                row.state = ReplicaState.QUEUED
-                        break
-                    except IntegrityError:
-                        continue
+        return outcome
 
     async def _set_rows(self, node_id: int, cids: Sequence[str], **values: Any) -> None:
         await set_rows(self._sessions, node_id, cids, **values)
@@ -257,8 +267,15 @@ class ReplicationService:
         return True
 
     async def _push(
-        self, node: IpfsNode, cids: list[str], sizes: dict[str, int], source: BlockSource, pack_cid: str
+        self,
+        node: IpfsNode,
+        cids: list[str],
+        sizes: dict[str, int],
+        source: BlockSource,
+        pack_cid: str,
+        went_down: set[int],
     ) -> tuple[bool, str]:
+        """Push `cids` to `node` and record the rows; `went_down` gets the node's id if it was unreachable."""
         backend = self._backends.backend(node)
         await self._set_rows(node.id, cids, state=ReplicaState.PINNING)
         try:
@@ -287,6 +304,7 @@ class ReplicationService:
                 )
             self.counters.pushes.labels(node.name, "failed").inc()
             if isinstance(exc, NodeUnreachableError):
+                went_down.add(node.id)
                 await self.nodes.record_health(
                     node.id, version=None, peer_id=None, free_space=None, error=detail
                 )
@@ -318,70 +336,6 @@ class ReplicationService:
 
     async def _unpin(self, node: IpfsNode, cids: list[str]) -> list[str]:
         return await unpin_units(self._sessions, self._backends.backend(node), node.id, cids)
-
-    # -- reconcile ------------------------------------------------------------------------------
-
-    async def reconcile(self, job: ClaimedJob) -> None:
-        await self.reconcile_all()
-
-    async def reconcile_all(self) -> list[str]:
-        """Check each up node's pinset against the index, then enqueue every live pack that needs work.
-
-        Returns the CIDs of the packs enqueued.
-        """
-        async with self._sessions() as s:
-            nodes = [n for n in await all_nodes(s) if n.kind is not NodeKind.EMBEDDED]
-        for node in nodes:
-            if node.state is NodeState.UP:
-                await self._reconcile_node(node)
-        return await self._enqueue_needy()
-
-    async def _reconcile_node(self, node: IpfsNode) -> None:
-        backend = self._backends.backend(node)
-        try:
-            actual = {normalize_cid(c) async for c in backend.list_pins()}
-        except NodeError as exc:
-            await self.nodes.record_health(
-                node.id, version=None, peer_id=None, free_space=None, error=f"{exc.code}: {exc.message}"
-            )
-            return
-        now = utcnow()
-        async with self._sessions() as s, s.begin():
-            rows = list((await s.execute(select(Replica).where(Replica.node_id == node.id))).scalars())
-            for row in rows:
-                if row.state is ReplicaState.PINNED and row.cid not in actual:
-                    log.warning("reconcile: %s no longer pins %s; marking it lost", node.name, row.cid)
-                    row.state, row.last_error = ReplicaState.LOST, "the node no longer pins it (reconcile)"
-                elif row.state in IN_FLIGHT and row.cid in actual:
-                    row.state, row.pinned_at, row.last_error = ReplicaState.PINNED, now, None
-
-    async def _enqueue_needy(self) -> list[str]:
-        now = utcnow()
-        retention = timedelta(seconds=self.config.gc_retention_s)
-        enqueued = []
-        async with self._sessions() as s:
-            live = await live_pack_cids(s, retention, now)
-            node_rows = [n for n in await all_nodes(s) if n.kind is not NodeKind.EMBEDDED]
-            if not node_rows:
-                return []
-            nodes = [node_view(n) for n in node_rows]
-            for cid in sorted(live):
-                pack = await s.get(Pack, cid)
-                if pack is None:
-                    continue
-                units = await pack_units(s, pack)
-                target = await pack_target(s, pack, self.config.target)
-                reps = [replica_view(r) for r in await replicas_for(s, [u.cid for u in units])]
-                plans = plan_pack(units, target, nodes, reps, now=now, down_grace=self.config.down_grace)
-                if any(p.add or p.remove for p in plans) or any(
-                    r.state is ReplicaState.UNPINNING for r in reps
-                ):
-                    enqueued.append(cid)
-        for cid in enqueued:
-            await self._queue.enqueue(JobKind.REPLICATE, {"pack": cid}, dedupe_key=JobKind.REPLICATE.key(cid))
-        if enqueued:
-            log.info("reconcile: %d pack(s) need replication work", len(enqueued))
-        return enqueued
 
     # -- health and status ----------------------------------------------------------------------
 

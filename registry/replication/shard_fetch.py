@@ -1,7 +1,8 @@
 """Where shard bytes come from when the blockstore lacks them: the registry's Kubo nodes that are up.
 
-Shared by publish-by-CID (the ``fetch`` job) and the validation gate. Nothing here trusts a node: every
-caller re-hashes what it streams against the shard's CID and sha256 before keeping it.
+Shared by publish-by-CID (the ``fetch`` job) and the validation gate. The clients come from the one
+node-client factory, so a node registered with credentials is read with them. Nothing here trusts a
+node: every caller re-hashes what it streams against the shard's CID and sha256 before keeping it.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from typing import Protocol
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from pinner.ipfs.kubo import KuboClient, KuboConfig
 from pinner.states import NodeKind, NodeState
 from registry.db.models import IpfsNode
+from registry.replication.clients import ClientFactory
 
 
 class ShardSource(Protocol):
@@ -33,10 +34,9 @@ class NodeDirectory(Protocol):
     async def has_sources(self, session: AsyncSession) -> bool: ...
 
 
-# Sealed credentials are the replication service's; nodes that need them are not read from here.
 _USABLE = (
-    select(IpfsNode.name, IpfsNode.url)
-    .where(IpfsNode.kind == NodeKind.KUBO, IpfsNode.state != NodeState.DOWN, IpfsNode.auth.is_(None))
+    select(IpfsNode)
+    .where(IpfsNode.kind == NodeKind.KUBO, IpfsNode.state != NodeState.DOWN)
     .order_by(IpfsNode.id)
 )
 
@@ -44,9 +44,9 @@ _USABLE = (
 class NodeShardFetcher:
     """Reads shards from the registry's Kubo nodes that are up (the replication service's node table)."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], config: KuboConfig | None = None) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clients: ClientFactory) -> None:
         self._sessions = sessions
-        self._config = config or KuboConfig()  # the daemon passes the replication.* node-client budgets
+        self.clients = clients
 
     async def has_sources(self, session: AsyncSession) -> bool:
         count = await session.execute(select(func.count()).select_from(_USABLE.subquery()))
@@ -54,10 +54,8 @@ class NodeShardFetcher:
 
     async def sources(self) -> AsyncIterator[tuple[str, ShardSource]]:
         async with self._sessions() as s:
-            rows = (await s.execute(_USABLE)).all()
-        for name, url in rows:
-            client = KuboClient(url, config=self._config)
-            try:
-                yield name, client
-            finally:
-                await client.close()
+            rows = list((await s.execute(_USABLE)).scalars())
+        for row in rows:
+            client = self.clients.kubo(row)
+            if client is not None:
+                yield row.name, client

@@ -1,5 +1,5 @@
 """Where a pack's bytes come from when they are pushed: the embedded blockstore, plus the manifest block
-(kept in the index, not the store), and the CID a manifest is named by.
+(kept in the index, not the store).
 """
 
 from __future__ import annotations
@@ -7,11 +7,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from multiformats import CID, multihash
+from multiformats import CID
 
 from pinner.blockstore import FsBlockstore
 from pinner.content_errors import BlockNotFound
-from pinner.ipfs.cids import normalize_cid
 
 
 def _read_chunks(path: Path, size: int = 1024 * 1024) -> Iterator[bytes]:
@@ -55,8 +54,3 @@ class PackSource:
         if root in self._extra:
             return len(self._extra[root])
         return self._store.file_size(root)
-
-
-def manifest_cid(manifest: bytes) -> str:
-    """The CIDv1 (raw, sha2-256) of a manifest's canonical bytes, as the pack is named."""
-    return normalize_cid(str(CID("base32", 1, "raw", multihash.digest(manifest, "sha2-256"))))

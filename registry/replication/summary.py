@@ -6,17 +6,17 @@ minimum), shared by the status API, the CLI and the curation rule.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pinner.ipfs.cids import normalize_cid
+from pinner.cids import normalize_cid
 from pinner.replication.model import NodeView, ReplicaView, Target
-from pinner.replication.placement import UnitPlan, plan_unit, remote_nodes
-from pinner.states import NodeKind
+from pinner.replication.placement import UnitPlan, alive, effective_target, plan_unit
+from pinner.states import NodeKind, ReplicaState
 from registry.db.base import utcnow
 from registry.db.models import IpfsNode, Model, Pack, Pointer, PointerChange, Replica, Shard
 
@@ -164,6 +164,40 @@ def plan_pack(
     ]
 
 
+def summarize(
+    pack_cid: str,
+    units: Sequence[Unit],
+    target: Target,
+    node_rows: Sequence[IpfsNode],
+    states: Mapping[tuple[str, int], ReplicaState],
+    *,
+    now: datetime,
+    down_grace: timedelta,
+    nodes: Sequence[NodeView] | None = None,
+) -> ReplicationSummary:
+    """Per unit pinned count and (live-node-capped) target, from replica states by (unit CID, node id).
+
+    `node_rows` are the remote nodes; `nodes` their views when the caller knows more than the rows say
+    (a replicate job that saw a node go down). A pinned replica counts when its node is alive.
+    """
+    views = list(nodes) if nodes is not None else [node_view(n) for n in node_rows]
+    names = {n.id: n.name for n in node_rows}
+    eff = effective_target(target, views, now=now, down_grace=down_grace)
+    counting = {n.id for n in views if alive(n, down_grace, now)}
+    out = []
+    for unit in units:
+        mine = {nid: st for (cid, nid), st in states.items() if cid == unit.cid and nid in names}
+        pinned = sum(1 for nid, st in mine.items() if st is ReplicaState.PINNED and nid in counting)
+        replicas = {names[nid]: st.value for nid, st in mine.items()}
+        out.append(UnitSummary(unit, pinned if names else 1, eff, replicas))
+    return ReplicationSummary(
+        pack_cid=pack_cid,
+        embedded_only=not names,
+        units=tuple(out),
+        nodes=tuple(n.name for n in node_rows),
+    )
+
+
 async def pack_replication(
     session: AsyncSession,
     pack_cid: str,
@@ -180,22 +214,9 @@ async def pack_replication(
     pack = await session.get(Pack, pack_cid)
     if pack is None:
         raise LookupError(f"no pack {pack_cid}")
-    now = now or utcnow()
     units = await pack_units(session, pack)
     target = await pack_target(session, pack, defaults)
     node_rows = [n for n in await all_nodes(session) if n.kind is not NodeKind.EMBEDDED]
-    nodes = [node_view(n) for n in node_rows]
-    names = {n.id: n.name for n in node_rows}
     rows = await replicas_for(session, [u.cid for u in units])
-    views = [replica_view(r) for r in rows]
-    plans = plan_pack(units, target, nodes, views, now=now, down_grace=down_grace)
-    out = []
-    for unit, plan in zip(units, plans, strict=True):
-        states = {names[r.node_id]: r.state.value for r in rows if r.cid == unit.cid and r.node_id in names}
-        out.append(UnitSummary(unit, plan.counted, plan.target, states))
-    return ReplicationSummary(
-        pack_cid=pack.cid,
-        embedded_only=not remote_nodes(nodes),
-        units=tuple(out),
-        nodes=tuple(n.name for n in node_rows),
-    )
+    states = {(r.cid, r.node_id): r.state for r in rows}
+    return summarize(pack.cid, units, target, node_rows, states, now=now or utcnow(), down_grace=down_grace)

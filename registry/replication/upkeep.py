@@ -16,8 +16,8 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pinner.blockstore import FsBlockstore
+from pinner.cids import normalize_cid
 from pinner.content_errors import BlockNotFound
-from pinner.ipfs.cids import normalize_cid
 from pinner.ipfs.errors import NodeError, NodeUnreachableError
 from pinner.ipfs.protocol import IpfsNode as BlockNode
 from pinner.ipfs.protocol import PinBackend
@@ -27,7 +27,8 @@ from registry.db.base import utcnow
 from registry.db.models import Blob, IpfsNode, Pack, Replica, Shard
 from registry.jobs.kinds import JobKind
 from registry.jobs.protocol import ClaimedJob, JobQueue
-from registry.replication.nodes import BackendFactory, NodeRegistry
+from registry.replication.clients import BackendFactory
+from registry.replication.nodes import NodeRegistry
 from registry.replication.rows import (
     ReplicationConfig,
     ReplicationCounters,

@@ -34,7 +34,7 @@ def cid(store: FsBlockstore) -> str:
 @pytest.fixture
 async def client(aiohttp_client: Any, store: FsBlockstore) -> Any:
     app = web.Application()
-    app.add_routes(gateway_routes(store))
+    app.add_routes(gateway_routes(lambda _request: store))
     return await aiohttp_client(app)
 
 

@@ -21,7 +21,8 @@ from pinner.states import NodeState, ReplicaState
 from registry.db.models import IpfsNode, Replica
 from registry.jobs.protocol import ClaimedJob, RetryJob
 from registry.jobs.sql import SqlJobQueue
-from registry.replication.nodes import ClientFactory, NodeClientConfig, NodeRegistry
+from registry.replication.clients import ClientFactory, NodeClientConfig
+from registry.replication.nodes import NodeRegistry
 from registry.replication.rows import ReplicationConfig
 from registry.replication.service import ReplicationService
 from tests.registry.replication.conftest import FakeBackends, Harness

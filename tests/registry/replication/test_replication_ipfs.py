@@ -20,13 +20,14 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pinner.blockstore import FsBlockstore, FsBlockstoreConfig
-from pinner.ipfs.cids import normalize_cid
+from pinner.cids import normalize_cid
 from pinner.replication.model import Target
 from pinner.states import NodeState, ReplicaState
 from pinner.unixfs.params import UnixfsParams
 from registry.db.models import IpfsNode, Replica
 from registry.jobs.sql import SqlJobQueue
-from registry.replication.nodes import ClientFactory, NodeClientConfig, NodeRegistry
+from registry.replication.clients import ClientFactory, NodeClientConfig
+from registry.replication.nodes import NodeRegistry
 from registry.replication.rows import ReplicationConfig
 from registry.replication.service import ReplicationService
 from tests.ipfs_testnode.peers import IpfsPeer, restore_peers
@@ -78,7 +79,7 @@ async def live(
             restore_peers(ipfs_peers)  # from this thread: a peer dies with the thread that forked it
 
 
-async def wait_for(cond: Callable[[], object], timeout: float = 30.0) -> None:
+async def wait_for(cond: Callable[[], object], timeout: float = 120.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not await cond():  # type: ignore[misc]
         if asyncio.get_running_loop().time() > deadline:
@@ -141,7 +142,7 @@ async def test_restarted_peer_without_its_pins_is_noticed_by_reconcile_and_repin
         await asyncio.to_thread(peer.rpc, "pin/rm", arg=cid)
     peer.restart()  # blocking, on purpose: the peer must be forked by the test's own thread
     restore_peers(live.peers)
-    enqueued = await live.harness.service.reconcile_all()
+    enqueued = await live.harness.service.reconciler.reconcile_all()
     assert pack in enqueued
     async with live.harness.sessions() as s:
         lost = set(
@@ -168,12 +169,12 @@ def block_file(peer: IpfsPeer, cid: str) -> Path:
 
 
 async def test_corrupted_block_on_a_peer_fails_the_audit_and_the_replica_moves(live: Live) -> None:
+    pack = await live.harness.make_pack(shards=1, size=40_000)
     async with live.harness.sessions() as s, s.begin():
         from sqlalchemy import update
 
         from registry.db.models import Model
 
-        pack = await live.harness.make_pack(shards=1, size=40_000)
         await s.execute(update(Model).values(replication_min=2, replication_max=2))
     outcome = await live.harness.service.replicate_pack(pack)
     holders = sorted(outcome.pushed)

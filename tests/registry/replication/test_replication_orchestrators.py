@@ -20,12 +20,13 @@ from pinner.ipfs.http import BearerAuth
 from pinner.ipfs.protocol import PinBackend
 from pinner.replication.model import Target
 from pinner.states import NodeKind, ReplicaState
+from pinner.testing.orchestrators import FakeCluster, FakePinningService
 from registry.db.models import IpfsNode, Replica
 from registry.jobs.sql import SqlJobQueue
-from registry.replication.nodes import ClientFactory, NodeClientConfig, NodeRegistry
+from registry.replication.clients import ClientFactory, NodeClientConfig
+from registry.replication.nodes import NodeRegistry
 from registry.replication.rows import ReplicationConfig
 from registry.replication.service import ReplicationService
-from tests.pinner.ipfs.fake_orchestrators import FakeCluster, FakePinningService
 from tests.registry.replication.conftest import FakeBackends, Harness
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -93,7 +94,7 @@ async def test_orchestrators_pin_from_the_kubo_holders(
     assert {p["pin"]["cid"] for p in psa.pins.values()} == units  # type: ignore[index]
     audit = await h.service.upkeep.audit_batch()
     assert audit["lost"] == 0 and audit["ok"] == 4 * len(units)
-    assert await h.service.reconcile_all() == []
+    assert await h.service.reconciler.reconcile_all() == []
 
 
 async def test_orchestrator_without_a_reachable_copy_fails_fast_then_succeeds(

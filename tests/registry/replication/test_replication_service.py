@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import delete, func, select, update
 
-from pinner.ipfs.cids import normalize_cid
+from pinner.cids import normalize_cid
 from pinner.states import NodeState, ReplicaState
 from registry.db.jobs import Job
 from registry.db.models import Blob, IpfsNode, Pointer, Replica
@@ -106,7 +106,7 @@ async def test_reconcile_notices_unpinned_replicas_and_requeues_the_pack(harness
     cid = await harness.make_pack()
     await harness.service.replicate_pack(cid)
     c.pins.clear()  # a restarted node lost its pins
-    enqueued = await harness.service.reconcile_all()
+    enqueued = await harness.service.reconciler.reconcile_all()
     assert enqueued == [cid]
     st = await states(harness)
     assert {v for (u, n), v in st.items() if n == "n2"} == {"lost"}
@@ -122,7 +122,7 @@ async def test_reconcile_on_a_clean_index_enqueues_nothing(harness: Harness) -> 
         await harness.add_fake(f"n{i}")
     cid = await harness.make_pack()
     await harness.service.replicate_pack(cid)
-    assert await harness.service.reconcile_all() == []
+    assert await harness.service.reconciler.reconcile_all() == []
 
 
 async def test_audit_catches_a_node_serving_wrong_bytes_and_repair_moves_the_copy(
