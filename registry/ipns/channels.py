@@ -12,7 +12,6 @@ import base64
 import logging
 import os
 import stat
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -21,6 +20,7 @@ from pathlib import Path
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from registry.cache import CacheConfig, TtlCache
 from registry.db.base import utcnow
 from registry.db.engine import readonly_session
 from registry.db.models import IpnsKey, IpnsRecord, Model, Namespace, Pointer
@@ -144,7 +144,9 @@ class IpnsChannels:
         self.config = config
         self._sinks = sinks
         self._clock = clock
-        self._served: dict[str, tuple[float, ServedRecord]] = {}
+        self._served: TtlCache[str, ServedRecord] = TtlCache(
+            CacheConfig(ttl_s=config.served_cache_s, max_entries=config.served_cache_entries)
+        )
         self._served_q = (
             select(IpnsRecord.sequence, IpnsRecord.record, IpnsRecord.validity)
             .where(IpnsRecord.name == bindparam("name"))
@@ -197,7 +199,7 @@ class IpnsChannels:
         )
         session.add(row)
         await session.flush()
-        self._served.pop(key_row.name, None)
+        self._served.invalidate(key_row.name)
         if self._jobs is not None:
             await self._jobs.enqueue(
                 PUBLISH_JOB,
@@ -286,19 +288,15 @@ class IpnsChannels:
             InvalidIpnsName, NotFound.
         """
         canonical = parse_ipns_name(name).canonical
-        now = time.monotonic()
         hit = self._served.get(canonical)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        if hit is not None:
+            return hit
         async with readonly_session(self._sessions) as s:
             row = (await s.execute(self._served_q, {"name": canonical})).first()
         if row is None:
             raise NotFound(f"this registry has no IPNS record for {name}", name=name)
         out = ServedRecord(canonical, row[0], bytes(row[1]), row[2], self.config.records.ttl_s)
-        if self.config.served_cache_s > 0:
-            if len(self._served) >= self.config.served_cache_entries:
-                self._served.clear()  # rare: more hot names than entries; start over
-            self._served[canonical] = (now + self.config.served_cache_s, out)
+        self._served.put(canonical, out)  # no-op when served_cache_s is 0
         return out
 
     async def latest(self, name: str) -> ChannelRecord:
