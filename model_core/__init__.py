@@ -2,6 +2,8 @@
 
 Importing this package does not import torch. Public entry points:
 
+- ``model_core.format``: the ModelPack format (schema, limits, strict JSON, RFC 8785 bytes, pack CID,
+  safe filenames, ``Sha256Digest``); torch-free, and the only part the registry imports.
 - ``model_core.config.ModelConfig``: validated hyper-parameters (seed field names).
 - ``model_core.model.Transformer``, ``model_core.generate.greedy_generate``: the model.
 - ``model_core.loader.load_pack(pack_dir, LoaderConfig)``: verified, zero-copy loading.

@@ -1,31 +1,36 @@
-"""The ModelPack manifest (the seed's §3) parsed strictly enough to trust its filenames and digests.
+"""The loader's view of a ModelPack manifest, built from the one format definition (``model_core.format``).
 
-Torch-free: the sandbox supervisor reads manifests before it spends a child process on them.
-CIDs are carried but not checked here (that needs the pinner, which model_core must not import);
-sha256 digests and structure are.
+Torch-free: the sandbox supervisor reads manifests before it spends a child process on them. The JSON is
+decoded by the format's strict parser, shard file names follow the format's safe-filename rule and
+digests are the format's ``Sha256Digest``. CIDs are carried but not checked here (the loader re-hashes
+sha256 from the bytes it maps; CIDs are the registry's to verify). Every failure is PackInvalid.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from model_core.errors import PackInvalid
+from model_core.format.digest import Sha256Digest
+from model_core.format.errors import InvalidManifest
+from model_core.format.fields import FILENAME_MAX_LEN, MANIFEST_NAME, check_shard_filename
+from model_core.format.pack import MANIFEST_MAX_BYTES, MAX_SHARDS, ManifestLimits
+from model_core.format.strict_json import parse_json_strict
 
-MANIFEST_NAME = "manifest.json"
-_SHA256 = re.compile(r"sha256:([0-9a-f]{64})")
+_KNOWN = frozenset(
+    ("format", "config", "shards", "model_name", "model_version", "tokenizer", "license", "provenance")
+)
 
 
 @dataclass(frozen=True)
 class PackLimits:
     """Budgets an attacker could probe with a hostile pack."""
 
-    manifest_max_bytes: int = 1024 * 1024
-    max_shards: int = 4096
-    filename_max_len: int = 255
+    manifest_max_bytes: int = MANIFEST_MAX_BYTES
+    max_shards: int = MAX_SHARDS
+    filename_max_len: int = FILENAME_MAX_LEN
     header_max_bytes: int = 100_000_000
     max_tensors: int = 1_000_000
 
@@ -51,41 +56,22 @@ class Manifest:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def check_filename(name: Any, limits: PackLimits) -> str:
-    """A shard filename must be one plain path component inside the pack folder."""
-    if not isinstance(name, str) or not name:
-        raise PackInvalid(f"shard filename {name!r} must be a non-empty string")
-    if len(name) > limits.filename_max_len:
-        raise PackInvalid(
-            f"shard filename {name[:40]!r}... is longer than {limits.filename_max_len} characters"
-        )
-    if name in (".", "..") or "/" in name or "\\" in name or "\x00" in name or name.startswith("."):
-        raise PackInvalid(
-            f"shard filename {name!r} is unsafe: it must be a plain file name inside the pack folder "
-            "(no '/', '\\', '..', leading '.' or absolute path)",
-            shard=name,
-        )
-    if any(ord(c) < 32 for c in name):
-        raise PackInvalid(f"shard filename {name!r} contains control characters", shard=name)
-    return name
-
-
 def parse_manifest(raw: bytes, limits: PackLimits = PackLimits()) -> Manifest:
     """Parse and validate manifest bytes; unknown top-level keys are kept in ``extra``.
 
     Raises:
         PackInvalid: naming the bad key or value.
     """
-    if len(raw) > limits.manifest_max_bytes:
-        raise PackInvalid(f"manifest is {len(raw)} bytes, more than the limit of {limits.manifest_max_bytes}")
     try:
-        data = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise PackInvalid(f"manifest is not valid JSON: {e}") from None
+        data = parse_json_strict(
+            raw, max_bytes=limits.manifest_max_bytes, max_depth=ManifestLimits().json_max_depth
+        )
+    except InvalidManifest as e:
+        raise PackInvalid(e.message) from None
     if not isinstance(data, dict):
         raise PackInvalid("manifest must be a JSON object")
     fmt = data.get("format")
-    if not isinstance(fmt, str) or fmt.lower() != "safetensors":
+    if fmt != "safetensors":
         raise PackInvalid(f"manifest format {fmt!r} is not supported; only 'safetensors' is")
     config = data.get("config")
     if not isinstance(config, dict):
@@ -106,16 +92,6 @@ def parse_manifest(raw: bytes, limits: PackLimits = PackLimits()) -> Manifest:
     for key in ("model_name", "model_version"):
         if key in data and not isinstance(data[key], str):
             raise PackInvalid(f"manifest {key!r} must be a string")
-    known = {
-        "format",
-        "config",
-        "shards",
-        "model_name",
-        "model_version",
-        "tokenizer",
-        "license",
-        "provenance",
-    }
     return Manifest(
         format="safetensors",
         config=config,
@@ -125,7 +101,7 @@ def parse_manifest(raw: bytes, limits: PackLimits = PackLimits()) -> Manifest:
         tokenizer=data.get("tokenizer"),
         license=data.get("license"),
         provenance=data.get("provenance"),
-        extra={k: v for k, v in data.items() if k not in known},
+        extra={k: v for k, v in data.items() if k not in _KNOWN},
     )
 
 
@@ -144,27 +120,22 @@ def read_manifest(pack_dir: Path, limits: PackLimits = PackLimits()) -> Manifest
 def _shard(i: int, s: Any, limits: PackLimits) -> ShardEntry:
     if not isinstance(s, dict):
         raise PackInvalid(f"manifest shards[{i}] must be an object")
-    name = check_filename(s.get("filename"), limits)
+    raw_name = s.get("filename")
+    try:
+        name = check_shard_filename(raw_name, limits.filename_max_len)
+    except ValueError as e:
+        raise PackInvalid(str(e), shard=raw_name if isinstance(raw_name, str) else None) from None
     cid = s.get("cid", "")
     if not isinstance(cid, str):
         raise PackInvalid(f"shard {name!r} cid must be a string", shard=name)
-    digest = s.get("sha256")
-    m = _SHA256.fullmatch(digest) if isinstance(digest, str) else None
-    if m is None:
+    try:
+        digest = Sha256Digest.parse(s.get("sha256"))
+    except ValueError:
         raise PackInvalid(
-            f"shard {name!r} sha256 {digest!r} must be 'sha256:' followed by 64 lowercase hex digits",
+            f"shard {name!r} sha256 {s.get('sha256')!r} must be 'sha256:' followed by 64 lowercase hex digits",
             shard=name,
-        )
+        ) from None
     size = s.get("size")
     if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 8):
         raise PackInvalid(f"shard {name!r} size {size!r} must be an integer of at least 8", shard=name)
-    return ShardEntry(filename=name, cid=cid, sha256_hex=m.group(1), size=size)
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise PackInvalid(f"manifest has the key {k!r} twice")
-        out[k] = v
-    return out
+    return ShardEntry(filename=name, cid=cid, sha256_hex=digest.hex, size=size)

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from model_core.config import ModelConfig
 from model_core.errors import ModelCoreError
-from model_core.manifest import MANIFEST_NAME
+from model_core.format.fields import MANIFEST_NAME
 
 DEFAULT_MAX_SHARD_BYTES = 2 * 1024**3
 _SHARD_NAME = re.compile(r"model-\d{5}-of-\d{5}\.safetensors")

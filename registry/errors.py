@@ -83,24 +83,6 @@ class DatabaseNotReady(RegistryError):
     http_status = 503
 
 
-class InvalidManifest(RegistryError):
-    """The manifest is not a valid ModelPack manifest."""
-
-    code = "invalid_manifest"
-    http_status = 422
-
-    def __init__(self, message: str | None = None, *, field: str = "", **details: Any) -> None:
-        self.field = field
-        super().__init__(message, field=field, **details)
-
-
-class ManifestTooLarge(InvalidManifest):
-    """The manifest is larger than the limit."""
-
-    code = "manifest_too_large"
-    http_status = 413
-
-
 class InvalidName(RegistryError):
     """A namespace, model or pointer name has characters or a length that are not allowed."""
 

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from registry.db.base import utcnow
 from registry.db.models import ApiToken, Namespace, NamespaceMember, Publisher
 from registry.errors import BadRequest, Forbidden, NotFound, Unauthorized
-from registry.manifest.names import check_name
+from registry.names import check_name
 
 TOKEN_PREFIX = "mpk_"
 SCOPES = ("publish", "admin")

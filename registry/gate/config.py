@@ -9,7 +9,7 @@ from typing import Literal
 
 GiB = 1024**3
 # What the validation child needs besides the shard bytes (torch, threads, activations). model_core's
-# preflight uses the same figure; the registry does not import model_core, so it is repeated here.
+# preflight uses the same figure; the registry may not import model_core.preflight, so it is repeated here.
 RUNTIME_OVERHEAD_BYTES = 2 * GiB
 GATE_ACTOR = "gate"
 

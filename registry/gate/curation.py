@@ -20,7 +20,7 @@ from registry.errors import Forbidden, NotFound
 from registry.gate.config import GateConfig
 from registry.gate.errors import CurationRefused, ReasonRequired
 from registry.gate.rule import Fact, ReplicationCheck, RuleFacts, TrustCheck
-from registry.manifest.names import ModelRef
+from registry.names import ModelRef
 from registry.packs.lifecycle import model_ref_of, set_state
 from registry.packs.pointers import PointerMoved, move_pointer
 

@@ -1,8 +1,9 @@
 """Runs ``python -m model_core.validate`` as a subprocess and reads its report, without blocking the loop.
 
-The registry never imports model_core: this process boundary is the layer rule's seam. The validate
-supervisor already limits its child; this side adds a scrubbed environment and its own wall-clock
-backstop, and turns anything unexpected (no report, garbage) into a ``crashed`` verdict.
+The registry imports only model_core's torch-free format: this process boundary is the layer rule's seam
+for the model itself. The validate supervisor already limits its child; this side adds a scrubbed
+environment and its own wall-clock backstop, and turns anything unexpected (no report, garbage) into a
+``crashed`` verdict.
 """
 
 from __future__ import annotations

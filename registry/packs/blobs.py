@@ -11,13 +11,13 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from model_core.format.fields import check_profile
 from pinner.blockstore import FsBlockstore
-from pinner.digests import cid_str, parse_cid
+from pinner.cids import cid_str, parse_cid
 from pinner.unixfs import params_for_cid
 from registry.accounts.auth import Principal
 from registry.db.models import Blob
 from registry.errors import BadRequest, Forbidden, PayloadTooLarge
-from registry.manifest.schema import check_profile
 from registry.packs.lifecycle import record_blob
 
 

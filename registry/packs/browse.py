@@ -26,7 +26,7 @@ from registry.db.models import (
     ValidationReport,
 )
 from registry.errors import NotFound
-from registry.manifest.names import ModelRef
+from registry.names import ModelRef
 from registry.packs.pointers import model_id_of
 
 

@@ -27,8 +27,8 @@ from pinner.unixfs import FileDigest, UnixfsParams
 from registry.db.models import Blob, Pack, PackState, Shard
 from registry.jobs.protocol import ClaimedJob, JobQueue, RetryJob
 from registry.names import DEFAULT_TAG, ModelRef
-from registry.packs.lifecycle import make_available, model_ref_of, record_blob, set_state
 from registry.packs import shardcheck
+from registry.packs.lifecycle import make_available, model_ref_of, record_blob, set_state
 from registry.packs.pointers import PointerMoved
 from registry.replication.shard_fetch import ShardFetcher, ShardSource
 
@@ -163,7 +163,10 @@ class ShardFetchService:
             try:
                 async with asyncio.timeout(self.config.node_timeout_s):
                     digest = await self._store.ingest_async(
-                        _capped(source, sh.cid, limit), params, expected_cid=want, expected_sha256=declared.hex
+                        _capped(source, sh.cid, limit),
+                        params,
+                        expected_cid=want,
+                        expected_sha256=declared.hex,
                     )
             except DigestMismatch as e:
                 if e.details.get("expected") == declared.hex:  # the CID held: these are the CID's only bytes

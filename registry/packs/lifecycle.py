@@ -19,7 +19,7 @@ from registry.db.base import utcnow
 from registry.db.models import Blob, Model, Namespace, Pack, PackState, PackStateChange, Pointer
 from registry.jobs.kinds import JobKind
 from registry.jobs.protocol import JobQueue
-from registry.manifest.names import DEFAULT_TAG, ModelRef
+from registry.names import DEFAULT_TAG, ModelRef
 from registry.packs.pointers import PointerMoved, move_pointer
 
 ALLOWED: dict[PackState, frozenset[PackState]] = {

@@ -20,7 +20,7 @@ from registry.db.base import utcnow
 from registry.db.engine import readonly_session
 from registry.db.models import Model, Namespace, Pack, PackState, Pointer, PointerChange
 from registry.errors import Conflict, NotFound, PointerReserved, PreconditionFailed
-from registry.manifest.names import ModelRef, check_tag
+from registry.names import ModelRef, check_tag
 
 PointerKey = tuple[str, str, str]  # namespace, model, tag
 

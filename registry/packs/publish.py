@@ -22,7 +22,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from pinner.digests import cid_str, parse_cid
+from model_core.format.errors import InvalidManifest
+from model_core.format.pack import ManifestLimits, ParsedManifest
+from pinner.cids import cid_str, parse_cid
 from registry.accounts.auth import Principal, require_namespace
 from registry.db.base import utcnow
 from registry.db.models import (
@@ -36,11 +38,10 @@ from registry.db.models import (
     SignatureVerdict,
     SigningKey,
 )
-from registry.errors import Conflict, InvalidManifest, MissingShards, ShardMismatch
+from registry.errors import Conflict, MissingShards, ShardMismatch
 from registry.jobs.kinds import JobKind
 from registry.jobs.protocol import JobQueue
-from registry.manifest.canonical import ManifestLimits, ParsedManifest
-from registry.manifest.names import DEFAULT_TAG, ModelRef
+from registry.names import DEFAULT_TAG, ModelRef
 from registry.packs.lifecycle import add_received, make_available
 from registry.packs.pointers import PointerMoved, check_settable
 from registry.replication.shard_fetch import NodeDirectory

@@ -18,6 +18,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from model_core.format.digest import Sha256Digest
 from registry.trust.errors import DsseError, WrongPayloadType
 from registry.trust.keys import public_key_of
 from registry.trust.signatures import (
@@ -43,10 +44,12 @@ def pae(payload_type: str, payload: bytes) -> bytes:
 
 
 def _shard_digest(shard: Mapping[str, Any]) -> str:
-    value = shard.get("sha256")
-    if not isinstance(value, str) or not value.startswith("sha256:") or len(value) != 71:
-        raise DsseError(f"shard {shard.get('filename')!r} has no sha256 in the form sha256:<64 hex>")
-    return value.removeprefix("sha256:")
+    try:
+        return Sha256Digest.parse(shard.get("sha256")).hex
+    except ValueError:
+        raise DsseError(
+            f"shard {shard.get('filename')!r} has no sha256 in the form sha256:<64 hex>"
+        ) from None
 
 
 def statement_for(manifest: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,18 +7,21 @@ the pack passes only when there are none.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
-import rfc8785
-from multiformats import CID, multihash
+from multiformats import CID
 
-from pinner.unixfs import hash_file, params_for_cid
+from model_core.format.digest import Sha256Digest
+from model_core.format.errors import InvalidManifest
+from model_core.format.fields import MANIFEST_NAME, check_shard_filename
+from model_core.format.pack import ManifestLimits, canonical_bytes, pack_cid_of
+from model_core.format.strict_json import parse_json_strict
 from registry.ipns.record import check_sequence, validate_record
+from registry.packs import shardcheck
 from registry.trust.dsse import verify_envelope
 from registry.trust.errors import DsseError, InvalidIpnsName, IpnsRecordError, ManifestSignatureError
 from registry.trust.policy import NamespacePolicy, PolicyDecision
@@ -31,7 +34,6 @@ from registry.trust.signatures import (
     verify_manifest,
 )
 
-MANIFEST_NAME = "manifest.json"
 DSSE_NAME = "manifest.dsse.json"
 SIGNATURES_DIR = "signatures"
 DETACHED_SUFFIX = ".sig.json"
@@ -60,10 +62,11 @@ class PackReport:
 
 
 def read_manifest(directory: Path, config: PackCheckConfig = PackCheckConfig()) -> dict[str, Any]:
-    """``DIR/manifest.json`` as an object.
+    """``DIR/manifest.json`` as an object, decoded as strictly as a publish decodes it (no duplicate keys,
+    no NaN); the schema is not applied here, so each shard's problem gets its own line later.
 
     Raises:
-        ManifestSignatureError: missing, too large, or not a JSON object.
+        ManifestSignatureError: missing, too large, not strict JSON, or not a JSON object.
     """
     path = Path(directory) / MANIFEST_NAME
     try:
@@ -71,12 +74,15 @@ def read_manifest(directory: Path, config: PackCheckConfig = PackCheckConfig()) 
             data = f.read(config.manifest_max_bytes + 1)
     except OSError as e:
         raise ManifestSignatureError(f"cannot read {path}: {e.strerror}") from None
-    if len(data) > config.manifest_max_bytes:
-        raise ManifestSignatureError(f"{path} is larger than {config.manifest_max_bytes} bytes")
     try:
-        obj = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ManifestSignatureError(f"{path} is not JSON: {e}") from None
+        obj = parse_json_strict(
+            data,
+            max_bytes=config.manifest_max_bytes,
+            max_depth=ManifestLimits().json_max_depth,
+            what=str(path),
+        )
+    except InvalidManifest as e:
+        raise ManifestSignatureError(e.message) from None
     if not isinstance(obj, dict):
         raise ManifestSignatureError(f"{path} must hold a JSON object")
     return obj
@@ -100,17 +106,18 @@ def detached_in(
     return out
 
 
-def _safe_filename(name: object) -> bool:
-    return (
-        isinstance(name, str)
-        and name not in ("", ".", "..")
-        and "/" not in name
-        and "\\" not in name
-        and "\x00" not in name
-    )
+def is_safe_filename(name: object) -> TypeGuard[str]:
+    """The format's safe-filename rule, as a test."""
+    try:
+        check_shard_filename(name)
+    except ValueError:
+        return False
+    return True
 
 
 def check_shards(directory: Path, manifest: Mapping[str, Any], check_cids: bool, report: PackReport) -> None:
+    """One failure line per problem: unsafe name, missing file, unreadable CID or digest, and each declared
+    size, CID and sha256 the bytes contradict."""
     shards = manifest.get("shards")
     if not isinstance(shards, list) or not shards:
         report.failures.append("manifest lists no shards")
@@ -118,31 +125,33 @@ def check_shards(directory: Path, manifest: Mapping[str, Any], check_cids: bool,
     profile = manifest.get("unixfs") if isinstance(manifest.get("unixfs"), str) else None
     for shard in shards:
         name = shard.get("filename") if isinstance(shard, dict) else None
-        if not isinstance(shard, dict) or not _safe_filename(name):
+        if not isinstance(shard, dict) or not is_safe_filename(name):
             report.failures.append(f"shard {name!r}: unsafe or missing filename")
             continue
-        path = Path(directory) / str(name)
+        path = Path(directory) / name
         if not path.is_file():
             report.failures.append(f"shard {name}: file is missing")
             continue
-        params = None
+        try:
+            declared = Sha256Digest.parse(shard.get("sha256"))
+        except ValueError as e:
+            report.failures.append(f"shard {name}: sha256 {e}")
+            continue
         cid: CID | None = None
+        shard_profile = shard.get("unixfs") if isinstance(shard.get("unixfs"), str) else profile
         if check_cids:
             try:
-                cid = CID.decode(str(shard.get("cid")))
-                params = params_for_cid(cid, profile)
-            except Exception as e:  # multiformats/bases raise several unrelated types for bad input
+                cid = shardcheck.expected_cid(str(shard.get("cid")))
+                shardcheck.unixfs_params(cid, shard_profile)
+            except Exception as e:  # InvalidCid, or an unknown UnixFS profile
                 report.failures.append(f"shard {name}: cannot check CID {shard.get('cid')!r}: {e}")
-        digest = hash_file(path, params)
+                cid = None
+        size = shard.get("size")
+        result = shardcheck.verify_file(
+            path, cid=cid, sha256=declared, size=size, profile=shard_profile if cid else None
+        )
         report.shards_checked += 1
-        if f"sha256:{digest.sha256_hex}" != shard.get("sha256"):
-            report.failures.append(
-                f"shard {name}: sha256 is sha256:{digest.sha256_hex}, manifest says {shard.get('sha256')}"
-            )
-        if "size" in shard and shard["size"] != digest.size:
-            report.failures.append(f"shard {name}: size is {digest.size}, manifest says {shard['size']}")
-        if cid is not None and params is not None and digest.cid != cid:
-            report.failures.append(f"shard {name}: CID is {digest.cid}, manifest says {cid}")
+        report.failures.extend(f"shard {name}: {m}" for m in result.mismatches)
 
 
 def verify_pack_dir(
@@ -205,14 +214,6 @@ def _check_signatures(
     report.failures.extend(report.decision.reasons)
 
 
-def manifest_cid(manifest: Mapping[str, Any]) -> CID:
-    """The pack's identity as issue #5 defines it: CIDv1 (raw, sha2-256) of the manifest's RFC 8785 bytes.
-
-    TODO(registry manifest module): import it from there once it exists, so there is one definition.
-    """
-    return CID("base32", 1, "raw", multihash.digest(rfc8785.dumps(dict(manifest)), "sha2-256"))
-
-
 def check_ipns_record(
     report: PackReport,
     manifest: Mapping[str, Any],
@@ -228,7 +229,11 @@ def check_ipns_record(
     except (IpnsRecordError, InvalidIpnsName) as e:
         report.failures.append(f"IPNS record for {name}: {e.message}")
         return
-    expected = manifest_cid(manifest)
+    try:
+        expected = CID.decode(pack_cid_of(canonical_bytes(manifest)))
+    except InvalidManifest as e:
+        report.failures.append(f"IPNS record for {name}: {e.message}")
+        return
     target = rec.path.removeprefix("/ipfs/").rstrip("/")
     try:
         points_here = rec.path.startswith("/ipfs/") and CID.decode(target) == expected

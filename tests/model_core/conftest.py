@@ -1,4 +1,4 @@
-"""Fixtures for model_core: a tiny config and model, and tiny pack folders with one defect at a time."""
+"""Fixtures for model_core: a tiny config and model, left-padded batches, and tiny pack folders with one defect at a time."""
 
 from __future__ import annotations
 
@@ -20,6 +20,17 @@ from model_core.packbuild import write_pack
 TINY = ModelConfig(
     vocab_size=64, d_model=32, num_layers=2, num_heads=4, num_kv_heads=2, dim_ff=48, max_seq_len=32
 )
+
+
+def left_pad(rows: list[torch.Tensor], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of ``rows`` padded on the left with ``pad_id``, and its attention mask (1 = real token)."""
+    n = max(r.numel() for r in rows)
+    ids = torch.full((len(rows), n), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(rows), n, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, n - r.numel() :] = r
+        mask[i, n - r.numel() :] = 1
+    return ids, mask
 
 
 @pytest.fixture(autouse=True)

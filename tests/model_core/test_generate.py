@@ -8,7 +8,7 @@ import torch
 from model_core.errors import SequenceTooLong
 from model_core.generate import greedy_generate
 from model_core.model import Transformer
-from tests.model_core.test_model import _left_pad
+from tests.model_core.conftest import left_pad
 
 
 def _count_forwards(model: Transformer) -> list[int]:
@@ -22,7 +22,7 @@ def test_rows_stop_at_their_own_eos_and_match_per_row_generation(tiny_model: Tra
     free = greedy_generate(tiny_model, rows[0][None], 6)
     eos = int(free[0, 7 + 1])  # row 0 emits this at its second step
     want = [greedy_generate(tiny_model, r[None], 6, eos_token_id=eos)[0, r.numel() :] for r in rows]
-    ids, mask = _left_pad(rows)
+    ids, mask = left_pad(rows)
     got = greedy_generate(tiny_model, ids, 6, eos_token_id=eos, attention_mask=mask)
     assert want[0].numel() <= 2 and want[0][-1] == eos
     for r, w in enumerate(want):

@@ -13,6 +13,7 @@ from model_core.config import ModelConfig
 from model_core.errors import ModelCoreError, SequenceTooLong
 from model_core.layers import GQASelfAttention, RMSNorm
 from model_core.model import Transformer
+from tests.model_core.conftest import left_pad
 
 TOL = 1e-4
 
@@ -42,21 +43,11 @@ def test_step_decoding_matches_full_forward_and_cache_is_not_reallocated(tiny_mo
     assert cache.k.data_ptr() == ptr and cache.length == 10  # written in place, no torch.cat growth
 
 
-def _left_pad(rows: list[torch.Tensor], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    n = max(r.numel() for r in rows)
-    ids = torch.full((len(rows), n), pad_id, dtype=torch.long)
-    mask = torch.zeros(len(rows), n, dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, n - r.numel() :] = r
-        mask[i, n - r.numel() :] = 1
-    return ids, mask
-
-
 @torch.no_grad()
 def test_left_padded_prompt_stays_correct_through_cached_decoding(tiny_model: Transformer) -> None:
     """Bug 2: the seed attended to the pads of a left-padded prompt once decoding used the cache."""
     rows = [torch.randint(1, 64, (9,)), torch.randint(1, 64, (4,))]
-    ids, mask = _left_pad(rows)
+    ids, mask = left_pad(rows)
     nxt = torch.randint(1, 64, (2, 3))
     cache = tiny_model.new_cache(2, 12)
     got = [tiny_model(ids, attention_mask=mask, cache=cache)]
@@ -72,7 +63,7 @@ def test_left_padded_prompt_stays_correct_through_cached_decoding(tiny_model: Tr
 def test_full_length_mask_is_accepted_with_a_cache(tiny_model: Transformer) -> None:
     """Bug 2: the seed rejected a (B, past + T) attention mask."""
     rows = [torch.randint(1, 64, (6,)), torch.randint(1, 64, (3,))]
-    ids, mask = _left_pad(rows)
+    ids, mask = left_pad(rows)
     cache = tiny_model.new_cache(2, 8)
     tiny_model(ids, attention_mask=mask, cache=cache)
     step = torch.randint(1, 64, (2, 1))
@@ -101,7 +92,7 @@ def test_fully_masked_query_rows_give_zeros_not_nan(backend: bool) -> None:
 
 @torch.no_grad()
 def test_padded_batch_logits_are_finite_on_both_backends(tiny_model: Transformer) -> None:
-    ids, mask = _left_pad([torch.randint(1, 64, (8,)), torch.randint(1, 64, (2,))])
+    ids, mask = left_pad([torch.randint(1, 64, (8,)), torch.randint(1, 64, (2,))])
     for backend in ("sdpa", "manual"):
         tiny_model.set_attention_backend(backend)
         assert torch.isfinite(tiny_model(ids, attention_mask=mask)).all()

@@ -17,7 +17,7 @@ from registry.gate.curation import CurationService
 from registry.gate.errors import CurationRefused, ReasonRequired
 from registry.gate.rule import Fact
 from registry.gate.validation import ValidationService
-from registry.manifest.names import ModelRef
+from registry.names import ModelRef
 from tests.registry.gate import packs
 from tests.registry.gate.conftest import GateEnv
 

@@ -15,13 +15,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from registry.cli.gate_cmd import curate, gate, validate
 from registry.client import RegistryClient
-from registry.verify.checks import EXIT_CODES
 from registry.settings import Settings
+from registry.verify.checks import EXIT_CODES
 from tests.registry.api import helpers
 from tests.registry.api.live import LiveServer
 from tests.registry.gate import packs
 
-DEADLINE_S = 60.0
+DEADLINE_S = 180.0
 pytestmark = pytest.mark.slow  # a live daemon with its job worker and the real sandbox
 
 

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from registry.cli.gate_cmd import gate
-from registry.verify.checks import EXIT_CODES
 from registry.gate.config import SandboxBudget
+from registry.verify.checks import EXIT_CODES
 from registry.verify.local import gate_dir
 from tests.registry.gate import packs
 

@@ -14,7 +14,7 @@ from registry.db.models import AuditEvent, Pack, PackState, PointerChange, Valid
 from registry.gate.config import SandboxBudget
 from registry.gate.validation import ValidationService
 from registry.jobs.protocol import ClaimedJob, RetryJob
-from registry.manifest.names import ModelRef
+from registry.names import ModelRef
 from tests.registry.gate import packs
 from tests.registry.gate.conftest import GateEnv
 

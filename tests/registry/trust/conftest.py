@@ -1,14 +1,17 @@
-"""Fixtures for the trust tests: fresh Ed25519 keys and a small manifest with real shard digests."""
+"""Fixtures for the trust tests: fresh Ed25519 keys and a small manifest with real shard CIDs and digests."""
 
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from pinner.unixfs import hash_file
 from registry.trust.keys import generate_private_key
 
 
@@ -31,7 +34,7 @@ def manifest() -> dict[str, Any]:
     shards = [
         {
             "filename": f"model-0000{i}-of-00002.safetensors",
-            "cid": "QmPlaceholder",
+            "cid": str(hash_file(io.BytesIO(shard_bytes(i))).cid),
             "sha256": "sha256:" + hashlib.sha256(shard_bytes(i)).hexdigest(),
         }
         for i in (1, 2)
@@ -49,15 +52,10 @@ def manifest() -> dict[str, Any]:
 
 @pytest.fixture
 def pack_dir(tmp_path: Path, manifest: dict[str, Any]) -> Path:
-    """A pack directory whose shard CIDs are real (computed by pinner.unixfs)."""
-    import json
-
-    from pinner.unixfs import hash_file
-
+    """A pack directory: the manifest and the shard files it lists."""
     d = tmp_path / "pack"
     d.mkdir()
     for i, shard in zip((1, 2), manifest["shards"], strict=True):
         (d / shard["filename"]).write_bytes(shard_bytes(i))
-        shard["cid"] = str(hash_file(d / shard["filename"]).cid)
     (d / "manifest.json").write_text(json.dumps(manifest))
     return d

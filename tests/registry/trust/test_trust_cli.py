@@ -205,10 +205,11 @@ def test_sign_errors_are_one_sentence(tmp_path: Path, keys: tuple[Path, Path]) -
 def test_offline_chain_from_ipns_record(pack_dir: Path, keys: tuple[Path, Path], tmp_path: Path) -> None:
     from datetime import UTC, datetime, timedelta
 
+    from model_core.format.pack import canonical_bytes, pack_cid_of
     from registry.ipns.name import ipns_name
     from registry.ipns.record import make_record
     from registry.trust.keys import generate_private_key, public_key_of
-    from registry.verify.packcheck import manifest_cid, read_manifest
+    from registry.verify.packcheck import read_manifest
 
     a, _ = keys
     run(sign, str(pack_dir), "--key", str(a))
@@ -217,7 +218,7 @@ def test_offline_chain_from_ipns_record(pack_dir: Path, keys: tuple[Path, Path],
     name = ipns_name(public_key_of(channel))
     eol = datetime.now(UTC) + timedelta(hours=1)
     good = tmp_path / "good.ipns-record"
-    good.write_bytes(make_record(channel, f"/ipfs/{manifest_cid(read_manifest(pack_dir))}", 5, eol, 0))
+    good.write_bytes(make_record(channel, f"/ipfs/{pack_cid_of(canonical_bytes(read_manifest(pack_dir)))}", 5, eol, 0))
     base = ["--trust-policy", str(policy), "--ipns-name", name]
     result = run(verify, str(pack_dir), *base, "--ipns-record", str(good), "--seen-sequence", "4")
     assert result.exit_code == 0, result.output
@@ -229,7 +230,7 @@ def test_offline_chain_from_ipns_record(pack_dir: Path, keys: tuple[Path, Path],
     assert result.exit_code == 1 and "not this manifest" in result.output
     forged = tmp_path / "forged.ipns-record"
     thief = generate_private_key()
-    forged.write_bytes(make_record(thief, f"/ipfs/{manifest_cid(read_manifest(pack_dir))}", 7, eol, 0))
+    forged.write_bytes(make_record(thief, f"/ipfs/{pack_cid_of(canonical_bytes(read_manifest(pack_dir)))}", 7, eol, 0))
     result = run(verify, str(pack_dir), *base, "--ipns-record", str(forged))
     assert result.exit_code == 1 and "V2 signature does not verify" in result.output
     lonely = run(verify, str(pack_dir), "--trust-policy", str(policy), "--ipns-record", str(good))

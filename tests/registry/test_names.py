@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from registry.errors import InvalidName
-from registry.manifest import ModelRef, check_name, check_tag, parse_ref
+from registry.names import ModelRef, check_name, check_tag, parse_ref
 from tests.registry.api import helpers
 
 

@@ -1,25 +1,57 @@
-"""Manifest parsing: canonical bytes and pack CID, limits, and every kind of bad input naming its field."""
+"""The ModelPack format (model_core.format): canonical bytes and pack CID, limits, every kind of bad input
+naming its field, the sha256 value type, and the rules the registry and the loader share."""
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
 import json
+import random
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 import rfc8785
+from multiformats import CID, multihash
 
-from pinner.unixfs import UnixfsParams, hash_file
-from registry.errors import InvalidManifest, ManifestTooLarge
-from registry.manifest import ManifestLimits, load_manifest, parse_manifest_bytes
-from tests.registry.api import helpers
+from model_core.errors import PackInvalid
+from model_core.format.digest import Sha256Digest
+from model_core.format.errors import InvalidManifest, ManifestTooLarge
+from model_core.format.fields import UNIXFS_PROFILES, check_shard_cid, check_shard_filename
+from model_core.format.pack import (
+    ManifestLimits,
+    canonical_bytes,
+    load_manifest,
+    pack_cid_of,
+    parse_manifest_bytes,
+)
+from model_core.manifest import parse_manifest
+from pinner.cids import parse_cid
+from pinner.content_errors import InvalidCid
+from pinner.unixfs import PROFILES, UnixfsParams, hash_file
 
-SHARDS = [("model-00001-of-00001.safetensors", helpers.shard_bytes(1000))]
+SHARD = random.Random(0).randbytes(1000)
+SHARDS = [("model-00001-of-00001.safetensors", SHARD)]
 
 
 def base() -> dict[str, Any]:
-    return helpers.manifest(SHARDS)
+    return {
+        "format": "safetensors",
+        "model_name": "tiny-llm",
+        "model_version": "1.0.0",
+        "config": {"vocab_size": 256, "d_model": 64, "dropout": 0.0},
+        "shards": [
+            {
+                "filename": name,
+                "cid": str(hash_file(io.BytesIO(data)).cid),
+                "sha256": "sha256:" + hashlib.sha256(data).hexdigest(),
+                "size": len(data),
+            }
+            for name, data in SHARDS
+        ],
+    }
 
 
 def test_pack_cid_is_the_cidv1_raw_of_the_rfc8785_bytes() -> None:
@@ -161,3 +193,99 @@ def test_integers_outside_i_json_cannot_be_canonicalized() -> None:
     m["config"]["huge"] = 2**60
     with pytest.raises(InvalidManifest, match="RFC 8785"):
         load_manifest(m)
+
+
+# --------------------------------------------------------------------------- one vocabulary
+
+
+def test_importing_the_format_does_not_import_torch() -> None:
+    code = (
+        "import sys\n"
+        "import model_core.format.pack, model_core.format.schema, model_core.format.digest\n"
+        "import model_core.format.fields, model_core.format.strict_json, model_core.format.errors\n"
+        "import model_core.manifest\n"
+        "heavy = sorted(m for m in ('torch', 'safetensors', 'numpy') if m in sys.modules)\n"
+        "print(','.join(heavy))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == ""
+
+
+def test_pack_cid_of_matches_canonical_bytes_of_a_decoded_manifest() -> None:
+    m = base()
+    parsed = load_manifest(m)
+    assert canonical_bytes(m) == parsed.canonical and pack_cid_of(parsed.canonical) == parsed.cid
+
+
+def test_sha256_digest_value_type() -> None:
+    hexd = hashlib.sha256(b"x").hexdigest()
+    d = Sha256Digest.parse("sha256:" + hexd)
+    assert d.hex == hexd and str(d) == "sha256:" + hexd
+    assert d == Sha256Digest(hexd) == Sha256Digest.of_bytes(hashlib.sha256(b"x").digest())
+    assert hash(d) == hash(Sha256Digest(hexd)) and d != Sha256Digest("0" * 64)
+    assert d.matches(hexd) and not d.matches("0" * 64)
+    for bad in (hexd, "sha256:" + hexd.upper(), "sha256:" + hexd[:-1], "md5:abc", None, 7):
+        with pytest.raises(ValueError):
+            Sha256Digest.parse(bad)
+    with pytest.raises(ValueError):
+        Sha256Digest(hexd.upper())
+    with pytest.raises(AttributeError):
+        d.hex = "0" * 64
+
+
+def test_unixfs_profile_names_are_pinners() -> None:
+    assert set(UNIXFS_PROFILES) == set(PROFILES)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        str(hash_file(io.BytesIO(SHARD)).cid),
+        str(hash_file(io.BytesIO(SHARD), UnixfsParams(cid_version=1, raw_leaves=True)).cid),
+        str(CID("base58btc", 1, "raw", multihash.digest(b"x", "sha2-256"))),
+        str(CID("base32", 1, "dag-cbor", multihash.digest(b"x", "sha2-256"))),
+        str(CID("base32", 1, "raw", multihash.digest(b"x", "sha2-512"))),
+        "not-a-cid",
+        "",
+    ],
+)
+def test_the_format_accepts_exactly_the_cids_pinner_verifies(text: str) -> None:
+    try:
+        parse_cid(text)
+        pinner_ok = True
+    except InvalidCid:
+        pinner_ok = False
+    try:
+        check_shard_cid(text)
+        format_ok = True
+    except ValueError:
+        format_ok = False
+    assert format_ok == pinner_ok
+
+
+@pytest.mark.parametrize(
+    "name", ["../model.safetensors", "/etc/passwd", "sub/x.safetensors", ".hidden", "..", "a b", "a\x00b", ""]
+)
+def test_one_safe_filename_rule_for_the_schema_and_the_loader(name: str) -> None:
+    with pytest.raises(ValueError):
+        check_shard_filename(name)
+    m = base()
+    m["shards"][0]["filename"] = name
+    with pytest.raises(InvalidManifest, match=r"shards\.0\.filename"):
+        load_manifest(m)
+    with pytest.raises(PackInvalid):
+        parse_manifest(json.dumps(m).encode())
+
+
+def test_the_loader_parses_as_strictly_as_a_publish() -> None:
+    raw = json.dumps(base()).encode()
+    dup = raw[:-1] + b', "license": "MIT", "license": "MIT"}'
+    with pytest.raises(InvalidManifest, match="appears twice"):
+        parse_manifest_bytes(dup)
+    with pytest.raises(PackInvalid, match="appears twice"):
+        parse_manifest(dup)
+    with pytest.raises(PackInvalid, match="NaN is not a JSON number"):
+        parse_manifest(raw[:-1] + b', "x": NaN}')
+    assert parse_manifest(raw).shards[0].sha256_hex == load_manifest(base()).doc.shards[0].digest.hex

@@ -1,4 +1,4 @@
-"""Strict manifest parsing under the settings' limits, RFC 8785 canonical bytes and the pack CID.
+"""Strict manifest validation under limits, RFC 8785 canonical bytes and the pack CID.
 
 Order of checks: size, UTF-8, JSON (no duplicate keys, no NaN), depth and string lengths, shard count,
 schema, then cross-field rules (duplicate filenames, key collisions, total size). Each failure raises
@@ -7,27 +7,30 @@ InvalidManifest naming the field; nothing is stored before all of them pass.
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import rfc8785
+from multiformats import CID, multihash
 from pydantic import ValidationError
 
-from pinner.digests import RAW, cid_bytes_v1, cid_str
-from registry.errors import InvalidManifest, ManifestTooLarge
-from registry.manifest.schema import KNOWN_KEYS, ManifestDoc
+from model_core.format.errors import InvalidManifest, ManifestTooLarge
+from model_core.format.fields import FILENAME_MAX_LEN
+from model_core.format.schema import KNOWN_KEYS, ManifestDoc
+from model_core.format.strict_json import parse_json_strict
+
+MANIFEST_MAX_BYTES = 1024 * 1024
+MAX_SHARDS = 4096
 
 
 @dataclass(frozen=True, slots=True)
 class ManifestLimits:
-    """Budgets a hostile manifest could probe (from ``settings.limits``)."""
+    """Budgets a hostile manifest could probe (the registry fills them from ``settings.limits``)."""
 
-    manifest_max_bytes: int = 1024 * 1024
-    max_shards: int = 4096
-    filename_max_len: int = 255
+    manifest_max_bytes: int = MANIFEST_MAX_BYTES
+    max_shards: int = MAX_SHARDS
+    filename_max_len: int = FILENAME_MAX_LEN
     string_max_len: int = 4096
     json_max_depth: int = 32
     pack_max_bytes: int = 1024**4
@@ -44,42 +47,17 @@ class ParsedManifest:
 
 
 def pack_cid_of(canonical: bytes) -> str:
-    """CIDv1 (raw, sha2-256, base32) of the canonical bytes: ``ipfs add --cid-version=1`` of a small file."""
-    return cid_str(cid_bytes_v1(RAW, hashlib.sha256(canonical).digest()))
+    """The pack CID: CIDv1 (raw, sha2-256, base32) of the canonical bytes, as ``ipfs add --cid-version=1``
+    prints it for a file of one chunk."""
+    return str(CID("base32", 1, "raw", multihash.digest(canonical, "sha2-256")))
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise InvalidManifest(f"the key {k!r} appears twice in one object", field=k)
-        out[k] = v
-    return out
-
-
-def _no_constants(name: str) -> Any:
-    raise InvalidManifest(f"{name} is not a JSON number", field="")
-
-
-def parse_json_strict(raw: bytes, *, max_bytes: int, max_depth: int, what: str = "manifest") -> Any:
-    """Decode JSON bytes refusing oversize bodies, bad UTF-8, duplicate keys, NaN and deep nesting."""
-    if len(raw) > max_bytes:
-        raise ManifestTooLarge(
-            f"the {what} is {len(raw)} bytes, more than the limit of {max_bytes}", size=len(raw)
-        )
+def canonical_bytes(data: Mapping[str, Any]) -> bytes:
+    """The RFC 8785 (JCS) bytes of a decoded manifest; InvalidManifest when it has none (e.g. huge integers)."""
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise InvalidManifest(f"the {what} is not UTF-8: {e.reason} at byte {e.start}") from None
-    try:
-        data = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
-    except RecursionError:
-        raise InvalidManifest(f"the {what} nests deeper than {max_depth} levels", depth=max_depth) from None
-    except json.JSONDecodeError as e:
-        raise InvalidManifest(
-            f"the {what} is not JSON: {e.msg} at line {e.lineno} column {e.colno}"
-        ) from None
-    return data
+        return rfc8785.dumps(dict(data))
+    except (rfc8785.CanonicalizationError, ValueError, TypeError) as e:
+        raise InvalidManifest(f"the manifest cannot be canonicalized (RFC 8785): {e}") from None
 
 
 def _walk(value: Any, depth: int = 1, path: str = "") -> Iterator[tuple[int, str, Any]]:
@@ -170,10 +148,7 @@ def load_manifest(data: Any, limits: ManifestLimits = ManifestLimits()) -> Parse
         raise InvalidManifest(
             f"the pack is {total} bytes, more than the limit of {limits.pack_max_bytes}", field="shards"
         )
-    try:
-        canonical = rfc8785.dumps(data)
-    except (rfc8785.CanonicalizationError, ValueError, TypeError) as e:
-        raise InvalidManifest(f"the manifest cannot be canonicalized (RFC 8785): {e}") from None
+    canonical = canonical_bytes(data)
     if len(canonical) > limits.manifest_max_bytes:
         raise ManifestTooLarge(
             f"the canonical manifest is {len(canonical)} bytes, more than the limit of {limits.manifest_max_bytes}",

@@ -1,4 +1,4 @@
-"""Pydantic models of the seed's ModelPack manifest (§3); they validate publishes and feed the OpenAPI document.
+"""Pydantic models of the ModelPack manifest (the seed's §3); they validate manifests and feed the OpenAPI document.
 
 Unknown top-level keys are kept (``extra="allow"``); canonical bytes come from the original JSON, never
 from a model dump, so validation cannot change a pack's identity.
@@ -6,39 +6,18 @@ from a model dump, so validation cannot change a pack's identity.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pinner.content_errors import InvalidCid
-from pinner.digests import parse_cid
-from pinner.unixfs import PROFILES
-
-SHA256_PATTERN = r"^sha256:[0-9a-f]{64}$"
-FILENAME_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$"
-_FILENAME = re.compile(FILENAME_PATTERN)
-_SHA256 = re.compile(SHA256_PATTERN)
-
-
-def check_shard_filename(name: str, max_len: int = 255) -> str:
-    """One plain file name: ``[A-Za-z0-9._-]``, no separators, not ``.``/``..``, no leading dot."""
-    if not name:
-        raise ValueError("shard filename is empty")
-    if len(name) > max_len:
-        raise ValueError(f"shard filename {name[:40]!r}... is longer than {max_len} characters")
-    if not _FILENAME.fullmatch(name):
-        raise ValueError(
-            f"shard filename {name!r} is not allowed: use only letters, digits, '.', '_' and '-', "
-            "no path separators and no leading '.'"
-        )
-    return name
-
-
-def check_profile(profile: str | None) -> str | None:
-    if profile is not None and profile not in PROFILES:
-        raise ValueError(f"unknown unixfs profile {profile!r}; known: {', '.join(PROFILES)}")
-    return profile
+from model_core.format.digest import SHA256_PATTERN, Sha256Digest
+from model_core.format.fields import (
+    FILENAME_MAX_LEN,
+    FILENAME_PATTERN,
+    check_profile,
+    check_shard_cid,
+    check_shard_filename,
+)
 
 
 class ShardSpec(BaseModel):
@@ -46,7 +25,9 @@ class ShardSpec(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True, strict=True)
 
-    filename: str = Field(json_schema_extra={"pattern": FILENAME_PATTERN, "minLength": 1, "maxLength": 255})
+    filename: str = Field(
+        json_schema_extra={"pattern": FILENAME_PATTERN, "minLength": 1, "maxLength": FILENAME_MAX_LEN}
+    )
     cid: str = Field(
         min_length=1, max_length=128, description="UnixFS root CID (v0: Kubo defaults, v1: raw leaves)"
     )
@@ -64,11 +45,7 @@ class ShardSpec(BaseModel):
     @field_validator("cid")
     @classmethod
     def _cid(cls, v: str) -> str:
-        try:
-            parse_cid(v)
-        except InvalidCid as e:
-            raise ValueError(e.message) from None
-        return v
+        return check_shard_cid(v)
 
     @field_validator("unixfs")
     @classmethod
@@ -76,8 +53,12 @@ class ShardSpec(BaseModel):
         return check_profile(v)
 
     @property
+    def digest(self) -> Sha256Digest:
+        return Sha256Digest.parse(self.sha256)
+
+    @property
     def sha256_hex(self) -> str:
-        return self.sha256.removeprefix("sha256:")
+        return self.digest.hex
 
 
 class Provenance(BaseModel):

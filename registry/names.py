@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from pinner.cids import cid_str, parse_cid
 from pinner.content_errors import InvalidCid
-from pinner.digests import cid_str, parse_cid
 from registry.errors import InvalidName
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
