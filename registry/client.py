@@ -1,6 +1,8 @@
-"""A small blocking HTTP client for the registry API (what the CLI uses): keep-alive, streamed bodies both ways.
+"""The one blocking HTTP client of the registry API, for every CLI command, ``verify`` and ``gate``.
 
-Errors come back as ``ClientError`` carrying the server's stable ``code`` and one-sentence message.
+Keep-alive, streamed bodies both ways, bounded reads where a hostile registry could send too much.
+Errors come back as ``ClientError`` carrying the HTTP status, the server's stable ``code`` and its
+one-sentence message.
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ from registry.errors import RegistryError
 
 DEFAULT_REGISTRY = "http://127.0.0.1:8740"
 CHUNK = 1024 * 1024
+JSON_MAX_BYTES = 16 * 1024 * 1024  # the largest JSON answer read
+IPNS_RECORD = "application/vnd.ipfs.ipns-record"
 Progress = Callable[[int], None]
+
+
+def q(text: str) -> str:
+    """One path segment, quoted whole (a ``/`` inside it too)."""
+    return quote(text, safe="")
 
 
 class ClientError(RegistryError):
@@ -26,10 +35,19 @@ class ClientError(RegistryError):
     code = "client_error"
     http_status = 502
 
-    def __init__(self, message: str, *, status: int = 0, error_code: str = "", details: Any = None) -> None:
+    def __init__(
+        self, message: str, *, status: int = 0, error_code: str = "", details: Any = None, request: str = ""
+    ) -> None:
         self.status = status
         self.error_code = error_code
+        self.request = request
         super().__init__(message, status=status, error_code=error_code, server_details=details or {})
+
+    def describe(self) -> str:
+        """The message with the request and the server's status and code: ``GET /v1/x: 404 not_found: ...``."""
+        if self.status and self.error_code:
+            return f"{self.request}: {self.status} {self.error_code}: {self.message}"
+        return f"{self.request}: {self.message}" if self.request and self.status else self.message
 
 
 class RegistryClient:
@@ -105,41 +123,81 @@ class RegistryClient:
                             progress(len(chunk))
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the server refused early (e.g. 413); its answer is still readable
-            return conn.getresponse()
+            resp = conn.getresponse()
         except OSError as e:
             self.close()
             raise ClientError(f"cannot reach the registry at {self.base_url}: {e}") from None
         except http.client.HTTPException as e:
             self.close()
             raise ClientError(f"the registry at {self.base_url} broke the connection: {e!r}") from None
+        self._raise_for(resp, f"{method} {path}")
+        return resp
 
-    def _raise_for(self, resp: http.client.HTTPResponse) -> None:
+    def _raise_for(self, resp: http.client.HTTPResponse, request: str) -> None:
         if resp.status < 400:
             return
-        raw = resp.read()
-        if resp.will_close:
+        raw = resp.read(64 * 1024)
+        if resp.will_close or not resp.isclosed():
             self.close()
         try:
             err = json.loads(raw)["error"]
             raise ClientError(
-                err["message"], status=resp.status, error_code=err["code"], details=err.get("details")
+                err["message"],
+                status=resp.status,
+                error_code=err["code"],
+                details=err.get("details"),
+                request=request,
             )
         except (ValueError, KeyError, TypeError):
             raise ClientError(
-                f"the registry answered HTTP {resp.status}: {raw[:200]!r}", status=resp.status
+                f"the registry answered HTTP {resp.status}: {raw[:200]!r}",
+                status=resp.status,
+                request=request,
             ) from None
+
+    def _read(
+        self,
+        method: str,
+        path: str,
+        *,
+        limit: int,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> bytes:
+        """The whole answer, refused when it is larger than ``limit`` bytes."""
+        resp = self._send(method, path, body=body, headers=headers)
+        try:
+            data = resp.read(limit + 1)
+        except (OSError, http.client.HTTPException) as e:
+            self.close()
+            raise ClientError(f"{method} {path}: the answer broke off: {e!r}") from None
+        if len(data) > limit:
+            self.close()
+            raise ClientError(f"{method} {path}: the answer is larger than {limit} bytes")
+        if resp.will_close or not resp.isclosed():
+            self.close()  # never reuse a connection with an answer left half read
+        return data
 
     def _json(
         self, method: str, path: str, payload: Any = None, headers: dict[str, str] | None = None
     ) -> Any:
         body = None if payload is None else json.dumps(payload).encode()
         hdrs = {"Content-Type": "application/json", **(headers or {})} if body is not None else headers
-        resp = self._send(method, path, body=body, headers=hdrs)
-        self._raise_for(resp)
-        data = json.loads(resp.read())
-        if resp.will_close:
-            self.close()
-        return data
+        data = self._read(method, path, limit=JSON_MAX_BYTES, body=body, headers=hdrs)
+        try:
+            return json.loads(data)
+        except ValueError:
+            raise ClientError(f"{method} {path}: the answer is not JSON") from None
+
+    def _pages(self, path: str, query: dict[str, str]) -> Iterator[dict[str, Any]]:
+        cursor = None
+        while True:
+            params = {**query, **({"cursor": cursor} if cursor else {})}
+            page = self._json("GET", path + (f"?{urlencode(params)}" if params else ""))
+            yield from page["items"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
 
     # -- blobs ---------------------------------------------------------------------------------
     def blob(self, cid: str) -> dict[str, Any] | None:
@@ -172,7 +230,6 @@ class RegistryClient:
                 headers={"Content-Type": "application/octet-stream"},
                 progress=progress,
             )
-        self._raise_for(resp)
         data: dict[str, Any] = json.loads(resp.read())
         return data
 
@@ -186,14 +243,12 @@ class RegistryClient:
         result: dict[str, Any] = self._json("GET", f"/v1/packs/{quote(cid)}")
         return result
 
-    def manifest_bytes(self, cid: str) -> bytes:
-        resp = self._send("GET", f"/v1/packs/{quote(cid)}/manifest")
-        self._raise_for(resp)
-        return resp.read()
+    def manifest_bytes(self, cid: str, *, limit: int = JSON_MAX_BYTES) -> bytes:
+        """The manifest's bytes as the registry serves them (the caller checks they hash to ``cid``)."""
+        return self._read("GET", f"/v1/packs/{quote(cid)}/manifest", limit=limit)
 
     def stream_shard(self, cid: str, filename: str) -> Iterator[bytes]:
         resp = self._send("GET", f"/v1/packs/{quote(cid)}/shards/{quote(filename)}")
-        self._raise_for(resp)
         try:
             while chunk := resp.read(CHUNK):
                 yield chunk
@@ -208,17 +263,7 @@ class RegistryClient:
     def versions(self, name: str) -> Iterator[dict[str, Any]]:
         yield from self._pages(f"/v1/models/{name}/packs", {})
 
-    def _pages(self, path: str, query: dict[str, str]) -> Iterator[dict[str, Any]]:
-        cursor = None
-        while True:
-            q = {**query, **({"cursor": cursor} if cursor else {})}
-            page = self._json("GET", path + (f"?{urlencode(q)}" if q else ""))
-            yield from page["items"]
-            cursor = page.get("next_cursor")
-            if not cursor:
-                return
-
-    # -- pointers and tokens -------------------------------------------------------------------
+    # -- pointers, channels, IPNS ----------------------------------------------------------------
     def resolve(self, name: str, tag: str) -> dict[str, Any]:
         result: dict[str, Any] = self._json("GET", f"/v1/models/{name}/pointers/{quote(tag)}")
         return result
@@ -236,6 +281,82 @@ class RegistryClient:
         path = f"/v1/models/{name}/pointers/{quote(tag)}/history" if tag else f"/v1/models/{name}/history"
         yield from self._pages(path, {})
 
+    def channel(self, namespace: str, model: str, tag: str) -> dict[str, Any]:
+        """A channel's IPNS name and newest record."""
+        result: dict[str, Any] = self._json("GET", f"/v1/models/{q(namespace)}/{q(model)}/channels/{q(tag)}")
+        return result
+
+    def ipns_record(self, name: str, *, limit: int) -> bytes:
+        """The signed IPNS record for ``name`` (Trustless Gateway form), at most ``limit`` bytes."""
+        path = f"/ipns/{q(name)}?format=ipns-record"
+        return self._read("GET", path, limit=limit, headers={"Accept": IPNS_RECORD})
+
+    # -- gate and replication ---------------------------------------------------------------------
+    def validation(self, cid: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("GET", f"/v1/packs/{quote(cid)}/validation")
+        return result
+
+    def request_validation(self, cid: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("POST", f"/v1/packs/{quote(cid)}/validate", {})
+        return result
+
+    def curate(self, cid: str, reason: str, *, undo: bool = False) -> dict[str, Any]:
+        verb = "uncurate" if undo else "curate"
+        result: dict[str, Any] = self._json("POST", f"/v1/packs/{quote(cid)}/{verb}", {"reason": reason})
+        return result
+
+    def replicas(self, cid: str) -> dict[str, Any]:
+        return dict(self._json("GET", f"/v1/packs/{quote(cid)}/replicas"))
+
+    def replication_status(self) -> dict[str, Any]:
+        return dict(self._json("GET", "/v1/replication/status"))
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return list(self._json("GET", "/v1/nodes")["nodes"])
+
+    def add_node(self, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._json("POST", "/v1/nodes", body))
+
+    def drain_node(self, name: str, draining: bool) -> dict[str, Any]:
+        return dict(self._json("POST", f"/v1/nodes/{quote(name)}/drain", {"draining": draining}))
+
+    def remove_node(self, name: str, force: bool) -> dict[str, Any]:
+        return dict(self._json("DELETE", f"/v1/nodes/{quote(name)}?force={'true' if force else 'false'}"))
+
+    # -- trust: keys, policies, a pack's signatures -----------------------------------------------
+    def trust(self, cid: str) -> dict[str, Any]:
+        """Each stored signature of the pack (with its receipt time) and the policy's verdict."""
+        result: dict[str, Any] = self._json("GET", f"/v1/packs/{q(cid)}/trust")
+        return result
+
+    def keys(self, publisher: str | None = None) -> Iterator[dict[str, Any]]:
+        yield from self._pages("/v1/keys", {"publisher": publisher} if publisher is not None else {})
+
+    def add_key(self, public_key: str) -> dict[str, Any]:
+        return dict(self._json("POST", "/v1/keys", {"public_key": public_key}))
+
+    def revoke_key(self, key_id: str, reason: str, at: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"reason": reason} | ({"at": at} if at else {})
+        return dict(self._json("POST", f"/v1/keys/{q(key_id)}/revoke", body))
+
+    def policy(self, namespace: str) -> dict[str, Any]:
+        return dict(self._json("GET", f"/v1/namespaces/{q(namespace)}/policy"))
+
+    def policy_file(self, namespace: str) -> dict[str, Any]:
+        """The namespace's policy in the file form ``verify --trust-policy`` reads."""
+        return dict(self._json("GET", f"/v1/namespaces/{q(namespace)}/policy/file"))
+
+    def set_policy(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._json("PUT", f"/v1/namespaces/{q(namespace)}/policy", body))
+
+    # -- tokens ----------------------------------------------------------------------------------
     def whoami(self) -> dict[str, Any]:
         result: dict[str, Any] = self._json("GET", "/v1/whoami")
         return result
+
+    def tokens(self) -> list[dict[str, Any]]:
+        """The caller's tokens (every token for an admin); never their secrets."""
+        return list(self._json("GET", "/v1/tokens")["items"])
+
+    def revoke_token(self, token_id: int) -> dict[str, Any]:
+        return dict(self._json("DELETE", f"/v1/tokens/{token_id}"))

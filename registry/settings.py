@@ -235,7 +235,7 @@ _KNOWN_ENV = {"MODELPACK_CONFIG", "MODELPACK_REGISTRY", "MODELPACK_TOKEN", "MODE
 
 def _setting_keys() -> list[tuple[str, str]]:
     """Every (section, key) a setting has."""
-    out = []
+    out: list[tuple[str, str]] = []
     for section, field in Settings.model_fields.items():
         model = field.annotation
         if isinstance(model, type) and issubclass(model, BaseModel):
@@ -253,14 +253,16 @@ def _did_you_mean(wanted: str, candidates: dict[str, str], extra: tuple[str, ...
         tail = wanted.rsplit(".", 1)[-1]
     else:
         tail = wanted.removeprefix("MODELPACK_")
-    found = difflib.get_close_matches(wanted, [*candidates, *extra], n=1, cutoff=0.85)
+    bare = {name.removeprefix("MODELPACK_"): name for name in [*candidates, *extra]}
+    wanted_bare = wanted.removeprefix("MODELPACK_")
+    found = [bare[b] for b in difflib.get_close_matches(wanted_bare, bare, n=1, cutoff=0.85)]
     if not found:
         found = [name for name, last in candidates.items() if last == tail]
     if not found:
         close = difflib.get_close_matches(tail, sorted(set(candidates.values())), n=1, cutoff=0.75)
         found = [name for name, last in candidates.items() if last in close]
     if not found:
-        found = difflib.get_close_matches(wanted, [*candidates, *extra], n=1, cutoff=0.6)
+        found = [bare[b] for b in difflib.get_close_matches(wanted_bare, bare, n=1, cutoff=0.6)]
     return f"; did you mean {' or '.join(found[:3])}?" if found else ""
 
 

@@ -1,6 +1,8 @@
 """The ``modelpack`` command line: one lazy click group; a command's module is imported when it runs.
 
-Each command lives in its own module; this table is the only place that names them.
+Each command lives in its own module; this table is the only place that names them. The console
+entry point is ``registry.app.main:main``: the composition root adds ``serve`` (which needs the whole
+daemon) to a group built here, because nothing under ``registry.cli`` imports ``registry.app``.
 Exit codes: 0 success, 1 the operation failed (a sentence says why), 2 usage error;
 ``gate`` and ``verify`` document their own codes.
 """
@@ -9,23 +11,20 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import sys
-from typing import Any
 
 import click
 
 # command name -> "module:attribute"
 COMMANDS: dict[str, str] = {
-    "serve": "registry.cli.daemon_cmd:serve",
-    "migrate": "registry.cli.daemon_cmd:migrate",
+    "migrate": "registry.cli.migrate_cmd:migrate",
     "cid": "registry.cli.cid_cmd:cid",
     "pack": "registry.cli.pack_cmd:pack",
     "demo-pack": "registry.cli.pack_cmd:demo_pack",
     "keygen": "registry.cli.trust_cmd:keygen",
     "sign": "registry.cli.trust_cmd:sign",
     "verify": "registry.cli.trust_cmd:verify",
-    "key": "registry.cli.trust_cmd:key",
-    "policy": "registry.cli.trust_cmd:policy",
+    "key": "registry.cli.trust_registry_cmd:key",
+    "policy": "registry.cli.trust_registry_cmd:policy",
     "token": "registry.cli.token_cmd:token",
     "publish": "registry.cli.publish_cmd:publish",
     "pull": "registry.cli.publish_cmd:pull",
@@ -41,12 +40,17 @@ COMMANDS: dict[str, str] = {
 
 
 class LazyGroup(click.Group):
-    """Imports a command's module only when that command runs."""
+    """Imports a command's module only when that command runs; commands added directly come first."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(name for name in COMMANDS if self.get_command(ctx, name) is not None)
+        lazy = {name for name in COMMANDS if self._lazy(name) is not None}
+        return sorted(lazy | set(self.commands))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return self.commands.get(cmd_name) or self._lazy(cmd_name)
+
+    @staticmethod
+    def _lazy(cmd_name: str) -> click.Command | None:
         target = COMMANDS.get(cmd_name)
         if target is None:
             return None
@@ -57,18 +61,17 @@ class LazyGroup(click.Group):
         return cmd if isinstance(cmd, click.Command) else None
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="modelpack")
-def cli() -> None:
-    """modelpack: a content-addressed model registry and pinning daemon."""
+def build_cli(*extra: click.Command) -> click.Group:
+    """The root group: every command in ``COMMANDS``, plus ``extra`` (the composition root's)."""
+
+    @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+    @click.version_option(package_name="modelpack")
+    def modelpack() -> None:
+        """modelpack: a content-addressed model registry and pinning daemon."""
+
+    for cmd in extra:
+        modelpack.add_command(cmd)
+    return modelpack
 
 
-def main(argv: list[str] | None = None) -> Any:
-    """Console entry point; turns package errors into one sentence and exit code 1."""
-    from registry.errors import RegistryError
-
-    try:
-        return cli.main(args=argv, prog_name="modelpack", standalone_mode=True)
-    except RegistryError as e:  # pragma: no cover - commands normally report through click
-        click.echo(f"error: {e.message}", err=True)
-        sys.exit(1)
+cli = build_cli()

@@ -6,16 +6,19 @@ failure (see ``registry.verify.checks``), one line per failing check, ``--json``
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from registry.cli.options import remote_options
-from registry.client import ClientError
+from registry.cli.options import connect, remote_options
+from registry.cli.output import errors, print_json
+from registry.client import RegistryClient
 from registry.errors import RegistryError
+from registry.verify.checks import EXIT_CODES
+
+_PENDING = (EXIT_CODES["not_found"], EXIT_CODES["not_ready"])  # what gate --wait waits out
 
 GATE_EPILOG = """\b
 Exit codes:
@@ -35,22 +38,11 @@ Exit codes:
 _registry_options = remote_options(with_json=False)
 
 
-def _client(registry: str, token: str | None) -> Any:
-    from registry.verify.remote import GateClient
-
-    try:
-        return GateClient(registry, token)
-    except RegistryError as e:
-        raise click.UsageError(e.message) from None
-
-
-def _cid_of(client: Any, target: str) -> str:
+def _cid_of(client: RegistryClient, target: str) -> str:
     from registry.verify.remote import resolve_target
 
-    try:
+    with errors():
         return resolve_target(client, target)
-    except RegistryError as e:
-        raise click.ClickException(e.message) from None
 
 
 @click.command(epilog=GATE_EPILOG)
@@ -73,6 +65,13 @@ def _cid_of(client: Any, target: str) -> str:
 @click.option("--no-smoke", is_flag=True, help="Local mode: skip the loader and smoke suite.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="Write JUnit XML here.")
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=0,
+    help="Registry mode: while the pack is not ready or its pointer not there yet (14, 17), "
+    "ask again for up to this many seconds.",
+)
 @_registry_options
 def gate(
     target: str,
@@ -86,6 +85,7 @@ def gate(
     no_smoke: bool,
     as_json: bool,
     junit: Path | None,
+    wait: float,
     registry: str,
     token: str | None,
 ) -> None:
@@ -95,9 +95,9 @@ def gate(
     --trust-policy), then loads and smoke-tests the model in the sandbox. Registry mode checks the
     registry's verdict (--require), re-verifies the manifest and signatures here, and the replicas.
     """
-    from registry.verify.checks import junit_xml
     from registry.gate.config import SandboxBudget
-    from registry.manifest.names import parse_ref
+    from registry.names import parse_ref
+    from registry.verify.checks import junit_xml
     from registry.verify.local import gate_dir
     from registry.verify.remote import dumps, gate_remote
 
@@ -118,15 +118,23 @@ def gate(
             raise click.UsageError(
                 f"{target!r} is neither a pack folder nor NAMESPACE/MODEL[@TAG] nor a pack CID"
             ) from None
-        with _client(registry, token) as client:
-            report = gate_remote(
-                client,
-                target,
-                require="curated" if require == "curated" else "validated",
-                min_replicas=min_replicas,
-                policy=policy,
-                policy_file=trust_policy,
-            )
+        deadline = time.monotonic() + wait
+        delay = 0.2
+        with connect(registry, token) as client:
+            while True:
+                report = gate_remote(
+                    client,
+                    target,
+                    require="curated" if require == "curated" else "validated",
+                    min_replicas=min_replicas,
+                    policy=policy,
+                    policy_file=trust_policy,
+                )
+                remaining = deadline - time.monotonic()
+                if report.exit_code not in _PENDING or remaining <= 0:
+                    break
+                time.sleep(min(delay, remaining))  # validation and curation run in the registry's jobs
+                delay = min(delay * 1.5, 5.0)
     if junit is not None:
         try:
             junit.write_bytes(junit_xml(report))
@@ -169,18 +177,16 @@ def validate(
     target: str, wait: bool, timeout: float, as_json: bool, registry: str, token: str | None
 ) -> None:
     """Ask the registry to validate TARGET (NS/MODEL@TAG | CID) now; needs a publish or admin token."""
-    with _client(registry, token) as client:
+    with connect(registry, token) as client:
         cid = _cid_of(client, target)
-        try:
+        with errors():
             before = (client.validation(cid).get("validation") or {}).get("started_at")
             queued = client.request_validation(cid)
             result: dict[str, Any] = {"cid": cid, "job_id": queued["job_id"], "status": "queued"}
             if wait:
                 result = _wait_for_verdict(client, cid, before, timeout)
-        except RegistryError as e:
-            raise click.ClickException(e.message) from None
     if as_json:
-        click.echo(json.dumps(result, indent=2, default=str))
+        print_json(result)
     elif not wait:
         click.echo(f"validation of {cid} queued (job {result['job_id']})")
     else:
@@ -190,7 +196,7 @@ def validate(
         click.get_current_context().exit(1)
 
 
-def _wait_for_verdict(client: Any, cid: str, before: str | None, timeout: float) -> dict[str, Any]:
+def _wait_for_verdict(client: RegistryClient, cid: str, before: str | None, timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     delay = 0.2
     while True:
@@ -212,14 +218,12 @@ def _wait_for_verdict(client: Any, cid: str, before: str | None, timeout: float)
 @_registry_options
 def curate(target: str, reason: str, undo: bool, as_json: bool, registry: str, token: str | None) -> None:
     """Admin: point NS/MODEL@curated at TARGET (it must pass the curation rule), or --undo it."""
-    with _client(registry, token) as client:
+    with connect(registry, token) as client:
         cid = _cid_of(client, target)
-        try:
+        with errors():
             out = client.curate(cid, reason, undo=undo)
-        except ClientError as e:
-            raise click.ClickException(e.message) from None
     if as_json:
-        click.echo(json.dumps(out, indent=2))
+        print_json(out)
     else:
         verb = "un-curated" if undo else "curated"
         click.echo(f"{cid} {verb}; curated pointer now {out.get('pointer') or '(none)'}")

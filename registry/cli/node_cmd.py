@@ -6,65 +6,20 @@ needs an admin token (``--token``, ``MODELPACK_TOKEN``).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
-from urllib.parse import quote
 
 import click
 from rich.console import Console
-from rich.table import Table
 
-from registry.cli.options import remote_options
+from pinner.states import ADDABLE_NODE_KINDS
+from registry.cli.options import connect, remote_options
+from registry.cli.output import emit, errors, print_json, table
 from registry.client import RegistryClient
-from registry.errors import RegistryError
 
-KINDS = ("kubo", "cluster", "pinning-service")
 STATE_STYLE = {"pinned": "green", "pinning": "cyan", "queued": "cyan", "failed": "red", "lost": "red"}
 
 
-class NodeClient(RegistryClient):
-    """The registry client plus the node and replication endpoints."""
-
-    def nodes(self) -> list[dict[str, Any]]:
-        return list(self._json("GET", "/v1/nodes")["nodes"])
-
-    def add_node(self, body: dict[str, Any]) -> dict[str, Any]:
-        return dict(self._json("POST", "/v1/nodes", body))
-
-    def drain_node(self, name: str, draining: bool) -> dict[str, Any]:
-        return dict(self._json("POST", f"/v1/nodes/{quote(name)}/drain", {"draining": draining}))
-
-    def remove_node(self, name: str, force: bool) -> dict[str, Any]:
-        return dict(self._json("DELETE", f"/v1/nodes/{quote(name)}?force={'true' if force else 'false'}"))
-
-    def replicas(self, cid: str) -> dict[str, Any]:
-        return dict(self._json("GET", f"/v1/packs/{quote(cid)}/replicas"))
-
-    def replication_status(self) -> dict[str, Any]:
-        return dict(self._json("GET", "/v1/replication/status"))
-
-
 remote = remote_options()
-
-
-@contextmanager
-def _client(registry: str, token: str | None) -> Iterator[NodeClient]:
-    try:
-        client = NodeClient(registry, token)
-        try:
-            yield client
-        finally:
-            client.close()
-    except RegistryError as e:
-        raise click.ClickException(e.message) from None
-
-
-def _emit(as_json: bool, data: Any) -> bool:
-    if as_json:
-        click.echo(json.dumps(data, indent=2, sort_keys=True))
-    return as_json
 
 
 def _parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
@@ -85,7 +40,7 @@ def node() -> None:
 @node.command("add")
 @click.argument("name")
 @click.argument("url")
-@click.option("--kind", type=click.Choice(KINDS), default="kubo", show_default=True)
+@click.option("--kind", type=click.Choice(ADDABLE_NODE_KINDS), default="kubo", show_default=True)
 @click.option("--tag", "tags", multiple=True, help="KEY=VALUE, e.g. zone=eu-1 (repeatable).")
 @click.option("--basic-auth", help="USER:PASSWORD for a Kubo RPC behind basic auth.")
 @click.option("--bearer", envvar="MODELPACK_NODE_TOKEN", help="Bearer token (pinning services need one).")
@@ -112,36 +67,37 @@ def add(
         body["auth"] = {"type": "basic", "username": user, "password": password}
     elif bearer:
         body["auth"] = {"type": "bearer", "token": bearer}
-    with _client(registry, token) as c:
+    with errors(), connect(registry, token) as c:
         out = c.add_node(body)
-    if not _emit(as_json, out):
-        click.echo(f"added {out['name']} ({out['kind']}, {out['url']}): {out['state']}")
-        if out.get("last_error"):
-            click.echo(f"  last error: {out['last_error']}", err=True)
+    if as_json:
+        print_json(out)
+        return
+    click.echo(f"added {out['name']} ({out['kind']}, {out['url']}): {out['state']}")
+    if out.get("last_error"):
+        click.echo(f"  last error: {out['last_error']}", err=True)
 
 
 @node.command("ls")
 @remote
 def ls(registry: str, token: str | None, as_json: bool) -> None:
     """List nodes with their health and replica counts."""
-    with _client(registry, token) as c:
+    with errors(), connect(registry, token) as c:
         nodes = c.nodes()
         status = c.replication_status()
-    if _emit(as_json, nodes):
+    if as_json:
+        print_json(nodes)
         return
     if not nodes:
         click.echo(status["message"])
         return
-    table = Table()
-    for col in ("name", "kind", "url", "state", "free", "tags", "replicas"):
-        table.add_column(col, overflow="fold")
+    grid = table("name", "kind", "url", "state", "free", "tags", "replicas")
     for n in nodes:
         state = n["state"] + (" (draining)" if n["draining"] else "")
         free = f"{n['free_space'] / 2**30:.1f} GiB" if n.get("free_space") is not None else "-"
         tags = ",".join(f"{k}={v}" for k, v in sorted(n["tags"].items())) or "-"
         reps = ", ".join(f"{k}:{v}" for k, v in sorted(n["replicas"].items())) or "-"
-        table.add_row(n["name"], n["kind"], n["url"], state, free, tags, reps)
-    Console().print(table)
+        grid.add_row(n["name"], n["kind"], n["url"], state, free, tags, reps)
+    Console().print(grid)
 
 
 @node.command("drain")
@@ -150,10 +106,9 @@ def ls(registry: str, token: str | None, as_json: bool) -> None:
 @remote
 def drain(name: str, undo: bool, registry: str, token: str | None, as_json: bool) -> None:
     """Move NAME's replicas to other nodes and place nothing new on it."""
-    with _client(registry, token) as c:
+    with errors(), connect(registry, token) as c:
         out = c.drain_node(name, not undo)
-    if not _emit(as_json, out):
-        click.echo(f"{name}: {'draining' if out['draining'] else 'in service'}")
+    emit(as_json, out, lambda: click.echo(f"{name}: {'draining' if out['draining'] else 'in service'}"))
 
 
 @node.command("rm")
@@ -162,13 +117,12 @@ def drain(name: str, undo: bool, registry: str, token: str | None, as_json: bool
 @remote
 def rm(name: str, force: bool, registry: str, token: str | None, as_json: bool) -> None:
     """Forget node NAME (drain it first so its replicas move elsewhere)."""
-    with _client(registry, token) as c:
+    with errors(), connect(registry, token) as c:
         out = c.remove_node(name, force)
-    if not _emit(as_json, out):
-        click.echo(f"removed {name} ({out['replicas_dropped']} replica rows dropped)")
+    emit(as_json, out, lambda: click.echo(f"removed {name} ({out['replicas_dropped']} replica rows dropped)"))
 
 
-def _pack_cid(c: NodeClient, ref: str) -> str:
+def _pack_cid(c: RegistryClient, ref: str) -> str:
     """A CID as is; NS/MODEL@TAG (or NS/MODEL, meaning @latest) resolved through the pointer API."""
     if "/" not in ref:
         return ref
@@ -181,22 +135,23 @@ def _pack_cid(c: NodeClient, ref: str) -> str:
 @remote
 def status(ref: str, registry: str, token: str | None, as_json: bool) -> None:
     """Replica matrix of a pack: REF is NS/MODEL@TAG or a pack CID. Exit 1 when it is not replicated."""
-    with _client(registry, token) as c:
+    with errors(), connect(registry, token) as c:
         cid = _pack_cid(c, ref)
         matrix = c.replicas(cid)
-    if not _emit(as_json, matrix):
-        table = Table(title=f"pack {matrix['pack']}")
-        table.add_column("unit", overflow="fold")
-        table.add_column("pinned/min")
+    if as_json:
+        print_json(matrix)
+    else:
+        grid = table("unit", title=f"pack {matrix['pack']}")
+        grid.add_column("pinned/min")
         for node_name in matrix["nodes"]:
-            table.add_column(node_name)
+            grid.add_column(node_name)
         for u in matrix["units"]:
             cells = []
             for node_name in matrix["nodes"]:
                 st = u["replicas"].get(node_name, "-")
                 cells.append(f"[{STATE_STYLE.get(st, 'white')}]{st}[/]" if st != "-" else "-")
-            table.add_row(u["name"], f"{u['pinned']}/{u['min']} (max {u['max']})", *cells)
-        Console().print(table)
+            grid.add_row(u["name"], f"{u['pinned']}/{u['min']} (max {u['max']})", *cells)
+        Console().print(grid)
         if matrix["embedded_only"]:
             click.echo("no IPFS node configured: the embedded blockstore is the one replica")
         click.echo(

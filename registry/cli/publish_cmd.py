@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 from rich.console import Console
@@ -24,48 +23,20 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
-from rich.table import Table
 
-from registry.cli.options import remote_options as _remote_options
+from registry.cli.options import connect, remote_options
+from registry.cli.output import emit, errors, say, table
 from registry.client import RegistryClient
-from registry.errors import RegistryError
 
 MANIFEST = "manifest.json"
 SIGNATURES_DIR = "signatures"
 SIG_SUFFIX = ".sig.json"
 
+if TYPE_CHECKING:
+    from model_core.format.schema import ShardSpec
+    from registry.packs.shardcheck import ShardCheck
 
-remote_options = _remote_options()
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """Every failure the user can act on becomes one sentence and exit code 1."""
-    try:
-        yield
-    except RegistryError as e:
-        raise click.ClickException(e.message) from None
-    except OSError as e:
-        raise click.ClickException(f"{e.filename or ''}: {e.strerror or e}".strip(": ")) from None
-
-
-def _table(*headers: str) -> Table:
-    table = Table()
-    for h in headers:
-        table.add_column(h, overflow="fold")  # never cut a CID short
-    return table
-
-
-def _say(out: str, note: str) -> None:
-    click.echo(out)
-    click.echo(note, err=True)
-
-
-def _emit(as_json: bool, data: Any, human: Callable[[], None]) -> None:
-    if as_json:
-        click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
-    else:
-        human()
+remote = remote_options()
 
 
 def _progress(enabled: bool) -> Progress:
@@ -94,16 +65,16 @@ class _Counting:
         return n or 0
 
 
-def _hash(path: Path, cid: str, profile: str | None, progress: Progress) -> tuple[str, str]:
-    from pinner.digests import parse_cid
-    from pinner.unixfs import hash_file, params_for_cid
+def _verify(path: Path, spec: ShardSpec, profile: str | None, progress: Progress) -> ShardCheck:
+    """The shard verifier on ``path`` (CID, sha256 and declared size), showing hashing progress."""
+    from registry.packs.shardcheck import verify_file
 
     task = progress.add_task(f"hashing {path.name}", total=path.stat().st_size)
     with path.open("rb") as f:
         counted: Any = _Counting(f, lambda n: progress.advance(task, n))
-        digest = hash_file(counted, params_for_cid(parse_cid(cid), profile))
+        check = verify_file(counted, cid=spec.cid, sha256=spec.digest, size=spec.size, profile=profile)
     progress.remove_task(task)
-    return str(digest.cid), digest.sha256_hex
+    return check
 
 
 # --------------------------------------------------------------------------- publish
@@ -129,7 +100,7 @@ def _detached(pack_dir: Path) -> list[dict[str, Any]]:
     is_flag=True,
     help="Publish by CID only: upload no bytes; the registry fetches the shards it lacks from its IPFS nodes.",
 )
-@remote_options
+@remote
 def publish(
     pack_dir: Path,
     name: str,
@@ -145,30 +116,26 @@ def publish(
     With --no-upload, shard files may be absent from DIR (those present are still checked); the pack is
     ``received`` until the registry has fetched and verified every shard, then ``available``.
     """
-    from pinner.digests import cid_str, parse_cid
-    from registry.manifest import check_tag, parse_manifest_bytes, parse_model_name
+    from model_core.format.pack import parse_manifest_bytes
+    from registry.names import check_tag, parse_model_name
 
-    with _errors():
+    with errors():
         ref = parse_model_name(name)
         if tag:
             check_tag(tag)
         raw = (pack_dir / MANIFEST).read_bytes()
         parsed = parse_manifest_bytes(raw)
         show = not as_json and Console(stderr=True).is_terminal
-        with RegistryClient(registry, token) as client, _progress(show) as progress:
+        with connect(registry, token) as client, _progress(show) as progress:
             uploaded = 0
             for spec in parsed.doc.shards:
                 path = pack_dir / spec.filename
                 profile = parsed.doc.profile_of(spec)
                 if no_upload and not path.exists():
                     continue  # on IPFS only: the registry verifies what its nodes serve
-                cid, sha = _hash(path, spec.cid, profile, progress)
-                if cid_str(parse_cid(cid)) != cid_str(parse_cid(spec.cid)):
-                    raise click.ClickException(f"{path} has CID {cid}, but the manifest says {spec.cid}")
-                if sha != spec.sha256_hex:
-                    raise click.ClickException(
-                        f"{path} has sha256:{sha}, but the manifest says {spec.sha256}"
-                    )
+                check = _verify(path, spec, profile, progress)
+                if not check.ok:
+                    raise click.ClickException(f"{path}: {check.first()}")
                 if no_upload or client.blob(spec.cid) is not None:
                     continue  # already there (an earlier run, or another pack): resume by skipping it
                 task = progress.add_task(f"uploading {spec.filename}", total=path.stat().st_size)
@@ -176,7 +143,9 @@ def publish(
                 def advance(n: int, t: TaskID = task) -> None:
                     progress.advance(t, n)
 
-                client.upload_blob(spec.cid, path, sha256=sha, profile=profile, progress=advance)
+                client.upload_blob(
+                    spec.cid, path, sha256=check.digest.sha256_hex, profile=profile, progress=advance
+                )
                 progress.remove_task(task)
                 uploaded += 1
             body: dict[str, Any] = {"manifest": parsed.data, "signatures": _detached(pack_dir)}
@@ -196,14 +165,14 @@ def publish(
             "; the registry is fetching the shards it lacks from its IPFS nodes and moves the pointers "
             f"when every byte is verified (follow it with: modelpack show {result['cid']})"
         )
-    _emit(as_json, result, lambda: _say(result["cid"], note))
+    emit(as_json, result, lambda: say(result["cid"], note))
 
 
 # --------------------------------------------------------------------------- pull
 
 
 def _resolve(client: RegistryClient, text: str) -> str:
-    from registry.manifest import parse_ref
+    from registry.names import parse_ref
 
     ref = parse_ref(text)
     if ref.cid is not None:
@@ -224,13 +193,12 @@ def _write_atomic(path: Path, data: bytes) -> None:
 @click.command()
 @click.argument("ref")
 @click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
-@remote_options
+@remote
 def pull(ref: str, dest: Path, registry: str, token: str | None, as_json: bool) -> None:
     """Download NS/MODEL[@TAG] or a pack CID into DEST, verifying every byte (CID and sha256)."""
-    from pinner.digests import cid_str, parse_cid
-    from registry.manifest import pack_cid_of, parse_manifest_bytes
+    from model_core.format.pack import pack_cid_of, parse_manifest_bytes
 
-    with _errors(), RegistryClient(registry, token) as client:
+    with errors(), connect(registry, token) as client:
         cid = _resolve(client, ref)
         raw = client.manifest_bytes(cid)
         if pack_cid_of(raw) != cid:
@@ -244,12 +212,9 @@ def pull(ref: str, dest: Path, registry: str, token: str | None, as_json: bool) 
         with _progress(show) as progress:
             for spec in parsed.doc.shards:
                 final = dest / spec.filename
-                want = cid_str(parse_cid(spec.cid))
                 profile = parsed.doc.profile_of(spec)
-                if final.exists():
-                    have, sha = _hash(final, spec.cid, profile, progress)
-                    if cid_str(parse_cid(have)) == want and sha == spec.sha256_hex:
-                        continue  # already here and intact
+                if final.exists() and _verify(final, spec, profile, progress).ok:
+                    continue  # already here and intact
                 tmp = dest / f".{spec.filename}.part-{os.getpid()}"
                 try:
                     task = progress.add_task(f"downloading {spec.filename}", total=spec.size)
@@ -260,22 +225,16 @@ def pull(ref: str, dest: Path, registry: str, token: str | None, as_json: bool) 
                         f.flush()
                         os.fsync(f.fileno())
                     progress.remove_task(task)
-                    have, sha = _hash(tmp, spec.cid, profile, progress)
-                    if cid_str(parse_cid(have)) != want:
-                        raise click.ClickException(
-                            f"{spec.filename}: downloaded bytes have CID {have}, expected {want}"
-                        )
-                    if sha != spec.sha256_hex:
-                        raise click.ClickException(
-                            f"{spec.filename}: downloaded bytes have sha256:{sha}, expected {spec.sha256}"
-                        )
+                    check = _verify(tmp, spec, profile, progress)
+                    if not check.ok:
+                        raise click.ClickException(f"{spec.filename}: downloaded bytes: {check.first()}")
                     os.replace(tmp, final)
                     fetched += 1
                 finally:
                     tmp.unlink(missing_ok=True)
         _write_atomic(dest / MANIFEST, raw)
     data = {"cid": cid, "dir": str(dest), "shards": len(parsed.doc.shards), "downloaded": fetched}
-    _emit(as_json, data, lambda: click.echo(f"{cid} -> {dest} ({fetched} shard(s) downloaded, all verified)"))
+    emit(as_json, data, lambda: click.echo(f"{cid} -> {dest} ({fetched} shard(s) downloaded, all verified)"))
 
 
 # --------------------------------------------------------------------------- ls / show
@@ -284,32 +243,32 @@ def pull(ref: str, dest: Path, registry: str, token: str | None, as_json: bool) 
 @click.command()
 @click.argument("where", required=False)
 @click.option("--prefix", help="Only models whose name starts with this.")
-@remote_options
+@remote
 def ls(where: str | None, prefix: str | None, registry: str, token: str | None, as_json: bool) -> None:
     """List models (of namespace NS), or the versions of NS/MODEL."""
     console = Console()
-    with _errors(), RegistryClient(registry, token) as client:
+    with errors(), connect(registry, token) as client:
         if where and "/" in where:
-            from registry.manifest import parse_model_name
+            from registry.names import parse_model_name
 
             items = list(client.versions(str(parse_model_name(where))))
-            table = _table("CID", "VERSION", "STATE", "SIZE", "CREATED")
+            grid = table("CID", "VERSION", "STATE", "SIZE", "CREATED")
             for p in items:
-                table.add_row(p["cid"], p["model_version"], p["state"], str(p["total_size"]), p["created_at"])
+                grid.add_row(p["cid"], p["model_version"], p["state"], str(p["total_size"]), p["created_at"])
         else:
             items = list(client.models(where, prefix))
-            table = _table("MODEL", "CREATED")
+            grid = table("MODEL", "CREATED")
             for m in items:
-                table.add_row(f"{m['namespace']}/{m['name']}", m["created_at"])
-    _emit(as_json, items, lambda: console.print(table))
+                grid.add_row(f"{m['namespace']}/{m['name']}", m["created_at"])
+    emit(as_json, items, lambda: console.print(grid))
 
 
 @click.command()
 @click.argument("ref")
-@remote_options
+@remote
 def show(ref: str, registry: str, token: str | None, as_json: bool) -> None:
     """Show a pack (NS/MODEL[@TAG] or CID): state, shards, signatures, pointers."""
-    with _errors(), RegistryClient(registry, token) as client:
+    with errors(), connect(registry, token) as client:
         detail = client.pack(_resolve(client, ref))
 
     def human() -> None:
@@ -321,17 +280,17 @@ def show(ref: str, registry: str, token: str | None, as_json: bool) -> None:
             f"state: {detail['state']}   size: {detail['total_size']} bytes   pointers: "
             f"{', '.join(detail['pointers']) or '-'}"
         )
-        shards = _table("FILE", "CID", "SHA256", "SIZE")
+        shards = table("FILE", "CID", "SHA256", "SIZE")
         for s in detail["shards"]:
             shards.add_row(s["filename"], s["cid"], s["sha256"][:23] + "...", str(s["size"]))
         c.print(shards)
         if detail["signatures"]:
-            sigs = _table("KEY", "KIND", "VERDICT")
+            sigs = table("KEY", "KIND", "VERDICT")
             for g in detail["signatures"]:
                 sigs.add_row(g["key_id"], g["kind"], g["verdict"])
             c.print(sigs)
 
-    _emit(as_json, detail, human)
+    emit(as_json, detail, human)
 
 
 # --------------------------------------------------------------------------- pointer
@@ -343,7 +302,7 @@ def pointer() -> None:
 
 
 def _split(text: str, need_tag: bool) -> tuple[str, str | None]:
-    from registry.manifest import check_tag, parse_model_name
+    from registry.names import check_tag, parse_model_name
 
     name, _, tag = text.partition("@")
     ref = parse_model_name(name)
@@ -354,13 +313,13 @@ def _split(text: str, need_tag: bool) -> tuple[str, str | None]:
 
 @pointer.command("get")
 @click.argument("ref")
-@remote_options
+@remote
 def pointer_get(ref: str, registry: str, token: str | None, as_json: bool) -> None:
     """Print the CID NS/MODEL@TAG points at (tag defaults to latest)."""
-    with _errors(), RegistryClient(registry, token) as client:
+    with errors(), connect(registry, token) as client:
         name, tag = _split(ref, False)
         p = client.resolve(name, tag or "latest")
-    _emit(as_json, p, lambda: click.echo(p["cid"]))
+    emit(as_json, p, lambda: click.echo(p["cid"]))
 
 
 @pointer.command("set")
@@ -368,7 +327,7 @@ def pointer_get(ref: str, registry: str, token: str | None, as_json: bool) -> No
 @click.argument("cid")
 @click.option("--expect", help="Move only if the pointer still holds this CID (compare-and-swap).")
 @click.option("--reason", help="Why (kept in the history).")
-@remote_options
+@remote
 def pointer_set(
     ref: str,
     cid: str,
@@ -379,33 +338,24 @@ def pointer_set(
     as_json: bool,
 ) -> None:
     """Point NS/MODEL@TAG at CID."""
-    with _errors(), RegistryClient(registry, token) as client:
+    with errors(), connect(registry, token) as client:
         name, tag = _split(ref, True)
         assert tag is not None
         p = client.set_pointer(name, tag, cid, expected=expect, reason=reason)
-    _emit(as_json, p, lambda: click.echo(f"{name}@{tag} -> {p['cid']}"))
+    emit(as_json, p, lambda: click.echo(f"{name}@{tag} -> {p['cid']}"))
 
 
 @pointer.command("history")
 @click.argument("ref")
-@remote_options
+@remote
 def pointer_history(ref: str, registry: str, token: str | None, as_json: bool) -> None:
     """Who moved NS/MODEL[@TAG], when, from and to which CID, and why."""
-    with _errors(), RegistryClient(registry, token) as client:
+    with errors(), connect(registry, token) as client:
         name, tag = _split(ref, False)
         items = list(client.pointer_history(name, tag))
-    table = _table("AT", "TAG", "FROM", "TO", "BY", "REASON")
+    grid = table("AT", "TAG", "FROM", "TO", "BY", "REASON")
     for h in items:
-        table.add_row(
+        grid.add_row(
             h["at"], h["tag"], h["from_cid"] or "-", h["to_cid"] or "-", h["actor"] or "-", h["reason"] or ""
         )
-    _emit(as_json, items, lambda: Console().print(table))
-
-
-def __getattr__(name: str) -> Any:
-    """``registry.cli.publish_cmd:token`` still resolves: the group lives in ``registry.cli.token_cmd``."""
-    if name == "token":
-        from registry.cli.token_cmd import token
-
-        return token
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    emit(as_json, items, lambda: Console().print(grid))

@@ -14,9 +14,11 @@ from typing import Any
 import click
 from rich.console import Console
 
-from registry.cli.daemon_cmd import load, settings_options
-from registry.cli.publish_cmd import _emit, _errors, _say, _table, remote_options
-from registry.client import RegistryClient
+from registry.cli.migrate_cmd import load, migrate_db, settings_options
+from registry.cli.options import connect, remote_options
+from registry.cli.output import emit, errors, say, table
+
+remote = remote_options()
 
 
 @click.group()
@@ -45,11 +47,10 @@ def token_create(
 ) -> None:
     """Create a token and print it once (it is stored only as its sha256)."""
     from registry.accounts.auth import AuthService
-    from registry.cli.daemon_cmd import _migrate
     from registry.db.engine import create_engine, session_factory
 
     settings = load(config_file, data_dir, database_url)
-    _migrate(settings)
+    migrate_db(settings)
 
     async def go() -> Any:
         engine = create_engine(settings.database_url)
@@ -60,7 +61,7 @@ def token_create(
         finally:
             await engine.dispose()
 
-    with _errors():
+    with errors():
         issued = asyncio.run(go())
     data = {
         "id": issued.id,
@@ -73,23 +74,18 @@ def token_create(
         f"token {issued.id} for {issued.publisher} ({scope}; namespaces: "
         f"{', '.join(issued.namespaces or ()) or 'all of the publisher'}); it is not shown again"
     )
-    _emit(as_json, data, lambda: _say(issued.token, note))
-
-
-def _call(client: RegistryClient, method: str, path: str) -> Any:
-    # RegistryClient has no token methods yet; its JSON call is the one place requests and errors are made.
-    return client._json(method, path)
+    emit(as_json, data, lambda: say(issued.token, note))
 
 
 @token.command("ls")
-@remote_options
+@remote
 def token_ls(registry: str, token: str | None, as_json: bool) -> None:
     """List the caller's tokens (every token for an admin); secrets are never shown."""
-    with _errors(), RegistryClient(registry, token) as client:
-        items: list[dict[str, Any]] = _call(client, "GET", "/v1/tokens")["items"]
-    table = _table("ID", "PREFIX", "PUBLISHER", "SCOPES", "NAMESPACES", "LAST USED", "REVOKED", "DESCRIPTION")
+    with errors(), connect(registry, token) as client:
+        items = client.tokens()
+    grid = table("ID", "PREFIX", "PUBLISHER", "SCOPES", "NAMESPACES", "LAST USED", "REVOKED", "DESCRIPTION")
     for t in items:
-        table.add_row(
+        grid.add_row(
             str(t["id"]),
             t["prefix"],
             t["publisher"],
@@ -99,17 +95,17 @@ def token_ls(registry: str, token: str | None, as_json: bool) -> None:
             t.get("revoked_at") or "-",
             t.get("description") or "",
         )
-    _emit(as_json, items, lambda: Console().print(table))
+    emit(as_json, items, lambda: Console().print(grid))
 
 
 @token.command("revoke")
 @click.argument("token_id", type=click.IntRange(min=1), metavar="ID")
-@remote_options
+@remote
 def token_revoke(token_id: int, registry: str, token: str | None, as_json: bool) -> None:
     """Revoke token ID (see "token ls"): it stops working at once."""
-    with _errors(), RegistryClient(registry, token) as client:
-        info: dict[str, Any] = _call(client, "DELETE", f"/v1/tokens/{token_id}")
-    _emit(
+    with errors(), connect(registry, token) as client:
+        info = client.revoke_token(token_id)
+    emit(
         as_json,
         info,
         lambda: click.echo(f"token {info['id']} ({info['prefix']}...) of {info['publisher']} revoked"),

@@ -1,7 +1,8 @@
-"""``modelpack keygen``, ``sign``, ``verify``, and the registry's ``key`` and ``policy`` commands.
+"""``modelpack keygen``, ``sign`` and ``verify`` (the registry's ``key`` and ``policy``: trust_registry_cmd).
 
-``verify`` takes a local pack directory (fully offline) or, with ``--registry URL``, ``NS/MODEL@CHANNEL``,
-an IPNS name or a pack CID (record -> manifest -> signatures -> shard bytes; see registry.verify.registry_verify).
+``verify`` takes a local pack directory (fully offline) or, against the registry (``--registry URL``,
+``MODELPACK_REGISTRY``, default http://127.0.0.1:8740), ``NS/MODEL@CHANNEL``, an IPNS name or a pack CID
+(record -> manifest -> signatures -> shard bytes; see registry.verify.registry_verify).
 Exit codes: 0 every check held; 1 at least one failed (one ``FAIL`` line each on stdout); 2 usage error
 (bad option, unreadable policy or state file, unknown target); 3 the registry could not be reached or
 answered with an error (not found, unauthorized, ...).
@@ -10,28 +11,16 @@ answered with an error (not found, unauthorized, ...).
 from __future__ import annotations
 
 import json
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
-from registry.cli.trust_registry_cmd import REGISTRY_OPT, TOKEN_OPT, http_client, key, policy
+from registry.cli.options import connect, remote_options
+from registry.cli.output import print_json, warnings_to_stderr
+from registry.client import ClientError
 from registry.trust.errors import TrustError
-
-
-@contextmanager
-def _key_warnings_to_stderr() -> Iterator[None]:
-    from registry.trust.keys import InsecureKeyFileWarning
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", InsecureKeyFileWarning)
-        yield
-    for w in caught:
-        click.echo(f"warning: {w.message}", err=True)
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -83,12 +72,13 @@ def keygen(out: Path, force: bool) -> None:
 @click.option("--dsse", is_flag=True, help="Also sign DIR/manifest.dsse.json (in-toto statement, DSSE).")
 def sign(directory: Path, key_path: Path, detached: Path | None, dsse: bool) -> None:
     """Sign DIR/manifest.json with an Ed25519 key (RFC 8785 bytes, signature fields removed)."""
-    from registry.trust.keys import load_private_key
+    from model_core.format.fields import MANIFEST_NAME
+    from registry.trust.keys import InsecureKeyFileWarning, load_private_key
     from registry.trust.signatures import make_signature, sign_manifest, write_detached_signature
-    from registry.verify.packcheck import DSSE_NAME, MANIFEST_NAME, read_manifest
+    from registry.verify.packcheck import DSSE_NAME, read_manifest
 
     try:
-        with _key_warnings_to_stderr():
+        with warnings_to_stderr(InsecureKeyFileWarning):
             key = load_private_key(key_path)
         manifest = read_manifest(directory)
         sig = make_signature(manifest, key)
@@ -135,7 +125,7 @@ EXIT_FETCH = 3
     "--trust-policy",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="Trusted keys and required signatures (JSON, or TOML when it ends in .toml); "
-    "with --registry, used instead of the registry's policy (fully offline trust).",
+    "for a registry TARGET, used instead of the registry's policy (fully offline trust).",
 )
 @click.option("--namespace", help="Which namespace of the policy applies (default: its only one, or '*').")
 @click.option(
@@ -160,8 +150,7 @@ EXIT_FETCH = 3
     type=click.IntRange(min=0),
     help="DIR only: highest record sequence seen before (refuse <=).",
 )
-@REGISTRY_OPT
-@TOKEN_OPT
+@remote_options(with_json=False)
 @click.option(
     "--state-file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -178,12 +167,12 @@ def verify(
     ipns_record: Path | None,
     ipns_name: str | None,
     seen_sequence: int | None,
-    registry: str | None,
+    registry: str,
     token: str | None,
     state_file: Path | None,
     as_json: bool,
 ) -> None:
-    """Verify a pack: TARGET is a pack directory (offline) or, with --registry, NS/MODEL@CHANNEL,
+    """Verify a pack: TARGET is a pack directory (offline) or, against the registry, NS/MODEL@CHANNEL,
     an IPNS name (k51... / 12D3KooW...) or a pack CID.
 
     Remote targets: the channel's IPNS record (signature, validity, sequence not older than seen
@@ -204,18 +193,14 @@ def verify(
             seen_sequence,
         )
     else:
-        if not registry:
-            raise click.UsageError(
-                f"{target!r} is not a directory; to verify a channel, IPNS name or CID give --registry URL "
-                "(or set MODELPACK_REGISTRY)"
-            )
         if signatures or skip_signatures or no_cids or ipns_record or ipns_name or seen_sequence is not None:
             raise click.UsageError(
-                "--signature, --skip-signatures, --no-cids, --ipns-record, --ipns-name and --seen-sequence "
-                "apply to a local pack directory only"
+                f"{target!r} is not a directory, so it is verified against the registry; --signature, "
+                "--skip-signatures, --no-cids, --ipns-record, --ipns-name and --seen-sequence apply to a "
+                "local pack directory only"
             )
         report = _verify_remote(target, registry, token, trust_policy, namespace, state_file)
-    _emit(report, as_json)
+    _print_report(report, as_json)
     click.get_current_context().exit(0 if report.ok else EXIT_FAILED)
 
 
@@ -270,25 +255,14 @@ def _namespace_policy(trust_policy: Path, namespace: str | None) -> Any:
 
 def _verify_remote(
     target: str,
-    registry: str | None,
+    registry: str,
     token: str | None,
     trust_policy: Path | None,
     namespace: str | None,
     state_file: Path | None,
 ) -> Any:
-    from registry.verify.registry_verify import (
-        FetchError,
-        SeenState,
-        classify,
-        default_state_file,
-        verify_remote,
-    )
+    from registry.verify.registry_verify import SeenState, classify, default_state_file, verify_remote
 
-    if not registry:
-        raise click.UsageError(
-            f"{target!r} is not a directory; to verify a channel, IPNS name or CID give --registry URL "
-            "(or set MODELPACK_REGISTRY)"
-        )
     try:
         kind = classify(target)
     except ValueError as e:
@@ -297,39 +271,36 @@ def _verify_remote(
         _namespace_policy(trust_policy, namespace or kind.namespace)  # fail early on a bad file
     try:
         state = SeenState.load(state_file or default_state_file())
-        http = http_client(registry, token)
-        return verify_remote(http, kind, policy_file=trust_policy, namespace=namespace, state=state)
-    except FetchError as e:
-        click.echo(f"FAIL {e.message}")
+        with connect(registry, token) as client:
+            return verify_remote(client, kind, policy_file=trust_policy, namespace=namespace, state=state)
+    except ClientError as e:
+        click.echo(f"FAIL {e.describe()}")
         click.get_current_context().exit(EXIT_FETCH)
     except TrustError as e:
         raise click.UsageError(e.message) from None
     raise AssertionError("unreachable")
 
 
-def _emit(report: Any, as_json: bool) -> None:
+def _print_report(report: Any, as_json: bool) -> None:
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "ok": report.ok,
-                    "checked_at": datetime.now(UTC).isoformat(),
-                    "failures": report.failures,
-                    "notes": report.notes,
-                    "signatures": [
-                        {
-                            "key_id": c.key_id,
-                            "verdict": c.verdict.value,
-                            "reason": c.reason,
-                            "source": c.source,
-                        }
-                        for c in report.signatures
-                    ],
-                    "trusted_valid": list(report.decision.trusted_valid) if report.decision else [],
-                    "shards_checked": report.shards_checked,
-                },
-                indent=2,
-            )
+        print_json(
+            {
+                "ok": report.ok,
+                "checked_at": datetime.now(UTC).isoformat(),
+                "failures": report.failures,
+                "notes": report.notes,
+                "signatures": [
+                    {
+                        "key_id": c.key_id,
+                        "verdict": c.verdict.value,
+                        "reason": c.reason,
+                        "source": c.source,
+                    }
+                    for c in report.signatures
+                ],
+                "trusted_valid": list(report.decision.trusted_valid) if report.decision else [],
+                "shards_checked": report.shards_checked,
+            }
         )
         return
     for line in report.notes:
@@ -339,6 +310,3 @@ def _emit(report: Any, as_json: bool) -> None:
     if report.ok:
         trusted = len(report.decision.trusted_valid) if report.decision else 0
         click.echo(f"OK {report.shards_checked} shard(s) verified, {trusted} trusted signature(s)")
-
-
-__all__ = ["key", "keygen", "policy", "sign", "verify"]

@@ -1,50 +1,25 @@
-"""``modelpack key`` and ``modelpack policy``: signing keys and namespace trust policies in a registry, over its API."""
+"""``modelpack key`` and ``modelpack policy``: signing keys and namespace trust policies in a registry, over its API.
+
+A refusal by the registry prints the request, the status and the server's code with its sentence (exit 1).
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import click
 
+from registry.cli.options import connect, remote_options
+from registry.cli.output import errors, print_json, warnings_to_stderr
 from registry.trust.errors import TrustError
 
-REGISTRY_OPT = click.option(
-    "--registry",
-    envvar="MODELPACK_REGISTRY",
-    metavar="URL",
-    help="Registry API base URL [env MODELPACK_REGISTRY].",
-)
-TOKEN_OPT = click.option("--token", envvar="MODELPACK_TOKEN", help="API token [env MODELPACK_TOKEN].")
-
-
-def http_client(registry: str | None, token: str | None, *, need_token: bool = False) -> Any:
-    from registry.verify.registry_verify import RegistryHttp
-
-    if not registry:
-        raise click.UsageError("give --registry URL (or set MODELPACK_REGISTRY)")
-    if need_token and not token:
-        raise click.UsageError("this needs an API token: --token TOKEN (or set MODELPACK_TOKEN)")
-    try:
-        return RegistryHttp(registry, token)
-    except ValueError as e:
-        raise click.UsageError(str(e)) from None
-
-
-def _call(http: Any, method: str, path: str, payload: Any = None) -> Any:
-    from registry.verify.registry_verify import FetchError
-
-    try:
-        return http.json(method, path, payload)
-    except FetchError as e:
-        raise click.ClickException(e.message) from None
+remote = remote_options()
 
 
 def _public_key_text(value: str) -> str:
     """A public key from a file (.pub PEM, or a private key file, whose public half is taken) or literal text."""
-    from registry.cli.trust_cmd import _key_warnings_to_stderr as key_warnings_to_stderr
-    from registry.trust.keys import load_private_key, public_key_of
+    from registry.trust.keys import InsecureKeyFileWarning, load_private_key, public_key_of
 
     path = Path(value)
     if not path.is_file():
@@ -52,7 +27,7 @@ def _public_key_text(value: str) -> str:
     data = path.read_bytes()[:16384]
     if b"PRIVATE KEY" in data:
         try:
-            with key_warnings_to_stderr():
+            with warnings_to_stderr(InsecureKeyFileWarning):
                 return public_key_of(load_private_key(path)).b64
         except TrustError as e:
             raise click.ClickException(e.message) from None
@@ -71,39 +46,26 @@ def key() -> None:
 
 @key.command("add")
 @click.argument("public_key")
-@REGISTRY_OPT
-@TOKEN_OPT
-@click.option("--json", "as_json", is_flag=True)
-def key_add(public_key: str, registry: str | None, token: str | None, as_json: bool) -> None:
+@remote
+def key_add(public_key: str, registry: str, token: str | None, as_json: bool) -> None:
     """Register PUBLIC_KEY (a .pub file, a private key file, or PEM/base64 text) for your publisher."""
-    http = http_client(registry, token, need_token=True)
-    out = _call(http, "POST", "/v1/keys", {"public_key": _public_key_text(public_key)})
-    click.echo(json.dumps(out, indent=2) if as_json else f"registered {out['key_id']} for {out['publisher']}")
+    with errors(with_request=True), connect(registry, token, need_token=True) as client:
+        out = client.add_key(_public_key_text(public_key))
+    if as_json:
+        print_json(out)
+    else:
+        click.echo(f"registered {out['key_id']} for {out['publisher']}")
 
 
 @key.command("ls")
 @click.option("--publisher", help="Only this publisher's keys.")
-@REGISTRY_OPT
-@TOKEN_OPT
-@click.option("--json", "as_json", is_flag=True)
-def key_ls(publisher: str | None, registry: str | None, token: str | None, as_json: bool) -> None:
+@remote
+def key_ls(publisher: str | None, registry: str, token: str | None, as_json: bool) -> None:
     """List registered keys."""
-    from registry.verify.registry_verify import q
-
-    http = http_client(registry, token)
-    items: list[dict[str, Any]] = []
-    cursor: str | None = None
-    while True:
-        query = "&".join(
-            f"{k}={q(v)}" for k, v in (("publisher", publisher), ("cursor", cursor)) if v is not None
-        )
-        page = _call(http, "GET", "/v1/keys" + (f"?{query}" if query else ""))
-        items += page["items"]
-        cursor = page.get("next_cursor")
-        if not cursor:
-            break
+    with errors(with_request=True), connect(registry, token) as client:
+        items = list(client.keys(publisher))
     if as_json:
-        click.echo(json.dumps(items, indent=2))
+        print_json(items)
     for k in [] if as_json else items:
         click.echo(_key_line(k))
 
@@ -114,20 +76,15 @@ def key_ls(publisher: str | None, registry: str | None, token: str | None, as_js
 @click.option(
     "--at", "at", help="Revocation time, RFC 3339 with a zone (default now; a past time needs an admin)."
 )
-@REGISTRY_OPT
-@TOKEN_OPT
-@click.option("--json", "as_json", is_flag=True)
+@remote
 def key_revoke(
-    key_id: str, reason: str, at: str | None, registry: str | None, token: str | None, as_json: bool
+    key_id: str, reason: str, at: str | None, registry: str, token: str | None, as_json: bool
 ) -> None:
     """Revoke KEY_ID: signatures the registry receives from the revocation time on are invalid."""
-    from registry.verify.registry_verify import q
-
-    http = http_client(registry, token, need_token=True)
-    body: dict[str, Any] = {"reason": reason} | ({"at": at} if at else {})
-    out = _call(http, "POST", f"/v1/keys/{q(key_id)}/revoke", body)
+    with errors(with_request=True), connect(registry, token, need_token=True) as client:
+        out = client.revoke_key(key_id, reason, at)
     if as_json:
-        click.echo(json.dumps(out, indent=2))
+        print_json(out)
         return
     click.echo(_key_line(out["key"]))
     if out["affected_packs"]:
@@ -143,23 +100,14 @@ def policy() -> None:
 
 @policy.command("show")
 @click.argument("namespace")
-@REGISTRY_OPT
-@TOKEN_OPT
-@click.option("--json", "as_json", is_flag=True)
+@remote
 @click.option("--file-format", is_flag=True, help="Print the policy as a file for `verify --trust-policy`.")
-def policy_show(
-    namespace: str, registry: str | None, token: str | None, as_json: bool, file_format: bool
-) -> None:
+def policy_show(namespace: str, registry: str, token: str | None, as_json: bool, file_format: bool) -> None:
     """Show NAMESPACE's trust policy."""
-    from registry.verify.registry_verify import q
-
-    http = http_client(registry, token)
-    if file_format:
-        click.echo(json.dumps(_call(http, "GET", f"/v1/namespaces/{q(namespace)}/policy/file"), indent=2))
-        return
-    out = _call(http, "GET", f"/v1/namespaces/{q(namespace)}/policy")
-    if as_json:
-        click.echo(json.dumps(out, indent=2))
+    with errors(with_request=True), connect(registry, token) as client:
+        out = client.policy_file(namespace) if file_format else client.policy(namespace)
+    if as_json or file_format:
+        print_json(out)
         return
     click.echo(f"namespace {out['namespace']}: {out['required_signatures']} trusted signature(s) required")
     click.echo(f"trusted publishers: {', '.join(out['publishers']) or '(none)'}")
@@ -178,28 +126,25 @@ def policy_show(
     "--required", type=click.IntRange(1, 64), default=1, show_default=True, help="Signatures needed."
 )
 @click.option("--reason", help="Why (kept in the audit log).")
-@REGISTRY_OPT
-@TOKEN_OPT
+@remote_options(with_json=False)
 def policy_set(
     namespace: str,
     keys: tuple[str, ...],
     publishers: tuple[str, ...],
     required: int,
     reason: str | None,
-    registry: str | None,
+    registry: str,
     token: str | None,
 ) -> None:
     """Replace NAMESPACE's trust policy (admin scope for the namespace)."""
-    from registry.verify.registry_verify import q
-
-    http = http_client(registry, token, need_token=True)
     body = {
         "keys": list(keys),
         "publishers": list(publishers),
         "required_signatures": required,
         "reason": reason,
     }
-    out = _call(http, "PUT", f"/v1/namespaces/{q(namespace)}/policy", body)
+    with errors(with_request=True), connect(registry, token, need_token=True) as client:
+        out = client.set_policy(namespace, body)
     click.echo(
         f"namespace {out['namespace']}: {len(out['keys'])} key(s), {len(out['publishers'])} publisher(s), "
         f"{out['required_signatures']} signature(s) required"

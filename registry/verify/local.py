@@ -12,18 +12,18 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from registry.errors import RegistryError
-from registry.verify.checks import GateReport, verdict_kind
+from model_core.format.errors import InvalidManifest
+from model_core.format.fields import MANIFEST_NAME
+from model_core.format.pack import ParsedManifest, parse_manifest_bytes
 from registry.gate.config import SandboxBudget
 from registry.gate.runner import SandboxRunner, run_sandbox
-from registry.manifest.canonical import ParsedManifest, parse_manifest_bytes
 from registry.trust.dsse import verify_envelope
 from registry.trust.errors import DsseError, TrustError
 from registry.trust.policy import NamespacePolicy
 from registry.trust.signatures import NoTrustedTime, Verdict, verify_manifest
+from registry.verify.checks import GateReport, verdict_kind
 from registry.verify.packcheck import (
     DSSE_NAME,
-    MANIFEST_NAME,
     PackCheckConfig,
     PackReport,
     check_shards,
@@ -50,7 +50,7 @@ def gate_dir(
             loaded = parse_manifest_bytes(raw)
         except OSError as e:
             done("fail", f"cannot read {directory / MANIFEST_NAME}: {e.strerror}", "invalid")
-        except RegistryError as e:
+        except InvalidManifest as e:
             done("fail", f"manifest.json: {e.message}", "invalid")
         else:
             parsed = loaded

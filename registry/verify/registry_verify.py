@@ -13,18 +13,17 @@ import binascii
 import json
 import os
 import tempfile
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import rfc8785
-from multiformats import CID, multihash
+from multiformats import CID
 
+from model_core.format.errors import InvalidManifest
+from model_core.format.pack import ManifestLimits, canonical_bytes, pack_cid_of
+from model_core.format.strict_json import parse_json_strict
+from registry.client import ClientError, RegistryClient
 from registry.ipns.name import parse_ipns_name
 from registry.ipns.record import MAX_RECORD_BYTES, validate_record
 from registry.trust.errors import InvalidIpnsName, IpnsRecordError, ManifestSignatureError, TrustError
@@ -38,84 +37,10 @@ from registry.trust.signatures import (
     Verdict,
     verify_manifest,
 )
-from registry.verify.packcheck import PackReport, check_shards
+from registry.verify.packcheck import PackReport, check_shards, is_safe_filename
 
-IPNS_RECORD = "application/vnd.ipfs.ipns-record"
 MANIFEST_MAX_BYTES = 16 * 1024 * 1024
-JSON_MAX_BYTES = 16 * 1024 * 1024
-CHUNK = 1024 * 1024
 _FAILING = (Verdict.BAD_SIGNATURE, Verdict.REVOKED, Verdict.MALFORMED)
-
-
-class FetchError(Exception):
-    """The registry could not be reached or answered with an error."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-
-
-class RegistryHttp:
-    """A small synchronous client for the registry's API (the CLI needs nothing more)."""
-
-    def __init__(self, base_url: str, token: str | None = None, timeout_s: float = 60.0) -> None:
-        parsed = urllib.parse.urlsplit(base_url)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise ValueError(f"registry URL {base_url!r} must be http(s)://HOST:PORT")
-        self.base = base_url.rstrip("/")
-        self.token = token
-        self.timeout_s = timeout_s
-
-    def _open(
-        self, method: str, path: str, *, body: bytes | None = None, headers: Mapping[str, str] | None = None
-    ) -> Any:
-        hdrs = dict(headers or {})
-        if self.token:
-            hdrs["Authorization"] = f"Bearer {self.token}"
-        req = urllib.request.Request(self.base + path, data=body, method=method, headers=hdrs)
-        try:
-            return urllib.request.urlopen(req, timeout=self.timeout_s)
-        except urllib.error.HTTPError as e:
-            raise FetchError(_error_message(e, method, path), e.code) from None
-        except (urllib.error.URLError, OSError) as e:
-            reason = getattr(e, "reason", e)
-            raise FetchError(f"cannot reach the registry at {self.base}: {reason}") from None
-
-    def read(self, method: str, path: str, *, limit: int, **kw: Any) -> bytes:
-        with self._open(method, path, **kw) as resp:
-            data: bytes = resp.read(limit + 1)
-        if len(data) > limit:
-            raise FetchError(f"{method} {path}: the answer is larger than {limit} bytes")
-        return data
-
-    def json(self, method: str, path: str, payload: Any = None) -> Any:
-        body = None if payload is None else json.dumps(payload).encode()
-        headers = {"Accept": "application/json"}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        data = self.read(method, path, limit=JSON_MAX_BYTES, body=body, headers=headers)
-        try:
-            return json.loads(data)
-        except ValueError:
-            raise FetchError(f"{method} {path}: the answer is not JSON") from None
-
-    def download(self, path: str, dest: Path) -> None:
-        with self._open("GET", path) as resp, dest.open("wb") as f:
-            while chunk := resp.read(CHUNK):
-                f.write(chunk)
-
-
-def _error_message(e: urllib.error.HTTPError, method: str, path: str) -> str:
-    try:
-        err = json.loads(e.read(64 * 1024))["error"]
-        return f"{method} {path}: {e.code} {err['code']}: {err['message']}"
-    except Exception:  # not our JSON error body
-        return f"{method} {path}: HTTP {e.code} {e.reason}"
-
-
-def q(text: str) -> str:
-    return urllib.parse.quote(text, safe="")
 
 
 # --------------------------------------------------------------------------- seen sequences
@@ -207,11 +132,9 @@ def classify(target: str) -> Target:
     raise ValueError(f"{target!r} is not NS/MODEL@CHANNEL, an IPNS name, a pack CID or a directory")
 
 
-def _record_target(http: RegistryHttp, name: str, state: SeenState, report: PackReport) -> str | None:
+def _record_target(client: RegistryClient, name: str, state: SeenState, report: PackReport) -> str | None:
     """Fetch, validate and sequence-check the record; the pack CID it names, or None after a failure."""
-    raw = http.read(
-        "GET", f"/ipns/{q(name)}?format=ipns-record", limit=MAX_RECORD_BYTES, headers={"Accept": IPNS_RECORD}
-    )
+    raw = client.ipns_record(name, limit=MAX_RECORD_BYTES)
     try:
         rec = validate_record(name, raw, datetime.now(UTC))
     except (IpnsRecordError, InvalidIpnsName) as e:
@@ -235,20 +158,24 @@ def _record_target(http: RegistryHttp, name: str, state: SeenState, report: Pack
         return None
 
 
-def _manifest(http: RegistryHttp, cid: str, report: PackReport) -> dict[str, Any] | None:
-    raw = http.read("GET", f"/v1/packs/{q(cid)}/manifest", limit=MANIFEST_MAX_BYTES)
-    expected = CID.decode(cid)
-    got = CID("base32", 1, "raw", multihash.digest(raw, "sha2-256"))
-    if expected.version != 1 or expected.codec.name != "raw" or bytes(expected.digest) != bytes(got.digest):
+def _manifest(client: RegistryClient, cid: str, report: PackReport) -> dict[str, Any] | None:
+    raw = client.manifest_bytes(cid, limit=MANIFEST_MAX_BYTES)
+    got = pack_cid_of(raw)
+    if CID.decode(got) != CID.decode(cid):
         report.failures.append(f"manifest bytes have CID {got}, not {cid}")
         return None
     try:
-        doc = json.loads(raw)
-        canonical = rfc8785.dumps(doc) == raw
-    except (ValueError, UnicodeDecodeError, rfc8785.CanonicalizationError) as e:
-        report.failures.append(f"manifest {cid} is not JSON: {e}")
+        doc = parse_json_strict(
+            raw,
+            max_bytes=MANIFEST_MAX_BYTES,
+            max_depth=ManifestLimits().json_max_depth,
+            what=f"manifest {cid}",
+        )
+        canonical = isinstance(doc, dict) and canonical_bytes(doc) == raw
+    except InvalidManifest as e:
+        report.failures.append(e.message)
         return None
-    if not isinstance(doc, dict) or not canonical:
+    if not canonical:
         report.failures.append(f"manifest {cid} is not an RFC 8785 canonical JSON object")
         return None
     return doc
@@ -289,66 +216,68 @@ def _check_signatures(
     report.failures.extend(report.decision.reasons)
 
 
-def _download_and_check(http: RegistryHttp, cid: str, manifest: dict[str, Any], report: PackReport) -> None:
+def _download(client: RegistryClient, cid: str, name: str, dest: Path) -> None:
+    chunks = client.stream_shard(cid, name)
+    first = next(chunks, b"")  # sends the request: a refusal leaves no file behind
+    with dest.open("wb") as f:
+        f.write(first)
+        for chunk in chunks:
+            f.write(chunk)
+
+
+def _download_and_check(
+    client: RegistryClient, cid: str, manifest: dict[str, Any], report: PackReport
+) -> None:
     with tempfile.TemporaryDirectory(prefix="modelpack-verify-") as tmp:
         work = Path(tmp)
         for shard in manifest.get("shards") or []:
             name = shard.get("filename") if isinstance(shard, dict) else None
-            if (
-                not isinstance(name, str)
-                or name in ("", ".", "..")
-                or "/" in name
-                or "\\" in name
-                or "\0" in name
-            ):
+            if not is_safe_filename(name):
                 continue  # check_shards reports it
             try:
-                http.download(f"/v1/packs/{q(cid)}/shards/{q(name)}", work / name)
-            except FetchError as e:
-                report.failures.append(f"shard {name}: {e.message}")
+                _download(client, cid, name, work / name)
+            except ClientError as e:
+                report.failures.append(f"shard {name}: {e.describe()}")
         check_shards(work, manifest, True, report)
 
 
 def verify_remote(
-    http: RegistryHttp,
+    client: RegistryClient,
     target: Target,
     *,
     policy_file: Path | None,
     namespace: str | None,
     state: SeenState,
 ) -> PackReport:
-    """Run the whole chain for ``target``; FetchError when the registry cannot answer a step."""
+    """Run the whole chain for ``target``; ClientError when the registry cannot answer a step."""
     report = PackReport()
     cid: str | None
     if target.kind == "channel":
-        ch = http.json(
-            "GET",
-            f"/v1/models/{q(target.namespace or '')}/{q(target.model or '')}/channels/{q(target.tag or '')}",
-        )
-        cid = _record_target(http, str(ch.get("name", "")), state, report)
+        ch = client.channel(target.namespace or "", target.model or "", target.tag or "")
+        cid = _record_target(client, str(ch.get("name", "")), state, report)
     elif target.kind == "ipns":
-        cid = _record_target(http, target.text, state, report)
+        cid = _record_target(client, target.text, state, report)
     else:
         cid = target.text
     if cid is None:
         return report
-    manifest = _manifest(http, cid, report)
+    manifest = _manifest(client, cid, report)
     if manifest is None:
         return report
-    detail = http.json("GET", f"/v1/packs/{q(cid)}")
+    detail = client.pack(cid)
     ns = namespace or target.namespace or str(detail.get("namespace"))
-    trust = http.json("GET", f"/v1/packs/{q(cid)}/trust")
+    trust = client.trust(cid)
     detached, times = _registry_signatures(trust)
     if policy_file is not None:
         ns_policy = load_policy(policy_file).for_namespace(ns)
         signing_time: SigningTimeSource = NoTrustedTime()  # offline: nobody vouches for signing times
     else:
-        ns_policy = parse_policy(http.json("GET", f"/v1/namespaces/{q(ns)}/policy/file")).for_namespace(ns)
+        ns_policy = parse_policy(client.policy_file(ns)).for_namespace(ns)
         signing_time = RecordedReceiptTimes(times)  # the registry's receipt times, as the registry judges
     if ns_policy is None:
         report.failures.append(f"the trust policy has no entry for namespace {ns!r} (and no '*')")
     else:
         _check_signatures(manifest, ns_policy, detached, signing_time, report)
-    _download_and_check(http, cid, manifest, report)
+    _download_and_check(client, cid, manifest, report)
     report.notes.append(f"pack {cid} ({ns}/{detail.get('model')} {detail.get('model_version')})")
     return report

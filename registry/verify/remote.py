@@ -1,4 +1,4 @@
-"""``modelpack gate NS/MODEL@TAG|CID --registry URL``: the registry's verdict, re-checked where it can be.
+"""``modelpack gate NS/MODEL@TAG|CID`` (against the registry): the registry's verdict, re-checked where it can be.
 
 The manifest bytes are fetched and re-hashed against the pack CID and re-parsed; signatures are
 re-verified here against the namespace's policy (``--trust-policy FILE``, else the registry's own policy
@@ -14,48 +14,19 @@ import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote
 
+from model_core.format.errors import InvalidManifest
+from model_core.format.pack import ParsedManifest, parse_manifest_bytes
 from registry.client import ClientError, RegistryClient
 from registry.errors import RegistryError
-from registry.verify.checks import EXIT_CODES, GateReport, verdict_kind
-from registry.manifest.canonical import ParsedManifest, parse_manifest_bytes
-from registry.manifest.names import parse_ref
+from registry.names import parse_ref
 from registry.trust.errors import TrustError
 from registry.trust.policy import NamespacePolicy, parse_policy
 from registry.trust.signatures import ManifestSignature, RecordedReceiptTimes, Verdict, verify_manifest
+from registry.verify.checks import EXIT_CODES, GateReport, verdict_kind
 
 Require = Literal["validated", "curated"]
 _FAILING = (Verdict.BAD_SIGNATURE, Verdict.REVOKED, Verdict.MALFORMED)
-
-
-class GateClient(RegistryClient):
-    """The registry client plus the gate's, trust's and replication's read endpoints."""
-
-    def get_json(self, path: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._json("GET", path)
-        return result
-
-    def validation(self, cid: str) -> dict[str, Any]:
-        return self.get_json(f"/v1/packs/{quote(cid)}/validation")
-
-    def trust(self, cid: str) -> dict[str, Any]:
-        return self.get_json(f"/v1/packs/{quote(cid)}/trust")
-
-    def replicas(self, cid: str) -> dict[str, Any]:
-        return self.get_json(f"/v1/packs/{quote(cid)}/replicas")
-
-    def policy_file(self, namespace: str) -> dict[str, Any]:
-        return self.get_json(f"/v1/namespaces/{quote(namespace)}/policy/file")
-
-    def request_validation(self, cid: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._json("POST", f"/v1/packs/{quote(cid)}/validate", {})
-        return result
-
-    def curate(self, cid: str, reason: str, *, undo: bool = False) -> dict[str, Any]:
-        verb = "uncurate" if undo else "curate"
-        result: dict[str, Any] = self._json("POST", f"/v1/packs/{quote(cid)}/{verb}", {"reason": reason})
-        return result
 
 
 _FLAG = re.compile(r"^degraded \((\w+)\): ")
@@ -88,7 +59,7 @@ def resolve_target(client: RegistryClient, target: str) -> str:
 
 
 def gate_remote(
-    client: GateClient,
+    client: RegistryClient,
     target: str,
     *,
     require: Require = "validated",
@@ -117,7 +88,7 @@ def gate_remote(
     return report
 
 
-def _manifest_check(client: GateClient, cid: str, report: GateReport) -> ParsedManifest | None:
+def _manifest_check(client: RegistryClient, cid: str, report: GateReport) -> ParsedManifest | None:
     with report.timed("manifest") as done:
         try:
             raw = client.manifest_bytes(cid)
@@ -125,7 +96,7 @@ def _manifest_check(client: GateClient, cid: str, report: GateReport) -> ParsedM
         except ClientError as e:
             done("fail", e.message, failure_kind(e))
             return None
-        except RegistryError as e:
+        except InvalidManifest as e:
             done("fail", f"the registry's manifest for {cid} does not parse: {e.message}", "invalid")
             return None
         if parsed.cid != cid or parsed.canonical != raw:
@@ -135,7 +106,7 @@ def _manifest_check(client: GateClient, cid: str, report: GateReport) -> ParsedM
         return parsed
 
 
-def _state_check(client: GateClient, cid: str, require: Require, report: GateReport) -> None:
+def _state_check(client: RegistryClient, cid: str, require: Require, report: GateReport) -> None:
     with report.timed("registry_state") as done:
         try:
             v = client.validation(cid)
@@ -161,7 +132,7 @@ def _state_check(client: GateClient, cid: str, require: Require, report: GateRep
 
 
 def _signature_check(
-    client: GateClient,
+    client: RegistryClient,
     cid: str,
     parsed: ParsedManifest,
     policy: NamespacePolicy | None,
@@ -222,7 +193,9 @@ def _registry_signatures(
     return detached, times
 
 
-def _replication_check(client: GateClient, cid: str, min_replicas: int | None, report: GateReport) -> None:
+def _replication_check(
+    client: RegistryClient, cid: str, min_replicas: int | None, report: GateReport
+) -> None:
     with report.timed("replication") as done:
         try:
             m = client.replicas(cid)

@@ -6,8 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import grimp
 from click.testing import CliRunner
 
+from registry.app.main import cli as app_cli
 from registry.cli import COMMANDS, cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -15,20 +17,40 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_every_listed_command_loads_and_has_help() -> None:
     runner = CliRunner()
-    listed = cli.list_commands(None)  # type: ignore[arg-type]
+    listed = app_cli.list_commands(None)  # type: ignore[arg-type]
     assert {"serve", "migrate"} <= set(listed)
+    assert set(listed) == set(COMMANDS) | {"serve"}
     for name in listed:
-        assert name in COMMANDS
-        r = runner.invoke(cli, [name, "--help"])
+        r = runner.invoke(app_cli, [name, "--help"])
         assert r.exit_code == 0, (name, r.output)
 
 
+def test_the_cli_group_has_no_command_that_needs_the_app() -> None:
+    assert "serve" not in cli.list_commands(None)  # type: ignore[arg-type]
+    graph = grimp.build_graph("registry", cache_dir=None)
+    for module in sorted(m for m in graph.modules if m == "registry.cli" or m.startswith("registry.cli.")):
+        assert graph.find_shortest_chain(module, "registry.app") is None, module
+        for app_module in (m for m in graph.modules if m.startswith("registry.app.")):
+            assert graph.find_shortest_chain(module, app_module) is None, (module, app_module)
+
+
+def test_console_entry_point_is_the_composition_root() -> None:
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"modelpack": "registry.app.main:main"}
+    out = subprocess.run(
+        [sys.executable, "-m", "registry", "--help"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert "serve" in out.stdout and "migrate" in out.stdout
+
+
 def test_root_help_does_not_import_torch() -> None:
-    code = "import sys; from registry.cli import cli; cli.list_commands(None); print('torch' in sys.modules)"
+    code = "import sys; from registry.app.main import cli; cli.list_commands(None); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
 def test_unknown_command_is_a_usage_error() -> None:
-    r = CliRunner().invoke(cli, ["frobnicate"])
+    r = CliRunner().invoke(app_cli, ["frobnicate"])
     assert r.exit_code == 2 and "No such command" in r.output

@@ -69,3 +69,46 @@ def test_bad_environment_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> 
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize(
+    ("name", "intent"),
+    [
+        ("MODELPACK_DATA_DIR", "MODELPACK_STORAGE__DATA_DIR"),  # the key without its section
+        ("MODELPACK_SREVER__PORT", "MODELPACK_SERVER__PORT"),  # a mistyped section
+        ("MODELPACK_SERVER__PROT", "MODELPACK_SERVER__PORT"),  # a mistyped key in a known section
+        ("MODELPACK_DATABASE_URL", "MODELPACK_DATABASE__URL"),  # one underscore short
+        ("MODELPACK_WORKER", "MODELPACK_JOBS__WORKERS"),  # a key close to a known one, no section
+        ("MODELPACK_REGISTY", "MODELPACK_REGISTRY"),  # the CLI's own variables are candidates too
+    ],
+)
+def test_a_mistyped_variable_names_its_likely_intent(
+    monkeypatch: pytest.MonkeyPatch, name: str, intent: str
+) -> None:
+    monkeypatch.setenv(name, "1")
+    with pytest.raises(ConfigError) as e:
+        load_settings(None)
+    assert f"environment variable {name}; did you mean {intent}?" in e.value.message
+    assert "\n" not in e.value.message and e.value.message.count("?") == 1
+
+
+def test_an_unknown_variable_like_no_setting_gets_no_guess(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELPACK_ZZZ", "1")
+    with pytest.raises(ConfigError) as e:
+        load_settings(None)
+    assert e.value.message == "unknown setting in environment variable MODELPACK_ZZZ"
+
+
+def test_a_mistyped_file_key_names_its_likely_intent(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[server]\nprot = 1\n")
+    with pytest.raises(ConfigError, match=r"unknown setting 'server.prot' .*; did you mean server.port\?"):
+        load_settings(cfg)
+
+
+@pytest.mark.parametrize("name", ["MODELPACK_REGISTRY", "MODELPACK_TOKEN", "MODELPACK_NODE_TOKEN"])
+def test_the_cli_variables_are_not_settings_and_not_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str
+) -> None:
+    monkeypatch.setenv(name, "x")
+    assert load_settings(None, storage={"data_dir": str(tmp_path)}).server.port == DEFAULT_PORT

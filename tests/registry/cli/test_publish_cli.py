@@ -4,54 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from registry.cli import cli
-from registry.settings import Settings
 from tests.registry.api import helpers
 from tests.registry.api.live import LiveServer
+from tests.registry.cli.clihelp import SHARDS, local_token, run, write_pack
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-
-SHARDS = [
-    ("model-00001-of-00002.safetensors", helpers.shard_bytes(700_000, 21)),
-    ("model-00002-of-00002.safetensors", helpers.shard_bytes(12_345, 22)),
-]
-
-
-def write_pack(root: Path, shards: list[tuple[str, bytes]] = SHARDS, **extra: Any) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    for name, data in shards:
-        (root / name).write_bytes(data)
-    (root / "manifest.json").write_text(json.dumps(helpers.manifest(shards, **extra), indent=2))
-    return root
-
-
-@pytest.fixture
-def server(settings: Settings) -> Iterator[LiveServer]:
-    settings = settings.model_copy(update={"jobs": settings.jobs.model_copy(update={"workers": 0})})
-    with LiveServer(settings) as srv:
-        yield srv
-
-
-def run(srv: LiveServer, *args: str, token: str | None = None) -> Result:
-    env = {"MODELPACK_REGISTRY": srv.url, "MODELPACK_TOKEN": token or "", "COLUMNS": "250"}
-    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
-
-
-def local_token(settings: Settings, *args: str) -> dict[str, Any]:
-    db = settings.database_url
-    r = CliRunner().invoke(
-        cli, ["token", "create", "--database-url", db, "--json", *args], catch_exceptions=False
-    )
-    assert r.exit_code == 0, r.output
-    data: dict[str, Any] = json.loads(r.output)
-    return data
 
 
 def test_walk_through_token_publish_show_pointer_pull(server: LiveServer, tmp_path: Path) -> None:
@@ -98,7 +61,7 @@ def test_walk_through_token_publish_show_pointer_pull(server: LiveServer, tmp_pa
     for name, data in SHARDS:
         assert (out / name).read_bytes() == data
     assert not list(out.glob(".*part*"))  # no half-written file left behind
-    from registry.manifest import pack_cid_of
+    from model_core.format.pack import pack_cid_of
 
     assert pack_cid_of((out / "manifest.json").read_bytes()) == cid
 

@@ -6,12 +6,10 @@ import json
 
 import pytest
 
-from registry.cli.publish_cmd import token as token_via_publish_cmd
+from registry.cli import cli
 from registry.cli.token_cmd import token
 from tests.registry.api.live import LiveServer
-from tests.registry.cli.test_publish_cli import local_token, run, server
-
-__all__ = ["server"]
+from tests.registry.cli.clihelp import local_token, run
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -42,5 +40,6 @@ def test_ls_lists_own_tokens_and_revoke_stops_one_at_once(server: LiveServer) ->
     )
 
 
-def test_the_token_group_is_still_reachable_from_publish_cmd() -> None:
-    assert token_via_publish_cmd is token and set(token.commands) == {"create", "ls", "revoke"}
+def test_the_token_group_is_the_root_commands_token() -> None:
+    assert cli.get_command(None, "token") is token  # type: ignore[arg-type]
+    assert set(token.commands) == {"create", "ls", "revoke"}

@@ -14,7 +14,8 @@ import pytest
 import requests
 from click.testing import CliRunner, Result
 
-from registry.cli.trust_cmd import key, policy, verify
+from registry.cli.trust_cmd import verify
+from registry.cli.trust_registry_cmd import key, policy
 from registry.settings import Settings
 from registry.trust.keys import generate_private_key, public_key_of, write_private_key
 from registry.trust.signatures import sign_manifest

@@ -1,4 +1,8 @@
-"""``modelpack serve`` and ``modelpack migrate``."""
+"""``modelpack migrate``, and the settings options of every command that opens the database itself.
+
+``serve`` needs the whole daemon, so it lives in the composition root (``registry.app.main``) and
+uses ``settings_options``, ``load`` and ``migrate_db`` from here.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ def _overrides(data_dir: Path | None, database_url: str | None, listen: str | No
 
 
 def settings_options(f: Any) -> Any:
+    """``--config``, ``--database-url`` and ``--data-dir``: where the settings and the index are."""
     f = click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML config file.")(f)
     f = click.option("--database-url", help="sqlite+aiosqlite:///PATH or postgresql+asyncpg://...")(f)
     f = click.option("--data-dir", type=click.Path(path_type=Path), help="Where the index and blocks live.")(
@@ -37,6 +42,7 @@ def settings_options(f: Any) -> Any:
 def load(
     config_file: Path | None, data_dir: Path | None, database_url: str | None, listen: str | None = None
 ) -> Any:
+    """The settings, with these flags over the environment and the file; a bad one is one sentence."""
     from registry.settings import load_settings
 
     try:
@@ -45,50 +51,15 @@ def load(
         raise click.ClickException(e.message) from None
 
 
-@click.command()
-@settings_options
-@click.option("--listen", help="HOST:PORT to listen on (default 127.0.0.1:8740).")
-@click.option(
-    "--migrate/--no-migrate", default=True, show_default=True, help="Apply migrations before starting."
-)
-def serve(
-    config_file: Path | None,
-    data_dir: Path | None,
-    database_url: str | None,
-    listen: str | None,
-    migrate: bool,
-) -> None:
-    """Run the daemon: API, gateway and background services."""
-    from registry.app.daemon import configure_logging
-    from registry.app.daemon import serve as run
-
-    settings = load(config_file, data_dir, database_url, listen)
-    configure_logging()
-    if migrate:
-        _migrate(settings)
-
-    def ready(url: str) -> None:
-        click.echo(
-            f"modelpack listening on {url}  (database: {_safe_url(settings.database_url)}, "
-            f"data dir: {settings.storage.data_dir})",
-            err=True,
-        )
-
-    try:
-        asyncio.run(run(settings, ready=ready))
-    except RegistryError as e:
-        raise click.ClickException(e.message) from None
-    except KeyboardInterrupt:  # pragma: no cover
-        pass
-
-
-def _safe_url(url: str) -> str:
+def safe_url(url: str) -> str:
+    """The database URL without its password, for printing."""
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
 
 
-def _migrate(settings: Any) -> str:
+def migrate_db(settings: Any) -> str:
+    """Create or upgrade the index schema; the revision it is at afterwards."""
     from registry.db.engine import create_engine, ping
     from registry.db.migrate import current_revision, upgrade
 
@@ -119,5 +90,5 @@ def _migrate(settings: Any) -> str:
 def migrate(config_file: Path | None, data_dir: Path | None, database_url: str | None) -> None:
     """Create or upgrade the index schema to this version."""
     settings = load(config_file, data_dir, database_url)
-    rev = _migrate(settings)
-    click.echo(f"database {_safe_url(settings.database_url)} is at migration {rev}")
+    rev = migrate_db(settings)
+    click.echo(f"database {safe_url(settings.database_url)} is at migration {rev}")
