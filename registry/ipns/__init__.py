@@ -1,1 +1,1 @@
-"""ipns."""
+"""IPNS: channel keys, records (build, validate, sequence rule), names, and publish/republish to nodes."""
