@@ -1,4 +1,4 @@
-"""Shared fixtures: settings, and a freshly migrated database per test on SQLite and on Postgres."""
+"""Shared fixtures: settings, a freshly migrated database per test on SQLite and on Postgres, a pack factory."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from pinner.blockstore import FsBlockstore, FsBlockstoreConfig
 from registry.db.engine import create_engine, session_factory
 from registry.settings import Settings, load_settings
 from tests import dbutil
+from tests.factories import PackFactory
 
 pytest_plugins = ["tests.ipfs_testnode.plugin"]
 
@@ -75,6 +77,12 @@ async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture
 def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return session_factory(engine)
+
+
+@pytest.fixture
+def pack_factory(sessions: async_sessionmaker[AsyncSession], tmp_path: Path) -> PackFactory:
+    """Publishes real packs into the test's database, their bytes in a blockstore of its own."""
+    return PackFactory(sessions, FsBlockstore(tmp_path / "factory-blocks", FsBlockstoreConfig(fsync=False)))
 
 
 @pytest.fixture

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from model_core.format.fields import UNIXFS_PROFILES
+from registry.api import formats
 from registry.api.auth import read_gate, require_principal, services
+from registry.api.endpoint import CID, READ_ERRORS, Param, endpoint
 from registry.api.schemas import BlobOut
 from registry.errors import NotFound
-from registry.manifest.names import normalize_cid
+from registry.names import normalize_cid
 from registry.packs.blobs import BlobInfo
 
 routes = web.RouteTableDef()
@@ -21,6 +24,13 @@ def blob_out(info: BlobInfo) -> BlobOut:
 
 
 @routes.get("/v1/blobs/{cid}")
+@endpoint(
+    "Is a file with this UnixFS CID uploaded?",
+    tag="blobs",
+    responses={200: BlobOut},
+    params=(CID,),
+    errors=READ_ERRORS,
+)
 async def get_blob(request: web.Request) -> web.Response:
     """Whether the registry holds a verified file with this UnixFS CID (publish uploads only what is missing)."""
     await read_gate(request)
@@ -32,6 +42,19 @@ async def get_blob(request: web.Request) -> web.Response:
 
 
 @routes.put("/v1/blobs/{cid}")
+@endpoint(
+    "Upload a shard's bytes (streamed; committed only if they match)",
+    tag="blobs",
+    responses={200: BlobOut, 201: BlobOut},
+    params=(
+        CID,
+        Param("sha256", "query", {"type": "string", "pattern": formats.SHA256}, "expected sha256"),
+        Param("profile", "query", {"enum": list(UNIXFS_PROFILES)}, "UnixFS profile the CID was built with"),
+    ),
+    body="application/octet-stream",
+    auth=True,
+    errors=(400, 401, 403, 413, 422),
+)
 async def put_blob(request: web.Request) -> web.Response:
     """Streams the body into the store; commits only if it hashes to the CID (and ``sha256`` when given)."""
     principal = await require_principal(request)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from model_core.format.pack import ManifestLimits
 from registry.accounts.auth import AuthService
 from registry.cache import CacheConfig, TtlCache
-from registry.manifest.canonical import ManifestLimits
 from registry.packs.blobs import BlobService
 from registry.packs.browse import BrowseService
 from registry.packs.pointers import PointerService

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from pinner.digests import cid_str, parse_cid
+from pinner.cids import cid_str, parse_cid
 from registry.api.auth import read_gate, require_principal
-from registry.api.bodies import optional_str, read_json_object
+from registry.api.endpoint import CID, READ_ERRORS, endpoint, read_body
 from registry.api.keys import GATE
 from registry.errors import BadRequest
 from registry.gate.curation import CurationOutcome
@@ -37,8 +37,14 @@ class _Out(BaseModel):
 
 
 class ReasonIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    reason: str = Field(min_length=1, max_length=1024)
+    """Parsed here; a missing or blank reason is the curation service's to refuse (400 ``reason_required``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"required": ["reason"]})
+    reason: Annotated[
+        str | None,
+        Field(max_length=1024),
+        WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 1024, "pattern": r"\S"}),
+    ] = None
 
 
 class ValidationJobOut(_Out):
@@ -97,6 +103,15 @@ def _dump(model: BaseModel, status: int = 200) -> web.Response:
 
 
 @routes.post("/v1/packs/{cid}/validate")
+@endpoint(
+    "Enqueue a validation of the pack (member of its namespace, or admin)",
+    tag="gate",
+    responses={202: ValidationJobOut},
+    params=(CID,),
+    auth=True,
+    errors=(400, 401, 403, 404, 409),
+    operation_id="validatePack",
+)
 async def request_validation(request: web.Request) -> web.Response:
     """Enqueue a validation (a member of the pack's namespace, or an admin); 202 with the job id."""
     principal = await require_principal(request)
@@ -106,6 +121,13 @@ async def request_validation(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/packs/{cid}/validation")
+@endpoint(
+    "The pack's state and its newest validation report",
+    tag="gate",
+    responses={200: ValidationStateOut},
+    params=(CID,),
+    errors=READ_ERRORS,
+)
 async def get_validation(request: web.Request) -> web.Response:
     """The pack's state and its newest validation report (verdict, reason, the sandbox's full report)."""
     await read_gate(request)
@@ -113,17 +135,24 @@ async def get_validation(request: web.Request) -> web.Response:
 
 
 async def _reason(request: web.Request) -> str | None:
-    """The body's ``reason`` (the services refuse a missing or blank one with a clear 400)."""
+    """The body's ``reason`` (without a body, None: the services refuse a missing reason with a clear 400)."""
     if not request.can_read_body:
         return None
-    body = await read_json_object(request, BODY_MAX, 4, "curation body")
-    unknown = set(body) - {"reason"}
-    if unknown:
-        raise BadRequest(f"unknown key {sorted(unknown)[0]!r} in the curation body", field=sorted(unknown)[0])
-    return optional_str(body, "reason")
+    return (await read_body(request, ReasonIn, "curation")).reason
 
 
 @routes.post("/v1/packs/{cid}/curate")
+@endpoint(
+    "Admin: point ns/model@curated at this validated, trusted, replicated pack (reason required)",
+    tag="gate",
+    responses={200: CurationOut},
+    params=(CID,),
+    body=ReasonIn,
+    body_max=BODY_MAX,
+    auth=True,
+    errors=(400, 401, 403, 404, 409, 413),
+    operation_id="curatePack",
+)
 async def curate(request: web.Request) -> web.Response:
     """Admin: point ``@curated`` at this pack (it must pass the rule); ``{"reason": ...}`` required."""
     principal = await require_principal(request)
@@ -133,6 +162,17 @@ async def curate(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/packs/{cid}/uncurate")
+@endpoint(
+    "Admin: withdraw a curated pack; the pointer rolls back (reason required)",
+    tag="gate",
+    responses={200: CurationOut},
+    params=(CID,),
+    body=ReasonIn,
+    body_max=BODY_MAX,
+    auth=True,
+    errors=(400, 401, 403, 404, 409, 413),
+    operation_id="uncuratePack",
+)
 async def uncurate(request: web.Request) -> web.Response:
     """Admin: withdraw a curated pack (the pointer rolls back or is removed); ``{"reason": ...}`` required."""
     principal = await require_principal(request)

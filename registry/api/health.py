@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from registry.api.endpoint import endpoint
 from registry.api.keys import ENGINE
 from registry.db.engine import ping
 from registry.db.migrate import require_current
@@ -13,12 +14,14 @@ routes = web.RouteTableDef()
 
 
 @routes.get("/healthz")
+@endpoint("Liveness", tag="health", responses={200: "application/json"})
 async def healthz(request: web.Request) -> web.Response:
     """Alive: the process answers."""
     return web.json_response({"status": "ok"})
 
 
 @routes.get("/readyz")
+@endpoint("Readiness", tag="health", responses={200: "application/json", 503: "application/json"})
 async def readyz(request: web.Request) -> web.Response:
     """Ready: the database answers and its schema is the one this code expects."""
     engine = request.app[ENGINE]

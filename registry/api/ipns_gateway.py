@@ -12,7 +12,9 @@ from datetime import datetime
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from registry.api import formats
 from registry.api.auth import read_gate
+from registry.api.endpoint import MODEL, NS, READ_ERRORS, TAG, Param, endpoint
 from registry.api.keys import IPNS_CHANNELS
 from registry.api.packs import model_ref
 from registry.db.base import utcnow
@@ -20,7 +22,7 @@ from registry.errors import BadRequest, NotFound, RegistryError
 from registry.ipns.channels import IpnsChannels, ServedRecord
 from registry.ipns.name import parse_ipns_name
 from registry.ipns.record import MAX_RECORD_BYTES, check_sequence, validate_record
-from registry.manifest.names import check_tag
+from registry.names import check_tag
 from registry.trust.errors import IpnsRecordTooLarge
 
 routes = web.RouteTableDef()
@@ -74,6 +76,18 @@ def _max_age(rec: ServedRecord) -> int:
 
 
 @routes.get("/ipns/{name}")
+@endpoint(
+    "A channel's signed IPNS record (Trustless Gateway)",
+    tag="ipns",
+    responses={200: IPNS_RECORD},
+    params=(
+        Param("name", "path", {"type": "string", "pattern": formats.IPNS_NAME}, "k51... (or a peer id)"),
+        Param("format", "query", {"enum": ["ipns-record"]}, "the same as the Accept header"),
+        Param("Accept", "header", {"enum": [IPNS_RECORD]}, "or give ?format=ipns-record", required=True),
+    ),
+    errors=(400, 401, 404, 406),
+    operation_id="getIpnsRecord",
+)
 async def ipns_record(request: web.Request) -> web.Response:
     """The newest signed record of a channel's IPNS name (k51... or the base58 peer-id form)."""
     await read_gate(request)
@@ -100,6 +114,14 @@ async def ipns_record(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/models/{namespace}/{model}/channels/{tag}")
+@endpoint(
+    "The IPNS name and newest record of ns/model@tag",
+    tag="ipns",
+    responses={200: ChannelOut},
+    params=(NS, MODEL, TAG),
+    errors=READ_ERRORS,
+    operation_id="getChannel",
+)
 async def channel(request: web.Request) -> web.Response:
     """The IPNS name of ``ns/model@tag`` and its newest record's content (not the record bytes)."""
     await read_gate(request)
@@ -119,6 +141,16 @@ async def channel(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/ipns/validate")
+@endpoint(
+    "Validate an IPNS record; refusals name the reason",
+    tag="ipns",
+    responses={200: RecordVerdictOut},
+    params=(Param("name", "query", {"type": "string", "pattern": formats.IPNS_NAME}, required=True),),
+    body="application/octet-stream",  # the record bytes (any content type is read)
+    body_max=MAX_RECORD_BYTES,
+    errors=(400, 401, 409, 413),
+    operation_id="validateIpnsRecord",
+)
 async def validate(request: web.Request) -> web.Response:
     """Validate a record (the raw bytes as the body) for ``?name=``: 200 with what it says, else the reason.
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-
-from registry.settings import Settings
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -22,12 +20,12 @@ if TYPE_CHECKING:
     from registry.replication.service import ReplicationService
     from registry.trust.policies import TrustService
 
-SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
 SESSIONS = web.AppKey("sessions", async_sessionmaker[AsyncSession])
 JOB_QUEUE: web.AppKey[SqlJobQueue] = web.AppKey("job_queue")
 WORKER: web.AppKey[Worker] = web.AppKey("worker")
-SERVICES: web.AppKey[dict[str, Any]] = web.AppKey("services")
+# the generated OpenAPI document, built on its first request (the app is frozen by then; the dict is not)
+OPENAPI_CACHE: web.AppKey[dict[str, bytes]] = web.AppKey("openapi_cache")
 BLOCKSTORE: web.AppKey[FsBlockstore] = web.AppKey("blockstore")
 REGISTRY: web.AppKey[RegistryServices] = web.AppKey("registry_services")
 TRUST: web.AppKey[TrustService] = web.AppKey("trust")

@@ -13,13 +13,14 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from pinner.digests import cid_str, parse_cid
+from pinner.cids import cid_str, parse_cid
+from registry.api import formats
 from registry.api.auth import read_gate, require_principal, services
-from registry.api.bodies import read_model
+from registry.api.endpoint import CID, CURSOR, LIMIT, NS, READ_ERRORS, Param, endpoint, read_body
 from registry.api.keys import TRUST
 from registry.api.pagination import decode_cursor, encode_cursor, page_limit
 from registry.errors import BadRequest
-from registry.manifest.names import check_name
+from registry.names import check_name
 from registry.trust.key_registry import KeyView
 from registry.trust.policies import PolicyView, TrustService, TrustVerdict
 from registry.trust.policy import TrustPolicy, policy_to_json
@@ -27,6 +28,13 @@ from registry.trust.policy import TrustPolicy, policy_to_json
 routes = web.RouteTableDef()
 BODY_MAX = 64 * 1024
 KEY_ID_MAX = 128
+KEY_ID = Param(
+    "key_id",
+    "path",
+    {"type": "string", "maxLength": KEY_ID_MAX},
+    "ed25519:<sha256 hex of the raw key>",
+    required=True,
+)
 
 
 class _In(BaseModel):
@@ -39,12 +47,14 @@ class _Out(BaseModel):
 
 class KeyIn(_In):
     public_key: str = Field(
-        max_length=4096, description="Ed25519: SubjectPublicKeyInfo PEM or raw 32 bytes in base64"
+        max_length=4096,
+        description="Ed25519: SubjectPublicKeyInfo PEM or raw 32 bytes in base64",
+        json_schema_extra={"pattern": formats.PUBLIC_KEY},
     )
 
 
 class RevokeIn(_In):
-    reason: str = Field(min_length=1, max_length=1024)
+    reason: str = Field(min_length=1, max_length=1024, json_schema_extra={"pattern": r"\S"})  # not blank
     at: datetime | None = Field(
         None, description="revocation time (RFC 3339); default now; in the past: admin only"
     )
@@ -114,7 +124,7 @@ def trust(request: web.Request) -> TrustService:
 
 
 async def parse_body(request: web.Request, model: type[M], what: str) -> M:
-    return await read_model(request, model, what, BODY_MAX)
+    return await read_body(request, model, what)
 
 
 def _key(k: KeyView) -> KeyOut:
@@ -155,6 +165,15 @@ def _json(model: BaseModel, status: int = 200) -> web.Response:
 
 
 @routes.post("/v1/keys")
+@endpoint(
+    "Register an Ed25519 public key for your publisher",
+    tag="trust",
+    responses={200: KeyOut, 201: KeyOut},
+    body=KeyIn,
+    body_max=BODY_MAX,
+    auth=True,
+    errors=(400, 401, 403, 409, 413),
+)
 async def register_key(request: web.Request) -> web.Response:
     """Register an Ed25519 public key for the token's publisher (201 new, 200 already yours)."""
     principal = await require_principal(request)
@@ -164,6 +183,13 @@ async def register_key(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/keys")
+@endpoint(
+    "Registered signing keys",
+    tag="trust",
+    responses={200: KeyPage},
+    params=(Param("publisher", "query", {"type": "string", "pattern": formats.NAME}), CURSOR, LIMIT),
+    errors=READ_ERRORS,
+)
 async def list_keys(request: web.Request) -> web.Response:
     """Registered keys, ordered by key id; ``?publisher=NAME`` for one publisher's."""
     await read_gate(request)
@@ -181,12 +207,23 @@ async def list_keys(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/keys/{key_id}")
+@endpoint("One signing key", tag="trust", responses={200: KeyOut}, params=(KEY_ID,), errors=READ_ERRORS)
 async def get_key(request: web.Request) -> web.Response:
     await read_gate(request)
     return _json(_key(await trust(request).get_key(_key_id(request))))
 
 
 @routes.post("/v1/keys/{key_id}/revoke")
+@endpoint(
+    "Revoke a key from a time (in the past: admin only)",
+    tag="trust",
+    responses={200: RevokeOut},
+    params=(KEY_ID,),
+    body=RevokeIn,
+    body_max=BODY_MAX,
+    auth=True,
+    errors=(400, 401, 403, 404, 409, 413),
+)
 async def revoke_key(request: web.Request) -> web.Response:
     """Revoke from ``at`` (default now): signatures the registry receives from then on are invalid."""
     principal = await require_principal(request)
@@ -202,6 +239,14 @@ async def revoke_key(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/namespaces/{namespace}/policy")
+@endpoint(
+    "A namespace's trust policy",
+    tag="trust",
+    responses={200: PolicyOut},
+    params=(NS,),
+    errors=READ_ERRORS,
+    operation_id="getTrustPolicy",
+)
 async def get_policy(request: web.Request) -> web.Response:
     """The namespace's trust policy, with the trusted publishers' keys resolved."""
     await read_gate(request)
@@ -210,6 +255,14 @@ async def get_policy(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/namespaces/{namespace}/policy/file")
+@endpoint(
+    "The policy in the offline file format",
+    tag="trust",
+    responses={200: "application/json"},
+    params=(NS,),
+    errors=READ_ERRORS,
+    operation_id="getTrustPolicyFile",
+)
 async def get_policy_file(request: web.Request) -> web.Response:
     """The same policy in the offline file format (``modelpack verify --trust-policy FILE``)."""
     await read_gate(request)
@@ -220,6 +273,17 @@ async def get_policy_file(request: web.Request) -> web.Response:
 
 
 @routes.put("/v1/namespaces/{namespace}/policy")
+@endpoint(
+    "Replace a namespace's trust policy (audited)",
+    tag="trust",
+    responses={200: PolicyOut},
+    params=(NS,),
+    body=PolicyIn,
+    body_max=BODY_MAX,
+    auth=True,
+    errors=(400, 401, 403, 404, 413),
+    operation_id="setTrustPolicy",
+)
 async def set_policy(request: web.Request) -> web.Response:
     """Replace the trust policy (admin scope for this namespace); audited with before and after."""
     principal = await require_principal(request)
@@ -237,6 +301,14 @@ async def set_policy(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/packs/{cid}/trust")
+@endpoint(
+    "Signature verdicts and whether the namespace's policy is satisfied",
+    tag="trust",
+    responses={200: TrustOut},
+    params=(CID,),
+    errors=READ_ERRORS,
+    operation_id="getPackTrust",
+)
 async def pack_trust(request: web.Request) -> web.Response:
     """Every stored signature judged now, and whether they satisfy the namespace's policy."""
     await read_gate(request)

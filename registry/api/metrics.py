@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from registry.api.endpoint import endpoint
 from registry.api.keys import JOB_QUEUE, METRICS, REPLICATION
 from registry.jobs.protocol import QueueStats
 
@@ -60,6 +61,7 @@ def snapshot_families(
 
 
 @routes.get("/metrics")
+@endpoint("Prometheus metrics", tag="health", responses={200: "text/plain"})
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text exposition (version 0.0.4)."""
     service = request.app[REPLICATION]

@@ -6,18 +6,32 @@ from datetime import datetime
 
 from aiohttp import web
 
+from registry.api import formats
 from registry.api.auth import read_gate, services
+from registry.api.endpoint import CURSOR, LIMIT, MODEL, NS, READ_ERRORS, Param, endpoint
 from registry.api.packs import model_ref
 from registry.api.pagination import decode_cursor, encode_cursor, page_limit
 from registry.api.schemas import ModelOut, ModelPage, PackPage, PackSummaryOut
 from registry.errors import BadRequest
-from registry.manifest.names import check_name
+from registry.names import check_name
 
 routes = web.RouteTableDef()
 PREFIX_MAX_LEN = 64
 
 
 @routes.get("/v1/models")
+@endpoint(
+    "Models by namespace and/or name prefix",
+    tag="models",
+    responses={200: ModelPage},
+    params=(
+        Param("namespace", "query", {"type": "string", "pattern": formats.NAME}),
+        Param("prefix", "query", {"type": "string", "maxLength": PREFIX_MAX_LEN}),
+        CURSOR,
+        LIMIT,
+    ),
+    errors=(400, 401),
+)
 async def list_models(request: web.Request) -> web.Response:
     """Models, optionally of one namespace and/or whose name starts with ``prefix``."""
     await read_gate(request)
@@ -42,6 +56,14 @@ async def list_models(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/models/{namespace}/{model}/packs")
+@endpoint(
+    "Versions of a model, newest first",
+    tag="models",
+    responses={200: PackPage},
+    params=(NS, MODEL, CURSOR, LIMIT),
+    errors=READ_ERRORS,
+    operation_id="listPacks",
+)
 async def list_versions(request: web.Request) -> web.Response:
     """The model's packs, newest first."""
     await read_gate(request)
@@ -54,7 +76,7 @@ async def list_versions(request: web.Request) -> web.Response:
         try:
             after = (datetime.fromisoformat(str(cur[0])), str(cur[1]))
         except ValueError:
-            raise BadRequest("cursor is not one this API returned") from None
+            raise BadRequest("cursor is not one this API returned", cursor=str(cur[0])[:40]) from None
     rows = await svc.browse.list_versions(ref, after=after, limit=limit + 1)
     items = [PackSummaryOut.model_validate(p, from_attributes=True) for p in rows[:limit]]
     nxt = None

@@ -7,11 +7,13 @@ from __future__ import annotations
 from typing import Literal, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pinner.digests import cid_str, parse_cid
+from pinner.cids import cid_str, parse_cid
+from pinner.states import ADDABLE_NODE_KINDS
+from registry.api import formats
 from registry.api.auth import read_gate, require_principal
-from registry.api.bodies import read_model
+from registry.api.endpoint import CID, READ_ERRORS, Param, endpoint, read_body
 from registry.api.keys import REPLICATION
 from registry.errors import BadRequest, Forbidden, NotFound
 from registry.replication.nodes import NodeOut, parse_auth
@@ -21,6 +23,7 @@ from registry.replication.summary import ReplicationSummary
 routes = web.RouteTableDef()
 M = TypeVar("M", bound=BaseModel)
 BODY_MAX = 64 * 1024
+NODE = Param("name", "path", {"type": "string", "pattern": formats.NAME}, "node name", required=True)
 
 
 class _In(BaseModel):
@@ -39,11 +42,22 @@ class NodeAuthIn(_In):
 
 
 class NodeIn(_In):
-    name: str = Field(max_length=64, description="lowercase letters, digits, '.', '_', '-'")
-    kind: Literal["kubo", "cluster", "pinning-service"] = "kubo"
+    name: str = Field(
+        max_length=64,
+        description="lowercase letters, digits, '.', '_', '-'",
+        json_schema_extra={"pattern": formats.NAME},
+    )
+    kind: str = Field("kubo", json_schema_extra={"enum": list(ADDABLE_NODE_KINDS)})
     url: str = Field(max_length=1024, description="http(s) URL of the node's API (Kubo: without /api/v0)")
     auth: NodeAuthIn | None = None
     tags: dict[str, str] = Field(default_factory=dict, max_length=32, description='e.g. {"zone": "eu-1"}')
+
+    @field_validator("kind")
+    @classmethod
+    def _addable_kind(cls, kind: str) -> str:
+        if kind not in ADDABLE_NODE_KINDS:
+            raise ValueError(f"node kind {kind!r} is not one of {', '.join(ADDABLE_NODE_KINDS)}")
+        return kind
 
 
 class DrainIn(_In):
@@ -113,7 +127,7 @@ async def _require_admin(request: web.Request) -> None:
 
 
 async def _body(request: web.Request, model: type[M], what: str) -> M:
-    return await read_model(request, model, what, BODY_MAX)
+    return await read_body(request, model, what)
 
 
 def _view(n: NodeOut) -> NodeView:
@@ -148,12 +162,22 @@ def _json(model: BaseModel, status: int = 200) -> web.Response:
 
 
 @routes.get("/v1/nodes")
+@endpoint("IPFS nodes and their health", tag="nodes", responses={200: NodeList}, errors=(401,))
 async def list_nodes(request: web.Request) -> web.Response:
     await read_gate(request)
     return _json(NodeList(nodes=[_view(n) for n in await replication(request).nodes.list()]))
 
 
 @routes.post("/v1/nodes")
+@endpoint(
+    "Register an IPFS node (Kubo RPC, IPFS Cluster, Pinning Service)",
+    tag="nodes",
+    responses={201: NodeView},
+    body=NodeIn,
+    body_max=BODY_MAX,
+    auth=True,
+    errors=(400, 401, 403, 409, 413),
+)
 async def add_node(request: web.Request) -> web.Response:
     """Register a node; it is health-checked at once and used for placement once up."""
     await _require_admin(request)
@@ -166,12 +190,23 @@ async def add_node(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/nodes/{name}")
+@endpoint("One IPFS node", tag="nodes", responses={200: NodeView}, params=(NODE,), errors=READ_ERRORS)
 async def get_node(request: web.Request) -> web.Response:
     await read_gate(request)
     return _json(_view(await replication(request).nodes.get(request.match_info["name"])))
 
 
 @routes.post("/v1/nodes/{name}/drain")
+@endpoint(
+    "Move a node's replicas elsewhere, place nothing new",
+    tag="nodes",
+    responses={200: NodeView},
+    params=(NODE,),
+    body=DrainIn,
+    body_max=BODY_MAX,
+    auth=True,
+    errors=(400, 401, 403, 404, 413),
+)
 async def drain_node(request: web.Request) -> web.Response:
     """Stop placing on the node and move its replicas elsewhere (`{"draining": false}` undoes it)."""
     await _require_admin(request)
@@ -183,6 +218,14 @@ async def drain_node(request: web.Request) -> web.Response:
 
 
 @routes.delete("/v1/nodes/{name}")
+@endpoint(
+    "Forget a node (409 while it holds pinned replicas)",
+    tag="nodes",
+    responses={200: RemovedOut},
+    params=(NODE, Param("force", "query", {"enum": ["true", "false"]}, "drop its replicas")),
+    auth=True,
+    errors=(400, 401, 403, 404, 409),
+)
 async def remove_node(request: web.Request) -> web.Response:
     """Forget a node; refused (409) while it still holds pinned replicas unless `force=true`."""
     await _require_admin(request)
@@ -197,6 +240,13 @@ async def remove_node(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/packs/{cid}/replicas")
+@endpoint(
+    "Replica matrix of a pack (units x nodes)",
+    tag="nodes",
+    responses={200: ReplicaMatrix},
+    params=(CID,),
+    errors=READ_ERRORS,
+)
 async def pack_replicas(request: web.Request) -> web.Response:
     """The replica matrix of a pack: every unit (shards and manifest) by node, with its target."""
     await read_gate(request)
@@ -213,6 +263,7 @@ async def pack_replicas(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/replication/status")
+@endpoint("Nodes and replicas by state", tag="nodes", responses={200: ReplicationStatus}, errors=(401,))
 async def replication_status(request: web.Request) -> web.Response:
     await read_gate(request)
     svc = replication(request)

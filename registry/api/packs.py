@@ -9,18 +9,20 @@ from collections.abc import Iterator
 
 from aiohttp import web
 
+from model_core.format.errors import InvalidManifest
+from model_core.format.pack import load_manifest
 from registry.api.auth import read_gate, require_principal, services
-from registry.api.bodies import optional_str, read_json_object
+from registry.api.bodies import read_json_object, validate
+from registry.api.endpoint import CID, ETAG_NONE, MODEL, NS, READ_ERRORS, Param, endpoint
 from registry.api.keys import BLOCKSTORE
-from registry.api.schemas import PackOut, PublishOut, SignatureOut
-from registry.errors import BadRequest, InvalidManifest
-from registry.manifest.canonical import load_manifest
-from registry.manifest.names import ModelRef, check_name, normalize_cid
+from registry.api.schemas import PackOut, PublishIn, PublishOut, SignatureOut
+from registry.errors import BadRequest
+from registry.names import ModelRef, check_name, normalize_cid
 from registry.packs.browse import PackDetail
 
 routes = web.RouteTableDef()
 log = logging.getLogger("modelpack.api")
-PUBLISH_KEYS = {"manifest", "signatures", "tag", "reason"}
+PUBLISH_KEYS = set(PublishIn.model_fields)
 STREAM_BATCH = 4 * 1024 * 1024
 IMMUTABLE = "public, max-age=31536000, immutable"
 
@@ -38,6 +40,16 @@ def _etag_matches(request: web.Request, etag: str) -> bool:
 
 
 @routes.post("/v1/models/{namespace}/{model}/packs")
+@endpoint(
+    "Publish a manifest",
+    tag="packs",
+    responses={200: PublishOut, 201: PublishOut},
+    params=(NS, MODEL),
+    body=PublishIn,
+    auth=True,
+    errors=(400, 401, 403, 409, 413, 422),
+    operation_id="publishPack",
+)
 async def publish(request: web.Request) -> web.Response:
     """Publish: every shard uploaded and matching (``available``; moves ``latest`` and ``tag``), or, for shards not
     uploaded while IPFS nodes are configured, ``received`` with a fetch job that moves the pointers once every
@@ -59,17 +71,14 @@ async def publish(request: web.Request) -> web.Response:
     if "manifest" not in body:
         raise InvalidManifest("the publish body has no 'manifest'", field="manifest")
     parsed = load_manifest(body["manifest"], limits)
-    sigs = body.get("signatures")
-    sigs = [] if sigs is None else sigs
-    if not isinstance(sigs, list):
-        raise BadRequest("'signatures' must be a list of detached signature objects", field="signatures")
+    envelope = validate(PublishIn, body, "publish")
     result = await svc.publish.publish(
         principal,
         ref,
         parsed,
-        detached=sigs,
-        tag=optional_str(body, "tag", 64),
-        reason=optional_str(body, "reason"),
+        detached=envelope.signatures or [],
+        tag=envelope.tag,
+        reason=envelope.reason,
     )
     out = PublishOut(
         cid=result.cid,
@@ -89,6 +98,7 @@ async def publish(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/packs/{cid}")
+@endpoint("Pack detail", tag="packs", responses={200: PackOut}, params=(CID,), errors=READ_ERRORS)
 async def get_pack(request: web.Request) -> web.Response:
     """Pack detail: manifest, state and its history, shards, signatures, replicas, validation, pointers."""
     await read_gate(request)
@@ -131,6 +141,13 @@ def _shard_dict(sh: object) -> dict[str, object]:
 
 
 @routes.get("/v1/packs/{cid}/manifest")
+@endpoint(
+    "The exact canonical manifest bytes",
+    tag="packs",
+    responses={200: "application/json", 304: None},
+    params=(CID, ETAG_NONE),
+    errors=READ_ERRORS,
+)
 async def get_manifest(request: web.Request) -> web.Response:
     """The exact canonical (RFC 8785) manifest bytes; their CIDv1 (raw) is the pack CID."""
     await read_gate(request)
@@ -155,6 +172,13 @@ def _next_batch(it: Iterator[bytes]) -> bytes:
 
 
 @routes.get("/v1/packs/{cid}/shards/{filename}")
+@endpoint(
+    "A shard's bytes, verified while streamed",
+    tag="packs",
+    responses={200: "application/octet-stream", 304: None},
+    params=(CID, Param("filename", "path", {"type": "string"}, required=True), ETAG_NONE),
+    errors=READ_ERRORS,
+)
 async def get_shard(request: web.Request) -> web.StreamResponse:
     """A shard's bytes, streamed from the store with every leaf verified against the shard CID."""
     await read_gate(request)

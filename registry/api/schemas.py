@@ -7,9 +7,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
+from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from registry.manifest.schema import ManifestDoc
+from model_core.format.digest import SHA256_PATTERN
+from model_core.format.fields import FILENAME_MAX_LEN, FILENAME_PATTERN, UNIXFS_PROFILES
+from model_core.format.pack import ManifestLimits
+from model_core.format.schema import KNOWN_KEYS
+from registry.api import formats
+from registry.api.keys import REGISTRY
 
 
 class _Out(BaseModel):
@@ -41,13 +47,28 @@ class DetachedSignature(BaseModel):
 
 
 class PublishIn(BaseModel):
-    """Body of a publish: the manifest, optional detached signatures, an optional extra tag to move."""
+    """Body of a publish: the manifest, optional detached signatures, an optional extra tag to move.
+
+    The handler reads the body as strict JSON, checks the manifest with the manifest loader, then the rest
+    through this model; the document states the loader's rules for the manifest (``refine_schema``).
+    """
 
     model_config = ConfigDict(extra="forbid")
-    manifest: ManifestDoc
-    signatures: list[DetachedSignature] = Field(default_factory=list, max_length=16)
-    tag: str | None = Field(None, description="also move this pointer (latest always moves)")
+    manifest: dict[str, Any]
+    signatures: list[Any] | None = None
+    tag: str | None = Field(None, max_length=64, description="also move this pointer (latest always moves)")
     reason: str | None = Field(None, max_length=1024)
+
+    @classmethod
+    def refine_schema(cls, app: web.Application, defs: dict[str, Any]) -> None:
+        svc = app[REGISTRY]
+        props = defs[cls.__name__]["properties"]
+        props["manifest"] = manifest_schema(svc.limits)
+        sig = {"type": "array", "items": {"$ref": REF.format(model="DetachedSignature")}}
+        props["signatures"] = _optional(sig | {"maxItems": svc.publish.max_detached})
+        props["tag"] = _optional({"type": "string", "pattern": formats.TAG})
+        defs["JsonValue"] = json_value_schema(svc.limits.string_max_len)
+        defs["DetachedSignature"] = DetachedSignature.model_json_schema(ref_template=REF)
 
 
 class SignatureOut(_Out):
@@ -135,7 +156,7 @@ class PackOut(PackSummaryOut):
 
 class PointerIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    cid: str = Field(min_length=1, max_length=128)
+    cid: str = Field(min_length=1, max_length=128, json_schema_extra={"pattern": formats.CID})
     reason: str | None = Field(None, max_length=1024)
 
 
@@ -169,8 +190,10 @@ class PointerHistoryPage(_Out):
 
 class TokenIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    publisher: str = Field(min_length=1, max_length=64)
-    namespaces: list[str] | None = Field(None, max_length=64)
+    publisher: str = Field(min_length=1, max_length=64, json_schema_extra={"pattern": formats.NAME})
+    namespaces: list[str] | None = Field(
+        None, max_length=64, json_schema_extra={"items": {"type": "string", "pattern": formats.NAME}}
+    )
     scopes: list[Literal["publish", "admin"]] = Field(["publish"], min_length=1)
     description: str | None = Field(None, max_length=256)
 
@@ -200,3 +223,91 @@ class WhoAmI(_Out):
     token_id: int
     scopes: list[str]
     namespaces: list[str] | None
+
+
+REF = "#/components/schemas/{model}"
+_JSON = {"$ref": REF.format(model="JsonValue")}
+SAFE_INT = 2**53 - 1  # RFC 8785 (canonical JSON) numbers
+
+
+def json_value_schema(max_len: int) -> dict[str, Any]:
+    """Any JSON value the canonical form takes: numbers within +-(2^53 - 1), strings of at most ``max_len``."""
+    return {
+        "anyOf": [
+            {"type": "null"},
+            {"type": "boolean"},
+            {"type": "number", "minimum": -SAFE_INT, "maximum": SAFE_INT},
+            {"type": "string", "maxLength": max_len},
+            {"type": "array", "items": _JSON},
+            _object(max_len),
+        ]
+    }
+
+
+def _object(max_len: int, **extra: Any) -> dict[str, Any]:
+    return {"type": "object", "additionalProperties": _JSON, "propertyNames": {"maxLength": max_len}} | extra
+
+
+def _optional(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _collisions() -> str:
+    """Top-level keys that differ from a manifest field only in case, '_' or '-' (the loader refuses them)."""
+    spelled = [
+        "".join(f"[{c.lower()}{c.upper()}][_-]*" for c in key.replace("_", "")) for key in sorted(KNOWN_KEYS)
+    ]
+    exact = "|".join(sorted(KNOWN_KEYS))
+    return rf"^(?!(?:{exact})$)[_-]*(?:{'|'.join(spelled)})$"
+
+
+def manifest_schema(limits: ManifestLimits) -> dict[str, Any]:
+    """The manifest as the loader checks it under ``limits`` (a shard filename may appear once per pack,
+    and the shard sizes may add up to at most ``pack_max_bytes``: rules across fields that JSON Schema
+    cannot state)."""
+    n = limits.string_max_len
+    text = {"type": "string", "maxLength": n}
+    profile = _optional({"enum": list(UNIXFS_PROFILES)})
+    shard = _object(
+        n,
+        required=["filename", "cid", "sha256"],
+        properties={
+            "filename": {
+                "type": "string",
+                "pattern": FILENAME_PATTERN,
+                "minLength": 1,
+                "maxLength": min(limits.filename_max_len, FILENAME_MAX_LEN, n),
+            },
+            "cid": {"type": "string", "pattern": formats.CID, "description": "sha2-256 over raw or dag-pb"},
+            "sha256": {"type": "string", "pattern": SHA256_PATTERN},
+            "size": _optional(
+                {"type": "integer", "minimum": 0, "maximum": min(limits.pack_max_bytes, SAFE_INT)}
+            ),
+            "unixfs": profile,
+        },
+    )
+    provenance = _object(
+        n,
+        properties={
+            "build_ts": _optional(text),
+            "git_commit": _optional(text),
+            "signature": _optional(text),
+            "signatures": _optional({"type": "array", "items": _object(n)}),
+        },
+    )
+    return _object(
+        n,
+        required=["format", "model_name", "model_version", "config", "shards"],
+        properties={
+            "format": {"enum": ["safetensors"]},
+            "model_name": {"type": "string", "minLength": 1, "maxLength": n},
+            "model_version": {"type": "string", "minLength": 1, "maxLength": min(128, n)},
+            "config": _object(n),
+            "shards": {"type": "array", "minItems": 1, "maxItems": limits.max_shards, "items": shard},
+            "tokenizer": {"anyOf": [_object(n), text, {"type": "null"}]},
+            "license": _optional(text),
+            "provenance": _optional(provenance),
+            "unixfs": profile,
+        },
+        propertyNames={"maxLength": n, "not": {"pattern": _collisions()}},
+    )

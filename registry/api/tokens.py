@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from aiohttp import web
-from pydantic import ValidationError
 
 from registry.accounts.auth import TokenInfo
 from registry.api.auth import require_principal, services
-from registry.api.bodies import read_limited
+from registry.api.endpoint import Param, endpoint, read_body
 from registry.api.schemas import TokenCreated, TokenIn, TokenList, TokenOut, WhoAmI
-from registry.errors import BadRequest, Forbidden, NotFound
+from registry.errors import Forbidden, NotFound
 
 routes = web.RouteTableDef()
 TOKEN_BODY_MAX = 16 * 1024
@@ -20,16 +19,21 @@ def _out(t: TokenInfo) -> TokenOut:
 
 
 @routes.post("/v1/tokens")
+@endpoint(
+    "Issue an API token (admin)",
+    tag="auth",
+    responses={201: TokenCreated},
+    body=TokenIn,
+    body_max=TOKEN_BODY_MAX,
+    auth=True,
+    errors=(400, 401, 403, 413),
+)
 async def create_token(request: web.Request) -> web.Response:
     """Issue a token (admin scope); the publisher and namespaces are created as needed. Shown once."""
     principal = await require_principal(request)
     if not principal.is_admin:
         raise Forbidden("issuing tokens needs a token with the admin scope")
-    try:
-        body = TokenIn.model_validate_json(await read_limited(request, TOKEN_BODY_MAX))
-    except ValidationError as e:
-        err = e.errors()[0]
-        raise BadRequest(f"token body: {'.'.join(map(str, err['loc'])) or '(root)'}: {err['msg']}") from None
+    body = await read_body(request, TokenIn, "token")
     issued = await services(request).auth.create_token(
         body.publisher, namespaces=body.namespaces, scopes=body.scopes, description=body.description
     )
@@ -46,6 +50,7 @@ async def create_token(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/tokens")
+@endpoint("Your tokens", tag="auth", responses={200: TokenList}, auth=True, errors=(401,))
 async def list_tokens(request: web.Request) -> web.Response:
     """The caller's tokens (every token for an admin), without secrets."""
     principal = await require_principal(request)
@@ -54,6 +59,14 @@ async def list_tokens(request: web.Request) -> web.Response:
 
 
 @routes.delete("/v1/tokens/{token_id}")
+@endpoint(
+    "Revoke a token",
+    tag="auth",
+    responses={200: TokenOut},
+    params=(Param("token_id", "path", {"type": "string"}, required=True),),
+    auth=True,
+    errors=(401, 404),
+)
 async def revoke_token(request: web.Request) -> web.Response:
     """Revoke a token: it stops working at once."""
     principal = await require_principal(request)
@@ -65,6 +78,7 @@ async def revoke_token(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/whoami")
+@endpoint("Who the token belongs to", tag="auth", responses={200: WhoAmI}, auth=True, errors=(401,))
 async def whoami(request: web.Request) -> web.Response:
     """The publisher, scopes and namespaces of the calling token."""
     p = await require_principal(request)

@@ -28,11 +28,10 @@ from registry.api.keys import (
     IPNS_CHANNELS,
     JOB_QUEUE,
     METRICS,
+    OPENAPI_CACHE,
     REGISTRY,
     REPLICATION,
-    SERVICES,
     SESSIONS,
-    SETTINGS,
     SHARD_FETCH,
     TRUST,
     WORKER,
@@ -110,8 +109,7 @@ def build_app(settings: Settings) -> web.Application:
         [access_log_middleware, error_middleware] if settings.server.access_log else [error_middleware]
     )
     app = web.Application(middlewares=middlewares, client_max_size=settings.server.max_json_body_bytes)
-    app[SETTINGS] = settings
-    app[SERVICES] = {}
+    app[OPENAPI_CACHE] = {}
     app.cleanup_ctx.append(_running(settings))
     for module in ROUTE_MODULES:
         app.add_routes(module.routes)

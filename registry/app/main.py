@@ -1,7 +1,8 @@
-"""The ``modelpack`` console entry point: the CLI's commands plus ``serve``, which needs the whole daemon.
+"""The ``modelpack`` console entry point: the CLI's commands plus those of the composition root.
 
 The CLI (``registry.cli``) sits below the composition root and never imports it; this module adds the
-one command that does to the CLI's lazy group.
+commands that read Settings and build services: ``serve`` (the whole daemon), ``migrate`` and
+``token create`` (``registry.app.admin``).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from typing import Any
 
 import click
 
+from registry.app.admin import load, migrate, migrate_db, safe_url, settings_options, token_create
 from registry.cli import build_cli
-from registry.cli.migrate_cmd import load, migrate_db, safe_url, settings_options
+from registry.cli.token_cmd import token as token_group
 from registry.errors import RegistryError
 
 
@@ -55,7 +57,9 @@ def serve(
         pass
 
 
-cli = build_cli(serve)
+cli = build_cli(serve, migrate)
+# `token ls|revoke` go through the API (registry.cli); `token create` opens the index, so it is the root's.
+token_group.add_command(token_create)
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -16,7 +16,6 @@ import click
 
 # command name -> "module:attribute"
 COMMANDS: dict[str, str] = {
-    "migrate": "registry.cli.migrate_cmd:migrate",
     "cid": "registry.cli.cid_cmd:cid",
     "pack": "registry.cli.pack_cmd:pack",
     "demo-pack": "registry.cli.pack_cmd:demo_pack",
@@ -72,6 +71,3 @@ def build_cli(*extra: click.Command) -> click.Group:
     for cmd in extra:
         modelpack.add_command(cmd)
     return modelpack
-
-
-cli = build_cli()

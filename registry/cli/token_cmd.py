@@ -1,22 +1,17 @@
 """``modelpack token create|ls|revoke``: API tokens.
 
-``create`` works against the local database (it bootstraps the first admin, before any token exists);
-``ls`` and ``revoke`` go through the registry API (``MODELPACK_REGISTRY``, ``MODELPACK_TOKEN``): a
+``create`` works against the local database (it bootstraps the first admin, before any token exists) and
+is added by the composition root (``registry.app.admin``); ``ls`` and ``revoke`` go through the registry API (``MODELPACK_REGISTRY``, ``MODELPACK_TOKEN``): a
 publisher sees and revokes its own tokens, an admin every token. Exit codes as for ``publish``.
 """
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
-from typing import Any
-
 import click
 from rich.console import Console
 
-from registry.cli.migrate_cmd import load, migrate_db, settings_options
 from registry.cli.options import connect, remote_options
-from registry.cli.output import emit, errors, say, table
+from registry.cli.output import emit, errors, table
 
 remote = remote_options()
 
@@ -24,57 +19,6 @@ remote = remote_options()
 @click.group()
 def token() -> None:
     """API tokens: create (local database, bootstraps the first admin), ls and revoke (registry API)."""
-
-
-@token.command("create")
-@settings_options
-@click.option("--publisher", required=True, help="Publisher name (created if new).")
-@click.option(
-    "--namespace", "namespaces", multiple=True, help="Namespace the token may publish in (repeatable)."
-)
-@click.option("--scope", type=click.Choice(["publish", "admin"]), default="publish", show_default=True)
-@click.option("--description", help="What the token is for.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
-def token_create(
-    config_file: Path | None,
-    data_dir: Path | None,
-    database_url: str | None,
-    publisher: str,
-    namespaces: tuple[str, ...],
-    scope: str,
-    description: str | None,
-    as_json: bool,
-) -> None:
-    """Create a token and print it once (it is stored only as its sha256)."""
-    from registry.accounts.auth import AuthService
-    from registry.db.engine import create_engine, session_factory
-
-    settings = load(config_file, data_dir, database_url)
-    migrate_db(settings)
-
-    async def go() -> Any:
-        engine = create_engine(settings.database_url)
-        try:
-            return await AuthService(session_factory(engine)).create_token(
-                publisher, namespaces=namespaces or None, scopes=(scope,), description=description
-            )
-        finally:
-            await engine.dispose()
-
-    with errors():
-        issued = asyncio.run(go())
-    data = {
-        "id": issued.id,
-        "token": issued.token,
-        "publisher": issued.publisher,
-        "scopes": list(issued.scopes),
-        "namespaces": list(issued.namespaces) if issued.namespaces else None,
-    }
-    note = (
-        f"token {issued.id} for {issued.publisher} ({scope}; namespaces: "
-        f"{', '.join(issued.namespaces or ()) or 'all of the publisher'}); it is not shown again"
-    )
-    emit(as_json, data, lambda: say(issued.token, note))
 
 
 @token.command("ls")

@@ -52,6 +52,11 @@ class Worker:
         self._wakeup = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
 
+    @property
+    def kinds(self) -> list[str]:
+        """The job kinds this worker has a handler for."""
+        return list(self._handlers)
+
     def wake(self) -> None:
         """Poll now (called after an enqueue in this process)."""
         self._wakeup.set()

@@ -71,7 +71,9 @@ def test_cycle_finder_finds_a_cycle(tmp_path: Path, monkeypatch) -> None:
     (pkg / "c.py").write_text("from cyclic_pkg import a\n")
     (pkg / "d.py").write_text("from cyclic_pkg import a\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    assert _cycles(grimp.build_graph("cyclic_pkg", cache_dir=None)) == [["cyclic_pkg.a", "cyclic_pkg.b", "cyclic_pkg.c"]]
+    assert _cycles(grimp.build_graph("cyclic_pkg", cache_dir=None)) == [
+        ["cyclic_pkg.a", "cyclic_pkg.b", "cyclic_pkg.c"]
+    ]
 
 
 def test_no_import_cycle_between_modules() -> None:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from registry.ipns.publish import peer_id_of
 from registry.verify.checks import EXIT_CODES
-from registry.ipns.channels import peer_id_of
 from tests.e2e.stack import Daemon, clean_env, cli, resolve_ipns, wait_until
 from tests.ipfs_testnode.peers import IpfsPeer, restore_peers
 from tests.registry.gate import packs
@@ -172,7 +172,7 @@ def test_publish_to_curated_then_every_refusal(
     # --- a curated pack whose replicas fall below the minimum: flagged, pointer withdrawn, history says why
     try:
         ipfs_peers[2].stop()
-        v = daemon.wait_state(cid, "validated", timeout=60)
+        v = daemon.wait_state(cid, "validated", timeout=180)
         assert "replication_min 3" in (v["flagged"] or ""), v
         assert daemon.get("/v1/models/acme/tiny/pointers/curated")[0] == 404
         _, hist = daemon.get("/v1/models/acme/tiny/pointers/curated/history")

@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 
 from model_core.demo import demo_state_dict
 from model_core.loader import load_pack
-from registry.cli import cli
+from registry.app.main import cli
 from registry.cli.pack_cmd import shard_cid
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from registry.cli import cli
+from registry.app.main import cli
 
 VECTORS = Path(__file__).parents[2] / "conformance" / "unixfs"
 DOC = json.loads((VECTORS / "vectors.json").read_text())

@@ -1,4 +1,4 @@
-"""Builders shared by the registry API, service and CLI tests: shard bytes, manifests, tokens, uploads."""
+"""Builders shared by the registry API, service and CLI tests: shard bytes, manifests, tokens, uploads, row counts."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from sqlalchemy import func, select
 
 from pinner.unixfs import UnixfsParams, hash_file
-from registry.api.keys import REGISTRY
+from registry.api.keys import REGISTRY, SESSIONS
+from registry.db.jobs import Job
+from registry.db.models import Pack, PackStateChange, Pointer, PointerChange, Shard
 
 
 def shard_bytes(size: int, seed: int = 0) -> bytes:
@@ -81,3 +84,12 @@ async def upload_and_publish(
     assert r.status in (200, 201), await r.text()
     out: dict[str, Any] = await r.json()
     return out
+
+
+async def counts(client: TestClient) -> dict[str, int]:
+    """Rows per table a publish writes, in the app behind ``client`` (a refused publish changes none)."""
+    async with client.app[SESSIONS]() as s:
+        return {
+            t.__tablename__: (await s.execute(select(func.count()).select_from(t))).scalar_one()
+            for t in (Pack, Shard, PackStateChange, Pointer, PointerChange, Job)
+        }

@@ -7,8 +7,8 @@ import json
 
 from aiohttp.test_utils import TestClient, TestServer
 
+from model_core.format.pack import pack_cid_of
 from registry.app.daemon import build_app
-from registry.manifest import pack_cid_of
 from registry.settings import Settings
 from tests.registry.api import helpers
 from tests.registry.api.conftest import Registry

@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import copy
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
+from model_core.format.pack import parse_manifest_bytes
 from registry.api.keys import SESSIONS
 from registry.db.jobs import Job
-from registry.db.models import Pack, PackStateChange, Pointer, PointerChange, Shard
-from registry.manifest import parse_manifest_bytes
 from tests.registry.api import helpers
 from tests.registry.api.conftest import Registry
 
@@ -18,14 +17,6 @@ SHARDS = [
     ("model-00001-of-00002.safetensors", helpers.shard_bytes(300_000, 1)),
     ("model-00002-of-00002.safetensors", helpers.shard_bytes(1000, 2)),
 ]
-
-
-async def counts(reg: Registry) -> dict[str, int]:
-    async with reg.client.app[SESSIONS]() as s:
-        return {
-            t.__tablename__: (await s.execute(select(func.count()).select_from(t))).scalar_one()
-            for t in (Pack, Shard, PackStateChange, Pointer, PointerChange, Job)
-        }
 
 
 async def test_publish_creates_an_available_pack_moves_latest_and_enqueues_jobs(reg: Registry) -> None:
@@ -47,12 +38,12 @@ async def test_publish_creates_an_available_pack_moves_latest_and_enqueues_jobs(
 
 async def test_publishing_again_is_idempotent(reg: Registry) -> None:
     first = await helpers.upload_and_publish(reg.client, reg.alice, "acme/tiny", SHARDS)
-    before = await counts(reg)
+    before = await helpers.counts(reg.client)
     r = await helpers.publish(reg.client, reg.alice, "acme/tiny", {"manifest": helpers.manifest(SHARDS)})
     assert r.status == 200
     again = await r.json()
     assert again["cid"] == first["cid"] and again["created"] is False
-    assert await counts(reg) == before
+    assert await helpers.counts(reg.client) == before
 
 
 async def test_concurrent_identical_publishes_end_in_one_pack(reg: Registry) -> None:
@@ -63,7 +54,7 @@ async def test_concurrent_identical_publishes_end_in_one_pack(reg: Registry) -> 
     outs = [await r.json() for r in rs]
     assert {r.status for r in rs} <= {200, 201}
     assert len({o["cid"] for o in outs}) == 1 and sum(o["created"] for o in outs) == 1
-    c = await counts(reg)
+    c = await helpers.counts(reg.client)
     assert c["packs"] == 1 and c["shards"] == 2 and c["pointer_history"] == 1
 
 
@@ -87,7 +78,7 @@ async def test_missing_shards_are_refused_and_nothing_is_stored(reg: Registry) -
     err = (await r.json())["error"]
     assert r.status == 409 and err["code"] == "missing_shards"
     assert err["details"]["missing"] == [SHARDS[1][0]]
-    assert (await counts(reg))["packs"] == 0
+    assert (await helpers.counts(reg.client))["packs"] == 0
 
 
 async def test_manifest_sha256_or_size_that_disagree_with_the_bytes_are_refused(reg: Registry) -> None:
@@ -102,7 +93,7 @@ async def test_manifest_sha256_or_size_that_disagree_with_the_bytes_are_refused(
         r = await helpers.publish(reg.client, reg.alice, "acme/tiny", {"manifest": body})
         err = (await r.json())["error"]
         assert r.status == 422 and err["code"] == "shard_mismatch" and err["details"]["filename"] == field
-    assert sum((await counts(reg)).values()) == 0
+    assert sum((await helpers.counts(reg.client)).values()) == 0
 
 
 async def test_manifest_without_sizes_is_filled_in_by_the_registry(reg: Registry) -> None:
@@ -134,7 +125,7 @@ async def test_tokens_wrong_revoked_or_of_another_namespace_are_refused(reg: Reg
     assert r.status == 200 and (await r.json())["revoked_at"]
     r = await helpers.publish(reg.client, reg.alice, "acme/tiny", body)
     assert r.status == 401 and (await r.json())["error"]["details"]["reason"] == "revoked"
-    assert (await counts(reg))["packs"] == 0
+    assert (await helpers.counts(reg.client))["packs"] == 0
 
 
 async def test_a_pack_belongs_to_one_model(reg: Registry) -> None:
@@ -150,4 +141,4 @@ async def test_publish_cannot_move_the_curated_pointer(reg: Registry) -> None:
         reg.client, reg.alice, "acme/tiny", {"manifest": helpers.manifest(SHARDS), "tag": "curated"}
     )
     assert r.status == 403 and (await r.json())["error"]["code"] == "pointer_reserved"
-    assert (await counts(reg))["packs"] == 0
+    assert (await helpers.counts(reg.client))["packs"] == 0

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from registry.cli import cli
+from registry.app.main import cli
 from tests.registry.api import helpers
 from tests.registry.api.live import LiveServer
 from tests.registry.cli.clihelp import SHARDS, local_token, run, write_pack

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -44,6 +45,11 @@ def _parse(log: Path) -> dict[int, list[tuple[str, str, float]]]:
         what, jid, owner, ts = line.split()
         events[int(jid)].append((what, owner, float(ts)))
     return events
+
+
+async def _job(sessions: async_sessionmaker[AsyncSession], jid: int) -> Job:
+    async with sessions() as s:
+        return (await s.execute(select(Job).where(Job.id == jid))).scalar_one()
 
 
 def _wait_for(pred, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
@@ -91,9 +97,13 @@ async def test_job_of_a_sigkilled_worker_is_run_again_once_its_lease_expires(
     lease = 1.5
     victim = _spawn(db_url, "victim", log, "hang", lease)
     try:
-        _wait_for(lambda: log.exists() and "start" in log.read_text(), 30, "the victim to start the job")
-        # let a heartbeat or two happen so the lease is live, then kill without any chance to clean up
-        time.sleep(lease / 2)
+        _wait_for(lambda: log.exists() and "start" in log.read_text(), 60, "the victim to start the job")
+        # wait for a heartbeat to renew the lease, then kill without any chance to clean up
+        claimed = (await _job(sessions, jid)).lease_expires_at
+        assert claimed is not None
+        async with asyncio.timeout(60):
+            while (renewed := (await _job(sessions, jid)).lease_expires_at) is None or renewed <= claimed:
+                await asyncio.sleep(0.05)
         os.kill(victim.pid, signal.SIGKILL)
         killed_at = time.time()
         victim.wait(10)
@@ -109,6 +119,5 @@ async def test_job_of_a_sigkilled_worker_is_run_again_once_its_lease_expires(
     evs = _parse(log)[jid]
     assert [(w, o) for w, o, _ in evs] == [("start", "victim"), ("start", "rescuer"), ("end", "rescuer")]
     assert evs[1][2] >= killed_at  # never two runs at once
-    async with sessions() as s:
-        job = (await s.execute(select(Job).where(Job.id == jid))).scalar_one()
+    job = await _job(sessions, jid)
     assert job.state == JobState.SUCCEEDED and job.attempts == 2

@@ -9,7 +9,7 @@ import pytest
 import requests
 from click.testing import CliRunner, Result
 
-from registry.cli import cli
+from registry.app.main import cli
 from registry.settings import Settings
 from tests.registry.api import helpers
 from tests.registry.api.live import LiveServer

@@ -218,7 +218,9 @@ def test_offline_chain_from_ipns_record(pack_dir: Path, keys: tuple[Path, Path],
     name = ipns_name(public_key_of(channel))
     eol = datetime.now(UTC) + timedelta(hours=1)
     good = tmp_path / "good.ipns-record"
-    good.write_bytes(make_record(channel, f"/ipfs/{pack_cid_of(canonical_bytes(read_manifest(pack_dir)))}", 5, eol, 0))
+    good.write_bytes(
+        make_record(channel, f"/ipfs/{pack_cid_of(canonical_bytes(read_manifest(pack_dir)))}", 5, eol, 0)
+    )
     base = ["--trust-policy", str(policy), "--ipns-name", name]
     result = run(verify, str(pack_dir), *base, "--ipns-record", str(good), "--seen-sequence", "4")
     assert result.exit_code == 0, result.output
@@ -230,7 +232,9 @@ def test_offline_chain_from_ipns_record(pack_dir: Path, keys: tuple[Path, Path],
     assert result.exit_code == 1 and "not this manifest" in result.output
     forged = tmp_path / "forged.ipns-record"
     thief = generate_private_key()
-    forged.write_bytes(make_record(thief, f"/ipfs/{pack_cid_of(canonical_bytes(read_manifest(pack_dir)))}", 7, eol, 0))
+    forged.write_bytes(
+        make_record(thief, f"/ipfs/{pack_cid_of(canonical_bytes(read_manifest(pack_dir)))}", 7, eol, 0)
+    )
     result = run(verify, str(pack_dir), *base, "--ipns-record", str(forged))
     assert result.exit_code == 1 and "V2 signature does not verify" in result.output
     lonely = run(verify, str(pack_dir), "--trust-policy", str(policy), "--ipns-record", str(good))

@@ -267,7 +267,7 @@ def test_defaults_are_todays_component_defaults() -> None:
 
 
 def test_the_readme_lists_every_section_and_key() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
     section = readme.split("## Configuration\n", 1)[1].split("\n## ", 1)[0]
     missing = []
     for name, field in Settings.model_fields.items():

@@ -19,7 +19,7 @@ from registry.app.daemon import build_app
 from registry.errors import DatabaseNotReady
 from registry.settings import Settings, load_settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 MODELPACK = [sys.executable, "-m", "registry"]
 
 

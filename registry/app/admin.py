@@ -1,7 +1,7 @@
-"""``modelpack migrate``, and the settings options of every command that opens the database itself.
-
-``serve`` needs the whole daemon, so it lives in the composition root (``registry.app.main``) and
-uses ``settings_options``, ``load`` and ``migrate_db`` from here.
+"""The commands that open the index themselves: ``modelpack migrate`` and ``modelpack token create``
+(which bootstraps the first admin before any token exists), and the settings options they and ``serve``
+share. They live in the composition root because they read Settings and choose the database classes;
+``registry.app.main`` adds them to the CLI.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from registry.cli.output import emit, errors, say
 from registry.errors import RegistryError
 
 
@@ -92,3 +93,54 @@ def migrate(config_file: Path | None, data_dir: Path | None, database_url: str |
     settings = load(config_file, data_dir, database_url)
     rev = migrate_db(settings)
     click.echo(f"database {safe_url(settings.database_url)} is at migration {rev}")
+
+
+@click.command("create")
+@settings_options
+@click.option("--publisher", required=True, help="Publisher name (created if new).")
+@click.option(
+    "--namespace", "namespaces", multiple=True, help="Namespace the token may publish in (repeatable)."
+)
+@click.option("--scope", type=click.Choice(["publish", "admin"]), default="publish", show_default=True)
+@click.option("--description", help="What the token is for.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
+def token_create(
+    config_file: Path | None,
+    data_dir: Path | None,
+    database_url: str | None,
+    publisher: str,
+    namespaces: tuple[str, ...],
+    scope: str,
+    description: str | None,
+    as_json: bool,
+) -> None:
+    """Create a token and print it once (it is stored only as its sha256)."""
+    from registry.accounts.auth import AuthService
+    from registry.db.engine import create_engine, session_factory
+
+    settings = load(config_file, data_dir, database_url)
+    migrate_db(settings)
+
+    async def go() -> Any:
+        engine = create_engine(settings.database_url)
+        try:
+            return await AuthService(session_factory(engine)).create_token(
+                publisher, namespaces=namespaces or None, scopes=(scope,), description=description
+            )
+        finally:
+            await engine.dispose()
+
+    with errors():
+        issued = asyncio.run(go())
+    data = {
+        "id": issued.id,
+        "token": issued.token,
+        "publisher": issued.publisher,
+        "scopes": list(issued.scopes),
+        "namespaces": list(issued.namespaces) if issued.namespaces else None,
+    }
+    note = (
+        f"token {issued.id} for {issued.publisher} ({scope}; namespaces: "
+        f"{', '.join(issued.namespaces or ()) or 'all of the publisher'}); it is not shown again"
+    )
+    emit(as_json, data, lambda: say(issued.token, note))
