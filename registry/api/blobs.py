@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from model_core.format.digest import Sha256Digest
 from model_core.format.fields import UNIXFS_PROFILES
 from registry.api import formats
 from registry.api.auth import read_gate, require_principal, services
@@ -19,7 +20,10 @@ UPLOAD_CHUNK = 1024 * 1024
 
 def blob_out(info: BlobInfo) -> BlobOut:
     return BlobOut(
-        cid=info.cid, sha256="sha256:" + info.sha256, size=info.size, unixfs_profile=info.unixfs_profile
+        cid=info.cid,
+        sha256=str(Sha256Digest(info.sha256)),
+        size=info.size,
+        unixfs_profile=info.unixfs_profile,
     )
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 from aiohttp import web
 
+from model_core.format.digest import Sha256Digest
 from model_core.format.errors import InvalidManifest
 from model_core.format.pack import load_manifest
 from registry.api.auth import read_gate, require_principal, services
@@ -136,7 +137,7 @@ def render_pack(d: PackDetail) -> bytes:
 
 def _shard_dict(sh: object) -> dict[str, object]:
     d = {k: getattr(sh, k) for k in ("position", "filename", "cid", "sha256", "size", "unixfs_profile")}
-    d["sha256"] = "sha256:" + str(d["sha256"])
+    d["sha256"] = str(Sha256Digest(str(d["sha256"])))
     return d
 
 
@@ -185,7 +186,7 @@ async def get_shard(request: web.Request) -> web.StreamResponse:
     cid = normalize_cid(request.match_info["cid"])
     shard = await services(request).browse.shard(cid, request.match_info["filename"])
     etag = f'"{shard.cid}"'
-    headers = {"ETag": etag, "Cache-Control": IMMUTABLE, "X-Content-Sha256": "sha256:" + shard.sha256}
+    headers = {"ETag": etag, "Cache-Control": IMMUTABLE, "X-Content-Sha256": str(Sha256Digest(shard.sha256))}
     if _etag_matches(request, etag):
         return web.Response(status=304, headers=headers)
     store = request.app[BLOCKSTORE]

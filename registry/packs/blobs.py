@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from model_core.format.digest import PREFIX, Sha256Digest
 from model_core.format.fields import check_profile
 from pinner.blockstore import FsBlockstore
 from pinner.cids import cid_str, parse_cid
@@ -36,12 +37,14 @@ class BlobInfo:
 
 def normalize_sha256(value: str) -> str:
     """Accepts ``sha256:<hex>`` or bare hex; returns lowercase hex or raises BadRequest."""
-    hexpart = value.removeprefix("sha256:").lower()
-    if len(hexpart) != 64 or any(c not in "0123456789abcdef" for c in hexpart):
+    text = value.lower()
+    try:
+        digest = Sha256Digest.parse(text) if text.startswith(PREFIX) else Sha256Digest(text)
+    except ValueError:
         raise BadRequest(
             f"sha256 {value!r} is not 64 hex digits (optionally prefixed 'sha256:')", sha256=value
-        )
-    return hexpart
+        ) from None
+    return digest.hex
 
 
 async def _capped(chunks: AsyncIterable[bytes], limit: int) -> AsyncIterator[bytes]:
