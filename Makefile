@@ -49,7 +49,7 @@ typecheck: dev-venv
 	$(BIN)/mypy
 
 contracts: dev-venv
-	$(BIN)/lint-imports
+	$(BIN)/lint-imports --no-cache
 
 test: dev-venv postgres testnode lint typecheck contracts
 	$(BIN)/pytest
