@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -10,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from pinner.cids import cid_str, parse_cid
 from registry.api.auth import read_gate, require_principal
-from registry.api.endpoint import CID, READ_ERRORS, endpoint, read_body
+from registry.api.endpoint import CID, READ_ERRORS, H, endpoint, read_body
 from registry.api.keys import GATE
 from registry.errors import BadRequest
 from registry.gate.curation import CurationOutcome
@@ -141,17 +142,25 @@ async def _reason(request: web.Request) -> str | None:
     return (await read_body(request, ReasonIn, "curation")).reason
 
 
+def _curation_endpoint(summary: str, operation_id: str) -> Callable[[H], H]:
+    """The declaration shared by curate and uncurate: a CID, a ``{"reason"}`` body, an admin token."""
+    return endpoint(
+        summary,
+        tag="gate",
+        responses={200: CurationOut},
+        params=(CID,),
+        body=ReasonIn,
+        body_max=BODY_MAX,
+        auth=True,
+        errors=(400, 401, 403, 404, 409, 413),
+        operation_id=operation_id,
+    )
+
+
 @routes.post("/v1/packs/{cid}/curate")
-@endpoint(
+@_curation_endpoint(
     "Admin: point ns/model@curated at this validated, trusted, replicated pack (reason required)",
-    tag="gate",
-    responses={200: CurationOut},
-    params=(CID,),
-    body=ReasonIn,
-    body_max=BODY_MAX,
-    auth=True,
-    errors=(400, 401, 403, 404, 409, 413),
-    operation_id="curatePack",
+    "curatePack",
 )
 async def curate(request: web.Request) -> web.Response:
     """Admin: point ``@curated`` at this pack (it must pass the rule); ``{"reason": ...}`` required."""
@@ -162,16 +171,8 @@ async def curate(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/packs/{cid}/uncurate")
-@endpoint(
-    "Admin: withdraw a curated pack; the pointer rolls back (reason required)",
-    tag="gate",
-    responses={200: CurationOut},
-    params=(CID,),
-    body=ReasonIn,
-    body_max=BODY_MAX,
-    auth=True,
-    errors=(400, 401, 403, 404, 409, 413),
-    operation_id="uncuratePack",
+@_curation_endpoint(
+    "Admin: withdraw a curated pack; the pointer rolls back (reason required)", "uncuratePack"
 )
 async def uncurate(request: web.Request) -> web.Response:
     """Admin: withdraw a curated pack (the pointer rolls back or is removed); ``{"reason": ...}`` required."""

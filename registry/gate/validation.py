@@ -33,6 +33,7 @@ from registry.gate.shards import FileStore, ShardSpec, ShardUnavailable, gather
 from registry.jobs.kinds import JobKind
 from registry.jobs.protocol import ClaimedJob, JobQueue, PermanentJobError, RetryJob
 from registry.names import ModelRef
+from registry.packs.browse import latest_validation_report
 from registry.packs.lifecycle import model_ref_of, set_state
 from registry.replication.shard_fetch import ShardFetcher
 
@@ -110,14 +111,7 @@ class ValidationService:
             pack = await s.get(Pack, cid)
             if pack is None:
                 raise NotFound(f"no pack {cid}", cid=cid)
-            row = (
-                await s.execute(
-                    select(ValidationReport)
-                    .where(ValidationReport.pack_cid == cid)
-                    .order_by(ValidationReport.started_at.desc(), ValidationReport.id.desc())
-                    .limit(1)
-                )
-            ).scalar_one_or_none()
+            row = await latest_validation_report(s, cid)
             return ValidationView(
                 cid,
                 pack.state.value,

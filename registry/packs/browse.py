@@ -178,14 +178,7 @@ class BrowseService:
                     .group_by(Replica.state)
                 )
             ).all()
-            report = (
-                await s.execute(
-                    select(ValidationReport)
-                    .where(ValidationReport.pack_cid == cid)
-                    .order_by(ValidationReport.started_at.desc(), ValidationReport.id.desc())
-                    .limit(1)
-                )
-            ).scalar_one_or_none()
+            report = await latest_validation_report(s, cid)
             tags = (
                 await s.execute(select(Pointer.tag).where(Pointer.pack_cid == cid).order_by(Pointer.tag))
             ).scalars()
@@ -242,3 +235,15 @@ def _summary(p: Pack, ref: ModelRef) -> PackSummary:
 
 def _shard(x: Shard) -> ShardView:
     return ShardView(x.position, x.filename, x.cid, x.sha256, x.size, x.unixfs_profile)
+
+
+async def latest_validation_report(s: AsyncSession, cid: str) -> ValidationReport | None:
+    """The newest validation report of a pack (None before its first validation)."""
+    return (
+        await s.execute(
+            select(ValidationReport)
+            .where(ValidationReport.pack_cid == cid)
+            .order_by(ValidationReport.started_at.desc(), ValidationReport.id.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
