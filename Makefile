@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DATA_DIR ?= var/data
 TESTNODE := tests/ipfs_testnode
 
-.PHONY: run test venv dev-venv lint typecheck contracts testnode postgres bench clean
+.PHONY: run test venv dev-venv lint typecheck contracts testnode postgres bench clean fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,13 @@ contracts: dev-venv
 
 test: dev-venv postgres testnode lint typecheck contracts
 	$(BIN)/pytest
+
+# The parsers of untrusted bytes under hypothesis, FUZZ_EXAMPLES inputs each, at most FUZZ_TIMEOUT seconds a
+# parser (the default `make test` runs a short pass: tests/fuzz/test_fuzz_smoke.py).
+FUZZ_EXAMPLES ?= 5000
+FUZZ_TIMEOUT ?= 600
+fuzz: dev-venv
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -p no:cacheprovider -m fuzz --timeout=$(FUZZ_TIMEOUT) tests/fuzz
 
 bench: dev-venv testnode
 	@echo "see bench/README.md for each benchmark's command"

@@ -76,12 +76,15 @@ def plan_pack(
     allowed_roots: tuple[Path, ...] = (),
     memory_budget_bytes: int | None = None,
     overhead_bytes: int = DEFAULT_RUNTIME_OVERHEAD_BYTES,
+    parse_headers_up_to: int | None = None,
 ) -> PackPlan:
     """Validate everything that can be checked without reading the tensor data.
 
     Raises:
         PackInvalid: a bad manifest, filename, size or header.
         PackTooLarge: the pack would not fit ``memory_budget_bytes``.
+
+    ``parse_headers_up_to``: headers declaring more bytes are length-checked only (``deferred``).
     """
     pack_dir = Path(pack_dir)
     if not pack_dir.is_dir():
@@ -97,7 +100,7 @@ def plan_pack(
                 "(truncated or changed)",
                 shard=entry.filename,
             )
-        header = read_header(path, size, entry.filename, limits.header_max_bytes)
+        header = read_header(path, size, entry.filename, limits.header_max_bytes, parse_headers_up_to)
         n_tensors += len(header.tensors)
         if n_tensors > limits.max_tensors:
             raise PackInvalid(f"the pack has more than {limits.max_tensors} tensors")

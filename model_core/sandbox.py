@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from model_core.config import ModelConfig
-from model_core.errors import ModelCoreError
+from model_core.errors import ModelCoreError, bounded, bounded_report
+from model_core.isolation import Isolation, preexec, private_dir, unprivileged_ids, world_readable
 from model_core.manifest import PackLimits
 from model_core.preflight import DEFAULT_RUNTIME_OVERHEAD_BYTES, plan_pack
 
@@ -43,6 +44,11 @@ THREAD_ENV_KEYS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _SECRET = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.IGNORECASE)
 STDERR_TAIL_BYTES = 4000
 CHILD_MAX_FILE_BYTES = 64 * 1024 * 1024
+# The supervisor has no memory limit, so it never reads or parses a large header itself (JSON parsing costs
+# ~25x the text): longer headers are only length-checked here and parsed by the limited child.
+SUPERVISOR_HEADER_PARSE_BYTES = 1024 * 1024
+CHILD_RESULT_MAX_BYTES = 1024 * 1024  # a larger result file is ignored (the verdict comes from the exit)
+_NO_NETNS = "no network namespace"
 _OOM_MARKERS = ("failed to map segment", "Cannot allocate memory", "MemoryError", "can't allocate memory")
 
 
@@ -59,6 +65,7 @@ class SandboxLimits:
     max_shards: int = PackLimits.max_shards
     header_max_bytes: int = PackLimits.header_max_bytes
     filename_max_len: int = PackLimits.filename_max_len
+    isolate: bool = True  # new network namespace, 'nobody' when root; see model_core.isolation
 
     def __post_init__(self) -> None:
         for name in (
@@ -131,6 +138,7 @@ def preflight(pack_dir: Path, limits: SandboxLimits) -> dict[str, Any] | None:
             allowed_roots=tuple(Path(r) for r in limits.allowed_roots),
             memory_budget_bytes=limits.memory_bytes,
             overhead_bytes=limits.overhead_bytes,
+            parse_headers_up_to=SUPERVISOR_HEADER_PARSE_BYTES,
         )
         ModelConfig.from_dict(plan.manifest.config)
     except ModelCoreError as e:
@@ -168,6 +176,16 @@ def run_child(
     result_path = workdir / "result.json"
     stderr_path = workdir / "stderr.txt"
     cmd = command(result_path) if command is not None else _worker_command(pack_dir, limits, result_path)
+    ids = unprivileged_ids() if limits.isolate else None
+    if ids is not None and not world_readable([*_pack_paths(pack_dir), Path(cmd[0]).resolve()]):
+        # The unprivileged user could not run the interpreter or read the pack: keep the user (the report
+        # says which) rather than fail every validation.
+        ids = None
+    if ids is not None:
+        os.chown(workdir, *ids)
+    env = child_env(os.environ, limits.threads)
+    env["TMPDIR"] = str(private_dir(workdir / "tmp", ids))
+    sandbox = {"user": "nobody" if ids else f"uid {os.geteuid()}", "tmpdir": "private", "fds": "closed"}
 
     with open(stderr_path, "wb") as err:
         proc = subprocess.Popen(
@@ -175,17 +193,37 @@ def run_child(
             stdin=subprocess.DEVNULL,
             stdout=err,
             stderr=err,
-            env=child_env(os.environ, limits.threads),
+            env=env,
             cwd=workdir,
-            preexec_fn=limit_setter(limits.memory_bytes, limits.cpu_seconds),
+            preexec_fn=preexec(
+                Isolation(uid=ids[0] if ids else None, gid=ids[1] if ids else None, new_netns=limits.isolate),
+                limit_setter(limits.memory_bytes, limits.cpu_seconds),
+            ),
+            # Its own group so the wall-clock kill takes every descendant; PR_SET_PDEATHSIG (isolation)
+            # makes it die with this supervisor.
             start_new_session=True,
             close_fds=True,
+            pass_fds=(),
         )
         exited = _wait_unreaped(proc.pid, limits.wall_seconds)
         # Kill the whole group while the leader is still an unreaped zombie, so its process-group id
         # cannot have been reused: no grandchild outlives the validation.
         _kill_group(proc.pid)
         rc = proc.wait()
+    sandbox["network"] = "host" if not limits.isolate or _NO_NETNS in _tail(stderr_path) else "none"
+    return {**_outcome(limits, exited, rc, result_path, stderr_path), "sandbox": sandbox}
+
+
+def _pack_paths(pack_dir: Path) -> list[Path]:
+    try:
+        return [pack_dir, *(p.resolve() for p in pack_dir.iterdir())]
+    except OSError:
+        return [pack_dir]
+
+
+def _outcome(
+    limits: SandboxLimits, exited: bool, rc: int, result_path: Path, stderr_path: Path
+) -> dict[str, Any]:
     if not exited:
         return {
             "verdict": "timed_out",
@@ -193,7 +231,7 @@ def run_child(
             "stderr_tail": _tail(stderr_path),
         }
     child: dict[str, Any] = {}
-    if result_path.exists():
+    if result_path.exists() and result_path.stat().st_size <= CHILD_RESULT_MAX_BYTES:
         try:
             child = json.loads(result_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -214,6 +252,8 @@ def run_child(
             **_child_extras(child),
             "stderr_tail": _tail(stderr_path),
         }
+    if not isinstance(child, dict):
+        child = {}
     if child.get("verdict") in EXIT_CODES and EXIT_CODES[child["verdict"]] == rc:
         return child
     tail = _tail(stderr_path)
@@ -305,7 +345,7 @@ def validate_pack(
             with tempfile.TemporaryDirectory(prefix="modelpack-validate-") as tmp:
                 outcome = run_child(pack_dir, limits, Path(tmp), command)
     except Exception as e:  # the supervisor itself must never fail without a report
-        outcome = {"verdict": "crashed", "reason": f"the supervisor failed: {type(e).__name__}: {e}"}
+        outcome = {"verdict": "crashed", "reason": f"the supervisor failed: {type(e).__name__}: {bounded(e)}"}
     report = {
         **outcome,
         "exit_code": EXIT_CODES[outcome["verdict"]],
@@ -313,6 +353,7 @@ def validate_pack(
         "limits": asdict(limits),
         "wall_s": round(time.monotonic() - start, 3),
     }
+    report = bounded_report(report)
     write_report(Path(report_path), report)
     return report
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from model_core.errors import PackInvalid
+from model_core.errors import PackInvalid, bounded, q
 
 Buffer = bytes | bytearray | memoryview | mmap.mmap
 DTYPE_SIZES: dict[str, int] = {
@@ -51,6 +51,7 @@ class ShardHeader:
     header_len: int
     tensors: tuple[TensorInfo, ...]
     metadata: dict[str, str]
+    deferred: bool = False  # only the length was checked; the worker parses it under the sandbox's limits
 
     @property
     def data_start(self) -> int:
@@ -65,21 +66,21 @@ def header_length(prefix: Buffer, file_size: int, shard: str, max_bytes: int) ->
     """The declared header length, checked against the limit and the file size."""
     if file_size < 8 or len(prefix) < 8:
         raise PackInvalid(
-            f"shard {shard!r} is {file_size} bytes, too short for a safetensors header", shard=shard
+            f"shard {q(shard)} is {file_size} bytes, too short for a safetensors header", shard=shard
         )
     (n,) = struct.unpack("<Q", bytes(prefix[:8]))
     if n > max_bytes:
         raise PackInvalid(
-            f"shard {shard!r} declares a {n}-byte safetensors header, more than the limit of {max_bytes}",
+            f"shard {q(shard)} declares a {n}-byte safetensors header, more than the limit of {max_bytes}",
             shard=shard,
         )
     if 8 + n > file_size:
         raise PackInvalid(
-            f"shard {shard!r} declares a {n}-byte header but the file is only {file_size} bytes (truncated?)",
+            f"shard {q(shard)} declares a {n}-byte header but the file is only {file_size} bytes (truncated?)",
             shard=shard,
         )
     if n < 2:
-        raise PackInvalid(f"shard {shard!r} has an empty safetensors header", shard=shard)
+        raise PackInvalid(f"shard {q(shard)} has an empty safetensors header", shard=shard)
     return n
 
 
@@ -91,18 +92,18 @@ def parse_header(buf: Buffer, file_size: int, shard: str, max_bytes: int) -> Sha
     """
     n = header_length(buf, file_size, shard, max_bytes)
     if len(buf) < 8 + n:
-        raise PackInvalid(f"shard {shard!r} ended inside its header", shard=shard)
+        raise PackInvalid(f"shard {q(shard)} ended inside its header", shard=shard)
     try:
         data = json.loads(bytes(buf[8 : 8 + n]).decode("utf-8"), object_pairs_hook=_pairs(shard))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise PackInvalid(f"shard {shard!r} header is not valid JSON: {e}", shard=shard) from None
+    except (ValueError, RecursionError) as e:  # ValueError: bad UTF-8, bad JSON, an int over 4,300 digits
+        raise PackInvalid(f"shard {q(shard)} header is not valid JSON: {bounded(e)}", shard=shard) from None
     if not isinstance(data, dict):
-        raise PackInvalid(f"shard {shard!r} header must be a JSON object", shard=shard)
+        raise PackInvalid(f"shard {q(shard)} header must be a JSON object", shard=shard)
     metadata = data.pop("__metadata__", {})
     if not isinstance(metadata, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
     ):
-        raise PackInvalid(f"shard {shard!r} __metadata__ must map strings to strings", shard=shard)
+        raise PackInvalid(f"shard {q(shard)} __metadata__ must map strings to strings", shard=shard)
     tensors = sorted(
         (_tensor(shard, name, spec) for name, spec in data.items()), key=lambda t: (t.begin, t.end)
     )
@@ -111,7 +112,7 @@ def parse_header(buf: Buffer, file_size: int, shard: str, max_bytes: int) -> Sha
         if t.begin != cursor:
             what = "overlaps the previous tensor" if t.begin < cursor else "leaves a gap before it"
             raise PackInvalid(
-                f"shard {shard!r} tensor {t.name!r} starts at data offset {t.begin}, which {what} "
+                f"shard {q(shard)} tensor {q(t.name)} starts at data offset {t.begin}, which {what} "
                 f"(expected {cursor})",
                 shard=shard,
                 key=t.name,
@@ -120,18 +121,26 @@ def parse_header(buf: Buffer, file_size: int, shard: str, max_bytes: int) -> Sha
     data_len = file_size - 8 - n
     if cursor != data_len:
         raise PackInvalid(
-            f"shard {shard!r} tensors end at data offset {cursor} but the data section is {data_len} bytes "
+            f"shard {q(shard)} tensors end at data offset {cursor} but the data section is {data_len} bytes "
             f"({'truncated' if cursor > data_len else 'trailing bytes'})",
             shard=shard,
         )
     return ShardHeader(header_len=n, tensors=tuple(tensors), metadata=dict(metadata))
 
 
-def read_header(path: Path, file_size: int, shard: str, max_bytes: int) -> ShardHeader:
-    """Read and validate only the header of a shard file (the data is not read)."""
+def read_header(
+    path: Path, file_size: int, shard: str, max_bytes: int, parse_max_bytes: int | None = None
+) -> ShardHeader:
+    """Read and validate only the header of a shard file (the data is not read).
+
+    A header longer than ``parse_max_bytes`` (but within ``max_bytes``) is not read at all: the result is
+    ``deferred``, for a caller (the unlimited sandbox supervisor) that must not hold or parse it.
+    """
     with open(path, "rb") as f:
         prefix = f.read(8)
         n = header_length(prefix, file_size, shard, max_bytes)
+        if parse_max_bytes is not None and n > parse_max_bytes:
+            return ShardHeader(header_len=n, tensors=(), metadata={}, deferred=True)
         body = f.read(n)
     return parse_header(prefix + body, file_size, shard, max_bytes)
 
@@ -139,25 +148,25 @@ def read_header(path: Path, file_size: int, shard: str, max_bytes: int) -> Shard
 def _tensor(shard: str, name: str, spec: Any) -> TensorInfo:
     if not isinstance(spec, dict) or set(spec) != {"dtype", "shape", "data_offsets"}:
         raise PackInvalid(
-            f"shard {shard!r} tensor {name!r} entry must have exactly dtype, shape and data_offsets",
+            f"shard {q(shard)} tensor {q(name)} entry must have exactly dtype, shape and data_offsets",
             shard=shard,
             key=name,
         )
     dtype = spec["dtype"]
     if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:
         raise PackInvalid(
-            f"shard {shard!r} tensor {name!r} has dtype {dtype!r}, not one of {', '.join(DTYPE_SIZES)}",
+            f"shard {q(shard)} tensor {q(name)} has dtype {q(dtype)}, not one of {', '.join(DTYPE_SIZES)}",
             shard=shard,
             key=name,
         )
     shape = spec["shape"]
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
         raise PackInvalid(
-            f"shard {shard!r} tensor {name!r} shape {shape!r} is not a list of ints", shard=shard
+            f"shard {q(shard)} tensor {q(name)} shape {q(shape)} is not a list of ints", shard=shard
         )
     if any(d < 0 for d in shape) or len(shape) > 8:
         raise PackInvalid(
-            f"shard {shard!r} tensor {name!r} shape {shape!r} is not valid", shard=shard, key=name
+            f"shard {q(shard)} tensor {q(name)} shape {q(shape)} is not valid", shard=shard, key=name
         )
     offsets = spec["data_offsets"]
     if (
@@ -167,14 +176,14 @@ def _tensor(shard: str, name: str, spec: Any) -> TensorInfo:
         or offsets[0] > offsets[1]
     ):
         raise PackInvalid(
-            f"shard {shard!r} tensor {name!r} data_offsets {offsets!r} must be two ints, begin <= end",
+            f"shard {q(shard)} tensor {q(name)} data_offsets {q(offsets)} must be two ints, begin <= end",
             shard=shard,
             key=name,
         )
     expected = math.prod(shape) * DTYPE_SIZES[dtype]
     if offsets[1] - offsets[0] != expected:
         raise PackInvalid(
-            f"shard {shard!r} tensor {name!r} spans {offsets[1] - offsets[0]} bytes but {dtype}{shape} "
+            f"shard {q(shard)} tensor {q(name)} spans {offsets[1] - offsets[0]} bytes but {dtype}{shape} "
             f"needs {expected}",
             shard=shard,
             key=name,
@@ -187,7 +196,7 @@ def _pairs(shard: str) -> Any:
         out: dict[str, Any] = {}
         for k, v in pairs:
             if k in out:
-                raise PackInvalid(f"shard {shard!r} header has the key {k!r} twice", shard=shard, key=k)
+                raise PackInvalid(f"shard {q(shard)} header has the key {q(k)} twice", shard=shard, key=k)
             out[k] = v
         return out
 

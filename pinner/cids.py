@@ -122,7 +122,7 @@ def normalize_cid(text: str) -> str:
 
 
 def block_matches(cid: CID | bytes, data: bytes | memoryview) -> bool:
-    """True when sha2-256 of ``data`` is the CID's digest (constant-time compare)."""
+    """True when sha2-256 of ``data`` is the CID's full 32-byte digest (constant-time compare)."""
     mh = block_key(cid)
     if len(mh) != 34 or mh[:2] != b"\x12\x20":
         return False
@@ -139,9 +139,13 @@ def verify_block(cid: CID | bytes, data: bytes | memoryview) -> None:
 def rehash_matches(cid: CID, data: bytes) -> bool:
     """True when ``data`` re-hashed with the CID's own hash function is the CID's digest.
 
-    Identity-hashed CIDs carry their bytes inline and are compared directly. Raises InvalidCid when the
-    hash function has no implementation here.
+    Identity-hashed CIDs carry their bytes inline and are compared directly. A digest shorter than its
+    hash function's full length is refused (False): a truncated digest is cheap to collide. Raises
+    InvalidCid when the hash function has no implementation here.
     """
+    full = cid.hashfun.max_digest_size
+    if full is not None and len(cid.raw_digest) != full:
+        return False
     try:
         actual = cid.hashfun.digest(data, size=len(cid.raw_digest))
     except (ValueError, KeyError, TypeError) as exc:

@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -29,6 +29,7 @@ RAW_TYPE = "application/vnd.ipld.raw"
 CAR_TYPE = "application/vnd.ipld.car"
 CACHE_CONTROL = "public, max-age=29030400, immutable"
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE_DIGITS_MAX = 19  # 2**63 has 19 digits: no stored file is larger
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,10 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
     first, last = m.groups()
     if first == "" and last == "":
         return None
+    if len(first) > _RANGE_DIGITS_MAX or len(last) > _RANGE_DIGITS_MAX:
+        raise _BadRequest(
+            f"the Range header {header[:60]!r} has a number longer than {_RANGE_DIGITS_MAX} digits"
+        )
     if first == "":
         n = int(last)
         return max(size - n, 0), size
@@ -94,12 +99,16 @@ def _base_headers(cid: CID, etag: str) -> dict[str, str]:
 
 
 def gateway_routes(
-    store_of: Callable[[web.Request], Blockstore], config: GatewayConfig | None = None
+    store_of: Callable[[web.Request], Blockstore],
+    config: GatewayConfig | None = None,
+    guard: Callable[[web.Request], Awaitable[None]] | None = None,
 ) -> web.RouteTableDef:
     """Routes for ``/ipfs/{cid}`` over the store ``store_of(request)`` gives (add them with ``app.add_routes``).
 
     The store is looked up per request (typically in ``request.app``), so the routes can be added before
-    the application's startup opens it.
+    the application's startup opens it. ``guard(request)``, when given, runs before anything is read
+    (files, raw blocks and CARs alike); it refuses a request by raising (the embedding application's
+    error handling answers it), e.g. a registry whose reads need a token.
     """
     config = config or GatewayConfig()
     routes = web.RouteTableDef()
@@ -107,6 +116,8 @@ def gateway_routes(
     @routes.route("HEAD", "/ipfs/{cid}")
     @routes.get("/ipfs/{cid}", allow_head=False)
     async def ipfs_path(request: web.Request) -> web.StreamResponse:
+        if guard is not None:
+            await guard(request)
         store = store_of(request)
         try:
             cid = parse_cid(request.match_info["cid"])

@@ -7,9 +7,12 @@ one-sentence message.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import ipaddress
 import json
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -66,6 +69,11 @@ class RegistryClient:
         self._prefix = parts.path.rstrip("/")
         self._token = token
         self._timeout = timeout_s
+        if token and parts.scheme == "http" and not _loopback(parts.hostname):
+            print(
+                f"warning: sending the API token over plain http to {parts.hostname} (use https)",
+                file=sys.stderr,
+            )
         self._conn: http.client.HTTPConnection | None = None
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -134,6 +142,11 @@ class RegistryClient:
         return resp
 
     def _raise_for(self, resp: http.client.HTTPResponse, request: str) -> None:
+        if 300 <= resp.status < 400:
+            self.close()  # never followed: a redirect to another host would carry the token there
+            where = (resp.getheader("Location") or "")[:200]
+            msg = f"the registry answered HTTP {resp.status} redirecting to {where!r}; redirects are not followed"
+            raise ClientError(msg, status=resp.status, request=request)
         if resp.status < 400:
             return
         raw = resp.read(64 * 1024)
@@ -332,8 +345,14 @@ class RegistryClient:
     def keys(self, publisher: str | None = None) -> Iterator[dict[str, Any]]:
         yield from self._pages("/v1/keys", {"publisher": publisher} if publisher is not None else {})
 
-    def add_key(self, public_key: str) -> dict[str, Any]:
-        return dict(self._json("POST", "/v1/keys", {"public_key": public_key}))
+    def key_challenge(self, public_key: str) -> dict[str, Any]:
+        """A registration challenge for ``public_key``: the key must sign its statement."""
+        return dict(self._json("POST", "/v1/key-challenges", {"public_key": public_key}))
+
+    def add_key(self, public_key: str, challenge: str, signature: str) -> dict[str, Any]:
+        """Register ``public_key`` with proof of possession (``signature``: base64, of the challenge's statement)."""
+        body = {"public_key": public_key, "challenge": challenge, "signature": signature}
+        return dict(self._json("POST", "/v1/keys", body))
 
     def revoke_key(self, key_id: str, reason: str, at: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"reason": reason} | ({"at": at} if at else {})
@@ -356,7 +375,13 @@ class RegistryClient:
 
     def tokens(self) -> list[dict[str, Any]]:
         """The caller's tokens (every token for an admin); never their secrets."""
-        return list(self._json("GET", "/v1/tokens")["items"])
+        return list(self._pages("/v1/tokens", {}))
 
     def revoke_token(self, token_id: int) -> dict[str, Any]:
         return dict(self._json("DELETE", f"/v1/tokens/{token_id}"))
+
+
+def _loopback(host: str) -> bool:
+    with contextlib.suppress(ValueError):
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    return False

@@ -127,3 +127,10 @@ class ShardMismatch(RegistryError):
     def __init__(self, message: str | None = None, *, filename: str = "", **details: Any) -> None:
         self.filename = filename
         super().__init__(message, filename=filename, **details)
+
+
+class ModelNameMismatch(RegistryError):
+    """The manifest's ``model_name`` is not the model it is published as (a manifest is bound to its model)."""
+
+    code = "model_name_mismatch"
+    http_status = 422

@@ -34,7 +34,17 @@ class ServerSettings(_Section):
     port: int = Field(DEFAULT_PORT, ge=0, le=65535)  # 0: any free port
     max_json_body_bytes: int = Field(2 * MiB, ge=1 * KiB)  # largest JSON request body
     max_upload_bytes: int = Field(64 * GiB, ge=1)  # largest blob upload
+    # Per publisher: stored bytes it uploaded that no pack references (counted while uploads stream).
+    upload_quota_bytes: int = Field(256 * GiB, ge=1)
+    max_uploads_per_publisher: int = Field(4, ge=1, le=10_000)  # uploads in flight per publisher (429)
+    max_uploads_in_flight: int = Field(64, ge=1, le=100_000)  # uploads in flight in this daemon (503)
+    upload_idle_timeout_s: float = Field(60.0, gt=0, le=86_400)  # a body silent this long is cut (408)
+    upload_timeout_s: float = Field(6 * 3600.0, gt=0, le=7 * 86_400)  # a whole upload's budget (408)
+    upload_retry_after_s: int = Field(5, ge=1, le=3600)  # Retry-After of a 429/503 upload
+    unreferenced_blob_grace_s: float = Field(24 * 3600.0, ge=0)  # uploads no pack uses are deleted after this
+    blob_gc_interval_s: float = Field(3600.0, gt=0)  # how often unreferenced uploads are collected
     read_requires_token: bool = False  # reads need a token too
+    metrics_requires_token: bool | None = None  # /metrics needs a token; unset: as read_requires_token
     read_cache_ttl_s: float = Field(1.0, ge=0)  # pointer resolve / pack detail; 0 turns the cache off
     read_cache_entries: int = Field(10_000, ge=1, le=10_000_000)  # per read cache
     gateway_write_buffer_bytes: int = Field(1 * MiB, ge=4 * KiB, le=256 * MiB)  # /ipfs/ response batching
@@ -158,6 +168,9 @@ class ValidationSettings(_Section):
     runtime_overhead_bytes: int = Field(2 * GiB, ge=0, le=1024 * GiB)
     threads: int | None = Field(None, ge=1, le=1024)  # torch threads in the child; None: torch's default
     fetch_timeout_s: float = Field(600.0, gt=0)  # reading one shard from a node for validation
+    # timed_out / out_of_memory / crashed are retried with backoff; reject after this many in a row
+    max_environment_failures: int = Field(3, ge=1, le=100)
+    max_queued_per_publisher: int = Field(4, ge=1, le=10000)  # requested validations queued or running
 
 
 class IpnsSettings(_Section):

@@ -21,7 +21,8 @@ from model_core.format.pack import load_manifest
 from pinner.blockstore import FsBlockstore
 from pinner.cids import cid_str
 from pinner.unixfs import UnixfsParams
-from registry.accounts.auth import AuthService, Principal
+from registry.accounts.auth import AuthService
+from registry.accounts.principal import Principal
 from registry.jobs.protocol import JobQueue
 from registry.names import parse_model_name
 from registry.packs.lifecycle import record_blob

@@ -14,6 +14,8 @@ MANIFEST_NAME = "manifest.json"
 FILENAME_MAX_LEN = 255
 FILENAME_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$"
 _FILENAME = re.compile(FILENAME_PATTERN)
+# Names a pack folder uses for itself (compared case-insensitively, as macOS and Windows file systems do).
+RESERVED_FILENAMES = frozenset({MANIFEST_NAME, "signatures"})
 
 # The UnixFS profiles a shard CID may name; pinner.unixfs.PROFILES holds their parameters (a test keeps
 # the two in step: the format cannot import pinner).
@@ -34,6 +36,10 @@ def check_shard_filename(name: object, max_len: int = FILENAME_MAX_LEN) -> str:
         raise ValueError(
             f"shard filename {name!r} is unsafe and not allowed: use only letters, digits, '.', '_' and '-', "
             "no path separators and no leading '.'"
+        )
+    if name.lower() in RESERVED_FILENAMES:
+        raise ValueError(
+            f"shard filename {name!r} is reserved for the pack folder's own files; rename the shard"
         )
     return name
 

@@ -44,4 +44,7 @@ def parse_json_strict(raw: bytes, *, max_bytes: int, max_depth: int, what: str =
         raise InvalidManifest(
             f"the {what} is not JSON: {e.msg} at line {e.lineno} column {e.colno}"
         ) from None
+    except ValueError:
+        # Python refuses integers of more than 4,300 digits (sys.get_int_max_str_digits) with a bare ValueError.
+        raise InvalidManifest(f"the {what} has a number too long to read (over 4,300 digits)") from None
     return data

@@ -76,15 +76,22 @@ class BlockMismatchError(NodeError):
     http_status: ClassVar[int] = 502
 
 
+class NodeRedirectError(NodeBadResponseError):
+    """The IPFS node answered with a redirect; node requests never follow one (it could point anywhere)."""
+
+    code: ClassVar[str] = "node_redirect"
+
+
 class InvalidNodeUrlError(PinnerError):
-    """The node URL is not an http(s) URL with a host."""
+    """The node URL is not an http(s) URL with a host, or has userinfo, a query or a fragment."""
 
     code: ClassVar[str] = "invalid_node_url"
     http_status: ClassVar[int] = 400
 
-    def __init__(self, message: str | None = None, *, node_url: str) -> None:
+    def __init__(self, message: str | None = None, *, node_url: str, part: str | None = None) -> None:
         self.node_url = node_url
-        super().__init__(message, node_url=node_url)
+        self.part = part
+        super().__init__(message, node_url=node_url, **({"part": part} if part else {}))
 
 
 class PinFailedError(NodeError):

@@ -8,7 +8,6 @@ here once to a `pinner.ipfs.errors.NodeError` subclass carrying the node URL, th
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -26,9 +25,13 @@ from pinner.ipfs.errors import (
     NodeBadResponseError,
     NodeError,
     NodeNotSupportedError,
+    NodeRedirectError,
     NodeTimeoutError,
     NodeUnreachableError,
 )
+from pinner.ipfs.jsonlines import LineReader, LineTooLongError, loads
+
+NODE_MESSAGE_MAX = 300  # characters of a node's own error text kept in our errors (it is untrusted)
 
 
 @dataclass(frozen=True)
@@ -70,29 +73,51 @@ class HttpTimeouts:
 
 
 def check_node_url(url: str) -> str:
-    """The URL without a trailing slash; `InvalidNodeUrlError` unless it is http(s) with a host."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidNodeUrlError(f"node URL {url!r} must be http:// or https:// with a host", node_url=url)
+    """The URL without a trailing slash; `InvalidNodeUrlError` unless it is http(s) with a host and
+    without userinfo, query or fragment (credentials go in `auth`; paths are the client's to add)."""
+    shown = f"{url[:200]!r}{'...' if len(url) > 200 else ''}"
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        raise InvalidNodeUrlError(f"node URL {shown} is not a valid URL", node_url=url[:200]) from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise InvalidNodeUrlError(
+            f"node URL {shown} must be http:// or https:// with a host", node_url=url[:200]
+        )
+    for part, present in (("userinfo", "@" in parts.netloc), ("query", "?" in url), ("fragment", "#" in url)):
+        if present:
+            raise InvalidNodeUrlError(
+                f"node URL {shown} must not have a {part} part (give credentials as auth)"
+                if part == "userinfo"
+                else f"node URL {shown} must not have a {part} part",
+                node_url=url[:200],
+                part=part,
+            )
     return url.rstrip("/")
 
 
+def _bounded(text: str) -> str:
+    return text if len(text) <= NODE_MESSAGE_MAX else text[:NODE_MESSAGE_MAX] + "..."
+
+
 def node_message(body: bytes) -> str | None:
-    """The error text in a Kubo (`Message`), Cluster (`message`) or Pinning Service (`error.reason`) body."""
+    """The error text in a Kubo (`Message`), Cluster (`message`) or Pinning Service (`error.reason`) body,
+    at most `NODE_MESSAGE_MAX` characters."""
     try:
-        data = json.loads(body)
+        data = loads(body)
     except ValueError:
-        text = body.decode("utf-8", "replace").strip()
-        return text[:500] or None
+        text = body[: NODE_MESSAGE_MAX * 4].decode("utf-8", "replace").strip()
+        return _bounded(text) or None
     if isinstance(data, dict):
         if isinstance(data.get("Message"), str):
-            return str(data["Message"])
+            return _bounded(str(data["Message"]))
         if isinstance(data.get("message"), str):
-            return str(data["message"])
+            return _bounded(str(data["message"]))
         err = data.get("error")
         if isinstance(err, dict):
             reason, details = err.get("reason"), err.get("details")
-            return ": ".join(str(x) for x in (reason, details) if x) or None
+            return _bounded(": ".join(str(x)[:NODE_MESSAGE_MAX] for x in (reason, details) if x)) or None
     return None
 
 
@@ -160,6 +185,14 @@ class HttpEndpoint:
         try:
             resp = await self._send(method, path, params, json_body, data, headers, timeout)
             async with resp:
+                if 300 <= resp.status < 400 and resp.status not in ok:  # never followed: see _send
+                    raise self.error(
+                        NodeRedirectError,
+                        f"{what} on {self.url} answered with a redirect (HTTP {resp.status}); "
+                        "node requests never follow redirects: register the node's final URL",
+                        cid=cid,
+                        status=resp.status,
+                    )
                 if resp.status not in ok:
                     body = await resp.content.read(64 * 1024)
                     msg = node_message(body)
@@ -202,6 +235,8 @@ class HttpEndpoint:
         """Send, retrying once when a pooled keep-alive connection turns out dead (the node restarted).
 
         Only bodies that can be sent twice are retried; a streamed upload is never replayed.
+        Redirects are never followed: a node could otherwise send our request (a 307 keeps the method,
+        body and credentials) to a host `replication.allowed_node_hosts` never allowed.
         """
         replayable = data is None or isinstance(data, bytes | str)
         for attempt in (1, 2):
@@ -214,6 +249,7 @@ class HttpEndpoint:
                     data=data,
                     headers=headers,
                     timeout=client_timeout,
+                    allow_redirects=False,
                 )
             except aiohttp.ServerDisconnectedError:
                 if attempt == 2 or not replayable:
@@ -237,41 +273,41 @@ class HttpEndpoint:
 
     def parse_json(self, body: bytes, *, cid: str | None = None) -> Any:
         try:
-            return json.loads(body)
+            return loads(body)
         except ValueError as exc:
             raise self.error(
                 NodeBadResponseError,
-                f"{self.url} answered with something that is not JSON: {body[:80]!r}",
+                f"{self.url} answered with something that is not JSON we accept ({exc}): {body[:80]!r}",
                 cid=cid,
             ) from exc
 
     async def iter_json_lines(
         self, resp: aiohttp.ClientResponse, *, cid: str | None = None
     ) -> AsyncIterator[Any]:
-        """Newline-delimited JSON values; a `{"Type": "error"}` line (Kubo stream error) raises."""
-        limit = self.timeouts.max_json_bytes
-        buf = b""
-        async for chunk in resp.content.iter_any():
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
-            if len(buf) > limit:
-                raise self.error(
-                    NodeBadResponseError, f"{self.url} sent a JSON line over {limit} bytes", cid=cid
-                )
-            for line in lines:
-                if line.strip():
-                    yield self._checked_line(line, cid)
-        if buf.strip():
-            yield self._checked_line(buf, cid)
+        """Newline-delimited JSON values; a `{"Type": "error"}` line (Kubo stream error) raises.
+
+        Linear however the node cuts the stream; a line over `max_json_bytes` is `NodeBadResponseError`.
+        """
+        reader = LineReader(self.timeouts.max_json_bytes)
+        try:
+            async for chunk in resp.content.iter_any():
+                for line in reader.feed(chunk):
+                    if line.strip():
+                        yield self._checked_line(line, cid)
+            last = reader.finish()
+        except LineTooLongError as exc:
+            raise self.error(NodeBadResponseError, f"{self.url} sent {exc}", cid=cid) from None
+        if last.strip():
+            yield self._checked_line(last, cid)
 
     def _checked_line(self, line: bytes, cid: str | None) -> Any:
         value = self.parse_json(line, cid=cid)
         if isinstance(value, dict) and value.get("Type") == "error" and "Message" in value:
             raise self.error(
                 NodeError,
-                f"{self.url} reported an error mid-stream: {value['Message']}",
+                f"{self.url} reported an error mid-stream: {_bounded(str(value['Message']))}",
                 cid=cid,
-                node_message=str(value["Message"]),
+                node_message=_bounded(str(value["Message"])),
             )
         return value
 

@@ -1,7 +1,8 @@
-"""Publishers and API tokens: shown once, stored as sha256, scoped (publish/admin) and namespaced, revocable.
+"""Publishers and API tokens: shown once, stored as sha256, scoped and namespaced, revocable.
 
-``authenticate`` turns a bearer token into a ``Principal``; ``require_namespace`` decides whether that
-principal may write in a namespace (a member publisher whose token covers it, or an admin token).
+``authenticate`` turns a bearer token into a ``Principal`` (registry.accounts.principal holds the rules);
+``require_namespace`` decides whether that principal may write in a namespace (a member publisher whose token
+covers it, or a token with the admin scope for it). A token never issues one broader than itself.
 """
 
 from __future__ import annotations
@@ -13,40 +14,23 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from registry.accounts.principal import SCOPES, Principal
 from registry.db.base import utcnow
+from registry.db.engine import readonly_session
 from registry.db.models import ApiToken, Namespace, NamespaceMember, Publisher
 from registry.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from registry.names import check_name
 
 TOKEN_PREFIX = "mpk_"
-SCOPES = ("publish", "admin")
 LAST_USED_GRANULARITY = timedelta(seconds=60)  # at most one write per token per minute
 
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is calling: a publisher through one token."""
-
-    publisher_id: int
-    publisher: str
-    token_id: int
-    scopes: frozenset[str]
-    namespaces: tuple[str, ...] | None  # None: every namespace the publisher is a member of
-
-    @property
-    def is_admin(self) -> bool:
-        return "admin" in self.scopes
-
-    def covers(self, namespace: str) -> bool:
-        return self.is_admin or self.namespaces is None or namespace in self.namespaces
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,10 +105,17 @@ class AuthService:
         namespaces: Iterable[str] | None = None,
         scopes: Iterable[str] = ("publish",),
         description: str | None = None,
+        issuer: Principal | None = None,
     ) -> IssuedToken:
-        """Creates the publisher, namespaces and memberships as needed, then a token (shown once)."""
+        """Creates the publisher, namespaces and memberships as needed, then a token (shown once).
+
+        ``namespaces``: None for no list (every namespace), ``[]`` for none. ``issuer``: the token asking
+        (None: the operator on the local database); Forbidden when the new token would be broader than it.
+        """
         scope_t = _check_scopes(scopes)
-        ns_t = tuple(dict.fromkeys(namespaces)) if namespaces else None
+        ns_t = tuple(dict.fromkeys(namespaces)) if namespaces is not None else None
+        if issuer is not None:
+            issuer.check_mint(publisher, scope_t, ns_t)
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         for attempt in range(3):
             try:
@@ -155,7 +146,7 @@ class AuthService:
                 "the API token is not a modelpack token (it should start with 'mpk_')", reason="malformed"
             )
         digest = hash_token(token)
-        async with self._sessions() as s:
+        async with readonly_session(self._sessions) as s:
             row = (
                 await s.execute(
                     select(ApiToken, Publisher.name)
@@ -180,16 +171,40 @@ class AuthService:
             namespaces=tuple(tok.namespaces) if tok.namespaces is not None else None,
         )
 
-    async def list_tokens(self, principal: Principal) -> list[TokenInfo]:
+    async def list_tokens(
+        self, principal: Principal, *, after_id: int = 0, limit: int | None = None
+    ) -> tuple[list[TokenInfo], int | None]:
+        """Every token for a global admin; else the publisher's own and, for a namespace admin, the tokens
+        within its namespaces (of publishers that are members there).
+
+        One page in id order: at most ``limit`` rows after ``after_id`` are read (in SQL), and the ones the
+        caller may not see are dropped, so a page can be short; the second value is the last id read when
+        more may follow (the next page's ``after_id``), else None.
+        """
         q = select(ApiToken, Publisher.name).join(Publisher, Publisher.id == ApiToken.publisher_id)
-        if not principal.is_admin:
-            q = q.where(ApiToken.publisher_id == principal.publisher_id)
-        async with self._sessions() as s:
-            rows = (await s.execute(q.order_by(ApiToken.id))).all()
-        return [_info(t, name) for t, name in rows]
+        if not principal.is_global_admin:
+            members = (
+                select(NamespaceMember.publisher_id)
+                .join(Namespace, Namespace.id == NamespaceMember.namespace_id)
+                .where(Namespace.name.in_(principal.namespaces or ()))
+            )
+            mine = ApiToken.publisher_id == principal.publisher_id
+            q = q.where(or_(mine, ApiToken.publisher_id.in_(members)) if principal.is_admin else mine)
+        q = q.where(ApiToken.id > after_id).order_by(ApiToken.id)
+        async with readonly_session(self._sessions) as s:
+            rows = (await s.execute(q.limit(limit + 1 if limit else None))).all()
+        more = limit is not None and len(rows) > limit
+        rows = rows[:limit] if limit else rows
+        items = [
+            _info(t, name)
+            for t, name in rows
+            if t.publisher_id == principal.publisher_id
+            or principal.may_revoke(t.id, t.publisher_id, t.namespaces)
+        ]
+        return items, (rows[-1][0].id if more else None)
 
     async def revoke(self, principal: Principal, token_id: int) -> TokenInfo:
-        """Revokes one of the caller's tokens (an admin may revoke any)."""
+        """Revokes a token the caller may revoke (``Principal.may_revoke``); others are NotFound."""
         async with self._sessions() as s, s.begin():
             row = (
                 await s.execute(
@@ -198,7 +213,7 @@ class AuthService:
                     .where(ApiToken.id == token_id)
                 )
             ).one_or_none()
-            if row is None or (not principal.is_admin and row[0].publisher_id != principal.publisher_id):
+            if row is None or not principal.may_revoke(row[0].id, row[0].publisher_id, row[0].namespaces):
                 raise NotFound(f"no token with id {token_id}", token_id=token_id)
             tok, name = row
             if tok.revoked_at is None:
@@ -222,16 +237,16 @@ def _info(t: ApiToken, publisher: str) -> TokenInfo:
 
 async def require_namespace(session: AsyncSession, principal: Principal, namespace: str) -> Namespace:
     """The namespace row if ``principal`` may publish or move pointers in it, else Forbidden/NotFound."""
-    if not ({"publish", "admin"} & principal.scopes):
+    if not principal.may_write:
         raise Forbidden("the API token has no publish scope", namespace=namespace)
-    if not principal.covers(namespace):
+    if not principal.covers(namespace):  # an admin token's list binds it too; [] covers nothing
+        limited = ", ".join((principal.namespaces or ())[:8]) or "(none)"
         raise Forbidden(
-            f"the API token is limited to namespaces {', '.join(principal.namespaces or ())}; not {namespace!r}",
-            namespace=namespace,
+            f"the API token is limited to namespaces {limited}; not {namespace!r}", namespace=namespace
         )
     ns = (await session.execute(select(Namespace).where(Namespace.name == namespace))).scalar_one_or_none()
     if ns is None:
-        if principal.is_admin:
+        if principal.may_admin(namespace):
             ns = Namespace(name=namespace)
             session.add(ns)
             await session.flush()
@@ -239,7 +254,7 @@ async def require_namespace(session: AsyncSession, principal: Principal, namespa
         raise Forbidden(
             f"namespace {namespace!r} does not exist; an admin must create it", namespace=namespace
         )
-    if principal.is_admin:
+    if principal.may_admin(namespace):
         return ns
     member = await session.get(NamespaceMember, (ns.id, principal.publisher_id))
     if member is None:

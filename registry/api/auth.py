@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from registry.accounts.auth import Principal
+from registry.accounts.principal import Principal
 from registry.api.context import RegistryServices
 from registry.api.keys import REGISTRY
-from registry.errors import Unauthorized
+from registry.errors import Forbidden, Unauthorized
 
 
 def services(request: web.Request) -> RegistryServices:
@@ -35,6 +35,9 @@ async def require_principal(request: web.Request) -> Principal:
 
 
 async def read_gate(request: web.Request) -> None:
-    """Reads are public unless ``server.read_requires_token`` is set."""
+    """Reads are public unless ``server.read_requires_token`` is set: then a token with a read scope
+    (``read``, ``publish`` or ``admin``; ``pin`` alone grants no reads)."""
     if services(request).read_requires_token:
-        await require_principal(request)
+        principal = await require_principal(request)
+        if not principal.may_read:
+            raise Forbidden("reading needs a token with the read (or publish, admin) scope")

@@ -9,10 +9,11 @@ from model_core.format.fields import UNIXFS_PROFILES
 from registry.api import formats
 from registry.api.auth import read_gate, require_principal, services
 from registry.api.endpoint import CID, READ_ERRORS, Param, endpoint
+from registry.api.middleware import error_response
 from registry.api.schemas import BlobOut
 from registry.errors import NotFound
 from registry.names import normalize_cid
-from registry.packs.blobs import BlobInfo
+from registry.packs.blobs import BlobInfo, TooManyUploads, UploadsBusy
 
 routes = web.RouteTableDef()
 UPLOAD_CHUNK = 1024 * 1024
@@ -57,18 +58,23 @@ async def get_blob(request: web.Request) -> web.Response:
     ),
     body="application/octet-stream",
     auth=True,
-    errors=(400, 401, 403, 413, 422),
+    errors=(400, 401, 403, 408, 413, 422, 429, 503),
 )
 async def put_blob(request: web.Request) -> web.Response:
     """Streams the body into the store; commits only if it hashes to the CID (and ``sha256`` when given)."""
     principal = await require_principal(request)
     svc = services(request)
-    info, created = await svc.blobs.ingest(
-        principal,
-        request.match_info["cid"],
-        request.content.iter_chunked(UPLOAD_CHUNK),
-        sha256=request.query.get("sha256"),
-        profile=request.query.get("profile"),
-        declared_size=request.content_length,
-    )
+    try:
+        info, created = await svc.blobs.ingest(
+            principal,
+            request.match_info["cid"],
+            request.content.iter_chunked(UPLOAD_CHUNK),
+            sha256=request.query.get("sha256"),
+            profile=request.query.get("profile"),
+            declared_size=request.content_length,
+        )
+    except (TooManyUploads, UploadsBusy) as e:  # busy, not wrong: say when to come back
+        retry = str(e.details.get("retry_after_s", 5))
+        status = type(e).http_status
+        return error_response(status, e.code, e.message, e.details, headers={"Retry-After": retry})
     return web.json_response(text=blob_out(info).model_dump_json(), status=201 if created else 200)

@@ -24,6 +24,7 @@ class RegistryServices:
     pointers: PointerService
     limits: ManifestLimits
     read_requires_token: bool = False
+    metrics_requires_token: bool = False  # /metrics (resolved from settings by the composition root)
     page_size_default: int = 50
     page_size_max: int = 500
     publish_body_slack_bytes: int = 64 * 1024  # detached signatures, tag and reason around the manifest

@@ -15,6 +15,7 @@ from registry.api.endpoint import CID, READ_ERRORS, H, endpoint, read_body
 from registry.api.keys import GATE
 from registry.errors import BadRequest
 from registry.gate.curation import CurationOutcome
+from registry.gate.hostpaths import scrub
 from registry.gate.validation import ValidationService, ValidationView
 
 routes = web.RouteTableDef()
@@ -83,13 +84,13 @@ def view_out(v: ValidationView) -> ValidationStateOut:
     if v.verdict is not None:
         run = ValidationRunOut(
             verdict=v.verdict,
-            reason=v.reason,
+            reason=scrub(v.reason),
             started_at=v.started_at,
             finished_at=v.finished_at,
-            report=v.report,
+            report=scrub(v.report),  # no host paths in a public answer (registry.gate.hostpaths)
         )
     return ValidationStateOut(
-        cid=v.cid, state=v.state, state_reason=v.state_reason, flagged=v.flagged, validation=run
+        cid=v.cid, state=v.state, state_reason=scrub(v.state_reason), flagged=v.flagged, validation=run
     )
 
 
@@ -110,7 +111,7 @@ def _dump(model: BaseModel, status: int = 200) -> web.Response:
     responses={202: ValidationJobOut},
     params=(CID,),
     auth=True,
-    errors=(400, 401, 403, 404, 409),
+    errors=(400, 401, 403, 404, 409, 429),
     operation_id="validatePack",
 )
 async def request_validation(request: web.Request) -> web.Response:

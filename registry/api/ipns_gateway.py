@@ -21,7 +21,7 @@ from registry.db.base import utcnow
 from registry.errors import BadRequest, NotFound, RegistryError
 from registry.ipns.channels import IpnsChannels, ServedRecord
 from registry.ipns.name import parse_ipns_name
-from registry.ipns.record import MAX_RECORD_BYTES, check_sequence, validate_record
+from registry.ipns.record import MAX_RECORD_BYTES, WITHDRAWN_PATH, check_sequence, validate_record
 from registry.names import check_tag
 from registry.trust.errors import IpnsRecordTooLarge
 
@@ -41,7 +41,11 @@ class ChannelOut(BaseModel):
     channel: str
     name: str = Field(description="IPNS name, CIDv1 libp2p-key in base36 (k51...)")
     sequence: int
-    value: str = Field(description="/ipfs/<pack CID>")
+    value: str = Field(description="/ipfs/<pack CID>, or WITHDRAWN_PATH when withdrawn")
+    withdrawn: bool = Field(
+        description="the channel's pointer was removed (un-curated, or degraded with nothing to roll back "
+        "to): the newest record is a signed withdrawal, not a pack"
+    )
     validity: datetime = Field(description="EOL of the record")
     ttl_s: int
     published_at: datetime | None = Field(description="when an IPFS node last took it; null: none yet")
@@ -132,6 +136,7 @@ async def channel(request: web.Request) -> web.Response:
         name=rec.name,
         sequence=rec.sequence,
         value=rec.value,
+        withdrawn=rec.value == WITHDRAWN_PATH,
         validity=rec.validity,
         ttl_s=rec.ttl_s,
         published_at=rec.published_at,

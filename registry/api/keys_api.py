@@ -7,7 +7,7 @@ needs. ``GET /v1/packs/{cid}/trust`` is what the curation rule and ``modelpack v
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -21,6 +21,7 @@ from registry.api.keys import TRUST
 from registry.api.pagination import decode_cursor, encode_cursor, page_limit
 from registry.errors import BadRequest
 from registry.names import check_name
+from registry.trust.key_challenge import CHALLENGE_MAX_LEN
 from registry.trust.key_registry import KeyView
 from registry.trust.policies import PolicyView, TrustService, TrustVerdict
 from registry.trust.policy import TrustPolicy, policy_to_json
@@ -45,7 +46,7 @@ class _Out(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
-class KeyIn(_In):
+class ChallengeIn(_In):
     public_key: str = Field(
         max_length=4096,
         description="Ed25519: SubjectPublicKeyInfo PEM or raw 32 bytes in base64",
@@ -53,10 +54,28 @@ class KeyIn(_In):
     )
 
 
+class KeyIn(ChallengeIn):
+    challenge: str = Field(
+        max_length=CHALLENGE_MAX_LEN, description="from POST /v1/key-challenges (single use, short-lived)"
+    )
+    signature: str = Field(
+        max_length=128,
+        description="the key's Ed25519 signature of the challenge's statement, base64 (proof of possession)",
+    )
+
+
+class ChallengeOut(_Out):
+    key_id: str
+    publisher: str
+    challenge: str
+    statement: str = Field(description="the exact text to sign with the key (UTF-8)")
+    expires_at: datetime
+
+
 class RevokeIn(_In):
     reason: str = Field(min_length=1, max_length=1024, json_schema_extra={"pattern": r"\S"})  # not blank
     at: datetime | None = Field(
-        None, description="revocation time (RFC 3339); default now; in the past: admin only"
+        None, description="revocation time (RFC 3339); default now; in the past: global admin only"
     )
 
 
@@ -164,6 +183,31 @@ def _json(model: BaseModel, status: int = 200) -> web.Response:
     return web.json_response(text=model.model_dump_json(), status=status)
 
 
+@routes.post("/v1/key-challenges")
+@endpoint(
+    "A challenge to sign with a key before registering it (proof of possession)",
+    tag="trust",
+    responses={200: ChallengeOut},
+    body=ChallengeIn,
+    body_max=BODY_MAX,
+    auth=True,
+    errors=(400, 401, 403, 413),
+)
+async def key_challenge(request: web.Request) -> web.Response:
+    """A single-use challenge for this key and the token's publisher; sign ``statement`` with the key."""
+    principal = await require_principal(request)
+    body = await parse_body(request, ChallengeIn, "key challenge")
+    pk, ch = await trust(request).issue_challenge(principal, body.public_key)
+    out = ChallengeOut(
+        key_id=pk.key_id,
+        publisher=principal.publisher,
+        challenge=ch.challenge,
+        statement=ch.statement.decode(),
+        expires_at=datetime.fromtimestamp(ch.expires_at, UTC),
+    )
+    return _json(out)
+
+
 @routes.post("/v1/keys")
 @endpoint(
     "Register an Ed25519 public key for your publisher",
@@ -175,10 +219,16 @@ def _json(model: BaseModel, status: int = 200) -> web.Response:
     errors=(400, 401, 403, 409, 413),
 )
 async def register_key(request: web.Request) -> web.Response:
-    """Register an Ed25519 public key for the token's publisher (201 new, 200 already yours)."""
+    """Register an Ed25519 public key for the token's publisher (201 new, 200 already yours).
+
+    The body carries proof of possession: a challenge from ``POST /v1/key-challenges`` and the key's
+    signature of its statement.
+    """
     principal = await require_principal(request)
     body = await parse_body(request, KeyIn, "key")
-    view, created = await trust(request).register_key(principal, body.public_key)
+    view, created = await trust(request).register_key(
+        principal, body.public_key, body.challenge, body.signature
+    )
     return _json(_key(view), 201 if created else 200)
 
 
@@ -215,7 +265,7 @@ async def get_key(request: web.Request) -> web.Response:
 
 @routes.post("/v1/keys/{key_id}/revoke")
 @endpoint(
-    "Revoke a key from a time (in the past: admin only)",
+    "Revoke a key from a time (in the past: global admin only)",
     tag="trust",
     responses={200: RevokeOut},
     params=(KEY_ID,),

@@ -14,8 +14,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from registry.api.auth import require_principal, services
 from registry.api.endpoint import endpoint
 from registry.api.keys import JOB_QUEUE, METRICS, REPLICATION
+from registry.errors import Forbidden
 from registry.jobs.protocol import QueueStats
 
 routes = web.RouteTableDef()
@@ -61,9 +63,13 @@ def snapshot_families(
 
 
 @routes.get("/metrics")
-@endpoint("Prometheus metrics", tag="health", responses={200: "text/plain"})
+@endpoint("Prometheus metrics", tag="health", responses={200: "text/plain"}, errors=(401, 403))
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus text exposition (version 0.0.4)."""
+    """Prometheus text exposition (version 0.0.4); needs a token when ``server.metrics_requires_token``."""
+    if services(request).metrics_requires_token:
+        principal = await require_principal(request)
+        if not principal.may_read:
+            raise Forbidden("reading metrics needs a token with the read (or publish, admin) scope")
     service = request.app[REPLICATION]
     nodes, replicas = await service.counts()
     health = await service.node_health()

@@ -15,8 +15,8 @@ from registry.api import formats
 from registry.api.auth import read_gate, require_principal
 from registry.api.endpoint import CID, READ_ERRORS, Param, endpoint, read_body
 from registry.api.keys import REPLICATION
-from registry.errors import BadRequest, Forbidden, NotFound
-from registry.replication.nodes import NodeOut, parse_auth
+from registry.errors import BadRequest, Forbidden, NotFound, Unauthorized
+from registry.replication.nodes import NodeOut, bounded_error, parse_auth, public_error
 from registry.replication.service import ReplicationService
 from registry.replication.summary import ReplicationSummary
 
@@ -76,7 +76,11 @@ class NodeView(_Out):
     free_space: int | None = None
     last_seen_at: str | None = None
     down_since: str | None = None
-    last_error: str | None = None
+    last_error: str | None = Field(
+        None,
+        description="why the last check failed: the node's own words (bounded) for admins, "
+        "only the error code (e.g. node_unreachable) for everyone else",
+    )
     replicas: dict[str, int] = Field(default_factory=dict, description="replica state -> count")
 
 
@@ -121,17 +125,26 @@ def replication(request: web.Request) -> ReplicationService:
 
 
 async def _require_admin(request: web.Request) -> None:
-    principal = await require_principal(request)
-    if not principal.is_admin:
-        raise Forbidden("managing IPFS nodes needs a token with the admin scope")
+    (await require_principal(request)).require_global_admin("managing IPFS nodes")
 
 
 async def _body(request: web.Request, model: type[M], what: str) -> M:
     return await read_body(request, model, what)
 
 
-def _view(n: NodeOut) -> NodeView:
-    return NodeView.model_validate(n, from_attributes=True)
+async def _sees_node_errors(request: web.Request) -> bool:
+    """Whether the caller may read nodes' error texts (they can quote what a node answered): admins only."""
+    try:
+        await _require_admin(request)
+    except (Unauthorized, Forbidden):
+        return False
+    return True
+
+
+def _view(n: NodeOut, *, admin: bool = True) -> NodeView:
+    view = NodeView.model_validate(n, from_attributes=True)
+    error = (bounded_error(n.last_error) if n.last_error else None) if admin else public_error(n.last_error)
+    return view.model_copy(update={"last_error": error})
 
 
 def matrix(summary: ReplicationSummary) -> ReplicaMatrix:
@@ -165,7 +178,8 @@ def _json(model: BaseModel, status: int = 200) -> web.Response:
 @endpoint("IPFS nodes and their health", tag="nodes", responses={200: NodeList}, errors=(401,))
 async def list_nodes(request: web.Request) -> web.Response:
     await read_gate(request)
-    return _json(NodeList(nodes=[_view(n) for n in await replication(request).nodes.list()]))
+    admin = await _sees_node_errors(request)
+    return _json(NodeList(nodes=[_view(n, admin=admin) for n in await replication(request).nodes.list()]))
 
 
 @routes.post("/v1/nodes")
@@ -193,7 +207,8 @@ async def add_node(request: web.Request) -> web.Response:
 @endpoint("One IPFS node", tag="nodes", responses={200: NodeView}, params=(NODE,), errors=READ_ERRORS)
 async def get_node(request: web.Request) -> web.Response:
     await read_gate(request)
-    return _json(_view(await replication(request).nodes.get(request.match_info["name"])))
+    admin = await _sees_node_errors(request)
+    return _json(_view(await replication(request).nodes.get(request.match_info["name"]), admin=admin))
 
 
 @routes.post("/v1/nodes/{name}/drain")

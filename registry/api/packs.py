@@ -18,6 +18,7 @@ from registry.api.endpoint import CID, ETAG_NONE, MODEL, NS, READ_ERRORS, Param,
 from registry.api.keys import BLOCKSTORE
 from registry.api.schemas import PackOut, PublishIn, PublishOut, SignatureOut
 from registry.errors import BadRequest
+from registry.gate.hostpaths import scrub
 from registry.names import ModelRef, check_name, normalize_cid
 from registry.packs.browse import PackDetail
 
@@ -123,13 +124,13 @@ def render_pack(d: PackDetail) -> bytes:
         total_size=s.total_size,
         shard_count=s.shard_count,
         created_at=s.created_at,
-        state_reason=d.state_reason,
+        state_reason=scrub(d.state_reason),  # no host paths served (registry.gate.hostpaths)
         manifest=json.loads(d.manifest),
-        history=d.history,
+        history=scrub(d.history),
         shards=[_shard_dict(sh) for sh in d.shards],
         signatures=d.signatures,
         replicas=d.replicas,
-        validation=d.validation,
+        validation=scrub(d.validation),
         pointers=d.pointers,
     )
     return out.model_dump_json(by_alias=True).encode()

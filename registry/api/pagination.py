@@ -41,6 +41,8 @@ def page_limit(request: web.Request, svc: RegistryServices) -> int:
     text = request.query.get("limit")
     if text is None:
         return svc.page_size_default
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= svc.page_size_max:
-        raise BadRequest(f"limit {text!r} must be an integer from 1 to {svc.page_size_max}", limit=text)
+    if not (text.isascii() and text.isdigit() and len(text) <= 18) or not 1 <= int(text) <= svc.page_size_max:
+        raise BadRequest(
+            f"limit {text[:40]!r} must be an integer from 1 to {svc.page_size_max}", limit=text[:40]
+        )
     return int(text)

@@ -194,7 +194,7 @@ class TokenIn(BaseModel):
     namespaces: list[str] | None = Field(
         None, max_length=64, json_schema_extra={"items": {"type": "string", "pattern": formats.NAME}}
     )
-    scopes: list[Literal["publish", "admin"]] = Field(["publish"], min_length=1)
+    scopes: list[Literal["read", "publish", "admin", "pin"]] = Field(["publish"], min_length=1)
     description: str | None = Field(None, max_length=256)
 
 
@@ -216,6 +216,7 @@ class TokenCreated(TokenOut):
 
 class TokenList(_Out):
     items: list[TokenOut]
+    next_cursor: str | None = None
 
 
 class WhoAmI(_Out):

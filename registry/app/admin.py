@@ -101,7 +101,17 @@ def migrate(config_file: Path | None, data_dir: Path | None, database_url: str |
 @click.option(
     "--namespace", "namespaces", multiple=True, help="Namespace the token may publish in (repeatable)."
 )
-@click.option("--scope", type=click.Choice(["publish", "admin"]), default="publish", show_default=True)
+@click.option(
+    "--scope",
+    "scopes",
+    type=click.Choice(["read", "publish", "admin", "pin"]),
+    multiple=True,
+    default=("publish",),
+    show_default=True,
+    help="Repeatable. read: reads when server.read_requires_token is on; publish: upload, publish, move"
+    " pointers, keys in member namespaces; admin: all of that in its namespaces (every one without"
+    " --namespace: a global admin) plus curation, policies, tokens; pin: the Pinning Service API only.",
+)
 @click.option("--description", help="What the token is for.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
 def token_create(
@@ -110,7 +120,7 @@ def token_create(
     database_url: str | None,
     publisher: str,
     namespaces: tuple[str, ...],
-    scope: str,
+    scopes: tuple[str, ...],
     description: str | None,
     as_json: bool,
 ) -> None:
@@ -125,7 +135,7 @@ def token_create(
         engine = create_engine(settings.database_url)
         try:
             return await AuthService(session_factory(engine)).create_token(
-                publisher, namespaces=namespaces or None, scopes=(scope,), description=description
+                publisher, namespaces=namespaces or None, scopes=scopes, description=description
             )
         finally:
             await engine.dispose()
@@ -137,10 +147,10 @@ def token_create(
         "token": issued.token,
         "publisher": issued.publisher,
         "scopes": list(issued.scopes),
-        "namespaces": list(issued.namespaces) if issued.namespaces else None,
+        "namespaces": list(issued.namespaces) if issued.namespaces is not None else None,
     }
     note = (
-        f"token {issued.id} for {issued.publisher} ({scope}; namespaces: "
+        f"token {issued.id} for {issued.publisher} ({', '.join(issued.scopes)}; namespaces: "
         f"{', '.join(issued.namespaces or ()) or 'all of the publisher'}); it is not shown again"
     )
     emit(as_json, data, lambda: say(issued.token, note))

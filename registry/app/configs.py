@@ -58,8 +58,25 @@ def read_cache_config(settings: Settings) -> CacheConfig:
     return CacheConfig(ttl_s=settings.server.read_cache_ttl_s, max_entries=settings.server.read_cache_entries)
 
 
+def metrics_requires_token(settings: Settings) -> bool:
+    """``server.metrics_requires_token``; unset, /metrics follows ``server.read_requires_token``."""
+    own = settings.server.metrics_requires_token
+    return settings.server.read_requires_token if own is None else own
+
+
 def blob_config(settings: Settings) -> BlobConfig:
-    return BlobConfig(settings.server.max_upload_bytes)
+    """Uploads: size, per-publisher quota and concurrency, the daemon's cap, read deadlines, collection."""
+    sv = settings.server
+    return BlobConfig(
+        max_upload_bytes=sv.max_upload_bytes,
+        upload_quota_bytes=sv.upload_quota_bytes,
+        max_uploads_per_publisher=sv.max_uploads_per_publisher,
+        max_uploads_in_flight=sv.max_uploads_in_flight,
+        idle_timeout_s=sv.upload_idle_timeout_s,
+        total_timeout_s=sv.upload_timeout_s,
+        retry_after_s=sv.upload_retry_after_s,
+        unreferenced_grace_s=sv.unreferenced_blob_grace_s,
+    )
 
 
 def fetch_config(settings: Settings) -> FetchConfig:
@@ -156,6 +173,8 @@ def gate_config(settings: Settings, **overrides: object) -> GateConfig:
         "curate_retry_s": c.retry_s,
         "curate_max_attempts": c.max_attempts,
         "fetch_timeout_s": v.fetch_timeout_s,
+        "max_environment_failures": v.max_environment_failures,
+        "max_queued_per_publisher": v.max_queued_per_publisher,
     }
     values.update(overrides)
     return GateConfig(**values)  # type: ignore[arg-type]

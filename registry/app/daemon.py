@@ -21,6 +21,7 @@ from registry.api import blobs, health, ipns_gateway, keys_api, models, openapi,
 from registry.api import gate as gate_api
 from registry.api import metrics as metrics_api
 from registry.api import nodes as nodes_api
+from registry.api.auth import read_gate
 from registry.api.keys import (
     BLOCKSTORE,
     ENGINE,
@@ -114,7 +115,7 @@ def build_app(settings: Settings) -> web.Application:
     for module in ROUTE_MODULES:
         app.add_routes(module.routes)
     gateway = GatewayConfig(write_buffer_bytes=settings.server.gateway_write_buffer_bytes)
-    app.add_routes(gateway_routes(lambda request: request.app[BLOCKSTORE], gateway))
+    app.add_routes(gateway_routes(lambda request: request.app[BLOCKSTORE], gateway, guard=read_gate))
     return app
 
 

@@ -26,6 +26,7 @@ def job_handlers(svc: Services) -> dict[str, Handler]:
         JobKind.RECONCILE: svc.replication.reconciler.reconcile,
         JobKind.AUDIT: svc.replication.upkeep.audit,
         JobKind.GC: svc.replication.upkeep.gc,
+        JobKind.BLOB_GC: svc.registry.blobs.handle_gc,
         JobKind.VALIDATE: svc.gate.handle_validate,
         JobKind.CURATE: svc.gate.handle_curate,
         JobKind.CURATE_SWEEP: svc.gate.handle_sweep,
@@ -50,6 +51,7 @@ def schedules(settings: Settings) -> list[Schedule]:
         Schedule(JobKind.RECONCILE, r.reconcile_interval_s),
         Schedule(JobKind.AUDIT, r.audit_interval_s),
         Schedule(JobKind.GC, r.gc_interval_s),
+        Schedule(JobKind.BLOB_GC, settings.server.blob_gc_interval_s),
         Schedule(JobKind.CURATE_SWEEP, settings.curation.sweep_interval_s),
         Schedule(JobKind.IPNS_REPUBLISH, settings.ipns.republish_interval_s),
     ]

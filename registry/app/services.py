@@ -20,6 +20,7 @@ from pinner.replication.model import Target
 from registry.accounts.auth import AuthService
 from registry.api.context import RegistryServices
 from registry.app import configs
+from registry.app.datalock import data_dir_lock
 from registry.cache import TtlCache
 from registry.db.engine import create_engine, ping, session_factory
 from registry.db.migrate import require_current
@@ -27,6 +28,7 @@ from registry.gate.curation import CurationService
 from registry.gate.rule import RegistryReplication, registry_trust
 from registry.gate.validation import ValidationService
 from registry.ipns.channels import IpnsChannels, load_kek
+from registry.ipns.sealed import require_kek_for_sealed_rows
 from registry.jobs.sql import SqlJobQueue
 from registry.names import ModelRef
 from registry.packs.blobs import BlobService
@@ -76,6 +78,7 @@ async def _database(settings: Settings) -> AsyncIterator[AsyncEngine]:
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
     """Open the database, the blockstore and the node session; build every service on them."""
     async with contextlib.AsyncExitStack() as stack:
+        stack.enter_context(data_dir_lock(settings.storage.data_dir))
         engine = await stack.enter_async_context(_database(settings))
         sessions = session_factory(engine)
         j = settings.jobs
@@ -89,13 +92,17 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         store = await asyncio.to_thread(
             FsBlockstore, settings.storage.data_dir / "blocks", configs.blockstore_config(settings)
         )
+        await require_kek_for_sealed_rows(
+            sessions, settings.ipns.key_encryption_key, settings.storage.data_dir
+        )
         kek = await asyncio.to_thread(load_kek, settings.ipns.key_encryption_key, settings.storage.data_dir)
         http = await stack.enter_async_context(aiohttp.ClientSession())
         # The one node-client factory: replication, fetch-by-CID, the gate and IPNS publishing use it.
         nodes = ClientFactory(http, kek, configs.node_client_config(settings))
         node_shards = NodeShardFetcher(sessions, nodes)
 
-        trust = TrustService(sessions, configs.trust_config(settings))
+        # Key-registration challenges are MACed under a key derived from the KEK: daemons sharing it agree.
+        trust = TrustService(sessions, configs.trust_config(settings), challenge_secret=kek)
         ipns = IpnsChannels(sessions, kek, queue, configs.ipns_channel_config(settings), sinks=nodes.kubo)
         on_moved = ipns.on_pointer_moved
 
@@ -146,6 +153,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             pointers=pointers,
             limits=limits,
             read_requires_token=settings.server.read_requires_token,
+            metrics_requires_token=configs.metrics_requires_token(settings),
             pack_json=pack_json,
             page_size_default=min(lim.page_size_default, lim.page_size_max),
             page_size_max=lim.page_size_max,
@@ -163,6 +171,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             ),
             on_moved=on_moved,
             on_changed=pointers.forget_model,
+            on_withdrawn=ipns.on_pointer_withdrawn,
         )
         gate = ValidationService(sessions, gate_config, curation, queue, store=store, fetcher=node_shards)
         yield Services(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -181,11 +182,18 @@ def _resolve(client: RegistryClient, text: str) -> str:
     return str(client.resolve(str(ref.model), ref.tag)["cid"])
 
 
+def _temp_in(folder: Path, name: str) -> tuple[BinaryIO, Path]:
+    """A new file in ``folder`` under an unpredictable name, created with O_EXCL (never through a symlink)."""
+    fd, path = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
+    return os.fdopen(fd, "wb"), Path(path)
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.part-{os.getpid()}")
+    f, tmp = _temp_in(path.parent, path.name)
     try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        with f:
+            f.write(data)
+        os.replace(tmp, path)  # replaces a symlink at ``path`` itself, never its target
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -196,11 +204,16 @@ def _write_atomic(path: Path, data: bytes) -> None:
 @remote
 def pull(ref: str, dest: Path, registry: str, token: str | None, as_json: bool) -> None:
     """Download NS/MODEL[@TAG] or a pack CID into DEST, verifying every byte (CID and sha256)."""
-    from model_core.format.pack import pack_cid_of, parse_manifest_bytes
+    from model_core.format.pack import (
+        MANIFEST_MAX_BYTES,
+        ManifestLimits,
+        pack_cid_of,
+        parse_manifest_bytes,
+    )
 
     with errors(), connect(registry, token) as client:
         cid = _resolve(client, ref)
-        raw = client.manifest_bytes(cid)
+        raw = client.manifest_bytes(cid, limit=MANIFEST_MAX_BYTES)
         if pack_cid_of(raw) != cid:
             raise click.ClickException(
                 f"the manifest served for {cid} hashes to {pack_cid_of(raw)}; refusing it"
@@ -213,13 +226,21 @@ def pull(ref: str, dest: Path, registry: str, token: str | None, as_json: bool) 
             for spec in parsed.doc.shards:
                 final = dest / spec.filename
                 profile = parsed.doc.profile_of(spec)
-                if final.exists() and _verify(final, spec, profile, progress).ok:
+                if not final.is_symlink() and final.is_file() and _verify(final, spec, profile, progress).ok:
                     continue  # already here and intact
-                tmp = dest / f".{spec.filename}.part-{os.getpid()}"
+                budget = spec.size if spec.size is not None else ManifestLimits().pack_max_bytes
+                f, tmp = _temp_in(dest, spec.filename)
                 try:
                     task = progress.add_task(f"downloading {spec.filename}", total=spec.size)
-                    with tmp.open("wb") as f:
+                    with f:
+                        got = 0
                         for chunk in client.stream_shard(cid, spec.filename):
+                            got += len(chunk)
+                            if got > budget:
+                                raise click.ClickException(
+                                    f"{spec.filename}: the registry sent more than the {budget} bytes "
+                                    "the manifest allows; refusing it"
+                                )
                             f.write(chunk)
                             progress.advance(task, len(chunk))
                         f.flush()

@@ -34,7 +34,7 @@ def token_ls(registry: str, token: str | None, as_json: bool) -> None:
             t["prefix"],
             t["publisher"],
             ",".join(t["scopes"]),
-            ",".join(t["namespaces"]) if t["namespaces"] is not None else "(all)",
+            (",".join(t["namespaces"]) or "(none)") if t["namespaces"] is not None else "(all)",
             t.get("last_used_at") or "-",
             t.get("revoked_at") or "-",
             t.get("description") or "",

@@ -127,7 +127,11 @@ EXIT_FETCH = 3
     help="Trusted keys and required signatures (JSON, or TOML when it ends in .toml); "
     "for a registry TARGET, used instead of the registry's policy (fully offline trust).",
 )
-@click.option("--namespace", help="Which namespace of the policy applies (default: its only one, or '*').")
+@click.option(
+    "--namespace",
+    help="Which namespace of the policy applies (default: its only one, or '*'; a channel's own); "
+    "required with --trust-policy for a pack CID or an IPNS name.",
+)
 @click.option(
     "--signature",
     "signatures",
@@ -154,7 +158,8 @@ EXIT_FETCH = 3
 @click.option(
     "--state-file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Where the highest IPNS sequence seen per name is kept (default ~/.cache/modelpack/ipns-seen.json).",
+    help="Where the highest IPNS sequence seen per name, and each channel's IPNS name (pinned on first "
+    "use), are kept (default ~/.cache/modelpack/ipns-seen.json).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
 def verify(
@@ -175,8 +180,8 @@ def verify(
     """Verify a pack: TARGET is a pack directory (offline) or, against the registry, NS/MODEL@CHANNEL,
     an IPNS name (k51... / 12D3KooW...) or a pack CID.
 
-    Remote targets: the channel's IPNS record (signature, validity, sequence not older than seen
-    before), the manifest against the record's CID, signatures against the trust policy, every
+    Remote targets: the channel's IPNS name (pinned on first use: a changed name fails), its IPNS
+    record (signature, validity, sequence not older than seen before; a withdrawal fails), the manifest against the record's CID, signatures against the trust policy, every
     shard's sha256 and CID. Exit 0 only when every check holds; 1 a check failed (one line each);
     2 usage error; 3 the registry could not be reached or answered with an error.
     """
@@ -261,12 +266,20 @@ def _verify_remote(
     namespace: str | None,
     state_file: Path | None,
 ) -> Any:
-    from registry.verify.registry_verify import SeenState, classify, default_state_file, verify_remote
+    from registry.verify.registry_verify import (
+        NAMESPACE_REQUIRED,
+        SeenState,
+        classify,
+        default_state_file,
+        verify_remote,
+    )
 
     try:
         kind = classify(target)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
+    if trust_policy is not None and kind.kind in ("cid", "ipns") and not namespace:
+        raise click.UsageError(NAMESPACE_REQUIRED)
     if trust_policy is not None:
         _namespace_policy(trust_policy, namespace or kind.namespace)  # fail early on a bad file
     try:

@@ -5,8 +5,9 @@ A refusal by the registry prints the request, the status and the server's code w
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -14,24 +15,58 @@ from registry.cli.options import connect, remote_options
 from registry.cli.output import errors, print_json, warnings_to_stderr
 from registry.trust.errors import TrustError
 
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 remote = remote_options()
 
 
-def _public_key_text(value: str) -> str:
-    """A public key from a file (.pub PEM, or a private key file, whose public half is taken) or literal text."""
-    from registry.trust.keys import InsecureKeyFileWarning, load_private_key, public_key_of
+def _load_private(path: Path) -> Ed25519PrivateKey:
+    from registry.trust.keys import InsecureKeyFileWarning, load_private_key
+
+    try:
+        with warnings_to_stderr(InsecureKeyFileWarning):
+            return load_private_key(path)
+    except TrustError as e:
+        raise click.ClickException(e.message) from None
+
+
+def _is_private_file(path: Path) -> bool:
+    return path.is_file() and b"PRIVATE KEY" in path.read_bytes()[:16384]
+
+
+def _signing_key(value: str, key_file: str | None) -> tuple[str, Ed25519PrivateKey]:
+    """(the public key as base64, its private key) for ``key add``: the registry asks for proof of possession.
+
+    ``value`` is a private key file, a public key file (``X.pub``: the private key ``X`` next to it is
+    used unless ``--key`` names one) or PEM/base64 text (with ``--key``).
+    """
+    from registry.trust.keys import parse_public_key, public_key_of
 
     path = Path(value)
-    if not path.is_file():
-        return value
-    data = path.read_bytes()[:16384]
-    if b"PRIVATE KEY" in data:
+    if _is_private_file(path):
+        private = _load_private(Path(key_file) if key_file else path)
+        public = public_key_of(_load_private(path))
+    else:
+        text = path.read_bytes()[:16384].decode("ascii", "replace") if path.is_file() else value
         try:
-            with warnings_to_stderr(InsecureKeyFileWarning):
-                return public_key_of(load_private_key(path)).b64
+            public = parse_public_key(text)
         except TrustError as e:
-            raise click.ClickException(e.message) from None
-    return data.decode("ascii", "replace")
+            raise click.ClickException(f"{e.code}: {e.message}") from None
+        sibling = path.with_suffix("") if path.suffix == ".pub" else None
+        if key_file is None and sibling is not None and _is_private_file(sibling):
+            key_file = str(sibling)
+        if key_file is None:
+            raise click.ClickException(
+                "registering a key needs proof that you hold it: the registry's challenge is signed with"
+                " the private key; give the private key file (modelpack key add alice.key, or --key FILE)"
+            )
+        private = _load_private(Path(key_file))
+    if public_key_of(private).raw != public.raw:
+        raise click.ClickException(
+            f"the private key {key_file or value} is not the private half of {public.key_id}"
+        )
+    return public.b64, private
 
 
 def _key_line(k: dict[str, Any]) -> str:
@@ -46,11 +81,33 @@ def key() -> None:
 
 @key.command("add")
 @click.argument("public_key")
+@click.option(
+    "--key",
+    "key_file",
+    type=click.Path(dir_okay=False),
+    help="The private key file (default: PUBLIC_KEY itself, or X for X.pub) that signs the challenge.",
+)
 @remote
-def key_add(public_key: str, registry: str, token: str | None, as_json: bool) -> None:
-    """Register PUBLIC_KEY (a .pub file, a private key file, or PEM/base64 text) for your publisher."""
+def key_add(public_key: str, key_file: str | None, registry: str, token: str | None, as_json: bool) -> None:
+    """Register PUBLIC_KEY (a private key file, a .pub file, or PEM/base64 text) for your publisher.
+
+    The registry asks for proof of possession: its challenge is signed here with the private key
+    (never sent), so the private key file must be at hand.
+    """
+    from registry.trust.key_challenge import registration_statement
+    from registry.trust.keys import key_id_of
+
     with errors(with_request=True), connect(registry, token, need_token=True) as client:
-        out = client.add_key(_public_key_text(public_key))
+        b64, private = _signing_key(public_key, key_file)
+        ch = client.key_challenge(b64)
+        key_id = key_id_of(base64.b64decode(b64))
+        statement = registration_statement(str(ch.get("publisher")), key_id, str(ch.get("challenge")))
+        if ch.get("key_id") != key_id or str(ch.get("statement", "")).encode() != statement:
+            raise click.ClickException(
+                "the registry's challenge is not a key-registration statement for this key; nothing signed"
+            )
+        signature = base64.b64encode(private.sign(statement)).decode("ascii")
+        out = client.add_key(b64, str(ch["challenge"]), signature)
     if as_json:
         print_json(out)
     else:

@@ -2,6 +2,8 @@
 
 SQLite: WAL, foreign keys on, a busy timeout, and every write transaction opened with ``BEGIN IMMEDIATE``
 so a reader never has to upgrade its lock mid-transaction (which SQLite answers with SQLITE_BUSY at once).
+Read paths (anonymous GETs, token checks, listings, metrics) open ``readonly_session``, which begins
+``DEFERRED``: it takes no write lock, so reads go on while a writer holds it.
 """
 
 from __future__ import annotations

@@ -108,7 +108,7 @@ class SigningKey(Base):
     public_key: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     registered_at: Mapped[datetime] = _now_col()
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    revocation_reason: Mapped[str | None] = mapped_column(String(512))
+    revocation_reason: Mapped[str | None] = mapped_column(Text)  # up to trust.max_reason_len
     __table_args__ = (Index(None, "publisher_id"),)
 
 

@@ -66,9 +66,21 @@ class GateConfig:
     curate_max_attempts: int = 720  # then the sweep alone keeps trying
     fetch_timeout_s: float = 600.0
     actor: str = GATE_ACTOR
+    # timed_out / out_of_memory / crashed are retried (backoff from environment_retry_s, doubling) and
+    # reject the pack only after this many in a row.
+    max_environment_failures: int = 3
+    environment_retry_s: float = 30.0
+    # Requested validations one publisher may have queued or running: the one slot is shared fairly.
+    max_queued_per_publisher: int = 4
 
     def __post_init__(self) -> None:
         if self.on_degrade not in ("rollback", "hold"):
             raise ValueError(f"curation.on_degrade must be 'rollback' or 'hold', not {self.on_degrade!r}")
         if self.sweep_interval_s <= 0 or self.curate_retry_s <= 0 or self.sweep_batch < 1:
             raise ValueError("gate intervals and batch sizes must be positive")
+        if (
+            self.max_environment_failures < 1
+            or self.environment_retry_s <= 0
+            or self.max_queued_per_publisher < 1
+        ):
+            raise ValueError("validation.max_environment_failures and the retry delay must be positive")

@@ -6,14 +6,14 @@ or un-curate by hand with a reason. Every move is a compare-and-swap with histor
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from registry.accounts.auth import Principal
+from registry.accounts.principal import Principal
 from registry.db.base import utcnow
 from registry.db.models import AuditEvent, Pack, PackState, Pointer, PointerChange
 from registry.errors import Forbidden, NotFound
@@ -54,6 +54,7 @@ class CurationService:
         *,
         on_moved: PointerMoved | None = None,
         on_changed: Callable[[ModelRef], None] | None = None,
+        on_withdrawn: Callable[[AsyncSession, int, str], Awaitable[object]] | None = None,
     ) -> None:
         self._sessions = sessions
         self.config = config
@@ -61,6 +62,7 @@ class CurationService:
         self._replication = replication
         self._on_moved = on_moved  # signs the channel's next IPNS record, inside the move's transaction
         self._on_changed = on_changed  # drops cached pointers of the model
+        self._on_withdrawn = on_withdrawn  # signs the channel's withdrawal record when the pointer goes
 
     # -- the rule --------------------------------------------------------------------------------
 
@@ -219,6 +221,8 @@ class CurationService:
             )
             return target
         await s.execute(delete(Pointer).where(Pointer.model_id == pack.model_id, Pointer.tag == TAG))
+        if self._on_withdrawn is not None:
+            await self._on_withdrawn(s, pack.model_id, TAG)
         s.add(
             _history(
                 pack.model_id, pack.cid, None, actor, f"{reason}; no earlier curated pack to roll back to"
@@ -286,10 +290,13 @@ class CurationService:
     # -- by hand ---------------------------------------------------------------------------------
 
     async def curate(self, principal: Principal, cid: str, reason: str | None) -> CurationOutcome:
-        """An admin points ``@curated`` at ``cid`` (any age) if it is validated, trusted and replicated."""
+        """An admin of the pack's namespace points ``@curated`` at ``cid`` (any age) if it is validated,
+        trusted and replicated."""
         why = _require_admin(principal, reason)
         async with self._sessions() as s, s.begin():
             pack = await _pack(s, cid)
+            ref = await model_ref_of(s, pack.model_id)
+            principal.require_admin_of(ref.namespace, "curating by hand")
             facts = await self.facts(s, pack)
             if not facts.ok:
                 raise CurationRefused(
@@ -297,7 +304,6 @@ class CurationService:
                     cid=cid,
                     state=pack.state.value,
                 )
-            ref = await model_ref_of(s, pack.model_id)
             pack.flagged = None
             out = await self._promote(
                 s, pack, ref, f"curated by hand: {why}", principal.publisher, force=True
@@ -307,10 +313,13 @@ class CurationService:
         return out
 
     async def uncurate(self, principal: Principal, cid: str, reason: str | None) -> CurationOutcome:
-        """An admin withdraws a curated pack: the pointer rolls back (or is removed); it stays withheld."""
+        """An admin of the pack's namespace withdraws a curated pack: the pointer rolls back (or is
+        removed); it stays withheld."""
         why = _require_admin(principal, reason)
         async with self._sessions() as s, s.begin():
             pack = await _pack(s, cid)
+            ref = await model_ref_of(s, pack.model_id)
+            principal.require_admin_of(ref.namespace, "un-curating by hand")
             current = await _pointer_cid(s, pack.model_id)
             if pack.state is not PackState.CURATED and current != cid:
                 raise CurationRefused(
@@ -318,7 +327,6 @@ class CurationService:
                     cid=cid,
                     state=pack.state.value,
                 )
-            ref = await model_ref_of(s, pack.model_id)
             pack.flagged = f"{UNCURATED}by {principal.publisher}: {why}"
             if pack.state is PackState.CURATED:
                 await set_state(

@@ -33,6 +33,13 @@ class CurationRefused(GateError):
         super().__init__(message, cid=cid, state=state, **details)
 
 
+class ValidationQueueFull(GateError):
+    """The publisher already has as many validations queued as one publisher may (the slot is shared)."""
+
+    code = "validation_queue_full"
+    http_status = 429
+
+
 class ValidationRefused(GateError):
     """The pack cannot be validated in its current state."""
 

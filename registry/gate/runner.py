@@ -10,18 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
 import signal
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from model_core.errors import bounded, bounded_report
 from registry.gate.config import SandboxBudget
 
 VERDICTS = ("pass", "invalid_pack", "smoke_failed", "out_of_memory", "timed_out", "crashed")
 _ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
 REPO_ROOT = Path(__file__).resolve().parents[2]
+REPORT_READ_MAX_BYTES = 1024 * 1024  # the supervisor writes a few KiB; anything larger is not read
+_PR_SET_PDEATHSIG = 1
 
 
 class SandboxRunner(Protocol):
@@ -84,6 +89,7 @@ async def run_sandbox(
         stderr=asyncio.subprocess.PIPE,
         env=sandbox_env(os.environ),
         start_new_session=True,
+        preexec_fn=_die_with_parent(os.getpid()),
     )
     limit = budget.wall_seconds + budget.supervisor_grace_s
     try:
@@ -102,10 +108,25 @@ async def run_sandbox(
     return read_report(report_path, proc.returncode, err)
 
 
+def _die_with_parent(parent: int) -> Any:
+    """The supervisor gets SIGKILL when the daemon dies (its worker in turn dies with it)."""
+
+    def apply() -> None:
+        if sys.platform.startswith("linux"):
+            with contextlib.suppress(OSError, AttributeError):
+                ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            if os.getppid() != parent:
+                os._exit(137)
+
+    return apply
+
+
 def read_report(report_path: Path, returncode: int | None, stderr: bytes = b"") -> dict[str, Any]:
     try:
+        if report_path.stat().st_size > REPORT_READ_MAX_BYTES:
+            raise ValueError("report too large")
         report = json.loads(report_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         report = None
     if not isinstance(report, dict) or report.get("verdict") not in VERDICTS:
         tail = stderr[-2000:].decode("utf-8", "replace")
@@ -115,5 +136,5 @@ def read_report(report_path: Path, returncode: int | None, stderr: bytes = b"") 
             "stderr_tail": tail,
         }
     if not isinstance(report.get("reason"), str):
-        report["reason"] = str(report.get("reason") or report["verdict"])
-    return report
+        report["reason"] = bounded(report.get("reason") or report["verdict"])
+    return bounded_report(report)

@@ -16,18 +16,22 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from model_core.errors import MESSAGE_MAX_CHARS, bounded, bounded_report
 from model_core.format.digest import Sha256Digest
 from pinner.cids import normalize_cid
-from registry.accounts.auth import Principal, require_namespace
+from registry.accounts.auth import require_namespace
+from registry.accounts.principal import Principal
 from registry.db.base import utcnow
+from registry.db.engine import readonly_session
+from registry.db.jobs import Job, JobState
 from registry.db.models import Pack, PackState, Shard, ValidationReport
 from registry.errors import NotFound
 from registry.gate.config import GateConfig
 from registry.gate.curation import CurationService
-from registry.gate.errors import ValidationRefused
+from registry.gate.errors import ValidationQueueFull, ValidationRefused
 from registry.gate.runner import SandboxRunner, run_sandbox
 from registry.gate.shards import FileStore, ShardSpec, ShardUnavailable, gather
 from registry.jobs.kinds import JobKind
@@ -42,6 +46,10 @@ VALIDATE_JOB = JobKind.VALIDATE
 CURATE_JOB = JobKind.CURATE
 SWEEP_JOB = JobKind.CURATE_SWEEP
 RUNNING = "running"
+# Verdicts that say more about the host than the pack (a busy machine, the host's OOM killer): retried
+# with backoff; the pack is rejected only after ``max_environment_failures`` of them in a row.
+ENVIRONMENT_FAILURES = frozenset({"timed_out", "out_of_memory", "crashed"})
+ENVIRONMENT_RETRY_MAX_S = 3600.0
 TOO_LARGE = "pack_too_large"
 
 
@@ -98,6 +106,7 @@ class ValidationService:
                 )
         if self._queue is None:
             raise ValidationRefused("this registry runs no job queue", cid=cid)
+        await self._check_fair_share(principal.publisher)
         # Not the publish flow's key ("validate:<cid>"): a request must not fold into an automatic job,
         # which skips packs that already have a verdict (and every pack when auto_validate is off).
         return await self._queue.enqueue(
@@ -106,8 +115,29 @@ class ValidationService:
             dedupe_key=f"{VALIDATE_JOB}:{cid}:requested",
         )
 
-    async def view(self, cid: str) -> ValidationView:
+    async def _check_fair_share(self, publisher: str) -> None:
+        """Refuse (429) a publisher's request beyond its share of the queue."""
+        limit = self.config.max_queued_per_publisher
         async with self._sessions() as s:
+            n = await s.scalar(
+                select(func.count())
+                .select_from(Job)
+                .where(
+                    Job.kind == str(VALIDATE_JOB),
+                    Job.state.in_((JobState.QUEUED, JobState.RUNNING)),
+                    Job.payload["requested_by"].as_string() == publisher,
+                )
+            )
+        if (n or 0) >= limit:
+            raise ValidationQueueFull(
+                f"publisher {bounded(publisher, 64)!r} already has {n} validations queued or running "
+                f"(validation.max_queued_per_publisher = {limit}); request more when they finish",
+                queued=n,
+                limit=limit,
+            )
+
+    async def view(self, cid: str) -> ValidationView:
+        async with readonly_session(self._sessions) as s:
             pack = await s.get(Pack, cid)
             if pack is None:
                 raise NotFound(f"no pack {cid}", cid=cid)
@@ -233,9 +263,11 @@ class ValidationService:
                 await s.delete(row)
 
     async def _finish(self, cid: str, row_id: int, report: dict[str, Any], actor: str) -> None:
-        verdict = str(report.get("verdict"))
-        reason = str(report.get("reason") or verdict)
+        verdict = bounded(report.get("verdict"), 64)
+        reason = bounded(report.get("reason") or verdict, MESSAGE_MAX_CHARS)
+        report = bounded_report(report)
         passed = verdict == "pass"
+        retry: RetryJob | None = None
         async with self._sessions() as s, s.begin():
             row = await s.get(ValidationReport, row_id)
             pack = await s.get(Pack, cid)
@@ -245,7 +277,17 @@ class ValidationService:
             row.reason = reason
             row.report = report
             row.finished_at = utcnow()
-            if passed:
+            in_a_row = await self._environment_failures(s, cid) if verdict in ENVIRONMENT_FAILURES else 0
+            limit = self.config.max_environment_failures
+            if in_a_row:
+                reason = f"{reason} (environment failure {in_a_row} of {limit} in a row)"
+                row.reason = reason
+            if 0 < in_a_row < limit:
+                delay = min(self.config.environment_retry_s * 2 ** (in_a_row - 1), ENVIRONMENT_RETRY_MAX_S)
+                retry = RetryJob(
+                    f"pack {cid}: validation {verdict}, retrying in {delay:g} s: {reason}", delay
+                )
+            elif passed:
                 if pack.state is not PackState.CURATED:
                     await set_state(s, pack, PackState.VALIDATED, f"validation passed: {reason}", actor)
             else:
@@ -255,6 +297,8 @@ class ValidationService:
                     await self.curation.degrade(s, pack, await _ref(s, pack), why, actor, kind)
                 await set_state(s, pack, PackState.REJECTED, why, actor)
         log.info("pack %s: validation %s (%s)", cid, verdict, reason)
+        if retry is not None:  # not the pack's fault (yet): no state change, the job runs again later
+            raise retry
         if passed:
             out = await self.curation.try_curate(cid)
             if out.status == "waiting_replicas" and self._queue is not None:
@@ -264,6 +308,23 @@ class ValidationService:
                     dedupe_key=f"{CURATE_JOB}:{cid}",
                     max_attempts=self.config.curate_max_attempts,
                 )
+
+    async def _environment_failures(self, s: AsyncSession, cid: str) -> int:
+        """How many of the pack's latest finished validations in a row were environment failures."""
+        verdicts = (
+            await s.execute(
+                select(ValidationReport.verdict)
+                .where(ValidationReport.pack_cid == cid, ValidationReport.verdict != RUNNING)
+                .order_by(ValidationReport.id.desc())
+                .limit(self.config.max_environment_failures)
+            )
+        ).scalars()
+        n = 0
+        for v in verdicts:
+            if v not in ENVIRONMENT_FAILURES:
+                break
+            n += 1
+        return n
 
 
 def _work_dir(base: Path | None) -> Path:

@@ -4,6 +4,8 @@ Each channel has its own Ed25519 key, generated here and stored sealed under the
 (KEK) from settings, or from ``DATA_DIR/ipns.kek`` (created 0600 on first use). A pointer move signs a
 record with sequence + 1 pointing at ``/ipfs/<pack CID>`` inside the caller's transaction and enqueues
 an ``ipns-publish`` job; ``ipns-republish`` re-signs records close to their EOL with the same value.
+A removed pointer (un-curated, or degraded with nothing to roll back to) signs a withdrawal record
+instead, served and published like any other, so the last pack's record stops being the newest.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from registry.ipns.channel import (
     new_channel_key,
     open_channel_key,
     pointer_record,
+    withdrawal_record,
 )
 from registry.ipns.name import parse_ipns_name
 from registry.ipns.publish import SinkFactory, publish_newest
@@ -162,6 +165,16 @@ class IpnsChannels:
             return
         await self.sign(session, model_id, tag, pack_cid)
 
+    async def on_pointer_withdrawn(self, session: AsyncSession, model_id: int, tag: str) -> None:
+        """The curation hook when it removes a pointer, inside its transaction: sign a withdrawal record."""
+        if tag not in self.config.channel_tags:
+            return
+        key_row = (
+            await session.execute(select(IpnsKey).where(IpnsKey.model_id == model_id, IpnsKey.tag == tag))
+        ).scalar_one_or_none()
+        if key_row is not None:  # no key: the channel never had a record, so none to supersede
+            await self._sign_next(session, key_row, await self._channel_name(session, model_id, tag), None)
+
     async def sign(self, session: AsyncSession, model_id: int, tag: str, pack_cid: str) -> ChannelRecord:
         """Get or create the channel key, sign ``/ipfs/<pack_cid>`` with sequence + 1, store, enqueue publish."""
         channel = await self._channel_name(session, model_id, tag)
@@ -176,8 +189,9 @@ class IpnsChannels:
         return await self._sign_next(session, key_row, channel, pack_cid)
 
     async def _sign_next(
-        self, session: AsyncSession, key_row: IpnsKey, channel: str, pack_cid: str
+        self, session: AsyncSession, key_row: IpnsKey, channel: str, pack_cid: str | None
     ) -> ChannelRecord:
+        """Sign ``/ipfs/<pack_cid>`` (None: the withdrawal) with sequence + 1, store it, enqueue publish."""
         key = open_channel_key(
             ChannelKey(channel, key_row.name, bytes(key_row.sealed_private_key)), self._kek
         )
@@ -187,7 +201,10 @@ class IpnsChannels:
             )
         ).scalar()
         now = self._clock()
-        raw = pointer_record(key, pack_cid, previous, now, self.config.records)
+        if pack_cid is None:
+            raw = withdrawal_record(key, previous, now, self.config.records)
+        else:
+            raw = pointer_record(key, pack_cid, previous, now, self.config.records)
         rec = validate_record(key_row.name, raw, now)  # our own output goes through the same validator
         row = IpnsRecord(
             name=key_row.name,
@@ -222,7 +239,7 @@ class IpnsChannels:
         return f"{ns}/{model}@{tag}"
 
     async def republish_due(self) -> list[str]:
-        """Re-sign (sequence + 1, same value) every channel whose newest record is close to its EOL."""
+        """Re-sign (sequence + 1, same value; a withdrawal when the pointer is gone) every channel near EOL."""
         now = self._clock()
         horizon = now + timedelta(seconds=self.config.records.republish_before_s)
         newest = (
@@ -248,17 +265,9 @@ class IpnsChannels:
             async with self._sessions() as s, s.begin():
                 key_row = await s.get(IpnsKey, name)
                 current = (
-                    (
-                        await s.execute(
-                            select(IpnsRecord)
-                            .where(IpnsRecord.name == name)
-                            .order_by(IpnsRecord.sequence.desc())
-                        )
-                    )
-                    .scalars()
-                    .first()
-                )
-                if key_row is None or current is None or current.sequence != seq:
+                    await s.execute(select(func.max(IpnsRecord.sequence)).where(IpnsRecord.name == name))
+                ).scalar()
+                if key_row is None or current != seq:
                     continue  # moved meanwhile: the move signed a fresh record
                 target = (
                     await s.execute(
@@ -267,11 +276,8 @@ class IpnsChannels:
                         )
                     )
                 ).scalar_one_or_none()
-                if target is None:
-                    # The channel was withdrawn (e.g. the curated pack degraded with nothing to roll back
-                    # to): never extend a record for a pack the registry no longer stands behind.
-                    log.warning("channel %s has no pointer any more: its last record is left to expire", name)
-                    continue
+                # No pointer: the channel was withdrawn. Never extend a record for a pack the registry
+                # no longer stands behind: (re-)sign the withdrawal, so it stays the newest record.
                 channel = await self._channel_name(s, key_row.model_id, key_row.tag)
                 await self._sign_next(s, key_row, channel, target)
                 done.append(name)

@@ -34,6 +34,12 @@ from registry.trust.keys import PublicKey, public_key_of
 MAX_RECORD_BYTES = 10 * 1024
 V2_PREFIX = b"ipns-signature:"
 VALIDITY_EOL = 0
+# A withdrawn channel's record: its Value is this well-known path (a raw block inlined in an identity CID,
+# so any IPFS node resolves it to the text without a fetch), and its signed data carries the custom field
+# ``Withdrawn: true`` (IPNS data is extensible); that field with any other Value is malformed.
+WITHDRAWN_MARKER = b"modelpack: channel withdrawn\n"
+WITHDRAWN_PATH = "/ipfs/bafkqahlnn5sgk3dqmfrwworamnugc3tomvwca53jorugi4tbo5xau"
+WITHDRAWN_FIELD = "Withdrawn"
 
 # IpnsEntry field numbers
 F_VALUE, F_SIG_V1, F_VALIDITY_TYPE, F_VALIDITY, F_SEQUENCE, F_TTL, F_PUBKEY, F_SIG_V2, F_DATA = range(1, 10)
@@ -75,6 +81,11 @@ class IpnsRecord:
     @property
     def expires_at(self) -> datetime:
         return _EPOCH + timedelta(microseconds=self.validity_ns // 1000)
+
+    @property
+    def withdrawn(self) -> bool:
+        """The registry signed that this channel no longer points at any pack."""
+        return self.path == WITHDRAWN_PATH
 
 
 def _ns_since_epoch(t: datetime) -> int:
@@ -124,25 +135,30 @@ def make_record(
     *,
     v1_compatible: bool = True,
     embed_public_key: bool = False,
+    withdrawn: bool = False,
 ) -> bytes:
     """Build and sign a record pointing at ``value`` (e.g. ``/ipfs/<pack CID>``), valid until ``validity``.
 
     With ``v1_compatible`` (default) the V1 fields and V1 signature are written too.
     Ed25519 keys are inside their name, so ``pubKey`` is only written when asked.
+    ``withdrawn`` signs a withdrawal: ``value`` must be ``WITHDRAWN_PATH``.
     """
     if sequence < 0 or ttl_ns < 0:
         raise ValueError("sequence and ttl_ns must be >= 0")
+    if withdrawn != (value == WITHDRAWN_PATH):
+        raise ValueError(f"a withdrawal record has the value {WITHDRAWN_PATH}, and only it")
     value_b = value.encode("utf-8")
     validity_b = format_validity(validity)
-    data = dag_cbor.encode(
-        {
-            "Value": value_b,
-            "Validity": validity_b,
-            "ValidityType": VALIDITY_EOL,
-            "Sequence": sequence,
-            "TTL": ttl_ns,
-        }
-    )
+    fields: dict[str, Any] = {
+        "Value": value_b,
+        "Validity": validity_b,
+        "ValidityType": VALIDITY_EOL,
+        "Sequence": sequence,
+        "TTL": ttl_ns,
+    }
+    if withdrawn:
+        fields[WITHDRAWN_FIELD] = True
+    data = dag_cbor.encode(fields)
     sig_v2 = private_key.sign(V2_PREFIX + data)
     out = bytearray()
     if v1_compatible:
@@ -177,6 +193,12 @@ def _decode_data(data: bytes) -> dict[str, Any]:
     if not isinstance(ttl, int) or isinstance(ttl, bool) or ttl < 0 or doc["Sequence"] < 0:
         raise IpnsMalformed("the record's data has a negative Sequence or TTL")
     doc["TTL"] = ttl
+    if WITHDRAWN_FIELD in doc and (
+        doc[WITHDRAWN_FIELD] is not True or doc["Value"] != WITHDRAWN_PATH.encode()
+    ):
+        raise IpnsMalformed(
+            f"the record's {WITHDRAWN_FIELD} field is set, and its Value is not {WITHDRAWN_PATH}"
+        )
     return doc
 
 

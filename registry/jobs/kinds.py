@@ -13,6 +13,7 @@ class JobKind(StrEnum):
     RECONCILE = "reconcile"  # compare every node's pins with the index; queue what drifted
     AUDIT = "audit"  # re-hash sampled blocks of replicas
     GC = "gc"  # unpin what no live pack needs after the retention
+    BLOB_GC = "blob-gc"  # delete uploaded blobs no pack references after the grace period
     VALIDATE = "validate"  # run the sandbox on a pack
     CURATE = "curate"  # apply the curation rule to one pack
     CURATE_SWEEP = "curate-sweep"  # re-check curated packs (degrade) and validated ones (promote)

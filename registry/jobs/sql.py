@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from registry.db.base import utcnow
+from registry.db.engine import readonly_session
 from registry.db.jobs import Job, JobState
 from registry.jobs.protocol import ClaimedJob, LeaseLost, QueueStats
 
@@ -274,7 +275,7 @@ class SqlJobQueue:
 
     async def stats(self) -> QueueStats:
         now = utcnow()
-        async with self._sessions() as s:
+        async with readonly_session(self._sessions) as s:
             rows = await s.execute(
                 select(Job.kind, Job.state, func.count())
                 .where(Job.state.in_([JobState.QUEUED, JobState.RUNNING, JobState.DEAD]))

@@ -75,7 +75,9 @@ async def _capped(source: ShardSource, cid: str, limit: int) -> AsyncIterator[by
     async for chunk in source.cat(cid):
         seen += len(chunk)
         if seen > limit:
-            raise TooLarge(f"sent more than {limit} bytes")
+            raise TooLarge(
+                f"sent more than {limit} bytes (the shard's size, or what the pack's budget leaves)"
+            )
         yield chunk
 
 
@@ -123,16 +125,26 @@ class ShardFetchService:
                 (await s.execute(select(Blob.cid).where(Blob.cid.in_({sh.cid for sh in shards})))).scalars()
             )
         failures: list[tuple[Shard, str]] = []
+        sizes = {sh.id: sh.size for sh in shards}  # known sizes (0: unknown until fetched)
         for sh in shards:
             if sh.cid in have:
                 continue
+            # Never read more than the shard's size, nor more than the pack's budget leaves for it.
+            budget = self.config.pack_max_bytes - (sum(sizes.values()) - sizes[sh.id])
+            limit = min(sh.size, budget) if sh.size > 0 else budget
+            if budget < sh.size or budget < 0:
+                await self._reject(
+                    cid, f"the pack is larger than the limit of {self.config.pack_max_bytes} bytes"
+                )
+                return
             try:
-                problem = await self._fetch_one(sh, publisher)
+                problem, size = await self._fetch_one(sh, publisher, limit)
             except ManifestContradicted as e:
                 await self._reject(cid, f"shard {sh.filename!r} ({sh.cid}): {e}")
                 return
             if problem is None:
                 have.add(sh.cid)
+                sizes[sh.id] = size
             else:
                 failures.append((sh, problem))
         if failures:
@@ -148,8 +160,9 @@ class ShardFetchService:
             return
         await self._make_available(cid, job.payload)
 
-    async def _fetch_one(self, sh: Shard, publisher: int | None) -> str | None:
-        """None once the shard's bytes are in the store and recorded; else what each node did wrong.
+    async def _fetch_one(self, sh: Shard, publisher: int | None, limit: int) -> tuple[str | None, int]:
+        """(None, size) once the shard's bytes (at most ``limit``) are in the store and recorded; else what
+        each node did wrong.
 
         Raises:
             ManifestContradicted: a node served the CID's bytes and their sha256 is not the manifest's.
@@ -157,7 +170,6 @@ class ShardFetchService:
         want = shardcheck.expected_cid(sh.cid)
         params = shardcheck.unixfs_params(want, sh.unixfs_profile)
         declared = Sha256Digest(sh.sha256)
-        limit = sh.size if sh.size > 0 else self.config.pack_max_bytes
         errors: list[str] = []
         async for name, source in self._fetcher.sources():
             try:
@@ -184,8 +196,8 @@ class ShardFetchService:
                 continue
             await self._record(sh.cid, digest, sh.unixfs_profile, publisher)
             log.info("fetched shard %s (%d bytes) from %s", sh.cid, digest.size, name)
-            return None
-        return "; ".join(errors) or "no IPFS node is configured and up"
+            return None, digest.size
+        return "; ".join(errors) or "no IPFS node is configured and up", 0
 
     async def _record(self, cid: str, digest: FileDigest, profile: str | None, publisher: int | None) -> None:
         await record_blob(

@@ -14,7 +14,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from registry.accounts.auth import Principal, require_namespace
+from registry.accounts.auth import require_namespace
+from registry.accounts.principal import Principal
 from registry.cache import CacheConfig, TtlCache
 from registry.db.base import utcnow
 from registry.db.engine import readonly_session

@@ -25,7 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from model_core.format.errors import InvalidManifest
 from model_core.format.pack import ManifestLimits, ParsedManifest
 from pinner.cids import cid_str, parse_cid
-from registry.accounts.auth import Principal, require_namespace
+from registry.accounts.auth import require_namespace
+from registry.accounts.principal import Principal
 from registry.db.base import utcnow
 from registry.db.models import (
     Blob,
@@ -38,7 +39,7 @@ from registry.db.models import (
     SignatureVerdict,
     SigningKey,
 )
-from registry.errors import Conflict, MissingShards, ShardMismatch
+from registry.errors import Conflict, MissingShards, ModelNameMismatch, ShardMismatch
 from registry.jobs.kinds import JobKind
 from registry.jobs.protocol import JobQueue
 from registry.names import DEFAULT_TAG, ModelRef
@@ -80,6 +81,26 @@ class PublishResult:
     signatures: list[dict[str, str]] = field(default_factory=list)
 
 
+def check_binding(model_name: str, ref: ModelRef) -> None:
+    """A manifest publishes only as the model it names: ``ns/model`` itself, a bare name as the model part.
+
+    Signatures are over the manifest, so this binds them to the model too (as cosign binds a signature to
+    its repository): a manifest signed for ``acme/experimental`` never counts as ``acme/prod``.
+    """
+    target = f"{ref.namespace}/{ref.model}"
+    expected = target if "/" in model_name else ref.model
+    # registry names are lowercase ASCII, so ASCII letters compare case-blind (the seed's bare name
+    # `ProductionTransformer-RAGE` publishes as `acme/productiontransformer-rage`); nothing else is folded
+    if not model_name.isascii() or model_name.lower() != expected:
+        shown = model_name if len(model_name) <= 200 else model_name[:200] + "…"
+        raise ModelNameMismatch(
+            f"the manifest's model_name {shown!r} does not match {target!r}: a manifest publishes only as "
+            f"the model it names ({target!r}, or the bare name {ref.model!r})",
+            model_name=shown,
+            target=target,
+        )
+
+
 class PublishService:
     """Turns a validated manifest plus uploaded shards into a pack."""
 
@@ -111,6 +132,7 @@ class PublishService:
         tag: str | None = None,
         reason: str | None = None,
     ) -> PublishResult:
+        check_binding(parsed.doc.model_name, ref)
         tags = [DEFAULT_TAG] + ([check_settable(tag)] if tag and tag != DEFAULT_TAG else [])
         if len(detached) > self.max_detached:
             raise InvalidManifest(
@@ -148,7 +170,7 @@ class PublishService:
             checks = await self._check_signatures(s, parsed, detached)
             model = await self._model(s, ns, ref)
             sizes = [
-                b.size if b is not None else (spec.size or 0)
+                b.size if b is not None else (spec.size or 0)  # a missing shard's size is required
                 for spec, b in zip(parsed.doc.shards, shard_blobs, strict=True)
             ]
             total = sum(sizes)
@@ -263,7 +285,9 @@ class PublishService:
     async def _verify_shards(self, s: AsyncSession, parsed: ParsedManifest) -> list[Blob | None]:
         """The Blob of each shard, None for one whose bytes a node must serve (refused when no node can)."""
         keys = [cid_str(parse_cid(sh.cid)) for sh in parsed.doc.shards]
-        found = {b.cid: b for b in (await s.execute(select(Blob).where(Blob.cid.in_(set(keys))))).scalars()}
+        # FOR SHARE (Postgres): gc deletes a blob row first, so it waits for this publish and then sees its shards
+        query = select(Blob).where(Blob.cid.in_(set(keys))).with_for_update(read=True)
+        found = {b.cid: b for b in (await s.execute(query)).scalars()}
         missing = [sh.filename for sh, k in zip(parsed.doc.shards, keys, strict=True) if k not in found]
         if missing and (self._nodes is None or not await self._nodes.has_sources(s)):
             raise MissingShards(
@@ -276,6 +300,13 @@ class PublishService:
         for sh, k in zip(parsed.doc.shards, keys, strict=True):
             blob = found.get(k)
             if blob is None:
+                if sh.size is None:  # a fetch is bounded by the declared size: no size, no fetch
+                    raise InvalidManifest(
+                        f"shard {sh.filename!r} is not uploaded and gives no size; publishing by CID needs each "
+                        "missing shard's size in the manifest (or upload its bytes first)",
+                        field="shards.size",
+                        filename=sh.filename,
+                    )
                 out.append(None)
                 continue
             if not hmac.compare_digest(blob.sha256, sh.sha256_hex):

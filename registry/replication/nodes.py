@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,6 +23,7 @@ from pinner.ipfs.http import BasicAuth, BearerAuth, NodeAuth, check_node_url
 from pinner.ipfs.protocol import PinBackend
 from pinner.states import ADDABLE_NODE_KINDS, NodeKind, NodeState, ReplicaState
 from registry.db.base import utcnow
+from registry.db.engine import readonly_session
 from registry.db.models import IpfsNode, Replica
 from registry.errors import BadRequest, Conflict, NotFound
 from registry.names import check_name
@@ -31,6 +32,7 @@ from registry.trust.sealing import open_private_key, seal_private_key
 log = logging.getLogger(__name__)
 
 CREDENTIALS_AAD = b"modelpack node credentials"  # a sealed credential opens only as one
+NODE_ERROR_MAX = 300  # characters of a node's last error kept (it may quote the node's answer)
 
 
 def seal_auth(auth: NodeAuth | None, kek: bytes) -> bytes | None:
@@ -107,13 +109,15 @@ def check_allowed_url(url: str, allowed_hosts: tuple[str, ...]) -> str:
     try:
         clean = check_node_url(url)
     except InvalidNodeUrlError as exc:
-        raise BadRequest(exc.message, field="url", url=url) from None
+        raise BadRequest(
+            exc.message, field="url", url=url[:200], **({"part": exc.part} if exc.part else {})
+        ) from None
     host = (urlsplit(clean).hostname or "").lower()
     if "*" not in allowed_hosts and host not in {h.lower() for h in allowed_hosts}:
         raise BadRequest(
             f"node host {host!r} is not in replication.allowed_node_hosts ({', '.join(allowed_hosts)})",
             field="url",
-            url=url,
+            url=url[:200],
         )
     return clean
 
@@ -184,7 +188,7 @@ class NodeRegistry:
         return row
 
     async def list(self) -> list[NodeOut]:
-        async with self._sessions() as s:
+        async with readonly_session(self._sessions) as s:
             rows = list((await s.execute(select(IpfsNode).order_by(IpfsNode.name))).scalars())
             counts = await s.execute(
                 select(Replica.node_id, Replica.state, func.count()).group_by(Replica.node_id, Replica.state)
@@ -195,7 +199,7 @@ class NodeRegistry:
         return [NodeOut.of(r, per.get(r.id, {})) for r in rows]
 
     async def get(self, name: str) -> NodeOut:
-        async with self._sessions() as s:
+        async with readonly_session(self._sessions) as s:
             return NodeOut.of(await self._get(s, name), {})
 
     async def set_draining(self, name: str, draining: bool = True) -> NodeOut:
@@ -247,14 +251,29 @@ class NodeRegistry:
                 row.peer_id = (peer_id or row.peer_id or "")[:128] or None
                 row.free_space = free_space
             else:
-                row.state, row.last_error = NodeState.DOWN, error[:2000]
+                row.state, row.last_error = NodeState.DOWN, bounded_error(error)
                 row.down_since = row.down_since or now
             return before, row.state
 
 
-async def check_health(backend: PinBackend) -> tuple[str | None, str | None, int | None, str | None]:
+def bounded_error(error: str) -> str:
+    return error if len(error) <= NODE_ERROR_MAX else error[: NODE_ERROR_MAX - 3] + "..."
+
+
+def public_error(error: str | None) -> str | None:
+    """What anyone may see of a node's last error: its stable code only, never the node's own words."""
+    if error is None:
+        return None
+    code, sep, _ = error.partition(": ")
+    return code if sep and code.isidentifier() and code.islower() else "node_error"
+
+
+async def check_health(
+    backend_of: Callable[[IpfsNode], PinBackend], node: IpfsNode
+) -> tuple[str | None, str | None, int | None, str | None]:
     """(version, peer id, free bytes, error) for one node; the error is None when it answered sanely."""
     try:
+        backend = backend_of(node)
         info = await backend.info()
         free = await backend.free_space()
     except NodeError as exc:

@@ -29,6 +29,7 @@ from pinner.replication.mover import BlockSource, Mover, MoverConfig
 from pinner.replication.placement import remote_nodes
 from pinner.states import NodeKind, NodeState, ReplicaState
 from registry.db.base import utcnow
+from registry.db.engine import readonly_session
 from registry.db.models import IpfsNode, Pack, Replica
 from registry.jobs.kinds import JobKind
 from registry.jobs.protocol import ClaimedJob, JobQueue, PermanentJobError, RetryJob
@@ -109,7 +110,7 @@ class ReplicationService:
         }
 
     async def pack_replication(self, pack_cid: str) -> ReplicationSummary:
-        async with self._sessions() as s:
+        async with readonly_session(self._sessions) as s:
             return await pack_replication(
                 s, pack_cid, defaults=self.config.target, down_grace=self.config.down_grace
             )
@@ -345,9 +346,15 @@ class ReplicationService:
             nodes = [n for n in await all_nodes(s) if n.kind is not NodeKind.EMBEDDED]
         out = {}
         changed = False
-        # Concurrently: one hanging node must not delay the verdict on the others.
-        checks = await asyncio.gather(*(check_health(self._backends.backend(n)) for n in nodes))
-        for node, (version, peer_id, free, error) in zip(nodes, checks, strict=True):
+        # Concurrently (one hanging node must not delay the others); any failure is that node's verdict.
+        checks = await asyncio.gather(
+            *(check_health(self._backends.backend, n) for n in nodes), return_exceptions=True
+        )
+        for node, check in zip(nodes, checks, strict=True):
+            if isinstance(check, BaseException):
+                log.error("health check of node %s failed unexpectedly: %r", node.name, check)
+                check = (None, None, None, f"node_error: health check failed ({type(check).__name__})")
+            version, peer_id, free, error = check
             before, after = await self.nodes.record_health(
                 node.id, version=version, peer_id=peer_id, free_space=free, error=error
             )
@@ -371,7 +378,7 @@ class ReplicationService:
 
     async def counts(self) -> tuple[dict[str, int], dict[str, int]]:
         """(nodes by state, replicas by state), for status and metrics."""
-        async with self._sessions() as s:
+        async with readonly_session(self._sessions) as s:
             nodes = await s.execute(
                 select(IpfsNode.state, func.count())
                 .where(IpfsNode.kind != NodeKind.EMBEDDED)
@@ -384,7 +391,7 @@ class ReplicationService:
 
     async def node_health(self) -> dict[str, float]:
         """Node name -> 1.0 when up, else 0.0."""
-        async with self._sessions() as s:
+        async with readonly_session(self._sessions) as s:
             nodes = [n for n in await all_nodes(s) if n.kind is not NodeKind.EMBEDDED]
         return {n.name: 1.0 if n.state is NodeState.UP else 0.0 for n in nodes}
 

@@ -35,7 +35,7 @@ from registry.replication.rows import (
     set_rows,
     unpin_units,
 )
-from registry.replication.summary import all_nodes, live_pack_cids, pack_units, replicas_for
+from registry.replication.summary import all_nodes, is_live, live_pack_cids, pack_units, replicas_for
 
 log = logging.getLogger("modelpack.replication")
 
@@ -158,7 +158,58 @@ class Upkeep:
         await self.collect_garbage()
 
     async def collect_garbage(self) -> dict[str, int]:
-        """Unpin and delete the units of packs nothing refers to any more, keeping anything a live pack uses."""
+        """Unpin and delete the units of packs nothing refers to any more, keeping anything a live pack uses.
+
+        The selection is a snapshot: a pack published (or a pointer moved) after it may need a doomed unit.
+        So each unit is checked again right before it is unpinned, and its deletion re-checks liveness in
+        the transaction that removes its blob row (the row is deleted first: on Postgres that waits for a
+        publish holding the row ``FOR SHARE``, whose shards the re-check then sees); the file goes after
+        that commit, only when nothing live needed it.
+        """
+        dead_packs, doomed, rows, nodes = await self._select_garbage()
+        unpinned = 0
+        by_node: dict[int, list[str]] = {}
+        async with self._sessions() as s:
+            needed = {c for c in {r.cid for r in rows} if await self._still_needed(s, c)}
+        for r in rows:
+            if r.cid not in needed:
+                by_node.setdefault(r.node_id, []).append(r.cid)
+        for nid, cids in by_node.items():
+            node = nodes.get(nid)
+            if node is not None and node.state is NodeState.UP:
+                unpinned += len(await unpin_units(self._sessions, self._backends.backend(node), nid, cids))
+            else:  # the node is away: keep the rows as unpinning, the next pass tries again
+                await set_rows(self._sessions, nid, cids, state=ReplicaState.UNPINNING)
+        deleted = kept = 0
+        for cid in sorted(doomed):
+            try:
+                async with self._sessions() as s, s.begin():
+                    await s.execute(delete(Blob).where(Blob.cid == cid))
+                    if await self._still_needed(s, cid):
+                        raise _StillNeeded(cid)
+            except _StillNeeded:
+                kept += 1
+                continue
+            try:
+                await asyncio.to_thread(self._store.delete_file, cid)
+                deleted += 1
+            except BlockNotFound:
+                pass
+        if doomed:
+            log.info(
+                "gc: %d unit(s) of %d unreferenced pack(s): %d unpinned, %d files deleted, %d needed again",
+                len(doomed),
+                len(dead_packs),
+                unpinned,
+                deleted,
+                kept,
+            )
+        return {"packs": len(dead_packs), "units": len(doomed), "unpinned": unpinned, "deleted": deleted}
+
+    async def _select_garbage(
+        self,
+    ) -> tuple[list[str], set[str], list[Replica], dict[int, IpfsNode]]:
+        """The snapshot gc works from: dead packs, their units no live pack shares, their replicas, nodes."""
         now = utcnow()
         async with self._sessions() as s:
             live = await live_pack_cids(s, timedelta(seconds=self.config.gc_retention_s), now)
@@ -176,31 +227,19 @@ class Upkeep:
                     doomed |= {u.cid for u in await pack_units(s, pack)} - keep
             rows = await replicas_for(s, sorted(doomed))
             nodes = {n.id: n for n in await all_nodes(s)}
-        unpinned = 0
-        by_node: dict[int, list[str]] = {}
-        for r in rows:
-            by_node.setdefault(r.node_id, []).append(r.cid)
-        for nid, cids in by_node.items():
-            node = nodes.get(nid)
-            if node is not None and node.state is NodeState.UP:
-                unpinned += len(await unpin_units(self._sessions, self._backends.backend(node), nid, cids))
-            else:  # the node is away: keep the rows as unpinning, the next pass tries again
-                await set_rows(self._sessions, nid, cids, state=ReplicaState.UNPINNING)
-        deleted = 0
-        for cid in sorted(doomed):
-            try:
-                await asyncio.to_thread(self._store.delete_file, cid)
-                deleted += 1
-            except BlockNotFound:
-                pass
-            async with self._sessions() as s, s.begin():
-                await s.execute(delete(Blob).where(Blob.cid == cid))
-        if doomed:
-            log.info(
-                "gc: %d unit(s) of %d unreferenced pack(s): %d unpinned, %d files deleted",
-                len(doomed),
-                len(dead_packs),
-                unpinned,
-                deleted,
-            )
-        return {"packs": len(dead_packs), "units": len(doomed), "unpinned": unpinned, "deleted": deleted}
+        return dead_packs, doomed, rows, nodes
+
+    async def _still_needed(self, s: AsyncSession, cid: str) -> bool:
+        """Whether a pack that is live now (in ``s``'s view) uses the unit ``cid`` (a shard or its manifest)."""
+        retention = timedelta(seconds=self.config.gc_retention_s)
+        users = set((await s.execute(select(Shard.pack_cid).where(Shard.cid == cid))).scalars())
+        users.add(cid)  # the unit may be a pack's manifest
+        now = utcnow()
+        for pack_cid in sorted(users):
+            if await is_live(s, pack_cid, retention, now):
+                return True
+        return False
+
+
+class _StillNeeded(Exception):
+    """A unit gc selected is used by a live pack after all: its deletion is rolled back."""

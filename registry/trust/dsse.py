@@ -152,8 +152,12 @@ def verify_envelope(
                 sig = _b64(entry.get("sig"), "signature")
             except DsseError:
                 sig = None
-        if not isinstance(keyid, str) or sig is None or len(sig) != 64:
-            checks.append(SignatureCheck(str(keyid or ""), Verdict.MALFORMED, "bad DSSE signature", "dsse"))
+        if (
+            not isinstance(keyid, str) or len(keyid) > 128 or sig is None or len(sig) != 64
+        ):  # 128: the key_id column
+            checks.append(
+                SignatureCheck(str(keyid or "")[:128], Verdict.MALFORMED, "bad DSSE signature", "dsse")
+            )
             continue
         ms = ManifestSignature(key_id=keyid, signature=sig, source="dsse")
         checks.append(check_signature(to_verify, ms, keys, signing_time))

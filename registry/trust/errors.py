@@ -38,6 +38,12 @@ class BadPublicKey(TrustError):
     code = "bad_public_key"
 
 
+class KeyProofInvalid(TrustError):
+    """Registering a key needs its signature over a registry challenge (proof of possession)."""
+
+    code = "key_proof_invalid"
+
+
 class KeySealError(TrustError):
     """A sealed private key cannot be opened: wrong key-encryption key or tampered bytes."""
 

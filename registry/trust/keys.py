@@ -29,6 +29,39 @@ ALGORITHM = "ed25519"
 KEY_ID_PREFIX = "ed25519:"
 PRIVATE_KEY_MAX_BYTES = 16 * 1024
 _SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")  # DER SubjectPublicKeyInfo header, Ed25519
+SIGNATURE_BYTES = 64
+_P = 2**255 - 19  # the field prime
+_L = 2**252 + 27742317777372353535851937790883648493  # the order of the base point
+# The y coordinates of the eight points of order 1, 2, 4 and 8 (the sign bit of x aside):
+# 1 (the identity), p-1 (order 2), 0 (order 4) and the two of order 8.
+_SMALL_ORDER_Y = frozenset(
+    {
+        1,
+        _P - 1,
+        0,
+        int.from_bytes(
+            bytes.fromhex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"), "little"
+        ),
+        int.from_bytes(
+            bytes.fromhex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"), "little"
+        ),
+    }
+)
+
+
+def point_problem(raw: bytes) -> str | None:
+    """Why a 32-byte Ed25519 public key is unsafe to trust, or None.
+
+    A small-order point (the identity ``01 00..00`` among them) lets one forged signature verify for
+    every message (``R = identity, S = 0`` with the identity key), and a non-canonical encoding
+    (y >= p) names a point some verifiers read differently.
+    """
+    y = int.from_bytes(raw, "little") & ((1 << 255) - 1)
+    if y >= _P:
+        return "its encoding is not canonical (y >= p)"
+    if y in _SMALL_ORDER_Y:
+        return "it is a small-order point (such a key verifies forged signatures)"
+    return None
 
 
 class InsecureKeyFileWarning(UserWarning):
@@ -59,10 +92,18 @@ class PublicKey:
         )
 
     def verify(self, signature: bytes, message: bytes) -> bool:
-        """True when ``signature`` is this key's Ed25519 signature of ``message``."""
+        """True when ``signature`` is this key's Ed25519 signature of ``message``.
+
+        Strict: a small-order or non-canonical key verifies nothing, nor does a signature whose S is
+        not reduced (S >= L, a malleable copy of another signature).
+        """
+        if len(signature) != SIGNATURE_BYTES or point_problem(self.raw) is not None:
+            return False
+        if int.from_bytes(signature[32:], "little") >= _L:
+            return False
         try:
             self._crypto().verify(signature, message)
-        except InvalidSignature:
+        except (InvalidSignature, ValueError):
             return False
         return True
 
@@ -175,8 +216,16 @@ def parse_public_key(text: str | bytes) -> PublicKey:
     """A public key from SubjectPublicKeyInfo PEM or from the raw 32 bytes in (url-safe) base64.
 
     Raises:
-        BadPublicKey: neither form, or not Ed25519.
+        BadPublicKey: neither form, not Ed25519, or a weak point (small order, non-canonical).
     """
+    key = _parse_public_key(text)
+    problem = point_problem(key.raw)
+    if problem is not None:
+        raise BadPublicKey(f"refusing Ed25519 public key {key.b64}: {problem}")
+    return key
+
+
+def _parse_public_key(text: str | bytes) -> PublicKey:
     data = text.encode("ascii", "replace") if isinstance(text, str) else bytes(text)
     data = data.strip()
     if data.startswith(b"-----BEGIN"):

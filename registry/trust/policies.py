@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from registry.accounts.auth import Principal
+from registry.accounts.principal import Principal
 from registry.db.engine import readonly_session
 from registry.db.models import (
     AuditEvent,
@@ -199,7 +199,7 @@ async def evaluate_pack_trust(session: AsyncSession, pack_cid: str) -> TrustVerd
 
 
 def _may_administer(principal: Principal, namespace: str) -> bool:
-    return principal.is_admin and (principal.namespaces is None or namespace in principal.namespaces)
+    return principal.may_admin(namespace)
 
 
 class TrustService(KeyRegistry):

@@ -187,12 +187,19 @@ def _decode_sig(text: object) -> bytes | None:
         return None
 
 
+KEY_ID_MAX = 128  # signing_keys.key_id and signatures.key_id (registry.db.models.NAME_LEN)
+
+
 def _entry(entry: object, source: str) -> ManifestSignature | SignatureCheck:
     if not isinstance(entry, dict):
         return SignatureCheck("", Verdict.MALFORMED, "a signature entry must be a JSON object", source)
     key_id = entry.get("key_id")
     if not isinstance(key_id, str) or not key_id:
         return SignatureCheck("", Verdict.MALFORMED, "a signature entry has no key_id", source)
+    if len(key_id) > KEY_ID_MAX:  # the index stores key ids of up to this length
+        return SignatureCheck(
+            key_id[:64] + "…", Verdict.MALFORMED, f"the key_id is longer than {KEY_ID_MAX} characters", source
+        )
     if entry.get("algorithm", ALGORITHM) != ALGORITHM:
         return SignatureCheck(
             key_id, Verdict.MALFORMED, f"unsupported algorithm {entry.get('algorithm')!r}", source

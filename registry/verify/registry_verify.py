@@ -13,7 +13,7 @@ import binascii
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,10 @@ from registry.trust.signatures import (
 from registry.verify.packcheck import PackReport, check_shards, is_safe_filename
 
 MANIFEST_MAX_BYTES = 16 * 1024 * 1024
+NAMESPACE_REQUIRED = (
+    "--trust-policy with a pack CID or an IPNS name needs --namespace NS: the namespace whose policy "
+    "applies must come from you, not from the registry being checked"
+)
 _FAILING = (Verdict.BAD_SIGNATURE, Verdict.REVOKED, Verdict.MALFORMED)
 
 
@@ -53,10 +57,12 @@ def default_state_file() -> Path:
 
 @dataclass
 class SeenState:
-    """The highest IPNS sequence (and its value) this machine has accepted per name: rollback protection."""
+    """What this machine has accepted before: the highest IPNS sequence (and its value) per name (rollback
+    protection), and per registry the IPNS name of each channel, pinned on first use (``channels``)."""
 
     path: Path
     names: dict[str, dict[str, Any]]
+    channels: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> SeenState:
@@ -67,9 +73,35 @@ class SeenState:
         except (OSError, ValueError) as e:
             raise TrustError(f"state file {path} cannot be read: {e}") from None
         names = data.get("names") if isinstance(data, dict) else None
-        if not isinstance(names, dict):
+        channels = data.get("channels", {}) if isinstance(data, dict) else None
+        if not isinstance(names, dict) or not isinstance(channels, dict):
             raise TrustError(f"state file {path} is not a modelpack seen-sequence file")
-        return cls(path, names)
+        if not all(isinstance(v, dict) for v in channels.values()):
+            raise TrustError(f"state file {path} has a malformed 'channels' section")
+        return cls(path, names, channels)
+
+    def check_pin(self, registry: str, channel: str, name: str) -> str | None:
+        """A failure line when ``channel`` of ``registry`` was pinned to another IPNS name than ``name``."""
+        pinned = self.channels.get(registry, {}).get(channel)
+        try:
+            name = parse_ipns_name(name).canonical  # the peer-id form of the pinned name is the same name
+        except InvalidIpnsName:
+            pass
+        if not isinstance(pinned, dict) or pinned.get("name") == name:
+            return None
+        return (
+            f"the registry now says channel {channel} is IPNS name {name}, but this machine pinned it to "
+            f"{pinned.get('name')} on first use ({pinned.get('pinned_at')}); a channel's name never changes, "
+            f"so the registry (or someone between) may be serving another key's records. If the change is "
+            f"expected, remove the entry for {channel} under 'channels' in {self.path}"
+        )
+
+    def pin(self, registry: str, channel: str, name: str) -> None:
+        """Remember ``channel``'s IPNS name at ``registry`` if none is pinned yet."""
+        pins = self.channels.setdefault(registry, {})
+        if channel not in pins:
+            pins[channel] = {"name": name, "pinned_at": datetime.now(UTC).isoformat()}
+            self._save()
 
     def check(self, name: str, sequence: int, value: str) -> str | None:
         """A failure line when ``sequence`` is older than seen, or equal with another value."""
@@ -90,8 +122,11 @@ class SeenState:
         if isinstance(seen, dict) and isinstance(seen.get("sequence"), int) and seen["sequence"] >= sequence:
             return
         self.names[name] = {"sequence": sequence, "value": value, "seen_at": datetime.now(UTC).isoformat()}
+        self._save()
+
+    def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        doc = {"version": 1, "names": self.names}
+        doc = {"version": 1, "names": self.names, "channels": self.channels}
         write_atomically(self.path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode(), 0o600)
 
 
@@ -132,8 +167,16 @@ def classify(target: str) -> Target:
     raise ValueError(f"{target!r} is not NS/MODEL@CHANNEL, an IPNS name, a pack CID or a directory")
 
 
-def _record_target(client: RegistryClient, name: str, state: SeenState, report: PackReport) -> str | None:
-    """Fetch, validate and sequence-check the record; the pack CID it names, or None after a failure."""
+def _record_target(
+    client: RegistryClient, name: str, state: SeenState, report: PackReport, channel: str | None = None
+) -> str | None:
+    """Fetch, validate and sequence-check the record (and pin ``channel``'s name on first use); the pack
+    CID it names, or None after a failure (a withdrawal record included)."""
+    if channel is not None:
+        moved = state.check_pin(client.base_url, channel, name)
+        if moved:
+            report.failures.append(moved)
+            return None
     raw = client.ipns_record(name, limit=MAX_RECORD_BYTES)
     try:
         rec = validate_record(name, raw, datetime.now(UTC))
@@ -144,10 +187,18 @@ def _record_target(client: RegistryClient, name: str, state: SeenState, report: 
     if stale:
         report.failures.append(stale)
         return None
+    if channel is not None:
+        state.pin(client.base_url, channel, rec.name)
     state.remember(rec.name, rec.sequence, rec.path)
     report.notes.append(
         f"IPNS record for {rec.name}: sequence {rec.sequence}, valid until {rec.expires_at.isoformat()}, {rec.path}"
     )
+    if rec.withdrawn:
+        report.failures.append(
+            f"channel {channel or rec.name} was withdrawn: the registry signed (sequence {rec.sequence}) that it "
+            "no longer stands behind any pack for it (un-curated, or no longer fit with nothing to roll back to)"
+        )
+        return None
     target = rec.path.removeprefix("/ipfs/").rstrip("/")
     try:
         if not rec.path.startswith("/ipfs/"):
@@ -250,11 +301,14 @@ def verify_remote(
     state: SeenState,
 ) -> PackReport:
     """Run the whole chain for ``target``; ClientError when the registry cannot answer a step."""
+    if policy_file is not None and not (namespace or target.namespace):
+        raise TrustError(NAMESPACE_REQUIRED)
     report = PackReport()
     cid: str | None
     if target.kind == "channel":
         ch = client.channel(target.namespace or "", target.model or "", target.tag or "")
-        cid = _record_target(client, str(ch.get("name", "")), state, report)
+        channel = f"{target.namespace}/{target.model}@{target.tag}"
+        cid = _record_target(client, str(ch.get("name", "")), state, report, channel)
     elif target.kind == "ipns":
         cid = _record_target(client, target.text, state, report)
     else:

@@ -42,3 +42,18 @@ def test_verify_uses_the_cids_hash_function() -> None:
     verify_node_block(cid, DATA)
     with pytest.raises(BlockMismatchError):
         verify_node_block(cid, b"other")
+
+
+@pytest.mark.parametrize("size", [1, 4, 31])
+def test_truncated_digests_are_refused(size: int) -> None:
+    import hashlib
+
+    from pinner.cids import rehash_matches, verify_block
+    from pinner.content_errors import InvalidBlock
+
+    cid = CID("base32", 1, "raw", bytes((0x12, size)) + hashlib.sha256(DATA).digest()[:size])
+    assert not rehash_matches(cid, DATA)
+    with pytest.raises(BlockMismatchError):
+        verify_node_block(str(cid), DATA)
+    with pytest.raises(InvalidBlock):  # the blockstore's check
+        verify_block(cid, DATA)

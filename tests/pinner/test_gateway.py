@@ -133,3 +133,12 @@ async def test_head_raw_has_length_and_no_body(client: Any, store: FsBlockstore,
     assert resp.status == 200
     assert resp.headers["Content-Length"] == str(len(store.get_block(cid)))
     assert await resp.read() == b""
+
+
+@pytest.mark.parametrize(
+    "header", ["bytes=" + "9" * 5000 + "-", "bytes=0-" + "9" * 5000, "bytes=-" + "9" * 30]
+)
+async def test_range_with_huge_numbers_is_a_400(client: Any, cid: str, header: str) -> None:
+    resp = await client.get(f"/ipfs/{cid}", headers={"Range": header})
+    assert resp.status == 400
+    assert len(await resp.read()) < 1024

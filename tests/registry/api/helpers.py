@@ -41,7 +41,7 @@ def shard_entry(
 def manifest(shards: list[tuple[str, bytes]], version: str = "1.0.0", **extra: Any) -> dict[str, Any]:
     return {
         "format": "safetensors",
-        "model_name": "tiny-llm",
+        "model_name": "tiny",
         "model_version": version,
         "config": {"vocab_size": 256, "d_model": 64, "dropout": 0.0},
         "shards": [shard_entry(n, d) for n, d in shards],
@@ -78,9 +78,8 @@ async def upload_and_publish(
     for _, data in shards:
         r = await upload(client, tok, data)
         assert r.status in (200, 201), await r.text()
-    r = await publish(
-        client, tok, name, {"manifest": manifest(shards, **body.pop("manifest_extra", {})), **body}
-    )
+    extra = {"model_name": name.split("/", 1)[1], **body.pop("manifest_extra", {})}  # bound to the target
+    r = await publish(client, tok, name, {"manifest": manifest(shards, **extra), **body})
     assert r.status in (200, 201), await r.text()
     out: dict[str, Any] = await r.json()
     return out
@@ -93,3 +92,37 @@ async def counts(client: TestClient) -> dict[str, int]:
             t.__tablename__: (await s.execute(select(func.count()).select_from(t))).scalar_one()
             for t in (Pack, Shard, PackStateChange, Pointer, PointerChange, Job)
         }
+
+
+def prove_key(challenge: dict[str, Any], key: Any) -> dict[str, str]:
+    """The registration body for ``key`` answering ``challenge`` (proof of possession)."""
+    import base64
+
+    from registry.trust.keys import public_key_of
+
+    signature = base64.b64encode(key.sign(str(challenge["statement"]).encode())).decode()
+    return {"public_key": public_key_of(key).b64, "challenge": challenge["challenge"], "signature": signature}
+
+
+async def register_key(client: TestClient, tok: str, key: Any) -> Any:
+    """``POST /v1/key-challenges`` then ``POST /v1/keys`` signed by ``key``; the second response."""
+    from registry.trust.keys import public_key_of
+
+    r = await client.post(
+        "/v1/key-challenges", json={"public_key": public_key_of(key).b64}, headers=bearer(tok)
+    )
+    assert r.status == 200, await r.text()
+    return await client.post("/v1/keys", json=prove_key(await r.json(), key), headers=bearer(tok))
+
+
+async def register_key_with(trust: Any, principal: Any, key: Any, public_key: str | None = None) -> Any:
+    """``TrustService.register_key`` with a fresh challenge signed by ``key``."""
+    import base64
+
+    from registry.trust.keys import public_key_of
+
+    text = public_key or public_key_of(key).b64
+    _, ch = await trust.issue_challenge(principal, text)
+    return await trust.register_key(
+        principal, text, ch.challenge, base64.b64encode(key.sign(ch.statement)).decode()
+    )

@@ -7,6 +7,8 @@ operation and error; every other finding stands.
 - a cursor this API did not issue (opaque: the form is documented, the content is the server's);
 - shard bytes that do not hash to the CID (or the ``sha256``) the upload names;
 - an IPNS record that does not verify (the validator's answer is the point of that operation);
+- a signing key that is a weak point, or registered without a valid signature over a live challenge;
+- a manifest whose ``model_name`` is not the model it is published as;
 - a manifest naming one shard filename twice, or whose shard sizes add up past ``pack_max_bytes``;
 - a manifest number written with a fraction where an integer goes (``5.0``: JSON Schema's ``integer``
   takes it, the strict manifest loader does not).
@@ -24,7 +26,12 @@ from schemathesis.openapi.checks import RejectedPositiveData
 
 SEMANTIC = {
     "putBlob": {"digest_mismatch"},
+    # the manifest's model_name must name the path's ns/model (an equality no JSON Schema can state)
+    "publishPack": {"model_name_mismatch"},
     "validateIpnsRecord": {"invalid_ipns_record", "ipns_sequence_not_newer"},
+    # a key must be a safe point (not small-order) and come with its signature over a live challenge
+    "keyChallenge": {"bad_public_key"},
+    "registerKey": {"bad_public_key", "key_proof_invalid"},
 }
 
 

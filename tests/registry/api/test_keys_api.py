@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,7 +21,7 @@ H = helpers.bearer
 
 
 async def _register(reg: Registry, tok: str, key: Any) -> tuple[int, dict[str, Any]]:
-    r = await reg.client.post("/v1/keys", json={"public_key": public_key_of(key).b64}, headers=H(tok))
+    r = await helpers.register_key(reg.client, tok, key)
     return r.status, await r.json()
 
 
@@ -51,11 +52,16 @@ async def test_register_is_idempotent_per_publisher_and_refuses_others(reg: Regi
     bob = await helpers.token(reg.client.app, "bob", ["other"])
     status, err = await _register(reg, bob, key)
     assert status == 409 and err["error"]["code"] == "conflict"
-    r = await reg.client.post("/v1/keys", json={"public_key": "bm9wZQ=="}, headers=H(reg.alice))
+    r = await reg.client.post("/v1/key-challenges", json={"public_key": "bm9wZQ=="}, headers=H(reg.alice))
+    assert r.status == 400 and (await r.json())["error"]["code"] == "bad_public_key"
+    nope = {"public_key": "bm9wZQ==", "challenge": "mpkc1.x", "signature": "AAAA"}
+    r = await reg.client.post("/v1/keys", json=nope, headers=H(reg.alice))
     assert r.status == 400 and (await r.json())["error"]["code"] == "bad_public_key"
     r = await reg.client.post("/v1/keys", json={"public_key": "x", "label": 1}, headers=H(reg.alice))
     assert r.status == 400
     r = await reg.client.post("/v1/keys", json={"public_key": public_key_of(key).b64})
+    assert r.status == 401
+    r = await reg.client.post("/v1/key-challenges", json={"public_key": public_key_of(key).b64})
     assert r.status == 401
     r = await reg.client.get(f"/v1/keys/{out['key_id']}")
     assert r.status == 200 and (await r.json())["public_key"] == public_key_of(key).b64
@@ -174,3 +180,34 @@ async def test_a_signature_over_a_different_manifest_is_refused_naming_the_key(r
     assert (
         await reg.client.get("/v1/packs/bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy/trust")
     ).status == 404
+
+
+async def test_registration_over_http_needs_proof_of_possession(reg: Registry) -> None:
+    key = generate_private_key()
+    body = {"public_key": public_key_of(key).b64}
+    r = await reg.client.post("/v1/keys", json=body, headers=H(reg.alice))
+    assert r.status == 400  # no challenge, no signature
+    r = await reg.client.post("/v1/key-challenges", json=body, headers=H(reg.alice))
+    ch = await r.json()
+    assert r.status == 200 and ch["key_id"] == public_key_of(key).key_id and ch["publisher"] == "alice"
+    wrong = helpers.prove_key(ch, generate_private_key())
+    r = await reg.client.post(
+        "/v1/keys", json={**wrong, "public_key": body["public_key"]}, headers=H(reg.alice)
+    )
+    err = await r.json()
+    assert r.status == 400 and err["error"]["code"] == "key_proof_invalid", err
+    assert err["error"]["details"]["reason"] == "bad_signature"
+    r = await reg.client.post("/v1/keys", json=helpers.prove_key(ch, key), headers=H(reg.alice))
+    assert r.status == 201
+    r = await reg.client.post("/v1/keys", json=helpers.prove_key(ch, key), headers=H(reg.alice))
+    err = await r.json()
+    assert r.status == 400 and err["error"]["details"]["reason"] == "bad_challenge", err
+    assert "already used" in err["error"]["message"]
+    identity = base64.b64encode(bytes([1]) + bytes(31)).decode()
+    r = await reg.client.post("/v1/key-challenges", json={"public_key": identity}, headers=H(reg.alice))
+    err = await r.json()
+    assert (
+        r.status == 400
+        and err["error"]["code"] == "bad_public_key"
+        and "small-order" in err["error"]["message"]
+    )

@@ -103,6 +103,8 @@ def test_the_hook_drops_only_the_refusals_no_schema_can_state() -> None:
     bad_cid = {"code": "invalid_manifest", "message": "manifest field shards.0.cid: '0' is not a valid CID"}
     assert not is_semantic_refusal("publishPack", 422, bad_cid)
     assert not is_semantic_refusal("putBlob", 400, {"code": "invalid_cid"})
+    assert is_semantic_refusal("publishPack", 422, {"code": "model_name_mismatch"})
+    assert not is_semantic_refusal("listModels", 422, {"code": "model_name_mismatch"})
 
 
 def _findings(out: str) -> str:

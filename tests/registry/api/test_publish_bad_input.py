@@ -55,6 +55,7 @@ def with_shards(**changes: object) -> dict[str, object]:
         ),
         (json.dumps(with_shards(filename="../../etc/passwd")).encode(), 422, "invalid_manifest"),
         (json.dumps(with_shards(filename="a/b")).encode(), 422, "invalid_manifest"),
+        (json.dumps(with_shards(filename="manifest.json")).encode(), 422, "invalid_manifest"),
         (json.dumps(with_shards(filename="")).encode(), 422, "invalid_manifest"),
         (json.dumps(with_shards(filename="a\u0000b")).encode(), 422, "invalid_manifest"),
         (json.dumps(with_shards(cid="Qmnotacid")).encode(), 422, "invalid_manifest"),

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from pinner.states import NodeKind, NodeState
 from registry.api.keys import BLOCKSTORE, JOB_QUEUE, SESSIONS, SHARD_FETCH
 from registry.db.jobs import Job
-from registry.db.models import Blob, IpfsNode, PackState
+from registry.db.models import Blob, IpfsNode, PackState, Shard
 from registry.jobs.protocol import ClaimedJob, RetryJob
 from tests.registry.api import helpers
 from tests.registry.api.conftest import Registry
@@ -94,9 +94,9 @@ async def test_shards_on_a_node_are_fetched_verified_and_the_pack_becomes_availa
     reg: Registry, fake_node: FakeNode
 ) -> None:
     await fake_node({helpers.cid_of(ON_IPFS[1]): ON_IPFS[1]})
-    # The seed's manifests give no size: the registry learns it from the fetched bytes.
-    sizeless = [helpers.shard_entry(n, d, size=False) for n, d in SHARDS]
-    cid = await publish_received(reg, {**helpers.manifest(SHARDS), "shards": sizeless})
+    # An uploaded shard may omit its size (the registry learns it from the bytes); a fetched one may not.
+    shards = [helpers.shard_entry(*UPLOADED, size=False), helpers.shard_entry(*ON_IPFS)]
+    cid = await publish_received(reg, {**helpers.manifest(SHARDS), "shards": shards})
     assert await job_kinds(reg) == ["fetch"]
     assert (await reg.client.get("/v1/models/acme/tiny/pointers/latest")).status == 404
 
@@ -184,3 +184,46 @@ async def test_a_sha256_the_cids_bytes_do_not_have_is_rejected_without_retrying(
         ON_IPFS[0] in detail["state_reason"]
         and "manifest declares sha256:" + "0" * 64 in detail["state_reason"]
     )
+
+
+async def test_publish_by_cid_needs_each_missing_shards_size(reg: Registry, fake_node: FakeNode) -> None:
+    await fake_node({helpers.cid_of(ON_IPFS[1]): ON_IPFS[1]})
+    assert (await helpers.upload(reg.client, reg.alice, UPLOADED[1])).status == 201
+    before = await helpers.counts(reg.client)
+    sizeless = [helpers.shard_entry(*UPLOADED), helpers.shard_entry(*ON_IPFS, size=False)]
+    body = {"manifest": {**helpers.manifest(SHARDS), "shards": sizeless}}
+    r = await helpers.publish(reg.client, reg.alice, "acme/tiny", body)
+    err = (await r.json())["error"]
+    assert r.status == 422 and err["code"] == "invalid_manifest"
+    assert ON_IPFS[0] in err["message"] and "size" in err["message"]
+    assert await helpers.counts(reg.client) == before
+
+
+async def test_a_fetch_reads_no_more_than_the_packs_remaining_budget(
+    reg: Registry, fake_node: FakeNode
+) -> None:
+    """A shard whose size is unknown (a pack received before sizes were required) is capped at what the pack's
+    budget leaves after its other shards, not at the whole pack limit."""
+    await fake_node({helpers.cid_of(ON_IPFS[1]): ON_IPFS[1]})
+    cid = await publish_received(reg)
+    async with reg.client.app[SESSIONS]() as s, s.begin():
+        await s.execute(
+            update(Shard).where(Shard.pack_cid == cid, Shard.filename == ON_IPFS[0]).values(size=0)
+        )
+    fetch = reg.client.app[SHARD_FETCH]
+    budget = 50_000
+    fetch.config = dataclasses.replace(fetch.config, pack_max_bytes=len(UPLOADED[1]) + budget)
+    job = await claim_fetch(reg)
+    with pytest.raises(RetryJob, match=f"more than {budget} bytes"):
+        await fetch.handle_fetch(job)
+    assert not reg.client.app[BLOCKSTORE].has(helpers.cid_of(ON_IPFS[1]))
+    # A shard whose declared size no longer fits the budget is refused without reading a byte.
+    async with reg.client.app[SESSIONS]() as s, s.begin():
+        await s.execute(
+            update(Shard)
+            .where(Shard.pack_cid == cid, Shard.filename == ON_IPFS[0])
+            .values(size=len(ON_IPFS[1]))
+        )
+    await fetch.handle_fetch(job)
+    detail = await (await reg.client.get(f"/v1/packs/{cid}")).json()
+    assert detail["state"] == "rejected" and "limit" in detail["state_reason"]

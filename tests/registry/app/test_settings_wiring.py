@@ -69,9 +69,9 @@ async def test_the_started_app_hands_every_component_its_settings(
     gateway_configs: list[Any] = []
     real_routes = daemon.gateway_routes
 
-    def spy(store_of: Any, config: Any = None) -> Any:
+    def spy(store_of: Any, config: Any = None, **kw: Any) -> Any:
         gateway_configs.append(config)
-        return real_routes(store_of, config)
+        return real_routes(store_of, config, **kw)
 
     monkeypatch.setattr(daemon, "gateway_routes", spy)
     app = build_app(tuned)

@@ -43,3 +43,18 @@ def test_ls_lists_own_tokens_and_revoke_stops_one_at_once(server: LiveServer) ->
 def test_the_token_group_is_the_root_commands_token() -> None:
     assert cli.get_command(None, "token") is token  # type: ignore[arg-type]
     assert {"ls", "revoke"} <= set(token.commands)
+
+
+def test_token_create_offers_every_scope_and_combines_them() -> None:
+    create = cli.get_command(None, "token").commands["create"]  # type: ignore[union-attr, arg-type]
+    scope = next(p for p in create.params if p.name == "scopes")
+    assert list(scope.type.choices) == ["read", "publish", "admin", "pin"]
+    assert scope.multiple
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_token_create_issues_read_and_pin_tokens(server: LiveServer) -> None:
+    issued = local_token(server.settings, "--publisher", "ro", "--scope", "read", "--scope", "pin")
+    assert issued["scopes"] == ["read", "pin"] and issued["namespaces"] is None
+    r = run(server, "token", "ls", "--json", token=issued["token"])
+    assert r.exit_code == 0 and json.loads(r.output)[0]["scopes"] == ["read", "pin"]

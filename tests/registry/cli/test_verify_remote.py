@@ -131,10 +131,15 @@ def test_offline_policy_file_and_revocation_by_receipt_time(live: Live, signer: 
     file_form = live.cli(policy, "show", "acme", "--file-format")
     assert file_form.exit_code == 0
     (live.tmp / "policy.json").write_text(file_form.output)
-    assert live.verify(cid, "--trust-policy", str(live.tmp / "policy.json")).exit_code == 0
+    assert (
+        live.verify(cid, "--trust-policy", str(live.tmp / "policy.json"), "--namespace", "acme").exit_code
+        == 0
+    )
     other = {"version": 1, "namespaces": {"acme": {"keys": [public_key_of(generate_private_key()).b64]}}}
     (live.tmp / "other.json").write_text(json.dumps(other))
-    assert live.verify(cid, "--trust-policy", str(live.tmp / "other.json")).exit_code == 1
+    assert (
+        live.verify(cid, "--trust-policy", str(live.tmp / "other.json"), "--namespace", "acme").exit_code == 1
+    )
 
     kid = public_key_of(signer).key_id
     r = live.cli(key, "revoke", kid, "--reason", "rotated")
@@ -143,7 +148,7 @@ def test_offline_policy_file_and_revocation_by_receipt_time(live: Live, signer: 
     assert live.verify(cid).exit_code == 0
     # ... but offline nobody vouches for a signing time, so a revoked key never counts there
     (live.tmp / "policy.json").write_text(live.cli(policy, "show", "acme", "--file-format").output)
-    r = live.verify(cid, "--trust-policy", str(live.tmp / "policy.json"))
+    r = live.verify(cid, "--trust-policy", str(live.tmp / "policy.json"), "--namespace", "acme")
     assert r.exit_code == 1 and "revoked" in r.output
     late = live.publish("1.0.1", signer)  # signed after revocation: stored, never trusted
     r = live.verify(late)
@@ -155,7 +160,7 @@ def test_admin_backdated_revocation_invalidates_earlier_signatures(live: Live, s
     kid = public_key_of(signer).key_id
     past = (datetime.now(UTC) - timedelta(days=1)).isoformat()
     r = live.cli(key, "revoke", kid, "--reason", "leaked", "--at", past)
-    assert r.exit_code == 1 and "only an admin" in r.output
+    assert r.exit_code == 1 and "only a global admin" in r.output
     r = live.cli(key, "revoke", kid, "--reason", "leaked", "--at", past, token=live.admin)
     assert r.exit_code == 0 and cid in r.output
     assert live.verify(cid).exit_code == 1
@@ -184,5 +189,11 @@ def test_key_and_policy_commands(live: Live, signer: Any) -> None:
     assert r.exit_code == 1 and "admin scope" in r.output
     r = live.cli(key, "add", "garbage")
     assert r.exit_code == 1 and "bad_public_key" in r.output
+    r = live.cli(key, "add", public_key_of(generate_private_key()).b64)  # no private key to sign with
+    assert r.exit_code == 1 and "proof that you hold it" in r.output
+    other = live.tmp / "other.key"
+    write_private_key(other, generate_private_key())
+    r = live.cli(key, "add", public_key_of(signer).b64, "--key", str(other))
+    assert r.exit_code == 1 and "not the private half" in r.output
     r = CliRunner().invoke(key, ["add", "x"], env={"MODELPACK_REGISTRY": "", "MODELPACK_TOKEN": ""})
     assert r.exit_code == 2

@@ -87,7 +87,7 @@ async def trust_key(
     client: TestClient, admin: str, alice: str, key: Ed25519PrivateKey, namespace: str = "acme"
 ) -> None:
     """Register ``key`` as alice's and make it the namespace's trusted key."""
-    r = await client.post("/v1/keys", json={"public_key": packs.key_b64(key)}, headers=helpers.bearer(alice))
+    r = await helpers.register_key(client, alice, key)
     assert r.status in (200, 201), await r.text()
     r = await client.put(
         f"/v1/namespaces/{namespace}/policy",

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from registry.accounts.auth import Principal
+from registry.accounts.principal import Principal
 from registry.api.keys import BLOCKSTORE, IPNS_CHANNELS, REGISTRY
 from registry.db.models import AuditEvent, Pack, PackState, PointerChange
 from registry.errors import Forbidden, NotFound
@@ -17,6 +17,7 @@ from registry.gate.curation import CurationService
 from registry.gate.errors import CurationRefused, ReasonRequired
 from registry.gate.rule import Fact
 from registry.gate.validation import ValidationService
+from registry.jobs.protocol import RetryJob
 from registry.names import ModelRef
 from tests.registry.gate import packs
 from tests.registry.gate.conftest import GateEnv
@@ -245,3 +246,52 @@ async def test_a_key_revoked_back_to_before_the_publish_withdraws_the_curated_pa
     assert v["state"] == "validated" and "revoked" in (v["flagged"] or "")
     status, hist = await env.get("/v1/models/acme/tiny/pointers/curated/history")
     assert hist["items"][0]["to_cid"] is None and "revoked" in hist["items"][0]["reason"]
+
+
+@pytest.mark.parametrize("verdict", ["timed_out", "out_of_memory", "crashed"])
+async def test_environment_failures_retry_and_reject_only_after_n_in_a_row(
+    env: GateEnv, verdict: str
+) -> None:
+    rig = make_rig(env)
+    first = await rig.validated(1)
+    second = await rig.validated(2)
+    config = dataclasses.replace(rig.curation.config, max_environment_failures=3, environment_retry_s=7.0)
+    flaky = ValidationService(
+        env.sessions,
+        config,
+        rig.curation,
+        None,
+        store=env.app[BLOCKSTORE],
+        runner=packs.FakeRunner({"verdict": verdict, "reason": "the host was busy"}),
+    )
+    delays = []
+    for attempt in (1, 2):
+        with pytest.raises(RetryJob) as e:
+            await flaky.validate(second)
+        delays.append(e.value.delay_s)
+        assert (await rig.pack(second)).state is PackState.CURATED, f"attempt {attempt} rejected the pack"
+    assert delays == [7.0, 14.0]  # backoff doubles
+    view = await flaky.validate(second)  # the third in a row: now it is the pack's fault
+    assert view.state == "rejected" and view.state_reason is not None
+    assert "environment failure 3 of 3 in a row" in view.state_reason
+    assert await rig.pointer() == first
+
+
+async def test_a_pass_in_between_resets_the_environment_failure_count(env: GateEnv) -> None:
+    rig = make_rig(env)
+    cid = await rig.validated(1)
+    config = dataclasses.replace(rig.curation.config, max_environment_failures=2)
+
+    def svc(verdict: str) -> ValidationService:
+        runner = packs.FakeRunner({"verdict": verdict, "reason": "r"})
+        return ValidationService(
+            env.sessions, config, rig.curation, None, store=env.app[BLOCKSTORE], runner=runner
+        )
+
+    with pytest.raises(RetryJob):
+        await svc("crashed").validate(cid)
+    await svc("pass").validate(cid)
+    with pytest.raises(RetryJob):
+        await svc("crashed").validate(cid)
+    assert (await rig.pack(cid)).state is PackState.CURATED
+    assert (await svc("smoke_failed").validate(cid)).state == "rejected"  # a pack failure rejects at once

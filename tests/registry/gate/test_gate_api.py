@@ -65,3 +65,34 @@ async def test_manual_curation_routes(env: GateEnv) -> None:
     async with env.sessions() as s:
         kinds = (await s.execute(select(Job.kind))).scalars().all()
         assert "validate" in kinds  # publish enqueued the automatic validation
+
+
+async def test_one_publisher_cannot_hold_the_validation_slot(env: GateEnv) -> None:
+    import dataclasses
+
+    import pytest
+
+    from registry.accounts.principal import Principal
+    from registry.gate.errors import ValidationQueueFull
+    from registry.gate.validation import ValidationService
+
+    g = env.gate
+    capped = ValidationService(
+        env.sessions,
+        dataclasses.replace(g.config, max_queued_per_publisher=2),
+        g.curation,
+        g._queue,
+    )
+    alice = Principal(
+        publisher_id=2, publisher="alice", token_id=2, scopes=frozenset({"publish"}), namespaces=("acme",)
+    )
+    root = Principal(
+        publisher_id=1, publisher="root", token_id=1, scopes=frozenset({"admin"}), namespaces=None
+    )
+    cids = [await env.make_and_publish(seed=i) for i in range(3)]
+    await capped.request(alice, cids[0])
+    await capped.request(alice, cids[1])
+    with pytest.raises(ValidationQueueFull) as e:
+        await capped.request(alice, cids[2])
+    assert e.value.http_status == 429 and "max_queued_per_publisher = 2" in e.value.message
+    await capped.request(root, cids[2])  # another publisher still gets its turn

@@ -64,7 +64,7 @@ def live(settings: Settings, tmp_path: Path) -> Iterator[Live]:
         alice = srv.run(helpers.token(srv.app, "alice", ["acme"]))
         key = Ed25519PrivateKey.generate()
         with RegistryClient(srv.url, alice) as c:
-            c._json("POST", "/v1/keys", {"public_key": packs.key_b64(key)})
+            c.add_key(**helpers.prove_key(c.key_challenge(packs.key_b64(key)), key))
         with RegistryClient(srv.url, admin) as c:
             c._json("PUT", "/v1/namespaces/acme/policy", {"keys": [packs.key_id(key)], "reason": "test"})
         yield Live(srv, admin, alice, key, tmp_path)

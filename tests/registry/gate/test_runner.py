@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import stat
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+
+import psutil
 
 from registry.gate.config import SandboxBudget
 from registry.gate.runner import read_report, run_sandbox, sandbox_command, sandbox_env
+from tests.registry.gate.packs import make_pack
 
 
 def test_the_command_carries_every_budget_and_allowed_root(tmp_path: Path) -> None:
@@ -60,3 +68,41 @@ async def test_the_real_sandbox_reports_an_invalid_pack(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text("{}")
     out = await run_sandbox(tmp_path, tmp_path / "r.json", SandboxBudget(), ())
     assert out["verdict"] == "invalid_pack" and out["reason"]
+
+
+def test_a_huge_report_is_bounded(tmp_path: Path) -> None:
+    (tmp_path / "r.json").write_text(json.dumps({"verdict": "invalid_pack", "reason": "n" * 5_000_000}))
+    out = read_report(tmp_path / "r.json", 10)
+    assert out["verdict"] == "crashed" and "without a usable report" in out["reason"]  # not even read
+    (tmp_path / "r.json").write_text(json.dumps({"verdict": "invalid_pack", "reason": "n" * 500_000}))
+    out = read_report(tmp_path / "r.json", 10)
+    assert out["verdict"] == "invalid_pack" and len(json.dumps(out)) < 4096
+
+
+def _workers(pack: Path) -> list[psutil.Process]:
+    found = []
+    for p in psutil.process_iter(["cmdline", "status"]):
+        cmd = p.info["cmdline"] or []
+        if "model_core.worker" in cmd and str(pack) in cmd and p.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(p)
+    return found
+
+
+async def _until(cond: Callable[[], bool], timeout: float = 120.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_cancelling_a_validation_leaves_no_worker(tmp_path: Path) -> None:
+    pack = make_pack(tmp_path / "pack")
+    task = asyncio.create_task(run_sandbox(pack, tmp_path / "r.json", SandboxBudget(threads=1), ()))
+    assert await _until(lambda: bool(_workers(pack)) or task.done()), "no worker started"
+    assert not task.done()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert await _until(lambda: not _workers(pack), 60.0), "the worker outlived the cancelled validation"

@@ -21,7 +21,7 @@ from registry.errors import ConfigError, NotFound
 from registry.ipns.channel import IpnsRecordConfig
 from registry.ipns.channels import IpnsChannelConfig, IpnsChannels, load_kek
 from registry.ipns.publish import peer_id_of
-from registry.ipns.record import check_sequence, validate_record
+from registry.ipns.record import WITHDRAWN_PATH, check_sequence, validate_record
 from registry.jobs.protocol import RetryJob
 from registry.jobs.sql import SqlJobQueue
 from registry.names import ModelRef
@@ -164,7 +164,8 @@ async def test_republish_resigns_only_records_near_eol(sessions, pack_factory: P
 
 
 async def test_a_withdrawn_channel_is_not_republished(sessions, pack_factory: PackFactory) -> None:
-    """A curated pointer removed (degraded, nothing to roll back to) must not be kept alive by re-signing."""
+    """A curated pointer removed (degraded, nothing to roll back to) must not be kept alive by re-signing:
+    republish signs the withdrawal instead (also for a channel withdrawn before withdrawal records)."""
     mid, (a,) = await _model_with_packs(pack_factory, 1)
     clock = Clock()
     channels = _channels(sessions, clock, kek=generate_kek())
@@ -174,8 +175,10 @@ async def test_a_withdrawn_channel_is_not_republished(sessions, pack_factory: Pa
     async with sessions() as s, s.begin():
         await s.execute(delete(Pointer).where(Pointer.model_id == mid))
     clock.now += timedelta(seconds=3600 - 600 + 1)
-    assert await channels.republish_due() == []
-    assert (await channels.latest(cur.name)).sequence == cur.sequence
+    assert await channels.republish_due() == [cur.name]
+    latest = await channels.latest(cur.name)
+    assert latest.sequence == cur.sequence + 1 and latest.value == WITHDRAWN_PATH
+    assert validate_record(cur.name, latest.record, clock.now).withdrawn
 
 
 async def test_publish_puts_the_newest_record_to_every_kubo_node(sessions, pack_factory: PackFactory) -> None:

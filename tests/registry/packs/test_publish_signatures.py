@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from model_core.format.pack import load_manifest
 from pinner.blockstore import FsBlockstore, FsBlockstoreConfig
-from registry.accounts.auth import AuthService, Principal
+from registry.accounts.auth import AuthService
+from registry.accounts.principal import Principal
 from registry.db.base import utcnow
 from registry.db.models import Pack, Signature, SigningKey
 from registry.names import ModelRef

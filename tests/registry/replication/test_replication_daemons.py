@@ -101,7 +101,8 @@ def publish(url: str, tok: str, model: str, shards: list[tuple[str, bytes]]) -> 
     s.headers["Authorization"] = f"Bearer {tok}"
     for _, data in shards:
         assert s.put(f"{url}/v1/blobs/{helpers.cid_of(data, KUBO)}", data=data).status_code in (200, 201)
-    body = {"manifest": manifest_for(shards)}
+    # A manifest publishes only as the model it names.
+    body = {"manifest": {**manifest_for(shards), "model_name": model}}
     r = s.post(f"{url}/v1/models/acme/{model}/packs", json=body)
     assert r.status_code == 201, r.text
     return str(r.json()["cid"])

@@ -69,6 +69,9 @@ def test_default_requires_one_and_wildcard_applies(key: Ed25519PrivateKey) -> No
     assert ns.evaluate([]).satisfied is False
 
 
+RFC8032_PUB = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
+
+
 @pytest.mark.parametrize(
     ("obj", "match"),
     [
@@ -77,7 +80,8 @@ def test_default_requires_one_and_wildcard_applies(key: Ed25519PrivateKey) -> No
         ({"namespaces": {"a": {"required_signatures": 0}}}, "required_signatures"),
         ({"namespaces": {"a": {"required_signatures": "1"}}}, "integer"),
         ({"namespaces": {"a": {"keys": ["nope"]}}}, "namespaces.a.keys\\[0\\].public_key"),
-        ({"namespaces": {"a": {"keys": [{"public_key": "A" * 43 + "=", "key_id": "ed25519:00"}]}}}, "key_id"),
+        # RFC 8032 test 1's public key, with a key_id that is not its own
+        ({"namespaces": {"a": {"keys": [{"public_key": RFC8032_PUB, "key_id": "ed25519:00"}]}}}, "key_id"),
         ({"namespaces": {"a": {"trusted": []}}}, "unknown field"),
         ({"namespaces": {"a": {}}, "extra": 1}, "unknown field"),
     ],

@@ -15,6 +15,7 @@ from registry.trust.errors import BadPublicKey
 from registry.trust.keys import generate_private_key, public_key_of
 from registry.trust.policies import TrustService, evaluate_pack_trust
 from tests.factories import PackFactory, principal
+from tests.registry.api.helpers import register_key_with
 
 
 @pytest.fixture
@@ -25,9 +26,9 @@ def trust(sessions: async_sessionmaker[AsyncSession]) -> TrustService:
 async def test_register_list_and_idempotent_reregister(sessions, trust: TrustService) -> None:
     alice = await principal(sessions, "alice", ["acme"])
     key = generate_private_key()
-    view, created = await trust.register_key(alice, public_key_of(key).b64)
+    view, created = await register_key_with(trust, alice, key)
     assert created and view.key_id == public_key_of(key).key_id and view.publisher == "alice"
-    again, created_again = await trust.register_key(alice, public_key_of(key).to_pem().decode())
+    again, created_again = await register_key_with(trust, alice, key, public_key_of(key).to_pem().decode())
     assert not created_again and again.key_id == view.key_id
     assert [k.key_id for k in await trust.list_keys("alice", after=None, limit=10)] == [view.key_id]
     with pytest.raises(NotFound):
@@ -38,11 +39,13 @@ async def test_register_refuses_another_publishers_key_and_garbage(sessions, tru
     alice = await principal(sessions, "alice", ["acme"])
     bob = await principal(sessions, "bob", ["other"])
     key = generate_private_key()
-    await trust.register_key(alice, public_key_of(key).b64)
+    await register_key_with(trust, alice, key)
     with pytest.raises(Conflict):
-        await trust.register_key(bob, public_key_of(key).b64)
+        await register_key_with(trust, bob, key)
     with pytest.raises(BadPublicKey):
-        await trust.register_key(alice, "not a key")
+        await trust.issue_challenge(alice, "not a key")
+    with pytest.raises(BadPublicKey):
+        await trust.register_key(alice, "not a key", "mpkc1.x", "AAAA")
     assert len(await trust.list_keys(None, after=None, limit=10)) == 1
 
 
@@ -52,7 +55,7 @@ async def test_revoked_key_signature_after_revocation_is_invalid_before_stays_va
     admin = await principal(sessions, "root", scopes=("admin",))
     alice = await principal(sessions, "alice", ["acme"])
     key = generate_private_key()
-    kid = (await trust.register_key(alice, public_key_of(key).b64))[0].key_id
+    kid = (await register_key_with(trust, alice, key))[0].key_id
     await trust.set_policy(admin, "acme", keys=[kid], publishers=[], required_signatures=1)
     before = await pack_factory.make("acme/tiny", "1", signers=[key])
     revoked_from = utcnow()  # after the first publish was received, before the second one
@@ -79,7 +82,7 @@ async def test_only_admins_revoke_in_the_past_and_revocation_never_moves_later(s
     alice = await principal(sessions, "alice", ["acme"])
     bob = await principal(sessions, "bob", ["acme"])
     key = generate_private_key()
-    kid = (await trust.register_key(alice, public_key_of(key).b64))[0].key_id
+    kid = (await register_key_with(trust, alice, key))[0].key_id
     with pytest.raises(Forbidden):
         await trust.revoke_key(alice, kid, "oops", utcnow() - timedelta(days=1))
     with pytest.raises(NotFound):  # not bob's key
@@ -97,7 +100,7 @@ async def test_policy_set_is_audited_and_checked(sessions, trust: TrustService) 
     alice = await principal(sessions, "alice", ["acme"])
     scoped_admin = await principal(sessions, "carol", ["other"], scopes=("admin",))
     key = generate_private_key()
-    kid = (await trust.register_key(alice, public_key_of(key).b64))[0].key_id
+    kid = (await register_key_with(trust, alice, key))[0].key_id
     for who in (alice, scoped_admin):
         with pytest.raises(Forbidden):
             await trust.set_policy(who, "acme", keys=[kid], publishers=[])
@@ -142,8 +145,8 @@ async def test_verdict_counts_distinct_trusted_valid_keys(
     forged = await pack_factory.publish(
         "acme/tiny", other, signers=[k_alice, k_bob], sign_over=await pack_factory.manifest("4")
     )
-    await trust.register_key(alice, public_key_of(k_alice).b64)
-    await trust.register_key(bob, public_key_of(k_bob).b64)
+    await register_key_with(trust, alice, k_alice)
+    await register_key_with(trust, bob, k_bob)
     await trust.set_policy(admin, "acme", keys=[], publishers=["alice", "bob"], required_signatures=2)
 
     v = await trust.pack_trust(unsigned)
@@ -167,7 +170,7 @@ async def test_key_registered_after_publish_counts(
     cid = await pack_factory.make("acme/tiny", "1", signers=[key])
     async with sessions() as s:
         assert not (await evaluate_pack_trust(s, cid)).satisfied
-    await trust.register_key(alice, public_key_of(key).b64)
+    await register_key_with(trust, alice, key)
     await trust.set_policy(admin, "acme", keys=[], publishers=["alice"])
     async with sessions() as s:
         assert (await evaluate_pack_trust(s, cid)).satisfied
@@ -184,7 +187,7 @@ async def test_dsse_rows_count_and_a_wrong_payload_type_does_not(
     admin = await principal(sessions, "root", scopes=("admin",))
     alice = await principal(sessions, "alice", ["acme"])
     key = generate_private_key()
-    kid = (await trust.register_key(alice, public_key_of(key).b64))[0].key_id
+    kid = (await register_key_with(trust, alice, key))[0].key_id
     await trust.set_policy(admin, "acme", keys=[kid], publishers=[])
     verdicts = {}
     for version, payload_type in (("1", None), ("2", "application/json")):
