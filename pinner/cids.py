@@ -68,7 +68,7 @@ def block_key(cid: CID | bytes) -> bytes:
 
 def parse_cid(text: str | bytes) -> CID:
     """Parses a CID string (any multibase) or binary CID, refusing codecs and hashes we cannot verify."""
-    shown = text if isinstance(text, str) else text.hex()
+    shown = _shown(text if isinstance(text, str) else text.hex())
     try:
         cid = CID.decode(text)
         if cid.version == 1:
@@ -77,6 +77,11 @@ def parse_cid(text: str | bytes) -> CID:
         raise InvalidCid(f"{shown!r} is not a valid CID: {e}", cid=shown) from e
     check_supported(cid, shown)
     return cid
+
+
+def _shown(text: str, limit: int = 128) -> str:
+    """``text`` cut for quoting in an error (a hostile CID may be megabytes long)."""
+    return text if len(text) <= limit else f"{text[:limit]}...[{len(text) - limit} more characters]"
 
 
 def check_supported(cid: CID, shown: str | None = None) -> None:
@@ -106,7 +111,7 @@ def decode_cid(text: str) -> CID:
     try:
         return CID.decode(text.strip())
     except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidCid(f"{text!r} is not a valid CID: {exc}", cid=text) from exc
+        raise InvalidCid(f"{_shown(text)!r} is not a valid CID: {exc}", cid=_shown(text)) from exc
 
 
 def normalize_cid(text: str) -> str:

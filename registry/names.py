@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from model_core.errors import bounded, q
 from pinner.cids import cid_str, parse_cid
 from pinner.content_errors import InvalidCid
 from registry.errors import InvalidName
@@ -21,9 +22,9 @@ def check_name(value: str, what: str = "name") -> str:
     """A namespace or model name: lowercase letters, digits, '.', '_', '-'; up to 64; starts alphanumeric."""
     if not isinstance(value, str) or not _NAME.fullmatch(value) or ".." in value:
         raise InvalidName(
-            f"{what} {value!r} is not allowed: use 1-64 lowercase letters, digits, '.', '_' or '-', "
+            f"{what} {q(value, 80)} is not allowed: use 1-64 lowercase letters, digits, '.', '_' or '-', "
             "starting with a letter or digit",
-            name=str(value),
+            name=bounded(value, 80),
         )
     return value
 
@@ -32,9 +33,9 @@ def check_tag(value: str) -> str:
     """A pointer tag such as ``latest`` or ``v1.2``."""
     if not isinstance(value, str) or not _TAG.fullmatch(value) or ".." in value:
         raise InvalidName(
-            f"pointer tag {value!r} is not allowed: use 1-64 letters, digits, '.', '_' or '-', "
+            f"pointer tag {q(value, 80)} is not allowed: use 1-64 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit",
-            name=str(value),
+            name=bounded(value, 80),
         )
     return value
 

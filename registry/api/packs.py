@@ -14,9 +14,10 @@ from model_core.format.errors import InvalidManifest
 from model_core.format.pack import load_manifest
 from registry.api.auth import read_gate, require_principal, services
 from registry.api.bodies import read_json_object, validate
-from registry.api.endpoint import CID, ETAG_NONE, MODEL, NS, READ_ERRORS, Param, endpoint
+from registry.api.endpoint import CID, CURSOR, ETAG_NONE, LIMIT, MODEL, NS, READ_ERRORS, Param, endpoint
 from registry.api.keys import BLOCKSTORE
-from registry.api.schemas import PackOut, PublishIn, PublishOut, SignatureOut
+from registry.api.pagination import decode_cursor, encode_cursor, page_limit
+from registry.api.schemas import PackOut, PublishIn, PublishOut, SignatureOut, StateHistoryPage
 from registry.errors import BadRequest
 from registry.gate.hostpaths import scrub
 from registry.names import ModelRef, check_name, normalize_cid
@@ -113,6 +114,31 @@ async def get_pack(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type="application/json")
 
 
+@routes.get("/v1/packs/{cid}/history")
+@endpoint(
+    "A pack's state history",
+    tag="packs",
+    responses={200: StateHistoryPage},
+    params=(CID, CURSOR, LIMIT),
+    errors=READ_ERRORS,
+)
+async def pack_history(request: web.Request) -> web.Response:
+    """Every state change of the pack, newest first, one page at a time."""
+    await read_gate(request)
+    cid = normalize_cid(request.match_info["cid"])
+    svc = services(request)
+    limit = page_limit(request, svc)
+    cur = decode_cursor(request.query.get("cursor"), 1)
+    if cur is not None and not isinstance(cur[0], int):
+        raise BadRequest("cursor is not one this API returned", cursor=str(cur[0])[:40])
+    rows = await svc.browse.state_history(cid, before_id=cur[0] if cur else None, limit=limit + 1)
+    page = {
+        "items": scrub(rows[:limit]),
+        "next_cursor": encode_cursor([rows[limit - 1]["id"]]) if len(rows) > limit else None,
+    }
+    return web.json_response(text=StateHistoryPage.model_validate(page).model_dump_json(by_alias=True))
+
+
 def render_pack(d: PackDetail) -> bytes:
     s = d.summary
     out = PackOut(
@@ -127,6 +153,7 @@ def render_pack(d: PackDetail) -> bytes:
         state_reason=scrub(d.state_reason),  # no host paths served (registry.gate.hostpaths)
         manifest=json.loads(d.manifest),
         history=scrub(d.history),
+        history_next_cursor=None if d.history_before is None else encode_cursor([d.history_before]),
         shards=[_shard_dict(sh) for sh in d.shards],
         signatures=d.signatures,
         replicas=d.replicas,

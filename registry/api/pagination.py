@@ -32,6 +32,8 @@ def decode_cursor(text: str | None, arity: int) -> list[Any] | None:
             raise ValueError("wrong shape")
         if not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in values):
             raise ValueError("wrong types")
+        if any(isinstance(v, int) and not -(2**63) < v < 2**63 for v in values):
+            raise ValueError("out of range")  # no key is that large; the database would fail on it
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise BadRequest(f"cursor {text[:40]!r} is not one this API returned", cursor=text[:40]) from None
     return values

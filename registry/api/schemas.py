@@ -118,6 +118,7 @@ class PackPage(_Out):
 
 
 class StateChangeOut(_Out):
+    id: int
     from_: str | None = Field(alias="from")
     to: str
     reason: str | None
@@ -146,12 +147,20 @@ class ValidationOut(_Out):
 class PackOut(PackSummaryOut):
     state_reason: str | None
     manifest: dict[str, Any]
-    history: list[StateChangeOut]
+    history: list[StateChangeOut] = Field(description="the newest state changes, oldest first")
+    history_next_cursor: str | None = Field(
+        description="when older changes exist: the cursor for GET /v1/packs/{cid}/history"
+    )
     shards: list[ShardOut]
     signatures: list[SignatureOut]
     replicas: dict[str, int] = Field(description="replica count per state over the pack's shards")
     validation: ValidationOut | None
     pointers: list[str] = Field(description="tags of this model that point at this pack")
+
+
+class StateHistoryPage(_Out):
+    items: list[StateChangeOut]
+    next_cursor: str | None
 
 
 class PointerIn(BaseModel):

@@ -186,5 +186,6 @@ def worker_config(settings: Settings) -> WorkerConfig:
         concurrency=j.workers,
         poll_interval_s=j.poll_interval_s,
         heartbeat_s=j.heartbeat_s,
+        lease_s=j.lease_s,
         kind_concurrency={JobKind.VALIDATE: settings.validation.concurrency},
     )

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from registry.accounts.principal import Principal
@@ -29,6 +29,7 @@ TAG = "curated"
 DEGRADED = "degraded"  # Pack.flagged prefixes: the gate's own flag clears itself when the pack recovers;
 UNCURATED = "un-curated: "  # an admin's does not (only a manual curate clears it)
 MAX_REASON = 1024
+_IS_TARGET = (Pointer.tag == TAG) & (Pointer.pack_cid == Pack.cid)  # NOT EXISTS: no bind per curated model
 
 Status = Literal["curated", "not_validated", "untrusted", "waiting_replicas", "withheld"]
 
@@ -262,7 +263,7 @@ class CurationService:
                 (
                     await s.execute(
                         select(Pack.cid)
-                        .where(Pack.state == PackState.CURATED, Pack.cid.not_in(targets))
+                        .where(Pack.state == PackState.CURATED, ~exists().where(_IS_TARGET))
                         .order_by(func.random())
                         .limit(self.config.sweep_batch)
                     )

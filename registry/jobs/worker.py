@@ -1,7 +1,9 @@
 """Runs claimed jobs: per-kind concurrency, a heartbeat that keeps the lease, graceful stop.
 
 A handler that loses its lease is cancelled (another worker owns the job now), so a job never runs in
-two places at once as long as the heartbeat interval is shorter than the lease.
+two places at once as long as the heartbeat interval is shorter than the lease. Losing it means either the
+queue says so (``LeaseLost``) or ``lease_s`` passes without a successful heartbeat (the database is
+unreachable, or a heartbeat hangs): past that point the job may be claimed elsewhere, so the handler stops.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class WorkerConfig:
     concurrency: int = 4
     poll_interval_s: float = 1.0
     heartbeat_s: float = 15.0
+    lease_s: float | None = None  # the queue's lease; None: only an explicit LeaseLost cancels a handler
     kind_concurrency: Mapping[str, int] | None = None  # e.g. {"validate": 1}
 
 
@@ -138,16 +141,33 @@ class Worker:
         return None
 
     async def _heartbeat(self, job: ClaimedJob, work: asyncio.Task[None]) -> None:
+        loop = asyncio.get_running_loop()
+        lease_s = self._config.lease_s
+        deadline = None if lease_s is None else loop.time() + lease_s  # the claim happened before this
         while not work.done():
-            await asyncio.sleep(self._config.heartbeat_s)
+            wait = self._config.heartbeat_s
+            if deadline is not None:
+                wait = min(wait, max(0.0, deadline - loop.time()))
+            await asyncio.sleep(wait)
+            if deadline is not None and loop.time() >= deadline:
+                log.warning(
+                    "job %s (%s): lease lapsed with no heartbeat, cancelling the handler", job.id, job.kind
+                )
+                work.cancel()
+                return
+            sent_at = loop.time()
             try:
-                await self._queue.heartbeat(job)
+                if deadline is None:
+                    await self._queue.heartbeat(job)
+                else:
+                    await asyncio.wait_for(self._queue.heartbeat(job), max(0.0, deadline - sent_at))
+                    deadline = sent_at + (lease_s or 0.0)
             except LeaseLost:
                 log.warning("job %s (%s): lease lost, cancelling the handler", job.id, job.kind)
                 work.cancel()
                 return
             except Exception:
-                log.exception("job %s: heartbeat failed; will try again", job.id)
+                log.exception("job %s: heartbeat failed; will try again while the lease lasts", job.id)
 
     @property
     def in_flight(self) -> int:

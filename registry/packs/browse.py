@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from model_core.errors import bounded, q
 from registry.cache import CacheConfig, TtlCache
 from registry.db.engine import readonly_session
 from registry.db.models import (
@@ -59,12 +60,16 @@ class ShardView:
     unixfs_profile: str | None
 
 
+DETAIL_HISTORY = 50  # state changes inlined in the pack detail (the newest); the rest page via state_history
+
+
 @dataclass(frozen=True, slots=True)
 class PackDetail:
     summary: PackSummary
     manifest: bytes
     state_reason: str | None
-    history: list[dict[str, Any]]
+    history: list[dict[str, Any]]  # the newest DETAIL_HISTORY changes, oldest first
+    history_before: int | None  # id of the oldest inlined change when older ones exist (the paging cursor)
     shards: list[ShardView]
     signatures: list[dict[str, Any]]
     replicas: dict[str, int]
@@ -139,7 +144,7 @@ class BrowseService:
                 await s.execute(select(Shard).where(Shard.pack_cid == cid, Shard.filename == filename))
             ).scalar_one_or_none()
         if row is None:
-            raise NotFound(f"pack {cid} has no shard {filename!r}", cid=cid, filename=filename)
+            raise NotFound(f"pack {cid} has no shard {q(filename)}", cid=cid, filename=bounded(filename))
         return _shard(row)
 
     async def pack(self, cid: str) -> PackDetail:
@@ -151,19 +156,21 @@ class BrowseService:
         self.cache.put(cid, detail)
         return detail
 
+    async def state_history(self, cid: str, *, before_id: int | None, limit: int) -> list[dict[str, Any]]:
+        """A pack's state changes, newest first, ``limit`` at a time (keyset on the change id)."""
+        async with readonly_session(self._sessions) as s:
+            if (await s.execute(select(Pack.cid).where(Pack.cid == cid))).first() is None:
+                raise NotFound(f"no pack {cid}", cid=cid)
+            return [_change(h) for h in await _state_changes(s, cid, before_id, limit)]
+
     async def _pack(self, cid: str) -> PackDetail:
         async with readonly_session(self._sessions) as s:
             pack = await s.get(Pack, cid)
             if pack is None:
                 raise NotFound(f"no pack {cid}", cid=cid)
             ref = await self._ref_of(s, pack.model_id)
-            history = (
-                await s.execute(
-                    select(PackStateChange)
-                    .where(PackStateChange.pack_cid == cid)
-                    .order_by(PackStateChange.id)
-                )
-            ).scalars()
+            newest = await _state_changes(s, cid, None, DETAIL_HISTORY + 1)
+            history = newest[:DETAIL_HISTORY][::-1]
             shards = (
                 await s.execute(select(Shard).where(Shard.pack_cid == cid).order_by(Shard.position))
             ).scalars()
@@ -186,16 +193,8 @@ class BrowseService:
                 summary=_summary(pack, ref),
                 manifest=pack.manifest,
                 state_reason=pack.state_reason,
-                history=[
-                    {
-                        "from": h.from_state.value if h.from_state else None,
-                        "to": h.to_state.value,
-                        "reason": h.reason,
-                        "actor": h.actor,
-                        "at": h.at.isoformat(),
-                    }
-                    for h in history
-                ],
+                history=[_change(h) for h in history],
+                history_before=history[0].id if len(newest) > DETAIL_HISTORY else None,
                 shards=shard_list,
                 signatures=[
                     {
@@ -218,6 +217,26 @@ class BrowseService:
                 },
                 pointers=list(tags),
             )
+
+
+async def _state_changes(
+    s: AsyncSession, cid: str, before_id: int | None, limit: int
+) -> list[PackStateChange]:
+    q = select(PackStateChange).where(PackStateChange.pack_cid == cid)
+    if before_id is not None:
+        q = q.where(PackStateChange.id < before_id)
+    return list((await s.execute(q.order_by(PackStateChange.id.desc()).limit(limit))).scalars())
+
+
+def _change(h: PackStateChange) -> dict[str, Any]:
+    return {
+        "id": h.id,
+        "from": h.from_state.value if h.from_state else None,
+        "to": h.to_state.value,
+        "reason": h.reason,
+        "actor": h.actor,
+        "at": h.at.isoformat(),
+    }
 
 
 def _summary(p: Pack, ref: ModelRef) -> PackSummary:
