@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pinner.blockstore import FsBlockstore, FsBlockstoreConfig
@@ -16,12 +17,15 @@ from pinner.ipfs.protocol import PinBackend
 from pinner.replication.model import Target
 from pinner.testing.nodes import FakeKuboNode
 from pinner.unixfs.params import UnixfsParams
+from registry.app.daemon import build_app
 from registry.db.models import IpfsNode
 from registry.jobs.sql import SqlJobQueue
 from registry.replication.nodes import NodeRegistry
 from registry.replication.rows import ReplicationConfig
 from registry.replication.service import ReplicationService
+from registry.settings import Settings
 from tests.factories import PackFactory
+from tests.registry.api import helpers
 
 SMALL = UnixfsParams(chunk_size=4096, max_links=8, cid_version=1, raw_leaves=True)
 
@@ -90,3 +94,23 @@ def harness_factory(
 @pytest.fixture
 def harness(harness_factory: Callable[..., Harness]) -> Harness:
     return harness_factory()
+
+
+# -- the node API over HTTP: a global admin (root) and alice of acme; no background jobs
+
+
+@dataclass
+class Api:
+    client: TestClient
+    admin: str
+    alice: str
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[Api]:
+    settings = settings.model_copy(update={"jobs": settings.jobs.model_copy(update={"workers": 0})})
+    app = build_app(settings)
+    async with TestClient(TestServer(app)) as client:
+        admin = await helpers.token(app, "root", scopes=("admin",))
+        alice = await helpers.token(app, "alice", ["acme"])
+        yield Api(client, admin, alice)

@@ -3,21 +3,17 @@ followed, node error texts shown to admins only (bounded), and one broken node n
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 
 from pinner.ipfs.protocol import NodeInfo
 from pinner.testing.nodes import FakeKuboNode
-from registry.app.daemon import build_app
 from registry.replication.nodes import NODE_ERROR_MAX
-from registry.settings import Settings
 from tests.registry.api import helpers
-from tests.registry.replication.conftest import Harness
+from tests.registry.replication.conftest import Api, Harness
 
 SECRET = "internal-metadata-secret-4711"
 
@@ -46,23 +42,6 @@ async def test_a_health_round_with_broken_nodes_still_updates_the_others(harness
 
 
 # -- over HTTP -----------------------------------------------------------------------------------
-
-
-@dataclass
-class Api:
-    client: TestClient
-    admin: str
-    alice: str
-
-
-@pytest.fixture
-async def api(settings: Settings) -> AsyncIterator[Api]:
-    settings = settings.model_copy(update={"jobs": settings.jobs.model_copy(update={"workers": 0})})
-    app = build_app(settings)
-    async with TestClient(TestServer(app)) as client:
-        admin = await helpers.token(app, "root", scopes=("admin",))
-        alice = await helpers.token(app, "alice", ["acme"])
-        yield Api(client, admin, alice)
 
 
 Serve = Callable[[web.Application], Awaitable[str]]

@@ -2,34 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from registry.app.daemon import build_app
-from registry.settings import Settings
 from tests.registry.api import helpers
+from tests.registry.replication.conftest import Api
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-
-
-@dataclass
-class Api:
-    client: TestClient
-    admin: str
-    alice: str
-
-
-@pytest.fixture
-async def api(settings: Settings) -> AsyncIterator[Api]:
-    settings = settings.model_copy(update={"jobs": settings.jobs.model_copy(update={"workers": 0})})
-    app = build_app(settings)
-    async with TestClient(TestServer(app)) as client:
-        admin = await helpers.token(app, "root", scopes=("admin",))
-        alice = await helpers.token(app, "alice", ["acme"])
-        yield Api(client, admin, alice)
 
 
 async def add(api: Api, body: dict[str, object], tok: str | None = None) -> tuple[int, dict[str, object]]:
