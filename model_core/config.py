@@ -16,6 +16,58 @@ FLOAT_DTYPES: tuple[str, ...] = ("float32", "float16", "bfloat16")
 # Sanity caps, far above real models, so a hostile config cannot overflow shapes or allocate a huge table.
 MAX_DIMENSION = 2**24
 MAX_SEQ_LEN = 2**22
+ROPE_SCALING_KINDS: tuple[str, ...] = ("linear", "llama3")
+
+
+@dataclass(frozen=True)
+class RopeScaling:
+    """RoPE frequency scaling as Hugging Face defines it: ``linear`` (every frequency / factor) or ``llama3``
+    (low frequencies / factor, high ones kept, a smooth blend between; Llama 3.1+)."""
+
+    kind: str
+    factor: float
+    low_freq_factor: float = 1.0
+    high_freq_factor: float = 4.0
+    original_max_position_embeddings: int = 8192
+
+    def __post_init__(self) -> None:
+        if self.kind not in ROPE_SCALING_KINDS:
+            _bad("rope_scaling.kind", self.kind, f"must be one of {', '.join(ROPE_SCALING_KINDS)}")
+        for name in ("factor", "low_freq_factor", "high_freq_factor"):
+            _finite_number(f"rope_scaling.{name}", getattr(self, name))
+            if getattr(self, name) <= 0:
+                _bad(f"rope_scaling.{name}", getattr(self, name), "must be positive")
+        if self.kind == "llama3":
+            _positive_int(
+                "rope_scaling.original_max_position_embeddings", self.original_max_position_embeddings
+            )
+            if self.high_freq_factor <= self.low_freq_factor:
+                _bad(
+                    "rope_scaling.high_freq_factor",
+                    self.high_freq_factor,
+                    f"must be greater than low_freq_factor ({self.low_freq_factor})",
+                )
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RopeScaling:
+        if not isinstance(data, dict):
+            raise ConfigInvalid(
+                f"config field rope_scaling={data!r} must be an object", field="rope_scaling", value=data
+            )
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(str(k) for k in data if k not in known)
+        if unknown:
+            _bad(f"rope_scaling.{unknown[0]}", data[unknown[0]], "is not a rope_scaling field")
+        kwargs = dict(data)
+        for name in ("factor", "low_freq_factor", "high_freq_factor"):
+            if isinstance(kwargs.get(name), int) and not isinstance(kwargs[name], bool):
+                kwargs[name] = float(kwargs[name])
+        try:
+            return cls(**kwargs)
+        except TypeError:
+            raise ConfigInvalid(
+                "config field rope_scaling needs kind and factor", field="rope_scaling", value=data
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -37,6 +89,10 @@ class ModelConfig:
     rmsnorm_eps: float = 1e-5
     # Not in the seed: the weights' dtype. None means "whatever the shards hold, uniformly".
     dtype: str | None = None
+    # Not in the seed: a head size other than d_model // num_heads (Hugging Face's explicit head_dim).
+    head_dim_override: int | None = None
+    # Not in the seed: RoPE frequency scaling (None: plain RoPE).
+    rope_scaling: RopeScaling | None = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -61,18 +117,27 @@ class ModelConfig:
         _finite_number("rmsnorm_eps", self.rmsnorm_eps)
         if not 0.0 < self.rmsnorm_eps < 1.0:
             _bad("rmsnorm_eps", self.rmsnorm_eps, "must be in (0, 1)")
-        if self.d_model % self.num_heads:
+        if self.head_dim_override is not None:
+            _positive_int("head_dim_override", self.head_dim_override)
+        elif self.d_model % self.num_heads:
             _bad("num_heads", self.num_heads, f"must divide d_model ({self.d_model})")
         if self.num_kv_heads > self.num_heads or self.num_heads % self.num_kv_heads:
             _bad("num_kv_heads", self.num_kv_heads, f"must divide num_heads ({self.num_heads})")
         if self.head_dim % 2:
-            _bad("d_model", self.d_model, f"gives an odd head_dim ({self.head_dim}); RoPE needs it even")
+            field = "d_model" if self.head_dim_override is None else "head_dim_override"
+            _bad(field, getattr(self, field), f"gives an odd head_dim ({self.head_dim}); RoPE needs it even")
+        if self.rope_scaling is not None and not isinstance(self.rope_scaling, RopeScaling):
+            _bad("rope_scaling", self.rope_scaling, "must be a RopeScaling")
         if self.dtype is not None and self.dtype not in FLOAT_DTYPES:
             _bad("dtype", self.dtype, f"must be one of {', '.join(FLOAT_DTYPES)}")
 
     @property
     def head_dim(self) -> int:
-        return self.d_model // self.num_heads
+        return self.head_dim_override or self.d_model // self.num_heads
+
+    @property
+    def q_dim(self) -> int:
+        return self.num_heads * self.head_dim
 
     @property
     def kv_dim(self) -> int:
@@ -81,7 +146,7 @@ class ModelConfig:
     def parameter_count(self) -> int:
         """The number of distinct parameters, in closed form (tied weights counted once)."""
         d, v, f = self.d_model, self.vocab_size, self.dim_ff
-        attn = d * d * 2 + d * self.kv_dim * 2  # q, o and k, v projections
+        attn = d * self.q_dim * 2 + d * self.kv_dim * 2  # q, o and k, v projections
         mlp = d * 2 * f + f * d  # fused gate+up, down
         per_layer = attn + mlp + 2 * d  # two RMSNorm weights
         head = 0 if self.tie_weights else v * d
@@ -89,8 +154,9 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        if out["dtype"] is None:
-            del out["dtype"]
+        for optional in ("dtype", "head_dim_override", "rope_scaling"):
+            if out[optional] is None:
+                del out[optional]
         return out
 
     @classmethod
@@ -112,6 +178,8 @@ class ModelConfig:
             # JSON writers may emit 10000 for 10000.0; accept ints for float fields.
             if isinstance(kwargs.get(name), int) and not isinstance(kwargs[name], bool):
                 kwargs[name] = float(kwargs[name])
+        if kwargs.get("rope_scaling") is not None:
+            kwargs["rope_scaling"] = RopeScaling.from_dict(kwargs["rope_scaling"])
         return cls(**kwargs), unknown
 
 

@@ -7,10 +7,13 @@ view on the manual path), and the cache is preallocated and written in place, so
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from model_core.config import RopeScaling
 
 
 class RMSNorm(nn.Module):
@@ -34,11 +37,14 @@ class RotaryEmbedding(nn.Module):
     sin_cached: Tensor
     INITIAL_POSITIONS = 4096
 
-    def __init__(self, head_dim: int, max_seq_len: int, theta: float = 10000.0) -> None:
+    def __init__(
+        self, head_dim: int, max_seq_len: int, theta: float = 10000.0, scaling: RopeScaling | None = None
+    ) -> None:
         super().__init__()
         self.head_dim = head_dim
         self.max_seq_len = max_seq_len
         self.theta = theta
+        self.scaling = scaling
         self.register_buffer("cos_cached", torch.empty(0), persistent=False)
         self.register_buffer("sin_cached", torch.empty(0), persistent=False)
 
@@ -49,10 +55,7 @@ class RotaryEmbedding(nn.Module):
         until a sequence that long actually runs.
         """
         length = min(self.max_seq_len, length or self.INITIAL_POSITIONS)
-        inv_freq = 1.0 / (
-            self.theta
-            ** (torch.arange(0, self.head_dim, 2, device=device, dtype=torch.float64) / self.head_dim)
-        )
+        inv_freq = rope_inv_freq(self.head_dim, self.theta, self.scaling, device)
         t = torch.arange(length, device=device, dtype=torch.float64)
         freqs = torch.outer(t, inv_freq)
         emb = torch.cat([freqs, freqs], dim=-1)
@@ -69,6 +72,28 @@ class RotaryEmbedding(nn.Module):
         return self.cos_cached[positions].unsqueeze(1), self.sin_cached[positions].unsqueeze(1)
 
 
+def rope_inv_freq(
+    head_dim: int, theta: float, scaling: RopeScaling | None, device: torch.device | str
+) -> Tensor:
+    """RoPE's inverse frequencies (float64), scaled as Hugging Face's ``linear`` and ``llama3`` rope types."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float64) / head_dim))
+    if scaling is None:
+        return inv_freq
+    if scaling.kind == "linear":
+        return inv_freq / scaling.factor
+    # llama3: wavelengths longer than original/low_freq_factor are slowed by factor, shorter than
+    # original/high_freq_factor kept, and those between blended linearly in original/wavelength.
+    original = scaling.original_max_position_embeddings
+    wavelen = 2 * math.pi / inv_freq
+    smooth = (original / wavelen - scaling.low_freq_factor) / (
+        scaling.high_freq_factor - scaling.low_freq_factor
+    )
+    blended = (1 - smooth) * inv_freq / scaling.factor + smooth * inv_freq
+    low = wavelen > original / scaling.low_freq_factor
+    high = wavelen < original / scaling.high_freq_factor
+    return torch.where(low, inv_freq / scaling.factor, torch.where(high, inv_freq, blended))
+
+
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     half = x.size(-1) // 2
     rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
@@ -76,16 +101,46 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
 
 
 class SwiGLU(nn.Module):
-    """Gated MLP; ``w1`` holds the gate and up projections fused (the seed's layout)."""
+    """Gated MLP ``w2(silu(gate_proj(x)) * up_proj(x))``; gate and up are separate weights.
+
+    The state dict keeps the seed's layout: ``w1`` is gate and up stacked (gate first). Loading a ``w1``
+    splits it into two row-block views of the same storage (no copy); saving stacks them (a copy).
+    """
 
     def __init__(self, d_model: int, dim_ff: int, *, dtype: torch.dtype | None = None) -> None:
         super().__init__()
-        self.w1 = nn.Linear(d_model, dim_ff * 2, bias=False, dtype=dtype)
+        self.gate_proj = nn.Linear(d_model, dim_ff, bias=False, dtype=dtype)
+        self.up_proj = nn.Linear(d_model, dim_ff, bias=False, dtype=dtype)
         self.w2 = nn.Linear(dim_ff, d_model, bias=False, dtype=dtype)
+        self.register_state_dict_post_hook(_stack_w1)
+        self.register_load_state_dict_pre_hook(_split_w1)
 
     def forward(self, x: Tensor) -> Tensor:
-        gate, up = self.w1(x).chunk(2, dim=-1)
-        return self.w2(F.silu(gate) * up)
+        return self.w2(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+def split_packed_w1(w1: Tensor) -> tuple[Tensor, Tensor]:
+    """The seed's packed ``w1`` (2*dim_ff, d_model) as (gate, up) views of its storage."""
+    gate, up = w1.chunk(2, dim=0)
+    return gate, up
+
+
+def _stack_w1(module: nn.Module, state: dict[str, Any], prefix: str, local_metadata: Any) -> None:
+    gate = state.pop(prefix + "gate_proj.weight")
+    up = state.pop(prefix + "up_proj.weight")
+    w2 = state.pop(prefix + "w2.weight")  # re-inserted after w1: the seed's key order
+    state[prefix + "w1.weight"] = torch.cat([gate, up], dim=0)
+    state[prefix + "w2.weight"] = w2
+
+
+def _split_w1(module: nn.Module, state: dict[str, Any], prefix: str, *args: Any) -> None:
+    w1 = state.pop(prefix + "w1.weight", None)
+    if w1 is None:
+        return
+    if w1.dim() != 2 or w1.size(0) % 2:
+        state[prefix + "w1.weight"] = w1  # reported as unexpected by load_state_dict
+        return
+    state[prefix + "gate_proj.weight"], state[prefix + "up_proj.weight"] = split_packed_w1(w1)
 
 
 class KVCache:
@@ -132,12 +187,13 @@ class GQASelfAttention(nn.Module):
         num_kv_heads: int,
         dropout: float,
         *,
+        head_dim: int | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.num_kv_heads = num_kv_heads
-        self.head_dim = d_model // num_heads
+        self.head_dim = head_dim or d_model // num_heads
         self.dropout = dropout
         self.use_sdpa = True
         self.q_proj = nn.Linear(d_model, num_heads * self.head_dim, bias=False, dtype=dtype)
@@ -223,11 +279,14 @@ class DecoderBlock(nn.Module):
         dropout: float,
         eps: float,
         *,
+        head_dim: int | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         self.norm1 = RMSNorm(d_model, eps, dtype=dtype)
-        self.attn = GQASelfAttention(d_model, num_heads, num_kv_heads, dropout, dtype=dtype)
+        self.attn = GQASelfAttention(
+            d_model, num_heads, num_kv_heads, dropout, head_dim=head_dim, dtype=dtype
+        )
         self.norm2 = RMSNorm(d_model, eps, dtype=dtype)
         self.mlp = SwiGLU(d_model, dim_ff, dtype=dtype)
         self.dropout = nn.Dropout(dropout)

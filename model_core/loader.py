@@ -21,8 +21,11 @@ from torch import Tensor
 
 from model_core.config import ModelConfig
 from model_core.errors import ModelCoreError, PackInvalid
+from model_core.layers import split_packed_w1
+from model_core.layouts import SEED, check_tensor_table, plan_layout, tie_mismatch, with_tied_embedding
 from model_core.manifest import Manifest, PackLimits
 from model_core.model import DTYPES, Transformer
+from model_core.packconfig import pack_config
 from model_core.preflight import DEFAULT_RUNTIME_OVERHEAD_BYTES, PackPlan, ShardPlan, plan_pack
 from model_core.shard_header import ShardHeader, parse_header
 
@@ -38,8 +41,6 @@ TORCH_DTYPES: dict[str, torch.dtype] = {
     "U8": torch.uint8,
     "BOOL": torch.bool,
 }
-WEIGHT_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
-TIED = ("embed.weight", "lm_head.weight")
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class LoadedPack:
     manifest: Manifest
     ignored_config_keys: list[str]
     dtype: str
+    layout: str
     total_bytes: int
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -119,62 +121,32 @@ def tensors_from_buffer(buf: ShardBuffer, header: ShardHeader) -> dict[str, Tens
     return out
 
 
-def _expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
-    meta = Transformer(cfg, device="meta")
-    return {k: tuple(v.shape) for k, v in meta.state_dict().items()}
-
-
 def check_state_dict(
-    cfg: ModelConfig, tensors: dict[str, Tensor], dtypes: dict[str, str], origin: dict[str, str]
+    cfg: ModelConfig,
+    tensors: dict[str, Tensor],
+    dtypes: dict[str, str],
+    origin: dict[str, str],
+    layout: str = SEED,
 ) -> tuple[dict[str, Tensor], str]:
-    """Keys, shapes, dtypes and tied copies against the config; returns the full state dict and its dtype."""
-    expected = _expected_shapes(cfg)
-    if cfg.tie_weights:
-        present = [k for k in TIED if k in tensors]
-        if len(present) == 2:
-            a, b = tensors[TIED[0]], tensors[TIED[1]]
-            if a.shape != b.shape or a.dtype != b.dtype or not torch.equal(a, b):
-                raise PackInvalid(
-                    "tie_weights is true but embed.weight and lm_head.weight differ; "
-                    "store one copy or two identical ones",
-                    key="lm_head.weight",
-                )
-        elif len(present) == 1:
-            other = TIED[1] if present[0] == TIED[0] else TIED[0]
-            tensors = {**tensors, other: tensors[present[0]]}
-            dtypes = {**dtypes, other: dtypes[present[0]]}
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    if missing:
-        raise PackInvalid(
-            f"the pack lacks {len(missing)} tensor(s) the config needs, e.g. {', '.join(missing[:3])}",
-            key=missing[0],
-        )
-    if unexpected:
-        raise PackInvalid(
-            f"the pack has {len(unexpected)} tensor(s) the model does not use, e.g. "
-            f"{', '.join(unexpected[:3])} (in {origin.get(unexpected[0], '?')!r})",
-            key=unexpected[0],
-        )
-    for key, shape in expected.items():
-        if tuple(tensors[key].shape) != shape:
-            raise PackInvalid(
-                f"tensor {key!r} has shape {tuple(tensors[key].shape)} but the manifest config needs {shape} "
-                "(config and weights disagree)",
-                key=key,
-            )
-    kinds = {dtypes[k] for k in expected}
-    bad = sorted(k for k in expected if dtypes[k] not in WEIGHT_DTYPES)
-    if bad:
-        raise PackInvalid(
-            f"tensor {bad[0]!r} has dtype {dtypes[bad[0]]}; weights must be F32, F16 or BF16", key=bad[0]
-        )
-    if len(kinds) > 1:
-        raise PackInvalid(f"the pack mixes weight dtypes {sorted(kinds)}; use one")
-    dtype = WEIGHT_DTYPES[kinds.pop()]
-    if cfg.dtype is not None and cfg.dtype != dtype:
-        raise PackInvalid(f"the config says dtype {cfg.dtype} but the weights are {dtype}")
-    return tensors, dtype
+    """Coverage, shapes, dtypes and ties of the pack's tensors (named in ``layout``) against the config.
+
+    Returns the core's state dict (views of ``tensors``; the seed's packed ``w1`` split in two) and the
+    weights' dtype. Errors name the pack's tensor.
+    """
+    plan = plan_layout(cfg, layout)
+    table = {k: (dtypes[k], tuple(v.shape)) for k, v in tensors.items()}
+    dtype = check_tensor_table(plan, table, origin, config_dtype=cfg.dtype)
+    if plan.embed not in tensors:
+        tensors = with_tied_embedding(plan, tensors)
+    elif plan.tied and plan.head in tensors:
+        a, b = tensors[plan.embed], tensors[plan.head]
+        if a.shape != b.shape or a.dtype != b.dtype or not torch.equal(a, b):
+            raise PackInvalid(tie_mismatch(plan), key=plan.head)
+    state: dict[str, Tensor] = {}
+    for src in plan.sources:
+        tensor = tensors[src.tensor]
+        state[src.core] = tensor if src.part is None else split_packed_w1(tensor)[src.part]
+    return state, dtype
 
 
 def build_model(cfg: ModelConfig, state: dict[str, Tensor], dtype: str) -> Transformer:
@@ -191,7 +163,8 @@ def build_model(cfg: ModelConfig, state: dict[str, Tensor], dtype: str) -> Trans
 
 
 def load_pack(pack_dir: Path | str, config: LoaderConfig = LoaderConfig()) -> LoadedPack:
-    """Verify and load a pack folder (manifest.json + shards) into an eval-mode model.
+    """Verify and load a pack folder (manifest.json + shards, in the seed's or Hugging Face's layout)
+    into an eval-mode model.
 
     Raises:
         PackInvalid: naming the shard, tensor or manifest field at fault (PackTooLarge when over budget).
@@ -205,7 +178,8 @@ def load_pack(pack_dir: Path | str, config: LoaderConfig = LoaderConfig()) -> Lo
         memory_budget_bytes=config.memory_budget_bytes,
         overhead_bytes=config.overhead_bytes,
     )
-    cfg, ignored = ModelConfig.from_dict(plan.manifest.config)
+    packcfg = pack_config(plan.manifest, plan.pack_dir, config.allowed_roots)
+    cfg, ignored = packcfg.config, packcfg.ignored_keys
     t1 = time.perf_counter()
     workers = max(1, min(config.read_threads, len(plan.shards)))
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -223,7 +197,7 @@ def load_pack(pack_dir: Path | str, config: LoaderConfig = LoaderConfig()) -> Lo
             tensors[key] = tensor
             origin[key] = name
         dtypes.update({t.name: t.dtype for t in header.tensors})
-    state, dtype = check_state_dict(cfg, tensors, dtypes, origin)
+    state, dtype = check_state_dict(cfg, tensors, dtypes, origin, packcfg.layout)
     try:
         model = build_model(cfg, state, dtype)
     except RuntimeError as e:  # load_state_dict's own checks; ours should have caught everything first
@@ -235,6 +209,7 @@ def load_pack(pack_dir: Path | str, config: LoaderConfig = LoaderConfig()) -> Lo
         manifest=plan.manifest,
         ignored_config_keys=ignored,
         dtype=dtype,
+        layout=packcfg.layout,
         total_bytes=plan.total_bytes,
         timings={"plan_s": t1 - t0, "read_verify_s": t2 - t1, "build_s": t3 - t2},
     )

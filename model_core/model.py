@@ -1,7 +1,9 @@
 """The decoder-only transformer (the seed's ProductionTransformer-RAGE with its bugs fixed).
 
 State-dict keys are the seed's (``embed.weight``, ``layers.N.attn.q_proj.weight``, ``lm_head.weight``...)
-so seed-format packs load. Masks: ``attention_mask`` is a keep-mask (1 = real token) over the current
+so seed-format packs load; the MLP holds gate and up separately and presents them as the seed's stacked
+``w1`` (``model_core.layers.SwiGLU``). Hugging Face Llama packs are mapped onto the same parameters by
+``model_core.layouts``. Masks: ``attention_mask`` is a keep-mask (1 = real token) over the current
 tokens, or over every cached slot plus the current tokens; causality is offset by the cached length.
 """
 
@@ -58,13 +60,14 @@ class Transformer(nn.Module):
                     cfg.dim_ff,
                     cfg.dropout,
                     cfg.rmsnorm_eps,
+                    head_dim=cfg.head_dim,
                     dtype=dtype,
                 )
                 for _ in range(cfg.num_layers)
             )
             self.final_norm = RMSNorm(cfg.d_model, cfg.rmsnorm_eps, dtype=dtype) if cfg.final_norm else None
             self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False, dtype=dtype)
-        self.rope = RotaryEmbedding(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta)
+        self.rope = RotaryEmbedding(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta, cfg.rope_scaling)
         self.set_attention_backend("sdpa" if cfg.use_sdpa else "manual")
         if str(device) != "meta":
             self.to_empty(device=device)

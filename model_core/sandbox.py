@@ -15,6 +15,7 @@ import select
 import signal
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -24,7 +25,7 @@ from typing import Any
 
 from model_core.config import ModelConfig
 from model_core.errors import ModelCoreError, bounded, bounded_report
-from model_core.isolation import Isolation, preexec, private_dir, unprivileged_ids, world_readable
+from model_core.isolation import UNPRIVILEGED_USER, Drop, Isolation, plan_user, preexec, private_dir
 from model_core.manifest import PackLimits
 from model_core.preflight import DEFAULT_RUNTIME_OVERHEAD_BYTES, plan_pack
 
@@ -35,6 +36,7 @@ EXIT_CODES: dict[str, int] = {
     "out_of_memory": 12,
     "timed_out": 13,
     "crashed": 14,
+    "behavior_failed": 15,
 }
 USAGE_EXIT_CODE = 2
 
@@ -65,7 +67,12 @@ class SandboxLimits:
     max_shards: int = PackLimits.max_shards
     header_max_bytes: int = PackLimits.header_max_bytes
     filename_max_len: int = PackLimits.filename_max_len
-    isolate: bool = True  # new network namespace, 'nobody' when root; see model_core.isolation
+    isolate: bool = True  # new network namespace, ``user`` when root; see model_core.isolation
+    user: str = UNPRIVILEGED_USER  # whom the worker runs as when the supervisor is root
+    # The worker's interpreter (None: the supervisor's own). It must be the same Python version; the
+    # supervisor's packages are put on its path. Use one the sandbox user can run when the supervisor's
+    # own lives where that user cannot (e.g. under a 0700 /root): the report says when root was kept.
+    worker_python: str | None = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -95,7 +102,18 @@ def exit_code(verdict: str) -> int:
     return EXIT_CODES[verdict]
 
 
-def child_env(environ: Mapping[str, str], threads: int | None = None) -> dict[str, str]:
+def import_roots() -> list[Path]:
+    """Where the worker imports from besides its interpreter's standard library: model_core's root and
+    the supervisor's site-packages (put on a foreign interpreter's path; checked readable before a drop)."""
+    found = [Path(__file__).resolve().parent.parent]
+    for key in ("purelib", "platlib"):
+        found.append(Path(sysconfig.get_paths()[key]))
+    return [p for p in dict.fromkeys(found) if p.exists()]
+
+
+def child_env(
+    environ: Mapping[str, str], threads: int | None = None, extra_path: tuple[str, ...] = ()
+) -> dict[str, str]:
     """The child's environment: a few essentials and thread counts, never a secret or MODELPACK_* value."""
     env = {
         k: v
@@ -107,7 +125,7 @@ def child_env(environ: Mapping[str, str], threads: int | None = None) -> dict[st
     env.setdefault("PATH", os.defpath)
     # Make model_core importable even when the caller's environment does not say where it is.
     root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", ""), *extra_path) if p)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env["MALLOC_ARENA_MAX"] = "2"  # glibc arenas otherwise reserve 64 MiB of address space per thread
     if threads is not None:
@@ -176,16 +194,22 @@ def run_child(
     result_path = workdir / "result.json"
     stderr_path = workdir / "stderr.txt"
     cmd = command(result_path) if command is not None else _worker_command(pack_dir, limits, result_path)
-    ids = unprivileged_ids() if limits.isolate else None
-    if ids is not None and not world_readable([*_pack_paths(pack_dir), Path(cmd[0]).resolve()]):
-        # The unprivileged user could not run the interpreter or read the pack: keep the user (the report
-        # says which) rather than fail every validation.
-        ids = None
+    roots = import_roots()
+    if limits.isolate:
+        drop, cmd = plan_user(
+            limits.user, limits.worker_python, cmd, roots, _pack_paths(pack_dir), own_worker=command is None
+        )
+    else:
+        drop = Drop(None, f"uid {os.geteuid()}", "isolation is off")
+    ids = drop.ids
     if ids is not None:
         os.chown(workdir, *ids)
-    env = child_env(os.environ, limits.threads)
+    foreign = os.path.realpath(cmd[0]) != os.path.realpath(sys.executable)
+    env = child_env(os.environ, limits.threads, tuple(map(str, roots[1:])) if foreign else ())
     env["TMPDIR"] = str(private_dir(workdir / "tmp", ids))
-    sandbox = {"user": "nobody" if ids else f"uid {os.geteuid()}", "tmpdir": "private", "fds": "closed"}
+    sandbox = {"user": drop.user, "tmpdir": "private", "fds": "closed"}
+    if drop.kept is not None:
+        sandbox["user_kept"] = drop.kept
 
     with open(stderr_path, "wb") as err:
         proc = subprocess.Popen(
@@ -273,7 +297,7 @@ def _outcome(
 
 def _worker_command(pack_dir: Path, limits: SandboxLimits, result_path: Path) -> list[str]:
     cmd = [
-        sys.executable,
+        limits.worker_python or sys.executable,
         "-B",
         "-m",
         "model_core.worker",

@@ -1,8 +1,11 @@
 """``python -m model_core.validate PACK_DIR --report OUT.json``: validate a pack in a sandboxed child.
 
 This module never imports torch; the registry's gate runs it as a subprocess and reads the report.
-Exit codes: 0 pass, 10 invalid_pack, 11 smoke_failed, 12 out_of_memory, 13 timed_out, 14 crashed,
-2 usage error. The report is written in every case but a usage error.
+Exit codes: 0 pass, 10 invalid_pack (including a bad ``evaluation`` block: one sentence naming the
+field), 11 smoke_failed, 12 out_of_memory, 13 timed_out, 14 crashed, 15 behavior_failed (the model
+loaded and passed the smoke suite but failed a check of the manifest's ``evaluation``: the reason names
+the prompt, the expectation and what the model produced), 2 usage error. The report is written in every
+case but a usage error; when the model loaded it carries a behavioural ``fingerprint``.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     defaults = SandboxLimits()
     parser = argparse.ArgumentParser(
         prog="python -m model_core.validate",
-        description="Load and smoke-test a ModelPack folder in a resource-limited child process.",
+        description="Load, smoke-test and behaviour-check a ModelPack folder in a resource-limited child "
+        "process.",
         epilog="exit codes: 0 pass, 10 invalid_pack, 11 smoke_failed, 12 out_of_memory, 13 timed_out, "
-        "14 crashed, 2 usage",
+        "14 crashed, 15 behavior_failed, 2 usage",
     )
     parser.add_argument("pack_dir", type=Path, help="folder holding manifest.json and the shards")
     parser.add_argument("--report", type=Path, required=True, help="where to write the JSON report")
@@ -53,6 +57,15 @@ def main(argv: list[str] | None = None) -> int:
         help="largest safetensors header accepted",
     )
     parser.add_argument("--filename-max-len", type=int, default=defaults.filename_max_len)
+    parser.add_argument(
+        "--sandbox-user", default=defaults.user, help="whom the worker runs as when this process is root"
+    )
+    parser.add_argument(
+        "--worker-python",
+        default=None,
+        help="the worker's interpreter (same Python version); default: this one, or the host's own when "
+        "the sandbox user cannot start this one",
+    )
     args = parser.parse_args(argv)
     try:
         limits = SandboxLimits(
@@ -67,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             max_shards=args.max_shards,
             header_max_bytes=args.header_max_bytes,
             filename_max_len=args.filename_max_len,
+            user=args.sandbox_user,
+            worker_python=args.worker_python,
         )
     except ModelCoreError as e:
         parser.error(e.message)

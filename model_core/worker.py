@@ -1,4 +1,5 @@
-"""The sandboxed child: load a pack and smoke-test it, write the result JSON, exit with the verdict's code.
+"""The sandboxed child: load a pack, smoke-test it, run its behavioural checks (the manifest's
+``evaluation``), record its behavioural fingerprint, write the result JSON, exit with the verdict's code.
 
 Run by ``model_core.sandbox`` under resource limits (``python -m model_core.worker PACK --result F``);
 not meant to be called directly. The supervisor reads the result file and the exit status.
@@ -26,6 +27,7 @@ EXIT_CODES = {
     "out_of_memory": 12,
     "timed_out": 13,
     "crashed": 14,
+    "behavior_failed": 15,
 }
 
 
@@ -38,6 +40,7 @@ def _is_oom(e: BaseException) -> bool:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
+    from model_core.behaviour import plan_evaluation, read_manifest_data, run_evaluation
     from model_core.errors import ConfigInvalid, PackInvalid
     from model_core.loader import LoaderConfig, load_pack
     from model_core.manifest import PackLimits
@@ -46,6 +49,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
+    roots = tuple(Path(r) for r in args.allow_root)
     try:
         loaded = load_pack(
             args.pack_dir,
@@ -56,14 +60,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     header_max_bytes=args.header_max_bytes,
                     filename_max_len=args.filename_max_len,
                 ),
-                allowed_roots=tuple(Path(r) for r in args.allow_root),
+                allowed_roots=roots,
                 memory_budget_bytes=args.memory_bytes,
                 overhead_bytes=args.overhead_bytes,
             ),
         )
+        load_s = time.perf_counter() - t0
+        # The evaluation block is checked against the model before the smoke suite spends any time.
+        manifest = read_manifest_data(args.pack_dir, args.manifest_max_bytes)
+        plan = plan_evaluation(args.pack_dir, manifest, loaded.model, roots)
     except (PackInvalid, ConfigInvalid) as e:
         return {"verdict": "invalid_pack", "reason": e.message, "error_code": e.code}
-    load_s = time.perf_counter() - t0
     if not args.threads and loaded.total_bytes < SMALL_PACK_BYTES:
         torch.set_num_threads(1)  # thread start-up and contention cost more than they give on tiny models
     smoke = run_smoke(loaded.model, SmokeConfig(time_budget_s=args.time_budget))
@@ -76,19 +83,38 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "model_name": loaded.manifest.model_name,
         "model_version": loaded.manifest.model_version,
     }
-    if smoke["passed"]:
-        return {
-            "verdict": "pass",
-            "reason": "the pack loaded and every smoke check passed",
-            "load": load,
-            "smoke": smoke,
-        }
+    common = {"load": load, "smoke": smoke, **_fingerprint(loaded.model)}
     if smoke["budget_exhausted"]:
         reason = f"the smoke suite's time budget of {args.time_budget:g} s ran out before every check ran"
-        return {"verdict": "timed_out", "reason": reason, "load": load, "smoke": smoke}
-    failed = [c for c in smoke["checks"] if not c["passed"]]
-    reason = "; ".join(f"{c['name']}: {c['reason']}" for c in failed)
-    return {"verdict": "smoke_failed", "reason": reason, "load": load, "smoke": smoke}
+        return {"verdict": "timed_out", "reason": reason, **common}
+    if not smoke["passed"]:
+        failed = [c for c in smoke["checks"] if not c["passed"]]
+        reason = "; ".join(f"{c['name']}: {c['reason']}" for c in failed)
+        return {"verdict": "smoke_failed", "reason": reason, **common}
+    if plan is None:
+        return {"verdict": "pass", "reason": "the pack loaded and every smoke check passed", **common}
+    behaviour, failures = run_evaluation(plan, loaded.model, args.time_budget)
+    if behaviour["budget_exhausted"] and not failures:
+        reason = (
+            f"the behavioural checks' time budget of {args.time_budget:g} s ran out after "
+            f"{len(behaviour['prompts'])} of {len(plan.evaluation.prompts)} prompts"
+        )
+        return {"verdict": "timed_out", "reason": reason, "behaviour": behaviour, **common}
+    if not failures:
+        reason = "the pack loaded, every smoke check passed and its model behaves as its evaluation expects"
+        return {"verdict": "pass", "reason": reason, "behaviour": behaviour, **common}
+    more = f" (and {len(failures) - 1} more failed checks)" if len(failures) > 1 else ""
+    return {"verdict": "behavior_failed", "reason": failures[0] + more, "behaviour": behaviour, **common}
+
+
+def _fingerprint(model: Any) -> dict[str, Any]:
+    """``{"fingerprint": ...}``, or ``{"fingerprint": None, "fingerprint_error": why}``."""
+    from model_core.behaviour import fingerprint
+
+    try:
+        return {"fingerprint": fingerprint(model)}
+    except (ValueError, RuntimeError) as e:
+        return {"fingerprint": None, "fingerprint_error": str(e)[:300]}
 
 
 def main(argv: list[str] | None = None) -> int:

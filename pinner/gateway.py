@@ -108,7 +108,8 @@ def gateway_routes(
     The store is looked up per request (typically in ``request.app``), so the routes can be added before
     the application's startup opens it. ``guard(request)``, when given, runs before anything is read
     (files, raw blocks and CARs alike); it refuses a request by raising (the embedding application's
-    error handling answers it), e.g. a registry whose reads need a token.
+    error handling answers it, or this gateway answers a ``PinnerError``, e.g. ``BlockNotFound`` for content
+    the caller may not know exists), e.g. a registry whose reads need a token.
     """
     config = config or GatewayConfig()
     routes = web.RouteTableDef()
@@ -116,10 +117,10 @@ def gateway_routes(
     @routes.route("HEAD", "/ipfs/{cid}")
     @routes.get("/ipfs/{cid}", allow_head=False)
     async def ipfs_path(request: web.Request) -> web.StreamResponse:
-        if guard is not None:
-            await guard(request)
         store = store_of(request)
         try:
+            if guard is not None:
+                await guard(request)
             cid = parse_cid(request.match_info["cid"])
             fmt = _pick_format(request)
             if fmt == "raw":

@@ -154,6 +154,8 @@ class RegistryClient:
             self.close()
         try:
             err = json.loads(raw)["error"]
+            if "reason" in err and "message" not in err:  # the Pinning Service API's {reason, details}
+                err = {"code": err["reason"], "message": str(err.get("details") or err["reason"])}
             raise ClientError(
                 err["message"],
                 status=resp.status,
@@ -252,8 +254,9 @@ class RegistryClient:
         result: dict[str, Any] = self._json("POST", f"/v1/models/{quote(ns)}/{quote(model)}/packs", body)
         return result
 
-    def pack(self, cid: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._json("GET", f"/v1/packs/{quote(cid)}")
+    def pack(self, cid: str, *, model: str | None = None) -> dict[str, Any]:
+        """A pack's detail; ``model`` (``ns/name``) chooses the listing when several models list the CID."""
+        result: dict[str, Any] = self._json("GET", _listing(f"/v1/packs/{quote(cid)}", model))
         return result
 
     def manifest_bytes(self, cid: str, *, limit: int = JSON_MAX_BYTES) -> bytes:
@@ -305,17 +308,20 @@ class RegistryClient:
         return self._read("GET", path, limit=limit, headers={"Accept": IPNS_RECORD})
 
     # -- gate and replication ---------------------------------------------------------------------
-    def validation(self, cid: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._json("GET", f"/v1/packs/{quote(cid)}/validation")
+    def validation(self, cid: str, *, model: str | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("GET", _listing(f"/v1/packs/{quote(cid)}/validation", model))
         return result
 
-    def request_validation(self, cid: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._json("POST", f"/v1/packs/{quote(cid)}/validate", {})
+    def request_validation(self, cid: str, *, model: str | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("POST", _listing(f"/v1/packs/{quote(cid)}/validate", model), {})
         return result
 
-    def curate(self, cid: str, reason: str, *, undo: bool = False) -> dict[str, Any]:
+    def curate(
+        self, cid: str, reason: str, *, undo: bool = False, model: str | None = None
+    ) -> dict[str, Any]:
         verb = "uncurate" if undo else "curate"
-        result: dict[str, Any] = self._json("POST", f"/v1/packs/{quote(cid)}/{verb}", {"reason": reason})
+        path = _listing(f"/v1/packs/{quote(cid)}/{verb}", model)
+        result: dict[str, Any] = self._json("POST", path, {"reason": reason})
         return result
 
     def replicas(self, cid: str) -> dict[str, Any]:
@@ -337,9 +343,9 @@ class RegistryClient:
         return dict(self._json("DELETE", f"/v1/nodes/{quote(name)}?force={'true' if force else 'false'}"))
 
     # -- trust: keys, policies, a pack's signatures -----------------------------------------------
-    def trust(self, cid: str) -> dict[str, Any]:
+    def trust(self, cid: str, *, model: str | None = None) -> dict[str, Any]:
         """Each stored signature of the pack (with its receipt time) and the policy's verdict."""
-        result: dict[str, Any] = self._json("GET", f"/v1/packs/{q(cid)}/trust")
+        result: dict[str, Any] = self._json("GET", _listing(f"/v1/packs/{q(cid)}/trust", model))
         return result
 
     def keys(self, publisher: str | None = None) -> Iterator[dict[str, Any]]:
@@ -385,3 +391,8 @@ def _loopback(host: str) -> bool:
     with contextlib.suppress(ValueError):
         return host == "localhost" or ipaddress.ip_address(host).is_loopback
     return False
+
+
+def _listing(path: str, model: str | None) -> str:
+    """``path`` for the listing of a CID under ``model`` (``ns/name``), when the caller knows it."""
+    return path if model is None else f"{path}?model={quote(model, safe='/')}"

@@ -62,6 +62,13 @@ class Conflict(RegistryError):
     http_status = 409
 
 
+class AmbiguousPack(Conflict):
+    """The CID is listed under several models: name one with ``?model=ns/name``."""
+
+    code = "ambiguous_pack"
+    http_status = 409
+
+
 class PreconditionFailed(RegistryError):
     """The resource changed since you read it (If-Match did not match)."""
 

@@ -157,6 +157,18 @@ class ReplicationSettings(_Section):
         return self
 
 
+class PinningSettings(_Section):
+    """The Pinning Service API (issue #14): where it is mounted, per-publisher quotas, the pin deadline."""
+
+    base_path: str = Field("/psa", pattern=r"^/[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*$")
+    max_pins: int = Field(10_000, ge=1)  # live pins per publisher (409 beyond)
+    max_bytes: int = Field(1 << 40, ge=1)  # bytes pinned per publisher (409 beyond)
+    pin_timeout_s: float = Field(3600.0, gt=0)  # a pin not pinned this long after its request is failed
+    replication_min: int | None = Field(None, ge=1)  # default target (None: replication.replication_min)
+    replication_max: int | None = Field(None, ge=1)  # default target (None: replication.replication_max)
+    max_replication: int = Field(5, ge=1, le=1000)  # the most copies a pin's meta may ask for
+
+
 class ValidationSettings(_Section):
     auto_validate: bool = True  # validate every published pack
     concurrency: int = Field(1, ge=1)  # validations at once
@@ -171,6 +183,12 @@ class ValidationSettings(_Section):
     # timed_out / out_of_memory / crashed are retried with backoff; reject after this many in a row
     max_environment_failures: int = Field(3, ge=1, le=100)
     max_queued_per_publisher: int = Field(4, ge=1, le=10000)  # requested validations queued or running
+    # When the daemon runs as root the worker runs as this user (if it can start the interpreter and read
+    # the packages and the pack; else root is kept and the report says why).
+    sandbox_user: str = Field("nobody", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+    # The worker's interpreter (same Python version); None: the daemon's, or the host's own when the
+    # sandbox user cannot start the daemon's (e.g. a pyenv under a 0700 /root).
+    worker_python: str | None = Field(None, min_length=1, max_length=4096)
 
 
 class IpnsSettings(_Section):
@@ -214,6 +232,7 @@ class Settings(BaseSettings):
     limits: LimitsSettings = LimitsSettings()
     jobs: JobSettings = JobSettings()
     replication: ReplicationSettings = ReplicationSettings()
+    pinning: PinningSettings = PinningSettings()
     validation: ValidationSettings = ValidationSettings()
     ipns: IpnsSettings = IpnsSettings()
     curation: CurationSettings = CurationSettings()

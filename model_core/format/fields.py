@@ -25,22 +25,20 @@ SHA2_256 = 0x12
 CID_CODECS = {0x55: "raw", 0x70: "dag-pb"}
 
 
-def check_shard_filename(name: object, max_len: int = FILENAME_MAX_LEN) -> str:
+def check_shard_filename(name: object, max_len: int = FILENAME_MAX_LEN, what: str = "shard filename") -> str:
     """One plain file name inside the pack folder: ``[A-Za-z0-9._-]``, no separators, not ``.``/``..``,
-    no leading dot, at most ``max_len`` characters."""
+    no leading dot, at most ``max_len`` characters. ``what`` names the value in messages."""
     if not isinstance(name, str) or not name:
-        raise ValueError(f"shard filename {name!r} must be a non-empty string")
+        raise ValueError(f"{what} {name!r} must be a non-empty string")
     if len(name) > max_len:
-        raise ValueError(f"shard filename {name[:40]!r}... is longer than {max_len} characters")
+        raise ValueError(f"{what} {name[:40]!r}... is longer than {max_len} characters")
     if not _FILENAME.fullmatch(name):
         raise ValueError(
-            f"shard filename {name!r} is unsafe and not allowed: use only letters, digits, '.', '_' and '-', "
+            f"{what} {name!r} is unsafe and not allowed: use only letters, digits, '.', '_' and '-', "
             "no path separators and no leading '.'"
         )
     if name.lower() in RESERVED_FILENAMES:
-        raise ValueError(
-            f"shard filename {name!r} is reserved for the pack folder's own files; rename the shard"
-        )
+        raise ValueError(f"{what} {name!r} is reserved for the pack folder's own files; rename it")
     return name
 
 

@@ -1,7 +1,8 @@
 """Strict manifest validation under limits, RFC 8785 canonical bytes and the pack CID.
 
-Order of checks: size, UTF-8, JSON (no duplicate keys, no NaN), depth and string lengths, shard count,
-schema, then cross-field rules (duplicate filenames, key collisions, total size). Each failure raises
+Order of checks: size, UTF-8, JSON (no duplicate keys, no NaN), depth and string lengths, shard and file
+counts, key collisions, schema, then cross-field rules (file names unique across shards and files, total
+size, the evaluation block against the files and the config). Each failure raises
 InvalidManifest naming the field; nothing is stored before all of them pass.
 """
 
@@ -16,12 +17,14 @@ from multiformats import CID, multihash
 from pydantic import ValidationError
 
 from model_core.format.errors import InvalidManifest, ManifestTooLarge
+from model_core.format.evaluation import check_evaluation, manifest_context
 from model_core.format.fields import FILENAME_MAX_LEN
 from model_core.format.schema import KNOWN_KEYS, ManifestDoc
 from model_core.format.strict_json import parse_json_strict
 
 MANIFEST_MAX_BYTES = 1024 * 1024
 MAX_SHARDS = 4096
+MAX_FILES = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +33,7 @@ class ManifestLimits:
 
     manifest_max_bytes: int = MANIFEST_MAX_BYTES
     max_shards: int = MAX_SHARDS
+    max_files: int = MAX_FILES
     filename_max_len: int = FILENAME_MAX_LEN
     string_max_len: int = 4096
     json_max_depth: int = 32
@@ -125,6 +129,13 @@ def load_manifest(data: Any, limits: ManifestLimits = ManifestLimits()) -> Parse
             field="shards",
             count=len(shards),
         )
+    files = data.get("files")
+    if isinstance(files, list) and len(files) > limits.max_files:
+        raise InvalidManifest(
+            f"the manifest lists {len(files)} files, more than the limit of {limits.max_files}",
+            field="files",
+            count=len(files),
+        )
     _check_collisions(data)
     try:
         doc = ManifestDoc.model_validate(data)
@@ -132,22 +143,29 @@ def load_manifest(data: Any, limits: ManifestLimits = ManifestLimits()) -> Parse
         raise _schema_error(e) from None
     seen: set[str] = set()
     total = 0
-    for i, shard in enumerate(doc.shards):
-        if len(shard.filename) > limits.filename_max_len:
+    entries = [("shard filename", f"shards[{i}]", s) for i, s in enumerate(doc.shards)]
+    entries += [("file name", f"files[{i}]", f) for i, f in enumerate(doc.files or ())]
+    for what, where, entry in entries:
+        if len(entry.filename) > limits.filename_max_len:
             raise InvalidManifest(
-                f"shard filename {shard.filename[:40]!r}... is longer than {limits.filename_max_len}",
-                field=f"shards[{i}].filename",
+                f"{what} {entry.filename[:40]!r}... is longer than {limits.filename_max_len}",
+                field=f"{where}.filename",
             )
-        if shard.filename in seen:
+        if entry.filename in seen:
             raise InvalidManifest(
-                f"shard filename {shard.filename!r} is listed twice", field=f"shards[{i}].filename"
+                f"{what} {entry.filename!r} is listed twice (names are unique across shards and files)",
+                field=f"{where}.filename",
             )
-        seen.add(shard.filename)
-        total += shard.size or 0
+        seen.add(entry.filename)
+        total += entry.size or 0
     if total > limits.pack_max_bytes:
         raise InvalidManifest(
             f"the pack is {total} bytes, more than the limit of {limits.pack_max_bytes}", field="shards"
         )
+    if doc.evaluation is not None:
+        context, vocab_size = manifest_context(doc.config)
+        names = {f.filename for f in doc.files or ()}
+        check_evaluation(doc.evaluation, files=names, context=context, vocab_size=vocab_size)
     canonical = canonical_bytes(data)
     if len(canonical) > limits.manifest_max_bytes:
         raise ManifestTooLarge(

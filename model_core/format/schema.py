@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from model_core.format.digest import SHA256_PATTERN, Sha256Digest
+from model_core.format.evaluation import Evaluation
 from model_core.format.fields import (
     FILENAME_MAX_LEN,
     FILENAME_PATTERN,
@@ -61,6 +62,19 @@ class ShardSpec(BaseModel):
         return self.digest.hex
 
 
+class FileSpec(ShardSpec):
+    """A file of the pack that is not a weight shard (config.json, tokenizer.json, README.md, a reference
+    text...): the same fields as a shard; its name is unique across shards and files."""
+
+    @field_validator("filename")
+    @classmethod
+    def _filename(cls, v: str) -> str:
+        return check_shard_filename(v, what="file name")
+
+
+LAYOUTS = ("seed", "hf-llama")
+
+
 class Provenance(BaseModel):
     """Who built the pack and from what; signatures live here too (see registry.trust.signatures)."""
 
@@ -86,6 +100,11 @@ class ManifestDoc(BaseModel):
     license: str | None = None
     provenance: Provenance | None = None
     unixfs: str | None = Field(None, description="UnixFS profile of every shard, e.g. unixfs-v1-2025")
+    files: list[FileSpec] | None = Field(None, description="the pack's other files (config, tokenizer...)")
+    layout: Literal["seed", "hf-llama"] | None = Field(
+        None, description="tensor names and config source: 'seed' (default) or 'hf-llama'"
+    )
+    evaluation: Evaluation | None = Field(None, description="behavioural checks the gate runs")
 
     @field_validator("unixfs")
     @classmethod

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -95,8 +95,11 @@ async def ensure_member(session: AsyncSession, namespace: str, publisher: Publis
 class AuthService:
     """Token issue, lookup and revocation over the index database."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], *, clock: Callable[[], datetime] = utcnow
+    ) -> None:
         self._sessions = sessions
+        self._clock = clock  # ``last_used_at`` timestamps (tests inject one)
 
     async def create_token(
         self,
@@ -159,10 +162,7 @@ class AuthService:
         tok, pub_name = row
         if tok.revoked_at is not None:
             raise Unauthorized(f"the API token {tok.prefix}... was revoked", reason="revoked")
-        now = utcnow()
-        if tok.last_used_at is None or now - tok.last_used_at > LAST_USED_GRANULARITY:
-            async with self._sessions() as s, s.begin():
-                await s.execute(update(ApiToken).where(ApiToken.id == tok.id).values(last_used_at=now))
+        await self._touch(tok)
         return Principal(
             publisher_id=tok.publisher_id,
             publisher=pub_name,
@@ -170,6 +170,18 @@ class AuthService:
             scopes=frozenset(tok.scopes),
             namespaces=tuple(tok.namespaces) if tok.namespaces is not None else None,
         )
+
+    async def _touch(self, tok: ApiToken) -> None:
+        """Records the token's use, coarsely: a write (the write lock on SQLite) only when the stored
+        ``last_used_at`` is older than ``LAST_USED_GRANULARITY``, so a busy token costs one write a minute.
+        The update re-checks the age, so concurrent checks of one token write it once."""
+        now = self._clock()
+        cutoff = now - LAST_USED_GRANULARITY
+        if tok.last_used_at is not None and tok.last_used_at > cutoff:
+            return  # decided from the read alone: no write transaction
+        fresh = or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at <= cutoff)
+        async with self._sessions() as s, s.begin():
+            await s.execute(update(ApiToken).where(ApiToken.id == tok.id, fresh).values(last_used_at=now))
 
     async def list_tokens(
         self, principal: Principal, *, after_id: int = 0, limit: int | None = None

@@ -8,6 +8,7 @@ from model_core.format.digest import Sha256Digest
 from model_core.format.fields import UNIXFS_PROFILES
 from registry.api import formats
 from registry.api.auth import read_gate, require_principal, services
+from registry.api.blob_reads import may_read
 from registry.api.endpoint import CID, READ_ERRORS, Param, endpoint
 from registry.api.middleware import error_response
 from registry.api.schemas import BlobOut
@@ -41,7 +42,7 @@ async def get_blob(request: web.Request) -> web.Response:
     await read_gate(request)
     cid = normalize_cid(request.match_info["cid"])
     info = await services(request).blobs.get(cid)
-    if info is None:
+    if info is None or not await may_read(request, cid):  # an unreferenced upload: its uploader's only
         raise NotFound(f"no uploaded file with CID {cid}", cid=cid)
     return web.json_response(text=blob_out(info).model_dump_json())
 

@@ -13,6 +13,7 @@ from pinner.cids import cid_str, parse_cid
 from registry.api.auth import read_gate, require_principal
 from registry.api.endpoint import CID, READ_ERRORS, H, endpoint, read_body
 from registry.api.keys import GATE
+from registry.api.listing import AMBIGUOUS, PACK_MODEL, pack_model
 from registry.errors import BadRequest
 from registry.gate.curation import CurationOutcome
 from registry.gate.hostpaths import scrub
@@ -56,7 +57,7 @@ class ValidationJobOut(_Out):
 
 
 class ValidationRunOut(_Out):
-    verdict: str  # pass | invalid_pack | smoke_failed | out_of_memory | timed_out | crashed | running
+    verdict: str  # pass | invalid_pack | smoke_failed | behavior_failed | out_of_memory | timed_out | crashed | running
     reason: str | None
     started_at: datetime | None
     finished_at: datetime | None
@@ -109,7 +110,7 @@ def _dump(model: BaseModel, status: int = 200) -> web.Response:
     "Enqueue a validation of the pack (member of its namespace, or admin)",
     tag="gate",
     responses={202: ValidationJobOut},
-    params=(CID,),
+    params=(CID, PACK_MODEL),
     auth=True,
     errors=(400, 401, 403, 404, 409, 429),
     operation_id="validatePack",
@@ -118,7 +119,7 @@ async def request_validation(request: web.Request) -> web.Response:
     """Enqueue a validation (a member of the pack's namespace, or an admin); 202 with the job id."""
     principal = await require_principal(request)
     cid = _cid(request)
-    job = await gate(request).request(principal, cid)
+    job = await gate(request).request(principal, cid, pack_model(request))
     return _dump(ValidationJobOut(cid=cid, job_id=job, status="queued"), 202)
 
 
@@ -127,13 +128,13 @@ async def request_validation(request: web.Request) -> web.Response:
     "The pack's state and its newest validation report",
     tag="gate",
     responses={200: ValidationStateOut},
-    params=(CID,),
-    errors=READ_ERRORS,
+    params=(CID, PACK_MODEL),
+    errors=(*READ_ERRORS, AMBIGUOUS),
 )
 async def get_validation(request: web.Request) -> web.Response:
     """The pack's state and its newest validation report (verdict, reason, the sandbox's full report)."""
     await read_gate(request)
-    return _dump(view_out(await gate(request).view(_cid(request))))
+    return _dump(view_out(await gate(request).view(_cid(request), pack_model(request))))
 
 
 async def _reason(request: web.Request) -> str | None:
@@ -149,7 +150,7 @@ def _curation_endpoint(summary: str, operation_id: str) -> Callable[[H], H]:
         summary,
         tag="gate",
         responses={200: CurationOut},
-        params=(CID,),
+        params=(CID, PACK_MODEL),
         body=ReasonIn,
         body_max=BODY_MAX,
         auth=True,
@@ -167,7 +168,7 @@ async def curate(request: web.Request) -> web.Response:
     """Admin: point ``@curated`` at this pack (it must pass the rule); ``{"reason": ...}`` required."""
     principal = await require_principal(request)
     cid = _cid(request)
-    out = await gate(request).curation.curate(principal, cid, await _reason(request))
+    out = await gate(request).curation.curate(principal, cid, await _reason(request), pack_model(request))
     return _dump(outcome_out(out))
 
 
@@ -179,5 +180,5 @@ async def uncurate(request: web.Request) -> web.Response:
     """Admin: withdraw a curated pack (the pointer rolls back or is removed); ``{"reason": ...}`` required."""
     principal = await require_principal(request)
     cid = _cid(request)
-    out = await gate(request).curation.uncurate(principal, cid, await _reason(request))
+    out = await gate(request).curation.uncurate(principal, cid, await _reason(request), pack_model(request))
     return _dump(outcome_out(out))

@@ -18,6 +18,7 @@ from registry.api import formats
 from registry.api.auth import read_gate, require_principal, services
 from registry.api.endpoint import CID, CURSOR, LIMIT, NS, READ_ERRORS, Param, endpoint, read_body
 from registry.api.keys import TRUST
+from registry.api.listing import AMBIGUOUS, PACK_MODEL, pack_model
 from registry.api.pagination import decode_cursor, encode_cursor, page_limit
 from registry.errors import BadRequest
 from registry.names import check_name
@@ -355,12 +356,12 @@ async def set_policy(request: web.Request) -> web.Response:
     "Signature verdicts and whether the namespace's policy is satisfied",
     tag="trust",
     responses={200: TrustOut},
-    params=(CID,),
-    errors=READ_ERRORS,
+    params=(CID, PACK_MODEL),
+    errors=(*READ_ERRORS, AMBIGUOUS),
     operation_id="getPackTrust",
 )
 async def pack_trust(request: web.Request) -> web.Response:
     """Every stored signature judged now, and whether they satisfy the namespace's policy."""
     await read_gate(request)
     cid = cid_str(parse_cid(request.match_info["cid"]))
-    return _json(trust_out(await trust(request).pack_trust(cid)))
+    return _json(trust_out(await trust(request).pack_trust(cid, pack_model(request))))

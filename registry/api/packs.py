@@ -16,6 +16,7 @@ from registry.api.auth import read_gate, require_principal, services
 from registry.api.bodies import read_json_object, validate
 from registry.api.endpoint import CID, CURSOR, ETAG_NONE, LIMIT, MODEL, NS, READ_ERRORS, Param, endpoint
 from registry.api.keys import BLOCKSTORE
+from registry.api.listing import AMBIGUOUS, PACK_MODEL, pack_model
 from registry.api.pagination import decode_cursor, encode_cursor, page_limit
 from registry.api.schemas import PackOut, PublishIn, PublishOut, SignatureOut, StateHistoryPage
 from registry.errors import BadRequest
@@ -96,21 +97,33 @@ async def publish(request: web.Request) -> web.Response:
     return web.json_response(
         text=out.model_dump_json(),
         status=201 if result.created else 200,
-        headers={"Location": f"/v1/packs/{result.cid}"},
+        # this listing's model: the CID may be listed under others too
+        headers={"Location": f"/v1/packs/{result.cid}?model={result.namespace}/{result.model}"},
     )
 
 
 @routes.get("/v1/packs/{cid}")
-@endpoint("Pack detail", tag="packs", responses={200: PackOut}, params=(CID,), errors=READ_ERRORS)
+@endpoint(
+    "Pack detail",
+    tag="packs",
+    responses={200: PackOut},
+    params=(CID, PACK_MODEL),
+    errors=(*READ_ERRORS, AMBIGUOUS),
+)
 async def get_pack(request: web.Request) -> web.Response:
-    """Pack detail: manifest, state and its history, shards, signatures, replicas, validation, pointers."""
+    """Pack detail: manifest, state and its history, shards, signatures, replicas, validation, pointers.
+
+    With several models listing the CID, ``?model=ns/name`` chooses the listing (409 ``ambiguous_pack``
+    otherwise)."""
     await read_gate(request)
     cid = normalize_cid(request.match_info["cid"])
+    model = pack_model(request)
     svc = services(request)
-    body = svc.pack_json.get(cid)
+    body = svc.pack_json.get(cid) if model is None else None
     if body is None:
-        body = render_pack(await svc.browse.pack(cid))
-        svc.pack_json.put(cid, body)
+        body = render_pack(await svc.browse.pack(cid, model))
+        if model is None:
+            svc.pack_json.put(cid, body)
     return web.Response(body=body, content_type="application/json")
 
 
@@ -119,8 +132,8 @@ async def get_pack(request: web.Request) -> web.Response:
     "A pack's state history",
     tag="packs",
     responses={200: StateHistoryPage},
-    params=(CID, CURSOR, LIMIT),
-    errors=READ_ERRORS,
+    params=(CID, CURSOR, LIMIT, PACK_MODEL),
+    errors=(*READ_ERRORS, AMBIGUOUS),
 )
 async def pack_history(request: web.Request) -> web.Response:
     """Every state change of the pack, newest first, one page at a time."""
@@ -131,7 +144,9 @@ async def pack_history(request: web.Request) -> web.Response:
     cur = decode_cursor(request.query.get("cursor"), 1)
     if cur is not None and not isinstance(cur[0], int):
         raise BadRequest("cursor is not one this API returned", cursor=str(cur[0])[:40])
-    rows = await svc.browse.state_history(cid, before_id=cur[0] if cur else None, limit=limit + 1)
+    rows = await svc.browse.state_history(
+        cid, before_id=cur[0] if cur else None, limit=limit + 1, model=pack_model(request)
+    )
     page = {
         "items": scrub(rows[:limit]),
         "next_cursor": encode_cursor([rows[limit - 1]["id"]]) if len(rows) > limit else None,

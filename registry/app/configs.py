@@ -19,6 +19,7 @@ from registry.jobs.kinds import JobKind
 from registry.jobs.worker import WorkerConfig
 from registry.packs.blobs import BlobConfig
 from registry.packs.fetch import FetchConfig
+from registry.pinning.config import PinningConfig
 from registry.replication.clients import NodeClientConfig
 from registry.replication.rows import ReplicationConfig
 from registry.settings import Settings
@@ -133,6 +134,19 @@ def replication_config(settings: Settings) -> ReplicationConfig:
     )
 
 
+def pinning_config(settings: Settings) -> PinningConfig:
+    p, r = settings.pinning, settings.replication
+    low = p.replication_min or min(r.replication_min, p.max_replication)
+    high = max(p.replication_max or min(r.replication_max, p.max_replication), low)
+    return PinningConfig(
+        max_pins=p.max_pins,
+        max_bytes=p.max_bytes,
+        pin_timeout_s=p.pin_timeout_s,
+        target=Target(low, min(high, max(p.max_replication, low))),
+        max_replication=max(p.max_replication, high),
+    )
+
+
 def mover_config(settings: Settings) -> MoverConfig:
     r = settings.replication
     return MoverConfig(
@@ -154,6 +168,8 @@ def sandbox_budget(settings: Settings) -> SandboxBudget:
         max_shards=lim.max_shards,
         header_max_bytes=lim.safetensors_header_max_bytes,
         filename_max_len=lim.filename_max_len,
+        sandbox_user=v.sandbox_user,
+        worker_python=v.worker_python,
     )
 
 

@@ -21,7 +21,7 @@ from registry.api import blobs, health, ipns_gateway, keys_api, models, openapi,
 from registry.api import gate as gate_api
 from registry.api import metrics as metrics_api
 from registry.api import nodes as nodes_api
-from registry.api.auth import read_gate
+from registry.api.blob_reads import blob_read_gate
 from registry.api.keys import (
     BLOCKSTORE,
     ENGINE,
@@ -38,6 +38,7 @@ from registry.api.keys import (
     WORKER,
 )
 from registry.api.middleware import access_log_middleware, error_middleware
+from registry.api.psa import PSA, PsaServices, psa_app
 from registry.app import configs
 from registry.app.jobs import clocks, job_handlers
 from registry.app.services import Services, open_services
@@ -76,6 +77,7 @@ def _expose(app: web.Application, svc: Services) -> None:
     app[REGISTRY] = svc.registry
     app[GATE] = svc.gate
     app[SHARD_FETCH] = svc.fetch
+    app[PSA] = PsaServices(svc.pins, svc.node_addresses, svc.pins.config)
 
 
 def _running(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -114,8 +116,9 @@ def build_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_running(settings))
     for module in ROUTE_MODULES:
         app.add_routes(module.routes)
+    app.add_subapp(settings.pinning.base_path, psa_app())
     gateway = GatewayConfig(write_buffer_bytes=settings.server.gateway_write_buffer_bytes)
-    app.add_routes(gateway_routes(lambda request: request.app[BLOCKSTORE], gateway, guard=read_gate))
+    app.add_routes(gateway_routes(lambda request: request.app[BLOCKSTORE], gateway, guard=blob_read_gate))
     return app
 
 

@@ -32,6 +32,7 @@ def job_handlers(svc: Services) -> dict[str, Handler]:
         JobKind.CURATE_SWEEP: svc.gate.handle_sweep,
         JobKind.IPNS_PUBLISH: svc.ipns.handle_publish,
         JobKind.IPNS_REPUBLISH: svc.ipns.handle_republish,
+        JobKind.PIN: svc.pin_replicator.handle,
     }
     missing = set(JobKind) - set(table)
     assert not missing, f"no handler for job kinds {sorted(missing)}"

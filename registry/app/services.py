@@ -36,8 +36,11 @@ from registry.packs.browse import BrowseService
 from registry.packs.fetch import ShardFetchService
 from registry.packs.pointers import PointerService
 from registry.packs.publish import PublishService
+from registry.pinning.delegates import NodeAddresses
+from registry.pinning.replicate import PinReplicator
+from registry.pinning.service import PinService
 from registry.replication.clients import ClientFactory
-from registry.replication.nodes import NodeRegistry
+from registry.replication.nodes import NodeRegistry, reseal_legacy_credentials
 from registry.replication.rows import ReplicationCounters
 from registry.replication.service import ReplicationService
 from registry.replication.shard_fetch import NodeShardFetcher
@@ -58,6 +61,9 @@ class Services:
     fetch: ShardFetchService
     registry: RegistryServices
     gate: ValidationService
+    pins: PinService
+    pin_replicator: PinReplicator
+    node_addresses: NodeAddresses
 
 
 @contextlib.asynccontextmanager
@@ -96,6 +102,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             sessions, settings.ipns.key_encryption_key, settings.storage.data_dir
         )
         kek = await asyncio.to_thread(load_kek, settings.ipns.key_encryption_key, settings.storage.data_dir)
+        await reseal_legacy_credentials(sessions, kek)  # bind pre-#12 node credentials to their node
         http = await stack.enter_async_context(aiohttp.ClientSession())
         # The one node-client factory: replication, fetch-by-CID, the gate and IPNS publishing use it.
         nodes = ClientFactory(http, kek, configs.node_client_config(settings))
@@ -174,6 +181,11 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             on_withdrawn=ipns.on_pointer_withdrawn,
         )
         gate = ValidationService(sessions, gate_config, curation, queue, store=store, fetcher=node_shards)
+        pin_config = configs.pinning_config(settings)
+        addresses = NodeAddresses(sessions, nodes, pin_config.delegates_ttl_s)
+        pin_replicator = PinReplicator(
+            sessions, nodes, queue, addresses, pin_config, configs.replication_config(settings)
+        )
         yield Services(
             engine=engine,
             sessions=sessions,
@@ -186,4 +198,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             fetch=fetch,
             registry=registry,
             gate=gate,
+            pins=PinService(sessions, queue, pin_config),
+            pin_replicator=pin_replicator,
+            node_addresses=addresses,
         )

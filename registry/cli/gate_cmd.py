@@ -32,6 +32,7 @@ Exit codes:
   15  registry unreachable
   16  too big for the validation memory budget
   17  not ready (validation pending, or validated but not curated with --require curated)
+  18  behaviour failed (a reference prompt or the perplexity ceiling of the manifest's evaluation)
 """
 
 
@@ -43,6 +44,13 @@ def _cid_of(client: RegistryClient, target: str) -> str:
 
     with errors():
         return resolve_target(client, target)
+
+
+def _model_of(target: str) -> str | None:
+    """``ns/model`` when TARGET names one (it chooses the CID's listing), None for a bare CID."""
+    from registry.verify.remote import target_model
+
+    return target_model(target)
 
 
 @click.command(epilog=GATE_EPILOG)
@@ -178,13 +186,13 @@ def validate(
 ) -> None:
     """Ask the registry to validate TARGET (NS/MODEL@TAG | CID) now; needs a publish or admin token."""
     with connect(registry, token) as client:
-        cid = _cid_of(client, target)
+        cid, model = _cid_of(client, target), _model_of(target)
         with errors():
-            before = (client.validation(cid).get("validation") or {}).get("started_at")
-            queued = client.request_validation(cid)
+            before = (client.validation(cid, model=model).get("validation") or {}).get("started_at")
+            queued = client.request_validation(cid, model=model)
             result: dict[str, Any] = {"cid": cid, "job_id": queued["job_id"], "status": "queued"}
             if wait:
-                result = _wait_for_verdict(client, cid, before, timeout)
+                result = _wait_for_verdict(client, cid, before, timeout, model)
     if as_json:
         print_json(result)
     elif not wait:
@@ -196,11 +204,13 @@ def validate(
         click.get_current_context().exit(1)
 
 
-def _wait_for_verdict(client: RegistryClient, cid: str, before: str | None, timeout: float) -> dict[str, Any]:
+def _wait_for_verdict(
+    client: RegistryClient, cid: str, before: str | None, timeout: float, model: str | None
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     delay = 0.2
     while True:
-        v: dict[str, Any] = client.validation(cid)
+        v: dict[str, Any] = client.validation(cid, model=model)
         run = v.get("validation") or {}
         if run.get("started_at") != before and run.get("verdict") not in (None, "running"):
             return v
@@ -219,9 +229,9 @@ def _wait_for_verdict(client: RegistryClient, cid: str, before: str | None, time
 def curate(target: str, reason: str, undo: bool, as_json: bool, registry: str, token: str | None) -> None:
     """Admin: point NS/MODEL@curated at TARGET (it must pass the curation rule), or --undo it."""
     with connect(registry, token) as client:
-        cid = _cid_of(client, target)
+        cid, model = _cid_of(client, target), _model_of(target)
         with errors():
-            out = client.curate(cid, reason, undo=undo)
+            out = client.curate(cid, reason, undo=undo, model=model)
     if as_json:
         print_json(out)
     else:

@@ -290,7 +290,10 @@ def ls(where: str | None, prefix: str | None, registry: str, token: str | None, 
 def show(ref: str, registry: str, token: str | None, as_json: bool) -> None:
     """Show a pack (NS/MODEL[@TAG] or CID): state, shards, signatures, pointers."""
     with errors(), connect(registry, token) as client:
-        detail = client.pack(_resolve(client, ref))
+        from registry.names import parse_ref
+
+        parsed = parse_ref(ref)
+        detail = client.pack(_resolve(client, ref), model=None if parsed.model is None else str(parsed.model))
 
     def human() -> None:
         c = Console()

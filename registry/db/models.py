@@ -15,6 +15,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
@@ -29,14 +30,6 @@ from registry.db.base import Base, UTCDateTime, str_enum, utcnow
 
 CID_LEN = 128
 NAME_LEN = 128
-
-
-class PackState(enum.StrEnum):
-    RECEIVED = "received"
-    AVAILABLE = "available"
-    VALIDATED = "validated"
-    CURATED = "curated"
-    REJECTED = "rejected"
 
 
 class SignatureVerdict(enum.StrEnum):
@@ -163,48 +156,10 @@ class Model(Base):
     )
 
 
-class Pack(Base):
-    """One ModelPack version: the manifest's canonical bytes and its lifecycle state."""
-
-    __tablename__ = "packs"
-    cid: Mapped[str] = mapped_column(String(CID_LEN), primary_key=True)
-    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="RESTRICT"), nullable=False)
-    model_version: Mapped[str] = mapped_column(String(NAME_LEN), nullable=False)
-    manifest: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)  # RFC 8785 canonical bytes
-    state: Mapped[PackState] = mapped_column(str_enum(PackState, "pack_state"), nullable=False)
-    state_reason: Mapped[str | None] = mapped_column(Text)
-    flagged: Mapped[str | None] = mapped_column(Text)  # why a curated pack is no longer fit
-    total_size: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    shard_count: Mapped[int] = mapped_column(Integer, nullable=False)
-    published_by: Mapped[int | None] = mapped_column(ForeignKey("publishers.id", ondelete="SET NULL"))
-    created_at: Mapped[datetime] = _now_col()
-    updated_at: Mapped[datetime] = mapped_column(
-        UTCDateTime(), default=utcnow, onupdate=utcnow, nullable=False
-    )
-    __table_args__ = (
-        Index(None, "model_id", "created_at"),
-        Index(None, "state", "updated_at"),
-        CheckConstraint("total_size >= 0", name="total_size_nonneg"),
-        CheckConstraint("shard_count >= 1", name="shard_count_positive"),
-    )
-
-
-class PackStateChange(Base):
-    __tablename__ = "pack_state_history"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    pack_cid: Mapped[str] = mapped_column(ForeignKey("packs.cid", ondelete="CASCADE"), nullable=False)
-    from_state: Mapped[PackState | None] = mapped_column(str_enum(PackState, "pack_state_from"))
-    to_state: Mapped[PackState] = mapped_column(str_enum(PackState, "pack_state_to"), nullable=False)
-    reason: Mapped[str | None] = mapped_column(Text)
-    actor: Mapped[str | None] = mapped_column(String(NAME_LEN))
-    at: Mapped[datetime] = _now_col()
-    __table_args__ = (Index(None, "pack_cid", "at"),)
-
-
 class Shard(Base):
     __tablename__ = "shards"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    pack_cid: Mapped[str] = mapped_column(ForeignKey("packs.cid", ondelete="CASCADE"), nullable=False)
+    pack_cid: Mapped[str] = mapped_column(ForeignKey("manifests.cid", ondelete="CASCADE"), nullable=False)
     position: Mapped[int] = mapped_column(Integer, nullable=False)
     filename: Mapped[str] = mapped_column(String(255), nullable=False)
     cid: Mapped[str] = mapped_column(String(CID_LEN), nullable=False)
@@ -236,7 +191,7 @@ class Blob(Base):
 class Signature(Base):
     __tablename__ = "signatures"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    pack_cid: Mapped[str] = mapped_column(ForeignKey("packs.cid", ondelete="CASCADE"), nullable=False)
+    pack_cid: Mapped[str] = mapped_column(ForeignKey("manifests.cid", ondelete="CASCADE"), nullable=False)
     key_id: Mapped[str] = mapped_column(String(NAME_LEN), nullable=False)
     kind: Mapped[str] = mapped_column(String(16), nullable=False)  # inline | detached | dsse
     algorithm: Mapped[str] = mapped_column(String(16), nullable=False)
@@ -258,10 +213,14 @@ class Pointer(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), nullable=False)
     tag: Mapped[str] = mapped_column(String(NAME_LEN), nullable=False)
-    pack_cid: Mapped[str] = mapped_column(ForeignKey("packs.cid", ondelete="RESTRICT"), nullable=False)
+    pack_cid: Mapped[str] = mapped_column(String(CID_LEN), nullable=False)  # a listing of this model
     updated_at: Mapped[datetime] = _now_col()
     updated_by: Mapped[str | None] = mapped_column(String(NAME_LEN))
-    __table_args__ = (UniqueConstraint("model_id", "tag"), Index(None, "pack_cid"))
+    __table_args__ = (
+        UniqueConstraint("model_id", "tag"),
+        Index(None, "pack_cid"),
+        ForeignKeyConstraint(["model_id", "pack_cid"], ["packs.model_id", "packs.cid"], ondelete="RESTRICT"),
+    )
 
 
 class PointerChange(Base):
@@ -359,10 +318,15 @@ class Replica(Base):
 class ValidationReport(Base):
     __tablename__ = "validation_reports"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    pack_cid: Mapped[str] = mapped_column(ForeignKey("packs.cid", ondelete="CASCADE"), nullable=False)
+    pack_cid: Mapped[str] = mapped_column(ForeignKey("manifests.cid", ondelete="CASCADE"), nullable=False)
     verdict: Mapped[str] = mapped_column(String(32), nullable=False)
     reason: Mapped[str | None] = mapped_column(Text)
     report: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
     started_at: Mapped[datetime] = _now_col()
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     __table_args__ = (Index(None, "pack_cid", "started_at"),)
+
+
+# The Pinning Service API's pins live in registry/db/pins.py (registered on the same metadata).
+from registry.db.pack_tables import Manifest, Pack, PackState, PackStateChange  # noqa: E402, F401
+from registry.db.pins import Pin, PinStatus  # noqa: E402, F401

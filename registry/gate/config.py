@@ -32,6 +32,8 @@ class SandboxBudget:
     max_shards: int | None = None
     header_max_bytes: int | None = None
     filename_max_len: int | None = None
+    sandbox_user: str | None = None  # None: model_core's default (nobody)
+    worker_python: str | None = None  # None: model_core picks (the supervisor's, or the host's own)
 
     def __post_init__(self) -> None:
         if (

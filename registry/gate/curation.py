@@ -15,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from registry.accounts.principal import Principal
 from registry.db.base import utcnow
+from registry.db.listings import ModelSelector, find_listing, listing_in
 from registry.db.models import AuditEvent, Pack, PackState, Pointer, PointerChange
-from registry.errors import Forbidden, NotFound
+from registry.errors import Forbidden
 from registry.gate.config import GateConfig
 from registry.gate.errors import CurationRefused, ReasonRequired
 from registry.gate.rule import Fact, ReplicationCheck, RuleFacts, TrustCheck
@@ -29,7 +30,9 @@ TAG = "curated"
 DEGRADED = "degraded"  # Pack.flagged prefixes: the gate's own flag clears itself when the pack recovers;
 UNCURATED = "un-curated: "  # an admin's does not (only a manual curate clears it)
 MAX_REASON = 1024
-_IS_TARGET = (Pointer.tag == TAG) & (Pointer.pack_cid == Pack.cid)  # NOT EXISTS: no bind per curated model
+_IS_TARGET = (  # NOT EXISTS: no bind per curated model
+    (Pointer.tag == TAG) & (Pointer.model_id == Pack.model_id) & (Pointer.pack_cid == Pack.cid)
+)
 
 Status = Literal["curated", "not_validated", "untrusted", "waiting_replicas", "withheld"]
 
@@ -70,19 +73,20 @@ class CurationService:
     async def facts(self, session: AsyncSession, pack: Pack) -> RuleFacts:
         validated = pack.state in (PackState.VALIDATED, PackState.CURATED)
         try:
-            trust = await self._trust(session, pack.cid)
+            trust = await self._trust(session, pack.cid, pack.model_id)
         except Exception as e:  # a broken signature row must not stop the sweep
             trust = Fact(False, (f"trust could not be evaluated: {e}",))
         try:
-            repl = await self._replication(session, pack.cid)
+            repl = await self._replication(session, pack.cid, pack.model_id)
         except Exception as e:
             repl = Fact(False, (f"replication could not be evaluated: {e}",))
         return RuleFacts(validated, trust, repl)
 
-    async def try_curate(self, cid: str) -> CurationOutcome:
-        """Curate ``cid`` if the rule holds now; the pointer moves unless a newer curated pack holds it."""
+    async def try_curate(self, cid: str, model: ModelSelector = None) -> CurationOutcome:
+        """Curate ``cid`` (its listing under ``model``) if the rule holds now; the pointer moves unless a newer
+        curated pack holds it."""
         async with self._sessions() as s, s.begin():
-            pack = await _pack(s, cid)
+            pack = await _pack(s, cid, model)
             if pack.state not in (PackState.VALIDATED, PackState.CURATED):
                 return CurationOutcome(cid, "not_validated", (f"the pack is {pack.state.value}",))
             if pack.flagged and pack.flagged.startswith(UNCURATED):
@@ -113,8 +117,8 @@ class CurationService:
         pack.flagged = None
         current = await _pointer_cid(s, pack.model_id)
         move = force or current is None
-        if not move and current != pack.cid:
-            holder = await s.get(Pack, current)
+        if not move and current is not None and current != pack.cid:
+            holder = await listing_in(s, pack.model_id, current)
             move = (
                 holder is None
                 or holder.state is not PackState.CURATED
@@ -148,10 +152,11 @@ class CurationService:
 
     # -- degrade ---------------------------------------------------------------------------------
 
-    async def check_curated(self, cid: str) -> CurationOutcome:
-        """Re-check a curated pack; flag it (and roll back or hold) when it is no longer fit."""
+    async def check_curated(self, cid: str, model: ModelSelector = None) -> CurationOutcome:
+        """Re-check a curated pack (its listing under ``model``); flag it (and roll back or hold) when it is
+        no longer fit."""
         async with self._sessions() as s, s.begin():
-            pack = await _pack(s, cid)
+            pack = await _pack(s, cid, model)
             if pack.state is not PackState.CURATED:
                 return CurationOutcome(cid, "not_validated", (f"the pack is {pack.state.value}",))
             facts = await self.facts(s, pack)
@@ -243,7 +248,7 @@ class CurationService:
                 if cid is None or cid in seen:
                     continue
                 seen.add(cid)
-                other = await s.get(Pack, cid)
+                other = await listing_in(s, pack.model_id, cid)
                 if other is None or other.state is not PackState.CURATED or other.flagged:
                     continue
                 if (await self.facts(s, other)).ok:
@@ -258,44 +263,44 @@ class CurationService:
         async with self._sessions() as s:
             # Every pack a curated pointer names, each sweep; other curated packs (rollback candidates)
             # and validated ones waiting for trust or replicas, a random batch at a time.
-            targets = list((await s.execute(select(Pointer.pack_cid).where(Pointer.tag == TAG))).scalars())
-            others = list(
-                (
-                    await s.execute(
-                        select(Pack.cid)
-                        .where(Pack.state == PackState.CURATED, ~exists().where(_IS_TARGET))
-                        .order_by(func.random())
-                        .limit(self.config.sweep_batch)
-                    )
-                ).scalars()
-            )
-            waiting = list(
-                (
-                    await s.execute(
-                        select(Pack.cid)
-                        .where(Pack.state == PackState.VALIDATED)
-                        .order_by(func.random())
-                        .limit(self.config.sweep_batch)
-                    )
-                ).scalars()
-            )
+            targets = (
+                await s.execute(select(Pointer.pack_cid, Pointer.model_id).where(Pointer.tag == TAG))
+            ).all()
+            others = (
+                await s.execute(
+                    select(Pack.cid, Pack.model_id)
+                    .where(Pack.state == PackState.CURATED, ~exists().where(_IS_TARGET))
+                    .order_by(func.random())
+                    .limit(self.config.sweep_batch)
+                )
+            ).all()
+            waiting = (
+                await s.execute(
+                    select(Pack.cid, Pack.model_id)
+                    .where(Pack.state == PackState.VALIDATED)
+                    .order_by(func.random())
+                    .limit(self.config.sweep_batch)
+                )
+            ).all()
         curated = [*targets, *others]
-        for cid in curated:
-            out = await self.check_curated(cid)
+        for cid, mid in curated:  # each listing by its model: a CID may be listed under several
+            out = await self.check_curated(cid, mid)
             counts[out.status] = counts.get(out.status, 0) + 1
-        for cid in waiting:
-            out = await self.try_curate(cid)
+        for cid, mid in waiting:
+            out = await self.try_curate(cid, mid)
             counts[out.status] = counts.get(out.status, 0) + 1
         return counts
 
     # -- by hand ---------------------------------------------------------------------------------
 
-    async def curate(self, principal: Principal, cid: str, reason: str | None) -> CurationOutcome:
-        """An admin of the pack's namespace points ``@curated`` at ``cid`` (any age) if it is validated,
-        trusted and replicated."""
+    async def curate(
+        self, principal: Principal, cid: str, reason: str | None, model: ModelSelector = None
+    ) -> CurationOutcome:
+        """An admin of the pack's namespace points ``@curated`` at ``cid`` (any age; its listing under
+        ``model``) if it is validated, trusted and replicated."""
         why = _require_admin(principal, reason)
         async with self._sessions() as s, s.begin():
-            pack = await _pack(s, cid)
+            pack = await _pack(s, cid, model)
             ref = await model_ref_of(s, pack.model_id)
             principal.require_admin_of(ref.namespace, "curating by hand")
             facts = await self.facts(s, pack)
@@ -313,12 +318,14 @@ class CurationService:
         self._changed(ref)
         return out
 
-    async def uncurate(self, principal: Principal, cid: str, reason: str | None) -> CurationOutcome:
-        """An admin of the pack's namespace withdraws a curated pack: the pointer rolls back (or is
-        removed); it stays withheld."""
+    async def uncurate(
+        self, principal: Principal, cid: str, reason: str | None, model: ModelSelector = None
+    ) -> CurationOutcome:
+        """An admin of the pack's namespace withdraws a curated pack (its listing under ``model``): the
+        pointer rolls back (or is removed); it stays withheld. Other models' listings are untouched."""
         why = _require_admin(principal, reason)
         async with self._sessions() as s, s.begin():
-            pack = await _pack(s, cid)
+            pack = await _pack(s, cid, model)
             ref = await model_ref_of(s, pack.model_id)
             principal.require_admin_of(ref.namespace, "un-curating by hand")
             current = await _pointer_cid(s, pack.model_id)
@@ -362,12 +369,9 @@ def _require_admin(principal: Principal, reason: str | None) -> str:
     return why
 
 
-async def _pack(s: AsyncSession, cid: str) -> Pack:
+async def _pack(s: AsyncSession, cid: str, model: ModelSelector) -> Pack:
     # Row lock (Postgres): the sweep, a curate job and a finishing validation may look at one pack at once.
-    pack = await s.get(Pack, cid, with_for_update=True)
-    if pack is None:
-        raise NotFound(f"no pack {cid}", cid=cid)
-    return pack
+    return await find_listing(s, cid, model, for_update=True)
 
 
 async def _pointer_cid(s: AsyncSession, model_id: int) -> str | None:

@@ -13,7 +13,7 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pinner.replication.model import Target
-from registry.db.models import Pack
+from registry.db.listings import find_listing
 from registry.replication.summary import pack_replication, pack_target
 from registry.trust.policies import evaluate_pack_trust
 
@@ -26,16 +26,20 @@ class Fact:
 
 
 class TrustCheck(Protocol):
-    async def __call__(self, session: AsyncSession, pack_cid: str) -> Fact: ...
+    """The fact for the listing of ``pack_cid`` under the model ``model_id``."""
+
+    async def __call__(self, session: AsyncSession, pack_cid: str, model_id: int) -> Fact: ...
 
 
 class ReplicationCheck(Protocol):
-    async def __call__(self, session: AsyncSession, pack_cid: str) -> Fact: ...
+    """The fact for the listing of ``pack_cid`` under the model ``model_id``."""
+
+    async def __call__(self, session: AsyncSession, pack_cid: str, model_id: int) -> Fact: ...
 
 
-async def registry_trust(session: AsyncSession, pack_cid: str) -> Fact:
-    """The namespace's trust policy over every stored signature, judged now (revocations included)."""
-    verdict = await evaluate_pack_trust(session, pack_cid)
+async def registry_trust(session: AsyncSession, pack_cid: str, model_id: int) -> Fact:
+    """The listing's namespace's trust policy over every stored signature, judged now (revocations included)."""
+    verdict = await evaluate_pack_trust(session, pack_cid, model_id)
     detail = f"{len(verdict.trusted_valid)} trusted valid signature(s) of {verdict.required} required"
     return Fact(verdict.satisfied, tuple(verdict.reasons) if not verdict.satisfied else (), detail)
 
@@ -53,12 +57,11 @@ class RegistryReplication:
         self._defaults = defaults
         self._grace = down_grace
 
-    async def __call__(self, session: AsyncSession, pack_cid: str) -> Fact:
+    async def __call__(self, session: AsyncSession, pack_cid: str, model_id: int) -> Fact:
         summary = await pack_replication(session, pack_cid, defaults=self._defaults, down_grace=self._grace)
         if summary.embedded_only:
             return Fact(True, (), "no IPFS node configured: the embedded blockstore is the one replica")
-        pack = await session.get(Pack, pack_cid)
-        assert pack is not None  # pack_replication raised LookupError otherwise
+        pack = await find_listing(session, pack_cid, model_id)
         need = (await pack_target(session, pack, self._defaults)).min
         short = [u for u in summary.units if u.pinned < need]
         detail = f"every unit on >= {summary.min_pinned} node(s); replication_min is {need}"

@@ -22,7 +22,15 @@ from typing import Any, Protocol
 from model_core.errors import bounded, bounded_report
 from registry.gate.config import SandboxBudget
 
-VERDICTS = ("pass", "invalid_pack", "smoke_failed", "out_of_memory", "timed_out", "crashed")
+VERDICTS = (
+    "pass",
+    "invalid_pack",
+    "smoke_failed",
+    "behavior_failed",
+    "out_of_memory",
+    "timed_out",
+    "crashed",
+)
 _ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REPORT_READ_MAX_BYTES = 1024 * 1024  # the supervisor writes a few KiB; anything larger is not read
@@ -62,6 +70,8 @@ def sandbox_command(
         "--max-shards": budget.max_shards,
         "--header-max-bytes": budget.header_max_bytes,
         "--filename-max-len": budget.filename_max_len,
+        "--sandbox-user": budget.sandbox_user,
+        "--worker-python": budget.worker_python,
     }
     for flag, value in optional.items():
         if value is not None:

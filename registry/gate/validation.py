@@ -3,6 +3,10 @@
 Runs in the daemon's job queue (one at a time by default: memory), never in a request. A pack larger
 than the validation budget is rejected before any byte is read. Passing packs go straight on to the
 curation rule; a pack still waiting for replicas gets a ``curate`` job that retries.
+
+Validation judges the content (the bytes of a CID), so its verdict applies to every listing of the CID
+(each model that published it); a listing that becomes available after the content was judged takes
+that verdict without running the sandbox again. Curation stays per listing.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ from registry.accounts.principal import Principal
 from registry.db.base import utcnow
 from registry.db.engine import readonly_session
 from registry.db.jobs import Job, JobState
-from registry.db.models import Pack, PackState, Shard, ValidationReport
-from registry.errors import NotFound
+from registry.db.listings import ModelSelector, find_listing, listings_of
+from registry.db.models import Manifest, Pack, PackState, Shard, ValidationReport
 from registry.gate.config import GateConfig
 from registry.gate.curation import CurationService
 from registry.gate.errors import ValidationQueueFull, ValidationRefused
@@ -90,12 +94,11 @@ class ValidationService:
 
     # -- requests --------------------------------------------------------------------------------
 
-    async def request(self, principal: Principal, cid: str) -> int:
-        """Enqueue a validation of ``cid`` (a member of its namespace, or an admin); returns the job id."""
+    async def request(self, principal: Principal, cid: str, model: ModelSelector = None) -> int:
+        """Enqueue a validation of ``cid`` (a member of the namespace of its listing under ``model``, or an
+        admin); returns the job id. The verdict applies to every listing of the CID."""
         async with self._sessions() as s:
-            pack = await s.get(Pack, cid)
-            if pack is None:
-                raise NotFound(f"no pack {cid}", cid=cid)
+            pack = await find_listing(s, cid, model)
             ref = await _ref(s, pack)
             await require_namespace(s, principal, ref.namespace)
             if pack.state is PackState.RECEIVED:
@@ -136,11 +139,10 @@ class ValidationService:
                 limit=limit,
             )
 
-    async def view(self, cid: str) -> ValidationView:
+    async def view(self, cid: str, model: ModelSelector = None) -> ValidationView:
+        """The listing's state (under ``model`` when several models list ``cid``) and the content's report."""
         async with readonly_session(self._sessions) as s:
-            pack = await s.get(Pack, cid)
-            if pack is None:
-                raise NotFound(f"no pack {cid}", cid=cid)
+            pack = await find_listing(s, cid, model)
             row = await latest_validation_report(s, cid)
             return ValidationView(
                 cid,
@@ -174,11 +176,14 @@ class ValidationService:
         cid = job.payload.get("pack")
         if not isinstance(cid, str):
             raise PermanentJobError(f"curate job {job.id} has no pack CID in its payload")
-        out = await self.curation.try_curate(cid)
-        if out.status == "waiting_replicas":
-            raise RetryJob(
-                f"pack {cid} is not replicated yet: {'; '.join(out.reasons)}", self.config.curate_retry_s
-            )
+        mid = job.payload.get("model_id")
+        async with readonly_session(self._sessions) as s:  # no model given (an older job): every listing
+            mids = [mid] if isinstance(mid, int) else [p.model_id for p in await listings_of(s, cid)]
+        for out in [await self.curation.try_curate(cid, m) for m in mids]:
+            if out.status == "waiting_replicas":
+                raise RetryJob(
+                    f"pack {cid} is not replicated yet: {'; '.join(out.reasons)}", self.config.curate_retry_s
+                )
 
     async def handle_sweep(self, job: ClaimedJob) -> None:
         counts = await self.curation.sweep()
@@ -192,18 +197,25 @@ class ValidationService:
         """
         actor = actor or self.config.actor
         async with self._sessions() as s, s.begin():
-            pack = await s.get(Pack, cid)
-            if pack is None:
+            listings = await listings_of(s, cid)
+            if not listings:
                 raise PermanentJobError(f"no pack {cid} to validate")
-            if pack.state is PackState.RECEIVED:
+            if all(p.state is PackState.RECEIVED for p in listings):
                 raise RetryJob(f"pack {cid} is not available yet")
-            skip = not again and pack.state is not PackState.AVAILABLE
+            waiting = [p for p in listings if p.state is PackState.AVAILABLE]
+            skip = not again and not waiting
             if skip:
-                log.info("pack %s is already %s; not validating it again", cid, pack.state.value)
+                log.info("pack %s is already %s; not validating it again", cid, listings[0].state.value)
+            # judged already under another model: the content's verdict stands for the new listing
+            prior = await _decisive_report(s, cid) if not again and len(waiting) < len(listings) else None
+        first = listings[0].model_id
         if skip:
-            return await self.view(cid)
+            return await self.view(cid, first)
+        if prior is not None:
+            await self._reuse(cid, prior, actor)
+            return await self.view(cid, first)
         async with self._sessions() as s, s.begin():
-            pack = await s.get(Pack, cid)
+            pack = await s.get(Manifest, cid)
             if pack is None:
                 raise PermanentJobError(f"pack {cid} disappeared")
             manifest = bytes(pack.manifest)
@@ -234,7 +246,7 @@ class ValidationService:
         else:
             report = await self._run(cid, manifest, specs, row_id)
         await self._finish(cid, row_id, report, actor)
-        return await self.view(cid)
+        return await self.view(cid, first)
 
     async def _run(self, cid: str, manifest: bytes, specs: list[ShardSpec], row_id: int) -> dict[str, Any]:
         work = await asyncio.to_thread(_work_dir, self.config.work_dir)
@@ -270,8 +282,8 @@ class ValidationService:
         retry: RetryJob | None = None
         async with self._sessions() as s, s.begin():
             row = await s.get(ValidationReport, row_id)
-            pack = await s.get(Pack, cid)
-            if row is None or pack is None:
+            listings = await listings_of(s, cid, for_update=True)
+            if row is None or not listings:
                 return
             row.verdict = verdict
             row.reason = reason
@@ -287,25 +299,53 @@ class ValidationService:
                 retry = RetryJob(
                     f"pack {cid}: validation {verdict}, retrying in {delay:g} s: {reason}", delay
                 )
-            elif passed:
-                if pack.state is not PackState.CURATED:
-                    await set_state(s, pack, PackState.VALIDATED, f"validation passed: {reason}", actor)
             else:
-                why = f"validation failed ({verdict}): {reason}"
-                if pack.state is PackState.CURATED:
-                    kind = "invalid" if verdict == "invalid_pack" else "smoke_failed"
-                    await self.curation.degrade(s, pack, await _ref(s, pack), why, actor, kind)
-                await set_state(s, pack, PackState.REJECTED, why, actor)
+                await self._apply(s, listings, verdict, reason, actor)
         log.info("pack %s: validation %s (%s)", cid, verdict, reason)
         if retry is not None:  # not the pack's fault (yet): no state change, the job runs again later
             raise retry
         if passed:
-            out = await self.curation.try_curate(cid)
+            await self._curate(cid, [p.model_id for p in listings])
+
+    async def _reuse(self, cid: str, prior: ValidationReport, actor: str) -> None:
+        """Apply the content's decisive verdict to its listings that are waiting for one."""
+        async with self._sessions() as s, s.begin():
+            listings = await listings_of(s, cid, for_update=True)
+            waiting = [p for p in listings if p.state is PackState.AVAILABLE]
+            await self._apply(s, waiting, prior.verdict, prior.reason or prior.verdict, actor)
+        log.info("pack %s: validation %s for %d more listing(s)", cid, prior.verdict, len(waiting))
+        if prior.verdict == "pass":
+            await self._curate(cid, [p.model_id for p in waiting])
+
+    async def _apply(
+        self, s: AsyncSession, listings: list[Pack], verdict: str, reason: str, actor: str
+    ) -> None:
+        """The verdict on the content, applied to each listing (one still receiving its bytes waits)."""
+        for pack in listings:
+            if pack.state is PackState.RECEIVED:
+                continue
+            if verdict == "pass":
+                if pack.state is not PackState.CURATED:
+                    await set_state(s, pack, PackState.VALIDATED, f"validation passed: {reason}", actor)
+                continue
+            why = f"validation failed ({verdict}): {reason}"
+            if pack.state is PackState.CURATED:
+                kind = {"invalid_pack": "invalid", "behavior_failed": "behavior_failed"}.get(
+                    verdict, "smoke_failed"
+                )
+                await self.curation.degrade(s, pack, await _ref(s, pack), why, actor, kind)
+            await set_state(s, pack, PackState.REJECTED, why, actor)
+
+    async def _curate(self, cid: str, model_ids: list[int]) -> None:
+        """Try the curation rule for each listing; a curate job retries the ones waiting for replicas."""
+        single = len(model_ids) == 1
+        for mid in model_ids:
+            out = await self.curation.try_curate(cid, mid)
             if out.status == "waiting_replicas" and self._queue is not None:
                 await self._queue.enqueue(
                     CURATE_JOB,
-                    {"pack": cid},
-                    dedupe_key=f"{CURATE_JOB}:{cid}",
+                    {"pack": cid} if single else {"pack": cid, "model_id": mid},
+                    dedupe_key=f"{CURATE_JOB}:{cid}" if single else f"{CURATE_JOB}:{cid}@{mid}",
                     max_attempts=self.config.curate_max_attempts,
                 )
 
@@ -332,6 +372,19 @@ def _work_dir(base: Path | None) -> Path:
     if base is not None:
         base.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix="validate-", dir=base))
+
+
+async def _decisive_report(s: AsyncSession, cid: str) -> ValidationReport | None:
+    """The content's newest finished report when it is a verdict on the pack (not the host's failure)."""
+    row = (
+        await s.execute(
+            select(ValidationReport)
+            .where(ValidationReport.pack_cid == cid, ValidationReport.verdict != RUNNING)
+            .order_by(ValidationReport.id.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    return row if row is not None and row.verdict not in ENVIRONMENT_FAILURES else None
 
 
 async def _ref(s: AsyncSession, pack: Pack) -> ModelRef:

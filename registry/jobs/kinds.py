@@ -19,6 +19,7 @@ class JobKind(StrEnum):
     CURATE_SWEEP = "curate-sweep"  # re-check curated packs (degrade) and validated ones (promote)
     IPNS_PUBLISH = "ipns-publish"  # sign and push a channel's IPNS record
     IPNS_REPUBLISH = "ipns-republish"  # re-sign records before they expire
+    PIN = "pin"  # place (or, once deleted, unpin) one Pinning Service API pin
 
     def key(self, subject: str | None = None) -> str:
         """The dedupe key: one queued (and one running) job per kind and subject."""

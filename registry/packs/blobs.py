@@ -9,7 +9,8 @@ capped by ``upload_quota_bytes`` (counted at the start of an upload and while it
 included); uploads in flight are capped per publisher (429) and for the daemon (503), both with
 ``Retry-After``; a body that stalls longer than ``idle_timeout_s`` between chunks, or takes longer than
 ``total_timeout_s`` in all, is cut off (408) and leaves nothing behind. Blobs no pack references are
-collected after a grace period (``collect_unreferenced``, the ``blob-gc`` job).
+collected after a grace period (``collect_unreferenced``, the ``blob-gc`` job); until a pack references one,
+only its uploader and global admins may read it (``readable_by``; others get 404).
 """
 
 from __future__ import annotations
@@ -144,6 +145,24 @@ class BlobService:
         if row is None or not self._store.has(key):
             return None
         return BlobInfo(row.cid, row.sha256, row.size, row.unixfs_profile)
+
+    async def readable_by(self, cid: str, principal: Principal | None) -> bool:
+        """Whether ``principal`` (None: anonymous) may read the bytes under ``cid`` (the read gate aside).
+
+        A blob no pack references yet is private to its uploader (any of its publisher's tokens that may
+        read) and global admins; once a shard of any pack references it, or for a CID that is no blob's
+        root (manifests, blocks inside a file, content from nodes), the usual read rules apply.
+        """
+        key = cid_str(parse_cid(cid))
+        referenced = exists().where(Shard.cid == key)
+        q = select(Blob.uploaded_by).where(Blob.cid == key, ~referenced)
+        async with readonly_session(self._sessions) as s:
+            row = (await s.execute(q)).first()
+        if row is None:
+            return True
+        if principal is None or not principal.may_read:
+            return False
+        return principal.is_global_admin or (row[0] is not None and row[0] == principal.publisher_id)
 
     async def ingest(
         self,

@@ -15,7 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from model_core.errors import bounded, q
 from registry.cache import CacheConfig, TtlCache
 from registry.db.engine import readonly_session
+from registry.db.listings import ModelSelector, find_listing
 from registry.db.models import (
+    Manifest,
     Model,
     Namespace,
     Pack,
@@ -132,8 +134,11 @@ class BrowseService:
         return ModelRef(ns, name)
 
     async def manifest(self, cid: str) -> bytes:
+        """The content's bytes: the same for every listing of ``cid``."""
         async with readonly_session(self._sessions) as s:
-            data = (await s.execute(select(Pack.manifest).where(Pack.cid == cid))).scalar_one_or_none()
+            data = (
+                await s.execute(select(Manifest.manifest).where(Manifest.cid == cid))
+            ).scalar_one_or_none()
         if data is None:
             raise NotFound(f"no pack {cid}", cid=cid)
         return data
@@ -147,29 +152,30 @@ class BrowseService:
             raise NotFound(f"pack {cid} has no shard {q(filename)}", cid=cid, filename=bounded(filename))
         return _shard(row)
 
-    async def pack(self, cid: str) -> PackDetail:
-        """Pack detail; cached for the read-cache TTL (state moves elsewhere show up within it)."""
-        hit = self.cache.get(cid)
+    async def pack(self, cid: str, model: ModelSelector = None) -> PackDetail:
+        """The detail of the listing of ``cid`` (under ``model`` when several models list it); cached for
+        the read-cache TTL (state moves elsewhere show up within it)."""
+        hit = self.cache.get(cid) if model is None else None
         if hit is not None:
             return hit
-        detail = await self._pack(cid)
-        self.cache.put(cid, detail)
+        detail = await self._pack(cid, model)
+        if model is None:
+            self.cache.put(cid, detail)
         return detail
 
-    async def state_history(self, cid: str, *, before_id: int | None, limit: int) -> list[dict[str, Any]]:
-        """A pack's state changes, newest first, ``limit`` at a time (keyset on the change id)."""
+    async def state_history(
+        self, cid: str, *, before_id: int | None, limit: int, model: ModelSelector = None
+    ) -> list[dict[str, Any]]:
+        """A listing's state changes, newest first, ``limit`` at a time (keyset on the change id)."""
         async with readonly_session(self._sessions) as s:
-            if (await s.execute(select(Pack.cid).where(Pack.cid == cid))).first() is None:
-                raise NotFound(f"no pack {cid}", cid=cid)
-            return [_change(h) for h in await _state_changes(s, cid, before_id, limit)]
+            pack = await find_listing(s, cid, model)
+            return [_change(h) for h in await _state_changes(s, pack, before_id, limit)]
 
-    async def _pack(self, cid: str) -> PackDetail:
+    async def _pack(self, cid: str, model: ModelSelector) -> PackDetail:
         async with readonly_session(self._sessions) as s:
-            pack = await s.get(Pack, cid)
-            if pack is None:
-                raise NotFound(f"no pack {cid}", cid=cid)
+            pack = await find_listing(s, cid, model)
             ref = await self._ref_of(s, pack.model_id)
-            newest = await _state_changes(s, cid, None, DETAIL_HISTORY + 1)
+            newest = await _state_changes(s, pack, None, DETAIL_HISTORY + 1)
             history = newest[:DETAIL_HISTORY][::-1]
             shards = (
                 await s.execute(select(Shard).where(Shard.pack_cid == cid).order_by(Shard.position))
@@ -187,7 +193,11 @@ class BrowseService:
             ).all()
             report = await latest_validation_report(s, cid)
             tags = (
-                await s.execute(select(Pointer.tag).where(Pointer.pack_cid == cid).order_by(Pointer.tag))
+                await s.execute(
+                    select(Pointer.tag)
+                    .where(Pointer.model_id == pack.model_id, Pointer.pack_cid == cid)
+                    .order_by(Pointer.tag)
+                )
             ).scalars()
             return PackDetail(
                 summary=_summary(pack, ref),
@@ -220,9 +230,11 @@ class BrowseService:
 
 
 async def _state_changes(
-    s: AsyncSession, cid: str, before_id: int | None, limit: int
+    s: AsyncSession, pack: Pack, before_id: int | None, limit: int
 ) -> list[PackStateChange]:
-    q = select(PackStateChange).where(PackStateChange.pack_cid == cid)
+    q = select(PackStateChange).where(
+        PackStateChange.pack_cid == pack.cid, PackStateChange.model_id == pack.model_id
+    )
     if before_id is not None:
         q = q.where(PackStateChange.id < before_id)
     return list((await s.execute(q.order_by(PackStateChange.id.desc()).limit(limit))).scalars())

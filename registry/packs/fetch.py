@@ -24,7 +24,9 @@ from model_core.format.digest import Sha256Digest
 from model_core.format.pack import ManifestLimits
 from pinner.content_errors import DigestMismatch
 from pinner.unixfs import FileDigest, UnixfsParams
+from registry.db.listings import find_listing, listings_of
 from registry.db.models import Blob, Pack, PackState, Shard
+from registry.errors import NotFound
 from registry.jobs.protocol import ClaimedJob, JobQueue, RetryJob
 from registry.names import DEFAULT_TAG, ModelRef
 from registry.packs import shardcheck
@@ -111,8 +113,9 @@ class ShardFetchService:
             RetryJob: a shard is still missing and the job has attempts left.
         """
         cid = str(job.payload["pack"])
+        mid = _model_id(job.payload)
         async with self._sessions() as s:
-            pack = await s.get(Pack, cid)
+            pack = await _listing(s, cid, mid)
             if pack is None or pack.state is not PackState.RECEIVED:
                 return  # deleted, or already decided (an earlier attempt, or an upload raced us)
             publisher = pack.published_by
@@ -134,13 +137,13 @@ class ShardFetchService:
             limit = min(sh.size, budget) if sh.size > 0 else budget
             if budget < sh.size or budget < 0:
                 await self._reject(
-                    cid, f"the pack is larger than the limit of {self.config.pack_max_bytes} bytes"
+                    cid, mid, f"the pack is larger than the limit of {self.config.pack_max_bytes} bytes"
                 )
                 return
             try:
                 problem, size = await self._fetch_one(sh, publisher, limit)
             except ManifestContradicted as e:
-                await self._reject(cid, f"shard {sh.filename!r} ({sh.cid}): {e}")
+                await self._reject(cid, mid, f"shard {sh.filename!r} ({sh.cid}): {e}")
                 return
             if problem is None:
                 have.add(sh.cid)
@@ -155,7 +158,7 @@ class ShardFetchService:
             if job.attempts < job.max_attempts:
                 raise RetryJob(why)
             await self._reject(
-                cid, f"no IPFS node served verified bytes after {job.attempts} attempts: {why}"
+                cid, mid, f"no IPFS node served verified bytes after {job.attempts} attempts: {why}"
             )
             return
         await self._make_available(cid, job.payload)
@@ -209,11 +212,11 @@ class ShardFetchService:
             uploaded_by=publisher,
         )
 
-    async def _reject(self, cid: str, reason: str) -> None:
+    async def _reject(self, cid: str, model_id: int | None, reason: str) -> None:
         if len(reason) > MAX_REASON:
             reason = reason[: MAX_REASON - 3] + "..."
         async with self._sessions() as s, s.begin():
-            pack = await s.get(Pack, cid, with_for_update=True)
+            pack = await _listing(s, cid, model_id, for_update=True)
             if pack is None or pack.state is not PackState.RECEIVED:
                 return
             await set_state(s, pack, PackState.REJECTED, reason, ACTOR)
@@ -227,7 +230,7 @@ class ShardFetchService:
 
     async def _make_available(self, cid: str, payload: dict[str, Any]) -> None:
         async with self._sessions() as s, s.begin():
-            pack = await s.get(Pack, cid, with_for_update=True)
+            pack = await _listing(s, cid, _model_id(payload), for_update=True)
             if pack is None or pack.state is not PackState.RECEIVED:
                 return
             ref = await model_ref_of(s, pack.model_id)
@@ -238,7 +241,7 @@ class ShardFetchService:
                 await set_state(s, pack, PackState.REJECTED, problem, ACTOR)
                 log.warning("pack %s rejected: %s", cid, problem)
             else:
-                pack.total_size = sum(sh.size for sh in shards)
+                pack.content.total_size = sum(sh.size for sh in shards)
                 await make_available(
                     s,
                     pack,
@@ -265,4 +268,21 @@ class ShardFetchService:
         total = sum(sh.size for sh in shards)
         if total > self.config.pack_max_bytes:
             return f"the pack is {total} bytes, more than the limit of {self.config.pack_max_bytes}"
+        return None
+
+
+def _model_id(payload: dict[str, Any]) -> int | None:
+    mid = payload.get("model_id")
+    return mid if isinstance(mid, int) else None
+
+
+async def _listing(
+    s: AsyncSession, cid: str, model_id: int | None, *, for_update: bool = False
+) -> Pack | None:
+    """The job's listing; a job queued before listings carried a model means the CID's first listing."""
+    if model_id is None:
+        return next(iter(await listings_of(s, cid, for_update=for_update)), None)
+    try:
+        return await find_listing(s, cid, model_id, for_update=for_update)
+    except NotFound:
         return None

@@ -57,7 +57,15 @@ async def set_state(session: AsyncSession, pack: Pack, to: PackState, reason: st
     pack.state_reason = reason
     pack.updated_at = now
     session.add(
-        PackStateChange(pack_cid=pack.cid, from_state=src, to_state=to, reason=reason, actor=actor, at=now)
+        PackStateChange(
+            model_id=pack.model_id,
+            pack_cid=pack.cid,
+            from_state=src,
+            to_state=to,
+            reason=reason,
+            actor=actor,
+            at=now,
+        )
     )
     await session.flush()
     return True
@@ -71,6 +79,7 @@ async def add_received(session: AsyncSession, pack: Pack, actor: str, reason: st
     await session.flush()
     session.add(
         PackStateChange(
+            model_id=pack.model_id,
             pack_cid=pack.cid,
             from_state=None,
             to_state=PackState.RECEIVED,

@@ -19,6 +19,7 @@ from registry.accounts.principal import Principal
 from registry.cache import CacheConfig, TtlCache
 from registry.db.base import utcnow
 from registry.db.engine import readonly_session
+from registry.db.listings import listing_in
 from registry.db.models import Model, Namespace, Pack, PackState, Pointer, PointerChange
 from registry.errors import Conflict, NotFound, PointerReserved, PreconditionFailed
 from registry.names import ModelRef, check_tag
@@ -197,11 +198,11 @@ class PointerService:
                 mid = await model_id_of(s, ref)
                 if mid is None:
                     raise NotFound(f"no model {ref}", model=str(ref))
-                pack = await s.get(Pack, cid)
+                pack = await listing_in(s, mid, cid)
                 if pack is None:
-                    raise NotFound(f"no pack {cid}", cid=cid)
-                if pack.model_id != mid:
-                    raise Conflict(f"pack {cid} belongs to another model, not {ref}", cid=cid)
+                    if (await s.execute(select(Pack.id).where(Pack.cid == cid).limit(1))).first() is None:
+                        raise NotFound(f"no pack {cid}", cid=cid)
+                    raise Conflict(f"pack {cid} is not published as {ref}; publish it there first", cid=cid)
                 if pack.state in (PackState.RECEIVED, PackState.REJECTED):
                     raise Conflict(f"pack {cid} is {pack.state.value}; a pointer cannot name it", cid=cid)
                 await move_pointer(

@@ -1,8 +1,10 @@
 """Publishing a ModelPack: verify every shard against the uploaded bytes, check signatures, store it all at once.
 
 One transaction holds the pack, its shards, state history, signature verdicts, the ``latest`` pointer
-and the replicate/validate jobs. Publishing the same manifest again returns the existing pack and
-writes nothing; two concurrent identical publishes end in one pack (the loser retries and finds it).
+and the replicate/validate jobs. Publishing the same manifest again under the same model returns the
+existing pack and writes nothing; two concurrent identical publishes end in one pack (the loser retries
+and finds it). Under another model (a bare-named manifest publishes as any ``ns/name``) it is a new
+listing with its own state and pointers; the content (shards, bytes, replicas, signatures) is shared.
 
 Publish by CID: when some shards' bytes were never uploaded but IPFS nodes are configured, the pack is
 stored ``received`` with a ``fetch`` job instead (``registry.packs.fetch``); pointers do not move
@@ -30,6 +32,7 @@ from registry.accounts.principal import Principal
 from registry.db.base import utcnow
 from registry.db.models import (
     Blob,
+    Manifest,
     Model,
     Namespace,
     Pack,
@@ -39,7 +42,7 @@ from registry.db.models import (
     SignatureVerdict,
     SigningKey,
 )
-from registry.errors import Conflict, MissingShards, ModelNameMismatch, ShardMismatch
+from registry.errors import MissingShards, ModelNameMismatch, ShardMismatch
 from registry.jobs.kinds import JobKind
 from registry.jobs.protocol import JobQueue
 from registry.names import DEFAULT_TAG, ModelRef
@@ -161,9 +164,10 @@ class PublishService:
     ) -> PublishResult:
         async with self._sessions() as s, s.begin():
             ns = await require_namespace(s, principal, ref.namespace)
-            existing = await s.get(Pack, parsed.cid)
+            existing = await self._existing(s, ns, ref, parsed.cid)
             if existing is not None:
-                return await self._existing(s, existing, ns, ref)
+                return existing
+            content = await s.get(Manifest, parsed.cid)  # listed under another model already: shared
             shard_blobs = await self._verify_shards(s, parsed)
             if any(b is None for b in shard_blobs) and self._jobs is None:
                 raise MissingShards("this registry runs no job queue to fetch shards; upload them")
@@ -186,15 +190,21 @@ class PublishService:
                 cid=parsed.cid,
                 model_id=model.id,
                 model_version=parsed.doc.model_version,
-                manifest=parsed.canonical,
-                total_size=total,
-                shard_count=len(shard_blobs),
                 published_by=principal.publisher_id,
                 created_at=now,
                 updated_at=now,
+                content=content
+                or Manifest(
+                    cid=parsed.cid,
+                    manifest=parsed.canonical,
+                    total_size=total,
+                    shard_count=len(shard_blobs),
+                    created_at=now,
+                ),
             )
             await add_received(s, pack, actor, None if state is PackState.AVAILABLE else FETCHING)
-            for pos, (spec, size) in enumerate(zip(parsed.doc.shards, sizes, strict=True)):
+            new_shards = zip(parsed.doc.shards, sizes, strict=True) if content is None else ()  # else: stored
+            for pos, (spec, size) in enumerate(new_shards):
                 s.add(
                     Shard(
                         pack_cid=parsed.cid,
@@ -206,13 +216,22 @@ class PublishService:
                         unixfs_profile=parsed.doc.profile_of(spec),
                     )
                 )
-            verdicts = self._add_signatures(s, parsed.cid, checks, now)
+            stored = await self._stored_signatures(s, parsed.cid) if content is not None else set()
+            verdicts = self._add_signatures(s, parsed.cid, checks, now, stored)
             moved: dict[str, str] = {}
             if state is PackState.RECEIVED:
                 assert self._jobs is not None
-                payload = {"pack": parsed.cid, "tags": tags, "actor": actor, "reason": reason or "published"}
+                payload = {
+                    "pack": parsed.cid,
+                    "model_id": model.id,
+                    "tags": tags,
+                    "actor": actor,
+                    "reason": reason or "published",
+                }
+                # one fetch job per listing: the first listing's keeps the plain key
+                subject = parsed.cid if content is None else f"{parsed.cid}@{model.id}"
                 await self._jobs.enqueue(
-                    JobKind.FETCH, payload, dedupe_key=JobKind.FETCH.key(parsed.cid), session=s
+                    JobKind.FETCH, payload, dedupe_key=JobKind.FETCH.key(subject), session=s
                 )
             else:
                 moved = await make_available(
@@ -235,8 +254,12 @@ class PublishService:
         cid: str,
         checks: list[tuple[SignatureCheck, ManifestSignature]],
         now: datetime,
+        stored: set[tuple[str, str]],
     ) -> list[dict[str, str]]:
-        """Signature rows (one per key and kind) with their verdicts; the verdicts as the API reports them."""
+        """Signature rows (one per key and kind) with their verdicts; the verdicts as the API reports them.
+
+        ``stored``: (key, kind) pairs the content holds already (another listing's publish): not added again.
+        """
         seen: set[tuple[str, str]] = set()
         verdicts = []
         for c, sig in checks:
@@ -244,6 +267,9 @@ class PublishService:
             if (c.key_id, kind) in seen:
                 continue
             seen.add((c.key_id, kind))
+            verdicts.append({"key_id": c.key_id, "kind": kind, "verdict": _VERDICTS[c.verdict].value})
+            if (c.key_id, kind) in stored:
+                continue
             s.add(
                 Signature(
                     pack_cid=cid,
@@ -256,20 +282,26 @@ class PublishService:
                     received_at=now,
                 )
             )
-            verdicts.append({"key_id": c.key_id, "kind": kind, "verdict": _VERDICTS[c.verdict].value})
         return verdicts
 
-    async def _existing(self, s: AsyncSession, pack: Pack, ns: Namespace, ref: ModelRef) -> PublishResult:
-        model = await s.get(Model, pack.model_id)
-        assert model is not None
-        if model.namespace_id != ns.id or model.name != ref.model:
-            other = (
-                await s.execute(select(Namespace.name).where(Namespace.id == model.namespace_id))
-            ).scalar_one()
-            raise Conflict(
-                f"pack {pack.cid} is already published as {other}/{model.name}; a pack belongs to one model",
-                cid=pack.cid,
+    @staticmethod
+    async def _stored_signatures(s: AsyncSession, cid: str) -> set[tuple[str, str]]:
+        rows = await s.execute(select(Signature.key_id, Signature.kind).where(Signature.pack_cid == cid))
+        return {(k, kind) for k, kind in rows}
+
+    async def _existing(
+        self, s: AsyncSession, ns: Namespace, ref: ModelRef, cid: str
+    ) -> PublishResult | None:
+        """The result of publishing ``cid`` again under the model that lists it already (None: not listed there)."""
+        pack = (
+            await s.execute(
+                select(Pack)
+                .join(Model, Model.id == Pack.model_id)
+                .where(Pack.cid == cid, Model.namespace_id == ns.id, Model.name == ref.model)
             )
+        ).scalar_one_or_none()
+        if pack is None:
+            return None
         return PublishResult(pack.cid, False, pack.state.value, ref.namespace, ref.model, pack.model_version)
 
     async def _model(self, s: AsyncSession, ns: Namespace, ref: ModelRef) -> Model:

@@ -85,7 +85,7 @@ class ClientFactory:
             return found
         c = self.config
         timeouts = c.timeouts()
-        auth = open_auth(node.auth, self._kek)
+        auth = open_auth(node, self._kek)  # NodeCredentialsError (a NodeError) unless sealed for this node
         made: PinBackend
         if node.kind is NodeKind.KUBO:
             made = KuboClient(

@@ -11,10 +11,10 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -27,32 +27,103 @@ from registry.db.engine import readonly_session
 from registry.db.models import IpfsNode, Replica
 from registry.errors import BadRequest, Conflict, NotFound
 from registry.names import check_name
+from registry.trust.errors import KeySealError
 from registry.trust.sealing import open_private_key, seal_private_key
 
 log = logging.getLogger(__name__)
 
-CREDENTIALS_AAD = b"modelpack node credentials"  # a sealed credential opens only as one
+LEGACY_CREDENTIALS_AAD = b"modelpack node credentials"  # before #12: bound to the purpose, not the node
 NODE_ERROR_MAX = 300  # characters of a node's last error kept (it may quote the node's answer)
 
 
-def seal_auth(auth: NodeAuth | None, kek: bytes) -> bytes | None:
-    if auth is None:
-        return None
+class NodeCredentialsError(NodeError):
+    """A node's stored credentials do not open for that node: sealed for another node row or URL (copied
+    or edited in the database), or under another key-encryption key."""
+
+    code: ClassVar[str] = "node_credentials_unreadable"
+    http_status: ClassVar[int] = 500
+
+
+def credentials_aad(node_id: int, url: str) -> bytes:
+    """What a node's sealed credentials are bound to: the purpose, the row's id and its URL, so a sealed
+    credential copied onto another row, or left on a row whose URL changed, does not open (a URL change
+    re-seals with ``seal_auth``)."""
+    return LEGACY_CREDENTIALS_AAD + b"\x00" + str(node_id).encode() + b"\x00" + url.encode()
+
+
+def _auth_doc(auth: NodeAuth) -> bytes:
     doc = (
         {"type": "basic", "username": auth.username, "password": auth.password}
         if isinstance(auth, BasicAuth)
         else {"type": "bearer", "token": auth.token}
     )
-    return seal_private_key(json.dumps(doc).encode(), kek, aad=CREDENTIALS_AAD)
+    return json.dumps(doc).encode()
 
 
-def open_auth(sealed: bytes | None, kek: bytes) -> NodeAuth | None:
-    if sealed is None:
-        return None
-    doc = json.loads(open_private_key(sealed, kek, aad=CREDENTIALS_AAD))
+def _auth_of(plain: bytes) -> NodeAuth:
+    doc = json.loads(plain)
     if doc["type"] == "basic":
         return BasicAuth(doc["username"], doc["password"])
     return BearerAuth(doc["token"])
+
+
+def seal_auth(auth: NodeAuth | None, kek: bytes, *, node_id: int, url: str) -> bytes | None:
+    """The credentials sealed under ``kek`` for the node row ``node_id`` at ``url``."""
+    if auth is None:
+        return None
+    return seal_private_key(_auth_doc(auth), kek, aad=credentials_aad(node_id, url))
+
+
+def open_auth(node: IpfsNode, kek: bytes) -> NodeAuth | None:
+    """The node's credentials; NodeCredentialsError when they were not sealed for this row and URL."""
+    if node.auth is None:
+        return None
+    try:
+        return _auth_of(open_private_key(node.auth, kek, aad=credentials_aad(node.id, node.url)))
+    except KeySealError:
+        raise NodeCredentialsError(
+            f"the credentials stored for node {node.name!r} (id {node.id}, {node.url[:200]}) do not open for "
+            "it: they were sealed for another node or URL, or under another key-encryption key; remove the "
+            "node and add it again with its credentials",
+            node_url=node.url[:200],
+        ) from None
+
+
+async def reseal_legacy_credentials(sessions: async_sessionmaker[AsyncSession], kek: bytes) -> int:
+    """Re-seals credentials sealed before they were bound to their node (``LEGACY_CREDENTIALS_AAD``) for
+    the row they are on now; run at startup. Rows that open neither way are left alone (their node's
+    requests fail with NodeCredentialsError). Returns how many rows were re-sealed."""
+    async with readonly_session(sessions) as s:
+        rows = (
+            await s.execute(
+                select(IpfsNode.id, IpfsNode.url, IpfsNode.auth).where(IpfsNode.auth.is_not(None))
+            )
+        ).all()
+    resealed = 0
+    for node_id, url, sealed in rows:
+        if sealed is None:  # cleared since the read
+            continue
+        try:
+            open_private_key(sealed, kek, aad=credentials_aad(node_id, url))
+            continue  # already bound
+        except KeySealError:
+            pass
+        try:
+            plain = open_private_key(sealed, kek, aad=LEGACY_CREDENTIALS_AAD)
+        except KeySealError:
+            log.warning("node id %d: its sealed credentials do not open; requests to it will fail", node_id)
+            continue
+        new = seal_private_key(plain, kek, aad=credentials_aad(node_id, url))
+        async with sessions() as s, s.begin():
+            done = await s.execute(
+                update(IpfsNode)
+                .where(IpfsNode.id == node_id, IpfsNode.url == url, IpfsNode.auth == sealed)
+                .values(auth=new)
+            )
+            resealed += done.rowcount or 0  # type: ignore[attr-defined]
+    if resealed:
+        log.info("re-sealed %d node credential(s) bound to their node", resealed)
+    return resealed
 
 
 def parse_auth(data: Mapping[str, Any] | None) -> NodeAuth | None:
@@ -167,7 +238,7 @@ class NodeRegistry:
             name=name,
             kind=node_kind,
             url=clean,
-            auth=seal_auth(auth, self._kek),
+            auth=None,
             tags=dict(tags or {}),
             state=NodeState.UNKNOWN,
             draining=False,
@@ -175,6 +246,8 @@ class NodeRegistry:
         try:
             async with self._sessions() as s, s.begin():
                 s.add(row)
+                await s.flush()  # the row's id, which its sealed credentials are bound to
+                row.auth = seal_auth(auth, self._kek, node_id=row.id, url=clean)
         except IntegrityError:
             raise Conflict(
                 f"a node named {name!r} or with URL {clean} is already registered", node=name

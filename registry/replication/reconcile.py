@@ -18,11 +18,12 @@ from pinner.ipfs.errors import NodeError
 from pinner.replication.reconcile import diff_pins, node_pinset
 from pinner.states import NodeKind, NodeState, ReplicaState
 from registry.db.base import utcnow
-from registry.db.models import IpfsNode, Pack, Replica
+from registry.db.models import IpfsNode, Manifest, Replica
 from registry.jobs.kinds import JobKind
 from registry.jobs.protocol import ClaimedJob, JobQueue
 from registry.replication.clients import BackendFactory
 from registry.replication.nodes import NodeRegistry
+from registry.replication.pin_units import enqueue_unsettled_pins
 from registry.replication.rows import ReplicationConfig
 from registry.replication.summary import (
     all_nodes,
@@ -69,7 +70,9 @@ class Reconciler:
         for node in nodes:
             if node.state is NodeState.UP:
                 await self._reconcile_node(node)
-        return await self._enqueue_needy()
+        enqueued = await self._enqueue_needy()
+        await enqueue_unsettled_pins(self._sessions, self._queue)  # pins are units too (pin_units.py)
+        return enqueued
 
     async def _reconcile_node(self, node: IpfsNode) -> None:
         try:
@@ -106,7 +109,7 @@ class Reconciler:
                 return []
             nodes = [node_view(n) for n in node_rows]
             for cid in sorted(live):
-                pack = await s.get(Pack, cid)
+                pack = await s.get(Manifest, cid)
                 if pack is None:
                     continue
                 units = await pack_units(s, pack)

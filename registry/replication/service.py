@@ -30,7 +30,7 @@ from pinner.replication.placement import remote_nodes
 from pinner.states import NodeKind, NodeState, ReplicaState
 from registry.db.base import utcnow
 from registry.db.engine import readonly_session
-from registry.db.models import IpfsNode, Pack, Replica
+from registry.db.models import IpfsNode, Manifest, Replica
 from registry.jobs.kinds import JobKind
 from registry.jobs.protocol import ClaimedJob, JobQueue, PermanentJobError, RetryJob
 from registry.jobs.worker import Handler
@@ -136,7 +136,7 @@ class ReplicationService:
         """
         now = utcnow()
         async with self._sessions() as s:
-            pack = await s.get(Pack, pack_cid)
+            pack = await s.get(Manifest, pack_cid)  # the content: replicas are per CID, whatever lists it
             if pack is None:
                 raise PermanentJobError(f"no pack {pack_cid} to replicate")
             live = await is_live(s, pack_cid, timedelta(seconds=self.config.gc_retention_s), now)

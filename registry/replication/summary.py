@@ -18,7 +18,7 @@ from pinner.replication.model import NodeView, ReplicaView, Target
 from pinner.replication.placement import UnitPlan, alive, effective_target, plan_unit
 from pinner.states import NodeKind, ReplicaState
 from registry.db.base import utcnow
-from registry.db.models import IpfsNode, Model, Pack, Pointer, PointerChange, Replica, Shard
+from registry.db.models import IpfsNode, Manifest, Model, Pack, Pointer, PointerChange, Replica, Shard
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def replica_view(row: Replica) -> ReplicaView:
     return ReplicaView(cid=row.cid, node_id=row.node_id, state=row.state, attempts=row.attempts)
 
 
-async def pack_units(session: AsyncSession, pack: Pack) -> list[Unit]:
+async def pack_units(session: AsyncSession, pack: Pack | Manifest) -> list[Unit]:
     shards = (
         await session.execute(select(Shard).where(Shard.pack_cid == pack.cid).order_by(Shard.position))
     ).scalars()
@@ -86,11 +86,22 @@ async def pack_units(session: AsyncSession, pack: Pack) -> list[Unit]:
     return [*units, Unit(normalize_cid(pack.cid), len(pack.manifest), "manifest", "manifest")]
 
 
-async def pack_target(session: AsyncSession, pack: Pack, defaults: Target) -> Target:
-    """The model's override where it sets one, else the settings' defaults."""
-    model = await session.get(Model, pack.model_id)
-    lo = model.replication_min if model and model.replication_min else defaults.min
-    hi = model.replication_max if model and model.replication_max else defaults.max
+async def pack_target(session: AsyncSession, pack: Pack | Manifest, defaults: Target) -> Target:
+    """The model's override where it sets one, else the settings' defaults.
+
+    For content (a ``Manifest``) listed under several models: the largest of its listings' targets, so the
+    copies satisfy every listing.
+    """
+    if isinstance(pack, Pack):
+        model_ids = [pack.model_id]
+    else:
+        model_ids = list((await session.execute(select(Pack.model_id).where(Pack.cid == pack.cid))).scalars())
+    lo, hi = defaults.min, defaults.max
+    for i, mid in enumerate(model_ids):
+        model = await session.get(Model, mid)
+        m_lo = model.replication_min if model and model.replication_min else defaults.min
+        m_hi = model.replication_max if model and model.replication_max else defaults.max
+        lo, hi = (m_lo, m_hi) if i == 0 else (max(lo, m_lo), max(hi, m_hi))
     return Target(lo, max(hi, lo))
 
 
@@ -135,8 +146,8 @@ async def is_live(
     )
     if hit.first():
         return True
-    pack = await session.get(Pack, pack_cid)
-    return pack is not None and pack.created_at >= since
+    young = select(Pack.id).where(Pack.cid == pack_cid, Pack.created_at >= since).limit(1)
+    return (await session.execute(young)).first() is not None
 
 
 def plan_pack(
@@ -211,7 +222,7 @@ async def pack_replication(
     Raises:
         LookupError: no pack with that CID.
     """
-    pack = await session.get(Pack, pack_cid)
+    pack = await session.get(Manifest, pack_cid)  # the content: whichever models list it
     if pack is None:
         raise LookupError(f"no pack {pack_cid}")
     units = await pack_units(session, pack)

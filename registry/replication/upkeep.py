@@ -24,11 +24,12 @@ from pinner.ipfs.protocol import PinBackend
 from pinner.replication.audit import audit_replica, dag_block_cids
 from pinner.states import NodeState, ReplicaState
 from registry.db.base import utcnow
-from registry.db.models import Blob, IpfsNode, Pack, Replica, Shard
+from registry.db.models import Blob, IpfsNode, Manifest, Replica, Shard
 from registry.jobs.kinds import JobKind
 from registry.jobs.protocol import ClaimedJob, JobQueue
 from registry.replication.clients import BackendFactory
 from registry.replication.nodes import NodeRegistry
+from registry.replication.pin_units import enqueue_pins_of, pin_holds
 from registry.replication.rows import (
     ReplicationConfig,
     ReplicationCounters,
@@ -145,12 +146,13 @@ class Upkeep:
     async def _enqueue_packs_of(self, cid: str) -> None:
         async with self._sessions() as s:
             packs = set((await s.execute(select(Shard.pack_cid).where(Shard.cid == cid))).scalars())
-            if (await s.get(Pack, cid)) is not None:
+            if (await s.get(Manifest, cid)) is not None:
                 packs.add(cid)
         for pack in sorted(packs):
             await self._queue.enqueue(
                 JobKind.REPLICATE, {"pack": pack}, dedupe_key=JobKind.REPLICATE.key(pack)
             )
+        await enqueue_pins_of(self._sessions, self._queue, cid)
 
     # -- garbage collection ---------------------------------------------------------------------
 
@@ -213,7 +215,7 @@ class Upkeep:
         now = utcnow()
         async with self._sessions() as s:
             live = await live_pack_cids(s, timedelta(seconds=self.config.gc_retention_s), now)
-            dead_packs = [p for p in (await s.execute(select(Pack.cid))).scalars() if p not in live]
+            dead_packs = [p for p in (await s.execute(select(Manifest.cid))).scalars() if p not in live]
             keep = {normalize_cid(c) for c in live}
             if live:
                 keep |= {
@@ -222,7 +224,7 @@ class Upkeep:
                 }
             doomed: set[str] = set()
             for cid in dead_packs:
-                pack = await s.get(Pack, cid)
+                pack = await s.get(Manifest, cid)
                 if pack is not None:
                     doomed |= {u.cid for u in await pack_units(s, pack)} - keep
             rows = await replicas_for(s, sorted(doomed))
@@ -231,6 +233,8 @@ class Upkeep:
 
     async def _still_needed(self, s: AsyncSession, cid: str) -> bool:
         """Whether a pack that is live now (in ``s``'s view) uses the unit ``cid`` (a shard or its manifest)."""
+        if await pin_holds(s, cid):  # a Pinning Service API pin holds it
+            return True
         retention = timedelta(seconds=self.config.gc_retention_s)
         users = set((await s.execute(select(Shard.pack_cid).where(Shard.cid == cid))).scalars())
         users.add(cid)  # the unit may be a pack's manifest

@@ -18,11 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry.accounts.principal import Principal
 from registry.db.engine import readonly_session
+from registry.db.listings import ModelSelector, find_listing
 from registry.db.models import (
     AuditEvent,
     Model,
     Namespace,
-    Pack,
     Publisher,
     Signature,
     SigningKey,
@@ -113,8 +113,11 @@ def _judge(
     return [check_signature(payload, sig, keys, at)]
 
 
-async def evaluate_pack_trust(session: AsyncSession, pack_cid: str) -> TrustVerdict:
-    """Judge every stored signature of the pack now, against today's keys, revocations and policy.
+async def evaluate_pack_trust(
+    session: AsyncSession, pack_cid: str, model: ModelSelector = None
+) -> TrustVerdict:
+    """Judge every stored signature of the pack now, against today's keys, revocations and the policy of
+    the namespace that lists it (``model``: which listing, when several models list the CID).
 
     Each signature is re-verified over the stored canonical manifest (so a key registered after the
     publish counts, and a revocation counts from its time on, by the receipt time). Curation (#8)
@@ -122,10 +125,9 @@ async def evaluate_pack_trust(session: AsyncSession, pack_cid: str) -> TrustVerd
 
     Raises:
         NotFound: no such pack.
+        AmbiguousPack: ``model`` is None and several models list the CID.
     """
-    pack = await session.get(Pack, pack_cid)
-    if pack is None:
-        raise NotFound(f"no pack {pack_cid}", cid=pack_cid)
+    pack = await find_listing(session, pack_cid, model)
     ns = (
         await session.execute(
             select(Namespace).join(Model, Model.namespace_id == Namespace.id).where(Model.id == pack.model_id)
@@ -288,9 +290,9 @@ class TrustService(KeyRegistry):
             )
             return after
 
-    async def pack_trust(self, pack_cid: str) -> TrustVerdict:
+    async def pack_trust(self, pack_cid: str, model: ModelSelector = None) -> TrustVerdict:
         async with readonly_session(self._sessions) as s:
-            return await evaluate_pack_trust(s, pack_cid)
+            return await evaluate_pack_trust(s, pack_cid, model)
 
 
 def _unique(values: Iterable[str], what: str, limit: int) -> list[str]:

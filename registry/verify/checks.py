@@ -18,10 +18,13 @@ code  kind              meaning
 16    too_big           the pack does not fit the validation memory budget
 17    not_ready         the registry has not reached the required state yet (validation pending,
                         or validated but not curated)
+18    behavior_failed   the model loaded and passed the smoke suite, but a behavioural check of the
+                        manifest's ``evaluation`` failed (a reference prompt's continuation or the
+                        perplexity ceiling)
 ====  ================  ===========================================================================
 
 When several checks fail, the code of the first kind in this order wins: unreachable, not_found,
-invalid, too_big, smoke_failed, untrusted, under_replicated, not_ready.
+invalid, too_big, smoke_failed, behavior_failed, untrusted, under_replicated, not_ready.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ EXIT_CODES: dict[str, int] = {
     "unreachable": 15,
     "too_big": 16,
     "not_ready": 17,
+    "behavior_failed": 18,
 }
 PRECEDENCE = (
     "unreachable",
@@ -49,6 +53,7 @@ PRECEDENCE = (
     "invalid",
     "too_big",
     "smoke_failed",
+    "behavior_failed",
     "untrusted",
     "under_replicated",
     "not_ready",
@@ -57,6 +62,7 @@ PRECEDENCE = (
 VERDICT_KINDS = {
     "invalid_pack": "invalid",
     "smoke_failed": "smoke_failed",
+    "behavior_failed": "behavior_failed",
     "out_of_memory": "smoke_failed",
     "timed_out": "smoke_failed",
     "crashed": "smoke_failed",

@@ -318,9 +318,11 @@ def verify_remote(
     manifest = _manifest(client, cid, report)
     if manifest is None:
         return report
-    detail = client.pack(cid)
+    # a channel names its model: that model's listing of the CID
+    model = f"{target.namespace}/{target.model}" if target.kind == "channel" else None
+    detail = client.pack(cid, model=model)
     ns = namespace or target.namespace or str(detail.get("namespace"))
-    trust = client.trust(cid)
+    trust = client.trust(cid, model=model)
     detached, times = _registry_signatures(trust)
     if policy_file is not None:
         ns_policy = load_policy(policy_file).for_namespace(ns)

@@ -58,6 +58,12 @@ def resolve_target(client: RegistryClient, target: str) -> str:
     return cid
 
 
+def target_model(target: str) -> str | None:
+    """``ns/model`` of a ``ns/model[@tag]`` target (which listing of the CID it means), None for a CID."""
+    ref = parse_ref(target)
+    return None if ref.model is None else str(ref.model)
+
+
 def gate_remote(
     client: RegistryClient,
     target: str,
@@ -82,8 +88,9 @@ def gate_remote(
     parsed = _manifest_check(client, cid, report)
     if parsed is None:
         return report
-    _state_check(client, cid, require, report)
-    _signature_check(client, cid, parsed, policy, policy_file, report)
+    model = target_model(target)  # a ns/model target means that model's listing of the CID
+    _state_check(client, cid, require, report, model)
+    _signature_check(client, cid, parsed, policy, policy_file, report, model)
     _replication_check(client, cid, min_replicas, report)
     return report
 
@@ -106,10 +113,12 @@ def _manifest_check(client: RegistryClient, cid: str, report: GateReport) -> Par
         return parsed
 
 
-def _state_check(client: RegistryClient, cid: str, require: Require, report: GateReport) -> None:
+def _state_check(
+    client: RegistryClient, cid: str, require: Require, report: GateReport, model: str | None = None
+) -> None:
     with report.timed("registry_state") as done:
         try:
-            v = client.validation(cid)
+            v = client.validation(cid, model=model)
         except ClientError as e:
             done("fail", e.message, failure_kind(e))
             return
@@ -138,10 +147,11 @@ def _signature_check(
     policy: NamespacePolicy | None,
     policy_file: Path | None,
     report: GateReport,
+    model: str | None = None,
 ) -> None:
     with report.timed("signatures") as done:
         try:
-            trust = client.trust(cid)
+            trust = client.trust(cid, model=model)
             source = str(policy_file) if policy is not None else "the registry's policy"
             if policy is None:
                 policy = parse_policy(client.policy_file(trust["namespace"])).for_namespace(

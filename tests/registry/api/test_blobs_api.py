@@ -45,7 +45,8 @@ async def test_upload_then_head_reports_the_verified_file(reg: Registry) -> None
     }
     r = await helpers.upload(reg.client, reg.alice, DATA)
     assert r.status == 200  # already there: same answer, no second row
-    assert (await (await reg.client.get(f"/v1/blobs/{cid}")).json())["size"] == len(DATA)
+    mine = await reg.client.get(f"/v1/blobs/{cid}", headers=helpers.bearer(reg.alice))  # unreferenced: hers
+    assert (await mine.json())["size"] == len(DATA)
     assert await blob_rows(reg) == 1
     assert reg.client.app[BLOCKSTORE].stat_file(cid).size == len(DATA)
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from registry.api.keys import SESSIONS
 from registry.db.base import utcnow
+from registry.db.listings import find_listing
 from registry.db.models import PackState, PackStateChange
 from registry.packs.browse import DETAIL_HISTORY
 from tests.registry.api import helpers
@@ -19,9 +20,11 @@ async def test_pack_state_history_is_bounded_and_pages(reg: Registry) -> None:
     out = await helpers.upload_and_publish(reg.client, reg.alice, "acme/tiny", SHARDS)
     cid = out["cid"]
     async with reg.client.app[SESSIONS]() as s, s.begin():
+        model_id = (await find_listing(s, cid)).model_id
         for i in range(EXTRA):
             s.add(
                 PackStateChange(
+                    model_id=model_id,
                     pack_cid=cid,
                     from_state=PackState.AVAILABLE,
                     to_state=PackState.AVAILABLE,

@@ -27,8 +27,8 @@ async def _started(settings: Settings) -> AsyncIterator[tuple[TestClient, str, s
     async with TestClient(TestServer(app)) as client:
         tok = await helpers.token(app, "alice", ["acme"])
         data = helpers.shard_bytes(3000, seed=7)
-        r = await helpers.upload(client, tok, data)
-        assert r.status in (200, 201), await r.text()
+        # published: a blob no pack references is its uploader's alone (test_unreferenced_blob_reads)
+        await helpers.upload_and_publish(client, tok, "acme/tiny", [("model.safetensors", data)])
         yield client, tok, helpers.cid_of(data)
 
 

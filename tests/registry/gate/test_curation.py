@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry.accounts.principal import Principal
 from registry.api.keys import BLOCKSTORE, IPNS_CHANNELS, REGISTRY
+from registry.db.listings import find_listing
 from registry.db.models import AuditEvent, Pack, PackState, PointerChange
 from registry.errors import Forbidden, NotFound
 from registry.gate.curation import CurationService
@@ -35,7 +36,7 @@ class Switch:
         self.what = what
         self.failing: dict[str, str] = {}
 
-    async def __call__(self, session: AsyncSession, pack_cid: str) -> Fact:
+    async def __call__(self, session: AsyncSession, pack_cid: str, model_id: int) -> Fact:
         if pack_cid in self.failing:
             return Fact(False, (self.failing[pack_cid],))
         return Fact(True, (), f"{self.what} ok")
@@ -60,9 +61,7 @@ class Rig:
 
     async def pack(self, cid: str) -> Pack:
         async with self.env.sessions() as s:
-            p = await s.get(Pack, cid)
-            assert p is not None
-            return p
+            return await find_listing(s, cid)
 
     async def history(self) -> list[tuple[str | None, str | None, str | None]]:
         async with self.env.sessions() as s:

@@ -106,3 +106,15 @@ async def test_cancelling_a_validation_leaves_no_worker(tmp_path: Path) -> None:
     with contextlib.suppress(asyncio.CancelledError):
         await task
     assert await _until(lambda: not _workers(pack), 60.0), "the worker outlived the cancelled validation"
+
+
+def test_the_sandbox_user_and_interpreter_settings_reach_the_validator(tmp_path: Path) -> None:
+    cmd = sandbox_command(
+        tmp_path,
+        tmp_path / "r.json",
+        SandboxBudget(sandbox_user="modelpack", worker_python="/usr/bin/python3.11"),
+        [],
+    )
+    assert cmd[cmd.index("--sandbox-user") + 1] == "modelpack"
+    assert cmd[cmd.index("--worker-python") + 1] == "/usr/bin/python3.11"
+    assert "--sandbox-user" not in sandbox_command(tmp_path, tmp_path / "r.json", SandboxBudget(), [])

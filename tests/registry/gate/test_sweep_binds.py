@@ -16,7 +16,7 @@ from registry.gate.rule import Fact
 MODELS = 150
 
 
-async def _fine(session: AsyncSession, pack_cid: str) -> Fact:
+async def _fine(session: AsyncSession, pack_cid: str, model_id: int) -> Fact:
     return Fact(True, ())
 
 
@@ -49,7 +49,7 @@ async def test_sweep_binds_do_not_grow_with_the_curated_models(
     curation = CurationService(sessions, GateConfig(), _fine, _fine)
     checked: list[str] = []
 
-    async def check_curated(cid: str) -> CurationOutcome:
+    async def check_curated(cid: str, model: object = None) -> CurationOutcome:
         checked.append(cid)
         return CurationOutcome(cid, "curated")
 

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from registry.api.keys import BLOCKSTORE, IPNS_CHANNELS
+from registry.db.listings import find_listing
 from registry.db.models import AuditEvent, Pack, PackState, PointerChange, ValidationReport
 from registry.gate.config import SandboxBudget
 from registry.gate.validation import ValidationService
@@ -21,9 +22,7 @@ from tests.registry.gate.conftest import GateEnv
 
 async def pack_row(env: GateEnv, cid: str) -> Pack:
     async with env.sessions() as s:
-        pack = await s.get(Pack, cid)
-        assert pack is not None
-        return pack
+        return await find_listing(s, cid)
 
 
 async def test_a_good_signed_pack_is_validated_then_curated_with_an_ipns_record(env: GateEnv) -> None:

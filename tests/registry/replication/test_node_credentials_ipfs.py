@@ -24,7 +24,8 @@ from pinner.blockstore import FsBlockstore, FsBlockstoreConfig
 from pinner.ipfs.errors import NodeError
 from pinner.ipfs.http import BasicAuth
 from pinner.ipfs.kubo import KuboClient
-from registry.db.models import Blob, Model, Pack, PackState
+from registry.db.listings import find_listing
+from registry.db.models import Blob, Model, PackState
 from registry.gate.shards import ShardSpec, gather
 from registry.ipns.channels import IpnsChannelConfig, IpnsChannels
 from registry.ipns.publish import peer_id_of
@@ -132,8 +133,8 @@ async def test_a_node_with_credentials_serves_fetch_the_gate_and_ipns(
         assert job is not None
         await ShardFetchService(sessions, store, fetcher, queue).handle_fetch(job)
         async with sessions() as s:
-            pack = await s.get(Pack, published.cid)
-            assert pack is not None and pack.state is PackState.AVAILABLE
+            pack = await find_listing(s, published.cid)
+            assert pack.state is PackState.AVAILABLE
             assert (await s.get(Blob, cid)) is not None
             mid = (await s.execute(select(Model.id))).scalar_one()
         assert b"".join(store.iter_file_bytes(cid)) == data

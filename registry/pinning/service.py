@@ -1,0 +1,262 @@
+"""Pin requests of the Pinning Service API: add, get, list, replace, delete, per publisher with quotas.
+
+No HTTP here. A pin is a replication unit of its own (registry.pinning.replicate places it); a deleted or
+replaced pin is hidden at once and its row kept until its CID is unpinned where nothing else needs it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar, Protocol
+
+from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from pinner.states import ReplicaState
+from registry.db.base import utcnow
+from registry.db.engine import readonly_session
+from registry.db.models import Replica
+from registry.db.pins import Pin, PinStatus
+from registry.errors import Conflict, NotFound
+from registry.jobs.kinds import JobKind
+from registry.jobs.protocol import JobQueue
+from registry.pinning.config import PinningConfig
+from registry.pinning.requests import PinFilter, PinRequest, replication_target, shown
+
+
+class QuotaExceeded(Conflict):
+    """The spec's 409: the publisher's pin count or byte quota is used up."""
+
+    code = "insufficient_funds"
+
+
+class PinNotFound(NotFound):
+    code = "not_found"
+
+
+class PinFields(Protocol):
+    """What a view is made of: a ``Pin`` row, or a result row of ``VIEW_COLUMNS``."""
+
+    @property
+    def requestid(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def created(self) -> datetime: ...
+    @property
+    def cid(self) -> str: ...
+    @property
+    def cid_key(self) -> str: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def origins(self) -> list[str]: ...
+    @property
+    def meta(self) -> dict[str, str]: ...
+    @property
+    def info(self) -> dict[str, str]: ...
+
+
+@dataclass(frozen=True)
+class PinView:
+    """One pin as the API shows it (delegates are added by the caller)."""
+
+    requestid: str
+    status: PinStatus
+    created: datetime
+    cid: str
+    cid_key: str
+    name: str | None
+    origins: tuple[str, ...]
+    meta: dict[str, str]
+    info: dict[str, str]
+
+    FIELDS: ClassVar[tuple[str, ...]] = ("requestid", "status", "created", "cid", "cid_key", "name")
+
+    @classmethod
+    def of(cls, row: PinFields) -> PinView:
+        return cls(
+            row.requestid,
+            PinStatus(row.status),
+            row.created,
+            row.cid,
+            row.cid_key,
+            row.name,
+            tuple(row.origins or ()),
+            dict(row.meta or {}),
+            {k: str(v) for k, v in (row.info or {}).items()},
+        )
+
+
+VIEW_COLUMNS = (
+    Pin.requestid,
+    Pin.status,
+    Pin.created,
+    Pin.cid,
+    Pin.cid_key,
+    Pin.name,
+    Pin.origins,
+    Pin.meta,
+    Pin.info,
+)
+
+
+def enqueue_pin(queue: JobQueue, requestid: str, session: AsyncSession | None = None) -> Any:
+    """The pin's job (deduplicated); with ``session``, in the caller's transaction (row and job commit together)."""
+    return queue.enqueue(
+        JobKind.PIN, {"requestid": requestid}, dedupe_key=JobKind.PIN.key(requestid), session=session
+    )
+
+
+class PinService:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        queue: JobQueue,
+        config: PinningConfig = PinningConfig(),
+    ) -> None:
+        self._sessions = sessions
+        self._queue = queue
+        self.config = config
+
+    async def _check_quota(self, s: AsyncSession, publisher_id: int, freed: int = 0) -> None:
+        count, size = (
+            await s.execute(
+                select(func.count(Pin.id), func.coalesce(func.sum(Pin.size), 0)).where(
+                    Pin.publisher_id == publisher_id, Pin.deleted_at.is_(None)
+                )
+            )
+        ).one()
+        count, size = int(count or 0), int(size or 0)
+        if count - freed >= self.config.max_pins:
+            raise QuotaExceeded(
+                f"this publisher holds {count} pins, the quota is {self.config.max_pins}: delete some first",
+                pins=count,
+            )
+        if size >= self.config.max_bytes:
+            raise QuotaExceeded(
+                f"this publisher's pins hold {size} bytes, the quota is {self.config.max_bytes}",
+                bytes=size,
+            )
+
+    def _row(self, publisher_id: int, req: PinRequest, replaces: str | None = None) -> Pin:
+        target = replication_target(req.meta, self.config)
+        explicit = any(k in req.meta for k in ("replication_min", "replication_max"))
+        now = utcnow()
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # as shown: before/after compare alike
+        return Pin(
+            requestid=str(uuid.uuid4()),
+            publisher_id=publisher_id,
+            cid=req.cid,
+            cid_key=req.cid_key,
+            name=req.name,
+            origins=list(req.origins),
+            meta=req.meta,
+            status=PinStatus.QUEUED,
+            info={"status_details": "queued: waiting for a worker to place it on the nodes"},
+            replication_min=target.min if explicit else None,
+            replication_max=target.max if explicit else None,
+            replaces=replaces,
+            created=now,
+            updated_at=now,
+        )
+
+    async def add(self, publisher_id: int, req: PinRequest) -> PinView:
+        async with self._sessions() as s, s.begin():
+            await self._check_quota(s, publisher_id)
+            row = self._row(publisher_id, req)
+            s.add(row)
+            await s.flush()
+            view = PinView.of(row)
+            await enqueue_pin(self._queue, view.requestid, s)
+        return view
+
+    async def _mine(self, s: AsyncSession, publisher_id: int, requestid: str, *, lock: bool = False) -> Pin:
+        q = select(Pin).where(Pin.requestid == requestid[:64], Pin.deleted_at.is_(None))
+        row = (await s.execute(q.with_for_update() if lock else q)).scalar_one_or_none()
+        if row is None or row.publisher_id != publisher_id or len(requestid) > 64:
+            # another publisher's pin is "not found" too: request ids never leak
+            raise PinNotFound(
+                f"no pin with requestid {shown(requestid, 64)!r}", requestid=shown(requestid, 64)
+            )
+        return row
+
+    async def get(self, publisher_id: int, requestid: str) -> PinView:
+        async with readonly_session(self._sessions) as s:
+            return PinView.of(await self._mine(s, publisher_id, requestid))
+
+    async def replace(self, publisher_id: int, requestid: str, req: PinRequest) -> PinView:
+        """A new pin for ``req``; the old one is hidden now and unpinned once the new one settles."""
+        async with self._sessions() as s, s.begin():
+            old = await self._mine(s, publisher_id, requestid, lock=True)
+            await self._check_quota(s, publisher_id, freed=1)
+            row = self._row(publisher_id, req, replaces=old.requestid)
+            old.deleted_at = utcnow()
+            s.add(row)
+            await s.flush()
+            view = PinView.of(row)
+            await enqueue_pin(self._queue, view.requestid, s)
+            await enqueue_pin(self._queue, old.requestid, s)
+        return view
+
+    async def delete(self, publisher_id: int, requestid: str) -> None:
+        async with self._sessions() as s, s.begin():
+            row = await self._mine(s, publisher_id, requestid, lock=True)
+            row.deleted_at = utcnow()
+            await enqueue_pin(self._queue, row.requestid, s)
+
+    async def holders(self, keys: list[str]) -> dict[str, set[int]]:
+        """CID key -> the nodes that pin it (for each pin's delegates)."""
+        out: dict[str, set[int]] = {}
+        if not keys:
+            return out
+        async with readonly_session(self._sessions) as s:
+            rows = await s.execute(
+                select(Replica.cid, Replica.node_id).where(
+                    Replica.cid.in_(sorted(set(keys))), Replica.state == ReplicaState.PINNED
+                )
+            )
+            for cid, nid in rows:
+                out.setdefault(cid, set()).add(nid)
+        return out
+
+    async def list_pins(self, publisher_id: int, f: PinFilter) -> tuple[int, list[PinView]]:
+        """(how many match, the newest ``f.limit`` of them); no filter at all lists pinned ones only."""
+        async with readonly_session(self._sessions) as s:
+            where = self._where(s, publisher_id, f)
+            count = (await s.execute(select(func.count(Pin.id)).where(where))).scalar_one()
+            # columns, not ORM entities: a page of 1000 pins is built without identity-map bookkeeping
+            page = select(*VIEW_COLUMNS).where(where).order_by(Pin.created.desc(), Pin.id.desc())
+            rows = await s.execute(page.limit(f.limit))
+            return int(count), [PinView.of(r) for r in rows]
+
+    def _where(self, s: AsyncSession, publisher_id: int, f: PinFilter) -> ColumnElement[bool]:
+        conds: list[ColumnElement[bool]] = [Pin.publisher_id == publisher_id, Pin.deleted_at.is_(None)]
+        statuses = f.statuses or ((PinStatus.PINNED,) if f.unfiltered else ())
+        if statuses:
+            conds.append(Pin.status.in_(statuses))
+        if f.cids:
+            conds.append(Pin.cid_key.in_(f.cids))
+        if f.before is not None:
+            conds.append(Pin.created < f.before)
+        if f.after is not None:
+            conds.append(Pin.created > f.after)
+        if f.name is not None:
+            conds.append(self._name_match(s, f.name, f.match))
+        for key, value in (f.meta or {}).items():
+            conds.append(Pin.meta[key].as_string() == value)
+        return and_(*conds)
+
+    @staticmethod
+    def _name_match(s: AsyncSession, name: str, match: str) -> ColumnElement[bool]:
+        if match == "exact":
+            return Pin.name == name
+        if match == "iexact":
+            return func.lower(Pin.name) == name.lower()
+        column, text = (Pin.name, name) if match == "partial" else (func.lower(Pin.name), name.lower())
+        # case-sensitive substring on both databases (SQLite's LIKE ignores ASCII case)
+        postgres = s.bind is not None and s.bind.dialect.name == "postgresql"
+        find = func.strpos if postgres else func.instr
+        return find(column, text) > 0
