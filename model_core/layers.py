@@ -15,13 +15,34 @@ from torch import Tensor, nn
 
 from model_core.config import RopeScaling
 
+Device = torch.device | str | None
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` without a bias whose weights are left alone on the meta device.
+
+    nn.Linear initialises itself on construction; on meta that is pure overhead (a loader assigns the
+    pack's tensors, ``Transformer.init_weights`` initialises real weights), about 1 ms per layer.
+    """
+
+    def __init__(
+        self, in_features: int, out_features: int, *, device: Device = None, dtype: torch.dtype | None = None
+    ) -> None:
+        super().__init__(in_features, out_features, bias=False, device=device, dtype=dtype)
+
+    def reset_parameters(self) -> None:
+        if not self.weight.is_meta:
+            super().reset_parameters()
+
 
 class RMSNorm(nn.Module):
     """Root-mean-square norm, computed in float32 so fp16/bf16 activations cannot overflow to zero."""
 
-    def __init__(self, d_model: int, eps: float = 1e-5, *, dtype: torch.dtype | None = None) -> None:
+    def __init__(
+        self, d_model: int, eps: float = 1e-5, *, device: Device = None, dtype: torch.dtype | None = None
+    ) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.ones(d_model, dtype=dtype))
+        self.weight = nn.Parameter(torch.ones(d_model, device=device, dtype=dtype))
         self.eps = eps
 
     def forward(self, x: Tensor) -> Tensor:
@@ -31,11 +52,16 @@ class RMSNorm(nn.Module):
 
 
 class RotaryEmbedding(nn.Module):
-    """RoPE tables for every position up to max_seq_len, looked up per row (left padding shifts positions)."""
+    """RoPE tables for positions up to max_seq_len, looked up per row (left padding shifts positions).
+
+    The tables are built on first use, for the positions actually used (at least ``MIN_POSITIONS``),
+    and doubled when a longer sequence comes: a model's construction computes none of them.
+    """
 
     cos_cached: Tensor
     sin_cached: Tensor
     INITIAL_POSITIONS = 4096
+    MIN_POSITIONS = 256
 
     def __init__(
         self, head_dim: int, max_seq_len: int, theta: float = 10000.0, scaling: RopeScaling | None = None
@@ -55,12 +81,14 @@ class RotaryEmbedding(nn.Module):
         until a sequence that long actually runs.
         """
         length = min(self.max_seq_len, length or self.INITIAL_POSITIONS)
-        inv_freq = rope_inv_freq(self.head_dim, self.theta, self.scaling, device)
-        t = torch.arange(length, device=device, dtype=torch.float64)
-        freqs = torch.outer(t, inv_freq)
-        emb = torch.cat([freqs, freqs], dim=-1)
-        self.cos_cached = emb.cos().float()
-        self.sin_cached = emb.sin().float()
+        # Normal tensors even when first used under inference_mode, so the model can still be trained.
+        with torch.inference_mode(False), torch.no_grad():
+            inv_freq = rope_inv_freq(self.head_dim, self.theta, self.scaling, device)
+            t = torch.arange(length, device=device, dtype=torch.float64)
+            freqs = torch.outer(t, inv_freq)
+            emb = torch.cat([freqs, freqs], dim=-1)
+            self.cos_cached = emb.cos().float()
+            self.sin_cached = emb.sin().float()
 
     def forward(self, positions: Tensor) -> tuple[Tensor, Tensor]:
         """Returns cos, sin of shape (B, 1, T, head_dim) for integer positions of shape (B, T)."""
@@ -68,7 +96,7 @@ class RotaryEmbedding(nn.Module):
         table = self.cos_cached
         if table.is_meta or table.device != positions.device or table.size(0) < needed:
             rows = 0 if table.is_meta else table.size(0)
-            self.build(positions.device, max(needed, 2 * rows))
+            self.build(positions.device, max(needed, 2 * rows, self.MIN_POSITIONS))
         return self.cos_cached[positions].unsqueeze(1), self.sin_cached[positions].unsqueeze(1)
 
 
@@ -107,11 +135,13 @@ class SwiGLU(nn.Module):
     splits it into two row-block views of the same storage (no copy); saving stacks them (a copy).
     """
 
-    def __init__(self, d_model: int, dim_ff: int, *, dtype: torch.dtype | None = None) -> None:
+    def __init__(
+        self, d_model: int, dim_ff: int, *, device: Device = None, dtype: torch.dtype | None = None
+    ) -> None:
         super().__init__()
-        self.gate_proj = nn.Linear(d_model, dim_ff, bias=False, dtype=dtype)
-        self.up_proj = nn.Linear(d_model, dim_ff, bias=False, dtype=dtype)
-        self.w2 = nn.Linear(dim_ff, d_model, bias=False, dtype=dtype)
+        self.gate_proj = Linear(d_model, dim_ff, device=device, dtype=dtype)
+        self.up_proj = Linear(d_model, dim_ff, device=device, dtype=dtype)
+        self.w2 = Linear(dim_ff, d_model, device=device, dtype=dtype)
         self.register_state_dict_post_hook(_stack_w1)
         self.register_load_state_dict_pre_hook(_split_w1)
 
@@ -188,6 +218,7 @@ class GQASelfAttention(nn.Module):
         dropout: float,
         *,
         head_dim: int | None = None,
+        device: Device = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
@@ -196,10 +227,10 @@ class GQASelfAttention(nn.Module):
         self.head_dim = head_dim or d_model // num_heads
         self.dropout = dropout
         self.use_sdpa = True
-        self.q_proj = nn.Linear(d_model, num_heads * self.head_dim, bias=False, dtype=dtype)
-        self.k_proj = nn.Linear(d_model, num_kv_heads * self.head_dim, bias=False, dtype=dtype)
-        self.v_proj = nn.Linear(d_model, num_kv_heads * self.head_dim, bias=False, dtype=dtype)
-        self.o_proj = nn.Linear(num_heads * self.head_dim, d_model, bias=False, dtype=dtype)
+        self.q_proj = Linear(d_model, num_heads * self.head_dim, device=device, dtype=dtype)
+        self.k_proj = Linear(d_model, num_kv_heads * self.head_dim, device=device, dtype=dtype)
+        self.v_proj = Linear(d_model, num_kv_heads * self.head_dim, device=device, dtype=dtype)
+        self.o_proj = Linear(num_heads * self.head_dim, d_model, device=device, dtype=dtype)
 
     def forward(
         self,
@@ -280,15 +311,16 @@ class DecoderBlock(nn.Module):
         eps: float,
         *,
         head_dim: int | None = None,
+        device: Device = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        self.norm1 = RMSNorm(d_model, eps, dtype=dtype)
+        self.norm1 = RMSNorm(d_model, eps, device=device, dtype=dtype)
         self.attn = GQASelfAttention(
-            d_model, num_heads, num_kv_heads, dropout, head_dim=head_dim, dtype=dtype
+            d_model, num_heads, num_kv_heads, dropout, head_dim=head_dim, device=device, dtype=dtype
         )
-        self.norm2 = RMSNorm(d_model, eps, dtype=dtype)
-        self.mlp = SwiGLU(d_model, dim_ff, dtype=dtype)
+        self.norm2 = RMSNorm(d_model, eps, device=device, dtype=dtype)
+        self.mlp = SwiGLU(d_model, dim_ff, device=device, dtype=dtype)
         self.dropout = nn.Dropout(dropout)
 
     def forward(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from model_core.config import ModelConfig
 from model_core.errors import ModelCoreError, PackInvalid
@@ -150,15 +150,26 @@ def check_state_dict(
 
 
 def build_model(cfg: ModelConfig, state: dict[str, Tensor], dtype: str) -> Transformer:
-    """Assign ``state`` to a model built on meta (no init, no copy), in the weights' own dtype."""
+    """Assign ``state`` to a model built on meta (no init, no copy), in the weights' own dtype.
+
+    Each tensor becomes its parameter directly (what ``load_state_dict(strict=True, assign=True)`` does,
+    without its per-module hooks): every parameter must get exactly one tensor of its own shape.
+    """
     model = Transformer(cfg, device="meta", dtype=DTYPES[dtype])
-    for t in state.values():
-        t.requires_grad_(False)
-    model.load_state_dict(state, strict=True, assign=True)
+    params = dict(model.named_parameters(remove_duplicate=False))
+    if missing := sorted(params.keys() - state.keys()):
+        raise RuntimeError(f"missing key(s) in state_dict: {', '.join(missing[:5])}")
+    if unexpected := sorted(state.keys() - params.keys()):
+        raise RuntimeError(f"unexpected key(s) in state_dict: {', '.join(unexpected[:5])}")
+    modules = dict(model.named_modules())
+    for key, tensor in state.items():
+        if tensor.shape != params[key].shape:
+            raise RuntimeError(
+                f"size mismatch for {key}: {tuple(tensor.shape)} given, {tuple(params[key].shape)} expected"
+            )
+        owner, _, name = key.rpartition(".")
+        setattr(modules[owner], name, nn.Parameter(tensor, requires_grad=False))
     model.tie_weights()
-    model.rope.build("cpu")
-    for p in model.parameters():
-        p.requires_grad_(False)
     return model.eval()
 
 
@@ -182,8 +193,11 @@ def load_pack(pack_dir: Path | str, config: LoaderConfig = LoaderConfig()) -> Lo
     cfg, ignored = packcfg.config, packcfg.ignored_keys
     t1 = time.perf_counter()
     workers = max(1, min(config.read_threads, len(plan.shards)))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        buffers = list(pool.map(lambda s: read_verified(s, config.read_chunk_bytes), plan.shards))
+    if workers == 1:
+        buffers = [read_verified(s, config.read_chunk_bytes) for s in plan.shards]
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            buffers = list(pool.map(lambda s: read_verified(s, config.read_chunk_bytes), plan.shards))
     t2 = time.perf_counter()
     tensors: dict[str, Tensor] = {}
     dtypes: dict[str, str] = {}

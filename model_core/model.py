@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from model_core.config import ModelConfig
 from model_core.errors import ModelCoreError, SequenceTooLong
-from model_core.layers import DecoderBlock, KVCache, RMSNorm, RotaryEmbedding
+from model_core.layers import DecoderBlock, KVCache, Linear, RMSNorm, RotaryEmbedding
 
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -46,32 +46,38 @@ class Transformer(nn.Module):
         super().__init__()
         self.cfg = cfg
         dtype = dtype or DTYPES[cfg.dtype or "float32"]
-        # Build on meta so nn.Linear's own initialisation never touches memory; we initialise once below.
-        with torch.device("meta"):
-            # _weight skips Embedding's normal_ init, which on meta would import torch._dynamo (~1 s).
-            self.embed = nn.Embedding(
-                cfg.vocab_size, cfg.d_model, _weight=torch.empty(cfg.vocab_size, cfg.d_model, dtype=dtype)
+        # Built on meta (shapes only, no initialisation: layers.Linear skips it there), then either
+        # materialised and initialised once below, or left for a loader to assign the pack's tensors.
+        meta = torch.device("meta")
+        # _weight skips Embedding's normal_ init, which on meta would import torch._dynamo (~1 s).
+        self.embed = nn.Embedding(
+            cfg.vocab_size,
+            cfg.d_model,
+            _weight=torch.empty(cfg.vocab_size, cfg.d_model, device=meta, dtype=dtype),
+        )
+        self.layers = nn.ModuleList(
+            DecoderBlock(
+                cfg.d_model,
+                cfg.num_heads,
+                cfg.num_kv_heads,
+                cfg.dim_ff,
+                cfg.dropout,
+                cfg.rmsnorm_eps,
+                head_dim=cfg.head_dim,
+                device=meta,
+                dtype=dtype,
             )
-            self.layers = nn.ModuleList(
-                DecoderBlock(
-                    cfg.d_model,
-                    cfg.num_heads,
-                    cfg.num_kv_heads,
-                    cfg.dim_ff,
-                    cfg.dropout,
-                    cfg.rmsnorm_eps,
-                    head_dim=cfg.head_dim,
-                    dtype=dtype,
-                )
-                for _ in range(cfg.num_layers)
-            )
-            self.final_norm = RMSNorm(cfg.d_model, cfg.rmsnorm_eps, dtype=dtype) if cfg.final_norm else None
-            self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False, dtype=dtype)
+            for _ in range(cfg.num_layers)
+        )
+        self.final_norm = (
+            RMSNorm(cfg.d_model, cfg.rmsnorm_eps, device=meta, dtype=dtype) if cfg.final_norm else None
+        )
+        self.lm_head = Linear(cfg.d_model, cfg.vocab_size, device=meta, dtype=dtype)
+        # The RoPE tables are built on the first forward, for the lengths it needs.
         self.rope = RotaryEmbedding(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta, cfg.rope_scaling)
         self.set_attention_backend("sdpa" if cfg.use_sdpa else "manual")
         if str(device) != "meta":
             self.to_empty(device=device)
-            self.rope.build(device)
             self.tie_weights()
             self.init_weights(init_std)
         else:

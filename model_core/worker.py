@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -71,8 +72,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         plan = plan_evaluation(args.pack_dir, manifest, loaded.model, roots)
     except (PackInvalid, ConfigInvalid) as e:
         return {"verdict": "invalid_pack", "reason": e.message, "error_code": e.code}
-    if not args.threads and loaded.total_bytes < SMALL_PACK_BYTES:
-        torch.set_num_threads(1)  # thread start-up and contention cost more than they give on tiny models
+    if not args.threads:
+        torch.set_num_threads(auto_threads(loaded.total_bytes, torch.get_num_threads()))
     smoke = run_smoke(loaded.model, SmokeConfig(time_budget_s=args.time_budget))
     load = {
         "seconds": round(load_s, 4),
@@ -105,6 +106,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return {"verdict": "pass", "reason": reason, "behaviour": behaviour, **common}
     more = f" (and {len(failures) - 1} more failed checks)" if len(failures) > 1 else ""
     return {"verdict": "behavior_failed", "reason": failures[0] + more, "behaviour": behaviour, **common}
+
+
+def default_threads(pack_bytes: int, *, current: int, cpus: int, busy_cpus: float) -> int:
+    """Torch threads for the checks when ``--threads`` is not given.
+
+    ``cpus``: the CPUs this process may run on; ``busy_cpus``: how many of them other work keeps busy.
+    Tiny packs get 1 (thread start-up costs more than it gives). Otherwise never more threads than
+    CPUs left idle, counting this process's own: OpenMP threads that share a core spin-wait on each
+    other, which made fp16 matmuls on a loaded 2-core machine ~10x slower with 2 threads than with 1.
+    """
+    if pack_bytes < SMALL_PACK_BYTES:
+        return 1
+    idle = math.floor(cpus - busy_cpus + 1)
+    return max(1, min(current, cpus, idle))
+
+
+def auto_threads(pack_bytes: int, current: int) -> int:
+    """``default_threads`` for this machine now: CPU affinity and the 1-minute load average (the load is
+    machine-wide, so it is scaled to the share of the CPUs this process may use)."""
+    total = os.cpu_count() or 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else total
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # not available on this platform
+        load = 0.0
+    return default_threads(pack_bytes, current=current, cpus=cpus, busy_cpus=load * cpus / max(total, cpus))
 
 
 def _fingerprint(model: Any) -> dict[str, Any]:

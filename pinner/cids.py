@@ -8,6 +8,7 @@ any codec and hash function (``decode_cid``, ``normalize_cid``, ``rehash_matches
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 
@@ -77,6 +78,53 @@ def parse_cid(text: str | bytes) -> CID:
         raise InvalidCid(f"{shown!r} is not a valid CID: {e}", cid=shown) from e
     check_supported(cid, shown)
     return cid
+
+
+def canonical_cid(text: str) -> str:
+    """``str(parse_cid(text))`` (the normalized key: CIDv0 base58btc, CIDv1 base32), raising as it does.
+
+    The spellings ``ipfs add`` prints (``Qm...`` CIDv0, ``bafy...``/``bafk...`` base32 CIDv1 over dag-pb
+    or raw with sha2-256) are decoded here without multiformats' run-time type checks; they are taken only
+    when re-encoding the decoded bytes gives back exactly ``text``. Anything else goes through parse_cid.
+    """
+    fast = _fast_canonical(text)
+    return fast if fast is not None else str(parse_cid(text))
+
+
+_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+_B58_INDEX = {c: i for i, c in enumerate(_B58)}
+_V1_PREFIXES = (bytes((0x01, DAG_PB, 0x12, 0x20)), bytes((0x01, RAW, 0x12, 0x20)))
+
+
+def _fast_canonical(text: str) -> str | None:
+    """``text`` when it is the canonical spelling of a sha2-256 raw/dag-pb CID; None to ask multiformats."""
+    if len(text) == 59 and text.startswith(("bafy", "bafk")):
+        try:
+            raw = base64.b32decode(text[1:].upper() + "======")
+        except ValueError:
+            return None
+        ok = len(raw) == 36 and raw[:4] in _V1_PREFIXES
+        return text if ok and "b" + base64.b32encode(raw).decode().lower().rstrip("=") == text else None
+    if len(text) == 46 and text.startswith("Qm"):
+        value = 0
+        for ch in text:
+            digit = _B58_INDEX.get(ch)
+            if digit is None:
+                return None
+            value = value * 58 + digit
+        if value.bit_length() > 34 * 8:
+            return None
+        raw = value.to_bytes(34, "big")
+        return text if raw[:2] == b"\x12\x20" and _b58encode(raw) == text else None
+    return None
+
+
+def _b58encode(raw: bytes) -> str:
+    value, out = int.from_bytes(raw, "big"), []
+    while value:
+        value, digit = divmod(value, 58)
+        out.append(_B58[digit])
+    return "1" * (len(raw) - len(raw.lstrip(b"\0"))) + "".join(reversed(out))
 
 
 def _shown(text: str, limit: int = 128) -> str:

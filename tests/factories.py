@@ -123,9 +123,23 @@ class PackFactory:
                 sigs = [*prov.get("signatures", []), make_signature(sign_over, key).to_json()]
                 signed = {**signed, "provenance": {**prov, "signatures": sigs}}
         who = await principal(self.sessions, publisher or self.publisher, [model_ref.namespace])
+        await self._held_by(who, doc)
         service = PublishService(self.sessions, self.jobs)
         result = await service.publish(who, model_ref, load_manifest(signed), tag=tag)
         return result.cid
+
+    async def _held_by(self, who: Principal, doc: Mapping[str, Any]) -> None:
+        """Records the publisher as an uploader of the ingested bytes ``doc`` names, as an upload would
+        (a publish may reference bytes no pack uses yet only when its publisher uploaded them)."""
+        from registry.db.models import Blob, BlobUploader
+
+        async with self.sessions() as s, s.begin():
+            for entry in [*doc.get("shards", ()), *(doc.get("files") or ())]:
+                cid = entry.get("cid") if isinstance(entry, Mapping) else None
+                if not isinstance(cid, str) or await s.get(Blob, cid) is None:
+                    continue
+                if await s.get(BlobUploader, (cid, who.publisher_id)) is None:
+                    s.add(BlobUploader(cid=cid, publisher_id=who.publisher_id))
 
     async def make(
         self,

@@ -20,7 +20,9 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 CONTENT_TABLES = ("shards", "signatures", "validation_reports")  # keyed by the content CID
-LISTING_COLUMNS = "cid, model_id, model_version, state, state_reason, flagged, published_by, created_at, updated_at"
+LISTING_COLUMNS = (
+    "cid, model_id, model_version, state, state_reason, flagged, published_by, created_at, updated_at"
+)
 
 
 def _state() -> sa.Enum:
@@ -203,5 +205,9 @@ def downgrade() -> None:
     with op.batch_alter_table("pack_state_history", schema=None) as batch_op:
         batch_op.drop_column("model_id")
         batch_op.create_foreign_key(
-            batch_op.f("fk_pack_state_history_pack_cid_packs"), "packs", ["pack_cid"], ["cid"], ondelete="CASCADE"
+            batch_op.f("fk_pack_state_history_pack_cid_packs"),
+            "packs",
+            ["pack_cid"],
+            ["cid"],
+            ondelete="CASCADE",
         )

@@ -80,11 +80,25 @@ class RevokeIn(_In):
     )
 
 
+class MaxDriftIn(_In):
+    min_top1_agreement: float | None = Field(
+        None, description="0 to 1: the least share of probe rows whose top-1 token matches the curated pack's"
+    )
+    max_mean_kl: float | None = Field(
+        None, description="0 to 100 nats: the largest mean KL(curated || candidate) over the probe rows"
+    )
+
+
 class PolicyIn(_In):
     required_signatures: int = Field(1, ge=1, le=64)
     keys: list[str] = Field(default_factory=list, max_length=256)
     publishers: list[str] = Field(default_factory=list, max_length=64)
     reason: str | None = Field(None, max_length=1024)
+    max_drift: MaxDriftIn | None = Field(
+        None,
+        description="curation refuses a pack whose behavioural fingerprint drifts past these limits from the "
+        "pack curated now (an admin may still curate it by hand with a reason); out of bounds: 422",
+    )
 
 
 class KeyOut(_Out):
@@ -114,6 +128,7 @@ class PolicyOut(_Out):
     keys: list[KeyOut]
     publishers: list[str]
     publisher_keys: list[KeyOut] = Field(description="the keys of the trusted publishers, resolved now")
+    max_drift: dict[str, float] | None = Field(None, description="the drift limits; null: no limit")
 
 
 class SignatureJudgementOut(_Out):
@@ -158,6 +173,7 @@ def _policy(p: PolicyView) -> PolicyOut:
         keys=[_key(k) for k in p.keys],
         publishers=list(p.publishers),
         publisher_keys=[_key(k) for k in p.publisher_keys],
+        max_drift=p.max_drift,
     )
 
 
@@ -332,7 +348,7 @@ async def get_policy_file(request: web.Request) -> web.Response:
     body=PolicyIn,
     body_max=BODY_MAX,
     auth=True,
-    errors=(400, 401, 403, 404, 413),
+    errors=(400, 401, 403, 404, 413, 422),
     operation_id="setTrustPolicy",
 )
 async def set_policy(request: web.Request) -> web.Response:
@@ -347,6 +363,7 @@ async def set_policy(request: web.Request) -> web.Response:
         publishers=body.publishers,
         required_signatures=body.required_signatures,
         reason=body.reason,
+        max_drift=body.max_drift.model_dump(exclude_none=True) if body.max_drift is not None else None,
     )
     return _json(_policy(view))
 

@@ -95,7 +95,7 @@ class RemovedOut(_Out):
 
 class UnitReplicas(_Out):
     cid: str
-    kind: str = Field(description="shard | manifest")
+    kind: str = Field(description="shard | file | manifest")
     name: str
     size: int
     pinned: int

@@ -169,7 +169,8 @@ def render_pack(d: PackDetail) -> bytes:
         manifest=json.loads(d.manifest),
         history=scrub(d.history),
         history_next_cursor=None if d.history_before is None else encode_cursor([d.history_before]),
-        shards=[_shard_dict(sh) for sh in d.shards],
+        shards=[_shard_dict(sh) for sh in d.shards if sh.role == "shard"],
+        files=[_shard_dict(sh) for sh in d.shards if sh.role == "file"],
         signatures=d.signatures,
         replicas=d.replicas,
         validation=scrub(d.validation),
@@ -179,7 +180,8 @@ def render_pack(d: PackDetail) -> bytes:
 
 
 def _shard_dict(sh: object) -> dict[str, object]:
-    d = {k: getattr(sh, k) for k in ("position", "filename", "cid", "sha256", "size", "unixfs_profile")}
+    keys = ("position", "filename", "cid", "sha256", "size", "unixfs_profile", "role")
+    d = {k: getattr(sh, k) for k in keys}
     d["sha256"] = str(Sha256Digest(str(d["sha256"])))
     return d
 
@@ -217,14 +219,14 @@ def _next_batch(it: Iterator[bytes]) -> bytes:
 
 @routes.get("/v1/packs/{cid}/shards/{filename}")
 @endpoint(
-    "A shard's bytes, verified while streamed",
+    "A shard's or file's bytes (by its name in the manifest), verified while streamed",
     tag="packs",
     responses={200: "application/octet-stream", 304: None},
     params=(CID, Param("filename", "path", {"type": "string"}, required=True), ETAG_NONE),
     errors=READ_ERRORS,
 )
 async def get_shard(request: web.Request) -> web.StreamResponse:
-    """A shard's bytes, streamed from the store with every leaf verified against the shard CID."""
+    """A shard's (or a ``files`` entry's) bytes, streamed from the store with every leaf verified against its CID."""
     await read_gate(request)
     cid = normalize_cid(request.match_info["cid"])
     shard = await services(request).browse.shard(cid, request.match_info["filename"])

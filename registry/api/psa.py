@@ -65,13 +65,13 @@ def _fallback(request: web.Request) -> list[str]:
 
 async def _render(request: web.Request, views: list[PinView]) -> list[dict[str, Any]]:
     svc = _svc(request)
-    holders = await svc.pins.holders([v.cid_key for v in views])
+    holders = await svc.pins.holders([v.cid_key for v in views if v.holders is None])
     known = await svc.addresses.by_node()  # asked once per request; the pick is memoized per holder set
     fallback = _fallback(request)
     picks: dict[frozenset[int], list[str]] = {}
     out = []
     for v in views:
-        held = frozenset(holders.get(v.cid_key, ()))
+        held = v.holders if v.holders is not None else frozenset(holders.get(v.cid_key, ()))
         delegates = picks.get(held)
         if delegates is None:
             delegates = picks[held] = pick_delegates(known, set(held), svc.config.delegates_max) or fallback

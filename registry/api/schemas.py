@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from model_core.format.digest import SHA256_PATTERN
 from model_core.format.fields import FILENAME_MAX_LEN, FILENAME_PATTERN, UNIXFS_PROFILES
 from model_core.format.pack import ManifestLimits
-from model_core.format.schema import KNOWN_KEYS
+from model_core.format.schema import KNOWN_KEYS, LAYOUTS
 from registry.api import formats
 from registry.api.keys import REGISTRY
 
@@ -135,6 +135,7 @@ class ShardOut(_Out):
     sha256: str = Field(description="sha256:<64 lowercase hex>")
     size: int
     unixfs_profile: str | None
+    role: Literal["shard", "file"] = Field("shard", description="a weight shard, or another file of the pack")
 
 
 class ValidationOut(_Out):
@@ -152,6 +153,9 @@ class PackOut(PackSummaryOut):
         description="when older changes exist: the cursor for GET /v1/packs/{cid}/history"
     )
     shards: list[ShardOut]
+    files: list[ShardOut] = Field(
+        default_factory=list, description="the manifest's other files (config.json, tokenizer.json...)"
+    )
     signatures: list[SignatureOut]
     replicas: dict[str, int] = Field(description="replica count per state over the pack's shards")
     validation: ValidationOut | None
@@ -318,6 +322,8 @@ def manifest_schema(limits: ManifestLimits) -> dict[str, Any]:
             "license": _optional(text),
             "provenance": _optional(provenance),
             "unixfs": profile,
+            "files": _optional({"type": "array", "maxItems": limits.max_files, "items": shard}),
+            "layout": _optional({"enum": list(LAYOUTS)}),
         },
         propertyNames={"maxLength": n, "not": {"pattern": _collisions()}},
     )

@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "validate": "registry.cli.gate_cmd:validate",
     "gate": "registry.cli.gate_cmd:gate",
     "curate": "registry.cli.gate_cmd:curate",
+    "diff": "registry.cli.diff_cmd:diff",
 }
 
 

@@ -34,7 +34,7 @@ SIGNATURES_DIR = "signatures"
 SIG_SUFFIX = ".sig.json"
 
 if TYPE_CHECKING:
-    from model_core.format.schema import ShardSpec
+    from model_core.format.schema import ManifestDoc, ShardSpec
     from registry.packs.shardcheck import ShardCheck
 
 remote = remote_options()
@@ -129,7 +129,7 @@ def publish(
         show = not as_json and Console(stderr=True).is_terminal
         with connect(registry, token) as client, _progress(show) as progress:
             uploaded = 0
-            for spec in parsed.doc.shards:
+            for spec in _entries(parsed.doc):
                 path = pack_dir / spec.filename
                 profile = parsed.doc.profile_of(spec)
                 if no_upload and not path.exists():
@@ -170,6 +170,11 @@ def publish(
 
 
 # --------------------------------------------------------------------------- pull
+
+
+def _entries(doc: ManifestDoc) -> list[ShardSpec]:
+    """What a pack folder holds besides the manifest: the weight shards, then the other files."""
+    return [*doc.shards, *(doc.files or ())]
 
 
 def _resolve(client: RegistryClient, text: str) -> str:
@@ -223,7 +228,7 @@ def pull(ref: str, dest: Path, registry: str, token: str | None, as_json: bool) 
         show = not as_json and Console(stderr=True).is_terminal
         fetched = 0
         with _progress(show) as progress:
-            for spec in parsed.doc.shards:
+            for spec in _entries(parsed.doc):
                 final = dest / spec.filename
                 profile = parsed.doc.profile_of(spec)
                 if not final.is_symlink() and final.is_file() and _verify(final, spec, profile, progress).ok:
@@ -254,8 +259,14 @@ def pull(ref: str, dest: Path, registry: str, token: str | None, as_json: bool) 
                 finally:
                     tmp.unlink(missing_ok=True)
         _write_atomic(dest / MANIFEST, raw)
-    data = {"cid": cid, "dir": str(dest), "shards": len(parsed.doc.shards), "downloaded": fetched}
-    emit(as_json, data, lambda: click.echo(f"{cid} -> {dest} ({fetched} shard(s) downloaded, all verified)"))
+    data = {
+        "cid": cid,
+        "dir": str(dest),
+        "shards": len(parsed.doc.shards),
+        "files": len(parsed.doc.files or ()),
+        "downloaded": fetched,
+    }
+    emit(as_json, data, lambda: click.echo(f"{cid} -> {dest} ({fetched} file(s) downloaded, all verified)"))
 
 
 # --------------------------------------------------------------------------- ls / show

@@ -168,6 +168,7 @@ def policy_show(namespace: str, registry: str, token: str | None, as_json: bool,
         return
     click.echo(f"namespace {out['namespace']}: {out['required_signatures']} trusted signature(s) required")
     click.echo(f"trusted publishers: {', '.join(out['publishers']) or '(none)'}")
+    click.echo(f"max_drift: {out.get('max_drift') or '(none)'}")
     click.echo("trusted keys:" + ("" if out["keys"] or out["publisher_keys"] else " (none)"))
     for k in out["keys"] + [k for k in out["publisher_keys"] if k not in out["keys"]]:
         click.echo("  " + _key_line(k))
@@ -183,6 +184,10 @@ def policy_show(namespace: str, registry: str, token: str | None, as_json: bool,
     "--required", type=click.IntRange(1, 64), default=1, show_default=True, help="Signatures needed."
 )
 @click.option("--reason", help="Why (kept in the audit log).")
+@click.option(
+    "--min-top1-agreement", type=float, help="max_drift: least top-1 agreement with the curated pack."
+)
+@click.option("--max-mean-kl", type=float, help="max_drift: largest mean KL from the curated pack (nats).")
 @remote_options(with_json=False)
 def policy_set(
     namespace: str,
@@ -190,6 +195,8 @@ def policy_set(
     publishers: tuple[str, ...],
     required: int,
     reason: str | None,
+    min_top1_agreement: float | None,
+    max_mean_kl: float | None,
     registry: str,
     token: str | None,
 ) -> None:
@@ -200,6 +207,8 @@ def policy_set(
         "required_signatures": required,
         "reason": reason,
     }
+    drift = {"min_top1_agreement": min_top1_agreement, "max_mean_kl": max_mean_kl}
+    body["max_drift"] = {k: v for k, v in drift.items() if v is not None} or None
     with errors(with_request=True), connect(registry, token, need_token=True) as client:
         out = client.set_policy(namespace, body)
     click.echo(

@@ -73,6 +73,7 @@ class Namespace(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(NAME_LEN), nullable=False, unique=True)
     required_signatures: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    max_drift: Mapped[dict[str, float] | None] = mapped_column(JSON)  # registry/trust/drift_limits.py
     created_at: Mapped[datetime] = _now_col()
     __table_args__ = (CheckConstraint("required_signatures >= 0", name="required_signatures_nonneg"),)
 
@@ -166,12 +167,15 @@ class Shard(Base):
     sha256: Mapped[str] = mapped_column(String(64), nullable=False)  # lowercase hex
     size: Mapped[int] = mapped_column(BigInteger, nullable=False)
     unixfs_profile: Mapped[str | None] = mapped_column(String(32))
+    # 'shard': a weight shard (manifest ``shards``); 'file': another file (``files``), positions after the shards
+    role: Mapped[str] = mapped_column(String(8), default="shard", server_default="shard", nullable=False)
     __table_args__ = (
         UniqueConstraint("pack_cid", "position"),
         UniqueConstraint("pack_cid", "filename"),
         Index(None, "cid"),
         CheckConstraint("size >= 0", name="size_nonneg"),
         CheckConstraint("length(sha256) = 64", name="sha256_hex_len"),
+        CheckConstraint("role IN ('shard', 'file')", name="role_known"),
     )
 
 
@@ -328,5 +332,11 @@ class ValidationReport(Base):
 
 
 # The Pinning Service API's pins live in registry/db/pins.py (registered on the same metadata).
-from registry.db.pack_tables import Manifest, Pack, PackState, PackStateChange  # noqa: E402, F401
+from registry.db.pack_tables import (  # noqa: E402, F401
+    BlobUploader,
+    Manifest,
+    Pack,
+    PackState,
+    PackStateChange,
+)
 from registry.db.pins import Pin, PinStatus  # noqa: E402, F401

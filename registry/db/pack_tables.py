@@ -121,6 +121,21 @@ class Pack(Base):
         return self.content.shard_count
 
 
+class BlobUploader(Base):
+    """A publisher who uploaded (so holds) the bytes of a blob; the first one is also ``blobs.uploaded_by``.
+
+    Bytes no pack references yet may be referenced by a publish only of a publisher who uploaded them
+    (or a global admin); reading them stays the first uploader's (``BlobService.readable_by``).
+    """
+
+    __tablename__ = "blob_uploaders"
+    cid: Mapped[str] = mapped_column(ForeignKey("blobs.cid", ondelete="CASCADE"), primary_key=True)
+    publisher_id: Mapped[int] = mapped_column(
+        ForeignKey("publishers.id", ondelete="CASCADE"), primary_key=True
+    )
+    created_at: Mapped[datetime] = _now_col()
+
+
 class PackStateChange(Base):
     __tablename__ = "pack_state_history"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -1,4 +1,4 @@
-"""Curation: move ``ns/model@curated`` only to packs that are validated, trusted and replicated; flag the
+"""Curation: move ``ns/model@curated`` only to packs validated, trusted, replicated (and within max_drift); flag the
 curated pack that stops being fit and roll back (or hold, per ``curation.on_degrade``); admins curate
 or un-curate by hand with a reason. Every move is a compare-and-swap with history and an audit event.
 """
@@ -19,6 +19,7 @@ from registry.db.listings import ModelSelector, find_listing, listing_in
 from registry.db.models import AuditEvent, Pack, PackState, Pointer, PointerChange
 from registry.errors import Forbidden
 from registry.gate.config import GateConfig
+from registry.gate.drift import drift_fact, with_drift_override
 from registry.gate.errors import CurationRefused, ReasonRequired
 from registry.gate.rule import Fact, ReplicationCheck, RuleFacts, TrustCheck
 from registry.names import ModelRef
@@ -34,7 +35,7 @@ _IS_TARGET = (  # NOT EXISTS: no bind per curated model
     (Pointer.tag == TAG) & (Pointer.model_id == Pack.model_id) & (Pointer.pack_cid == Pack.cid)
 )
 
-Status = Literal["curated", "not_validated", "untrusted", "waiting_replicas", "withheld"]
+Status = Literal["curated", "not_validated", "untrusted", "waiting_replicas", "drifted", "withheld"]
 
 
 @dataclass(frozen=True)
@@ -92,16 +93,17 @@ class CurationService:
             if pack.flagged and pack.flagged.startswith(UNCURATED):
                 return CurationOutcome(cid, "withheld", (pack.flagged,))
             facts = await self.facts(s, pack)
-            if not facts.trust.ok:
-                if pack.state is PackState.VALIDATED:
-                    pack.state_reason = "validated; not curated: " + "; ".join(facts.trust.reasons)
-                return CurationOutcome(cid, "untrusted", facts.trust.reasons)
-            if not facts.replication.ok:
-                if pack.state is PackState.VALIDATED:
-                    pack.state_reason = "validated; waiting for replicas: " + "; ".join(
-                        facts.replication.reasons
-                    )
-                return CurationOutcome(cid, "waiting_replicas", facts.replication.reasons)
+            drift = await drift_fact(s, pack) if pack.state is PackState.VALIDATED else Fact(True)
+            checks: tuple[tuple[Fact, Status, str], ...] = (
+                (facts.trust, "untrusted", "not curated"),
+                (facts.replication, "waiting_replicas", "waiting for replicas"),
+                (drift, "drifted", "not curated"),
+            )
+            for fact, status, why in checks:
+                if not fact.ok:
+                    if pack.state is PackState.VALIDATED:
+                        pack.state_reason = f"validated; {why}: " + "; ".join(fact.reasons)
+                    return CurationOutcome(cid, status, fact.reasons)
             if pack.state is PackState.CURATED and not pack.flagged:
                 return CurationOutcome(cid, "curated", (), False, await _pointer_cid(s, pack.model_id))
             ref = await model_ref_of(s, pack.model_id)
@@ -310,6 +312,7 @@ class CurationService:
                     cid=cid,
                     state=pack.state.value,
                 )
+            why = await with_drift_override(s, pack, why)  # a drift past max_drift: its figures on record
             pack.flagged = None
             out = await self._promote(
                 s, pack, ref, f"curated by hand: {why}", principal.publisher, force=True

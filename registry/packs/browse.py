@@ -60,6 +60,7 @@ class ShardView:
     sha256: str
     size: int
     unixfs_profile: str | None
+    role: str = "shard"  # "shard" | "file"
 
 
 DETAIL_HISTORY = 50  # state changes inlined in the pack detail (the newest); the rest page via state_history
@@ -149,7 +150,9 @@ class BrowseService:
                 await s.execute(select(Shard).where(Shard.pack_cid == cid, Shard.filename == filename))
             ).scalar_one_or_none()
         if row is None:
-            raise NotFound(f"pack {cid} has no shard {q(filename)}", cid=cid, filename=bounded(filename))
+            raise NotFound(
+                f"pack {cid} has no shard or file {q(filename)}", cid=cid, filename=bounded(filename)
+            )
         return _shard(row)
 
     async def pack(self, cid: str, model: ModelSelector = None) -> PackDetail:
@@ -265,7 +268,7 @@ def _summary(p: Pack, ref: ModelRef) -> PackSummary:
 
 
 def _shard(x: Shard) -> ShardView:
-    return ShardView(x.position, x.filename, x.cid, x.sha256, x.size, x.unixfs_profile)
+    return ShardView(x.position, x.filename, x.cid, x.sha256, x.size, x.unixfs_profile, x.role)
 
 
 async def latest_validation_report(s: AsyncSession, cid: str) -> ValidationReport | None:

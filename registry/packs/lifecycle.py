@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from registry.db.base import utcnow
-from registry.db.models import Blob, Model, Namespace, Pack, PackState, PackStateChange, Pointer
+from registry.db.models import Blob, BlobUploader, Model, Namespace, Pack, PackState, PackStateChange, Pointer
 from registry.jobs.kinds import JobKind
 from registry.jobs.protocol import JobQueue
 from registry.names import DEFAULT_TAG, ModelRef
@@ -142,10 +142,15 @@ async def record_blob(
     unixfs_profile: str | None,
     uploaded_by: int | None,
 ) -> bool:
-    """Record verified bytes in the store as a Blob row; False when a row already existed (or raced us)."""
+    """Record verified bytes in the store as a Blob row; False when a row already existed (or raced us).
+
+    Either way ``uploaded_by`` (when given) is recorded as one of the blob's uploaders (``BlobUploader``).
+    """
     try:
         async with sessions() as s, s.begin():
             if (await s.execute(select(Blob.cid).where(Blob.cid == cid))).scalar_one_or_none() is not None:
+                if uploaded_by is not None and await s.get(BlobUploader, (cid, uploaded_by)) is None:
+                    s.add(BlobUploader(cid=cid, publisher_id=uploaded_by))
                 return False
             s.add(
                 Blob(
@@ -156,9 +161,23 @@ async def record_blob(
                     uploaded_by=uploaded_by,
                 )
             )
+            if uploaded_by is not None:
+                s.add(BlobUploader(cid=cid, publisher_id=uploaded_by))
         return True
     except IntegrityError:  # a concurrent upload of the same bytes recorded it first
+        if uploaded_by is not None:
+            await _add_uploader(sessions, cid, uploaded_by)
         return False
+
+
+async def _add_uploader(sessions: async_sessionmaker[AsyncSession], cid: str, publisher: int) -> None:
+    """Records ``publisher`` as an uploader of the existing blob ``cid`` (nothing when no such blob)."""
+    try:
+        async with sessions() as s, s.begin():
+            if await s.get(Blob, cid) is not None and await s.get(BlobUploader, (cid, publisher)) is None:
+                s.add(BlobUploader(cid=cid, publisher_id=publisher))
+    except IntegrityError:  # recorded concurrently
+        pass
 
 
 async def model_ref_of(s: AsyncSession, model_id: int) -> ModelRef:

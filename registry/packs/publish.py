@@ -1,5 +1,8 @@
 """Publishing a ModelPack: verify every shard against the uploaded bytes, check signatures, store it all at once.
 
+The manifest's other ``files`` (config.json, tokenizer.json...) are verified and stored exactly as shards
+(``registry.packs.entries``); bytes no pack uses yet may be referenced only by a publisher who uploaded them.
+
 One transaction holds the pack, its shards, state history, signature verdicts, the ``latest`` pointer
 and the replicate/validate jobs. Publishing the same manifest again under the same model returns the
 existing pack and writes nothing; two concurrent identical publishes end in one pack (the loser retries
@@ -13,7 +16,6 @@ and replicate/validate are not enqueued until that job has every byte verified a
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,12 +28,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from model_core.format.errors import InvalidManifest
 from model_core.format.pack import ManifestLimits, ParsedManifest
-from pinner.cids import cid_str, parse_cid
 from registry.accounts.auth import require_namespace
 from registry.accounts.principal import Principal
 from registry.db.base import utcnow
 from registry.db.models import (
-    Blob,
     Manifest,
     Model,
     Namespace,
@@ -42,10 +42,11 @@ from registry.db.models import (
     SignatureVerdict,
     SigningKey,
 )
-from registry.errors import MissingShards, ModelNameMismatch, ShardMismatch
+from registry.errors import MissingShards, ModelNameMismatch
 from registry.jobs.kinds import JobKind
 from registry.jobs.protocol import JobQueue
 from registry.names import DEFAULT_TAG, ModelRef
+from registry.packs.entries import entries_of, verify_entries
 from registry.packs.lifecycle import add_received, make_available
 from registry.packs.pointers import PointerMoved, check_settable
 from registry.replication.shard_fetch import NodeDirectory
@@ -168,14 +169,15 @@ class PublishService:
             if existing is not None:
                 return existing
             content = await s.get(Manifest, parsed.cid)  # listed under another model already: shared
-            shard_blobs = await self._verify_shards(s, parsed)
+            entries = entries_of(parsed.doc)
+            shard_blobs = await verify_entries(s, entries, principal, self._nodes)
             if any(b is None for b in shard_blobs) and self._jobs is None:
                 raise MissingShards("this registry runs no job queue to fetch shards; upload them")
             checks = await self._check_signatures(s, parsed, detached)
             model = await self._model(s, ns, ref)
             sizes = [
                 b.size if b is not None else (spec.size or 0)  # a missing shard's size is required
-                for spec, b in zip(parsed.doc.shards, shard_blobs, strict=True)
+                for spec, b in zip((e.spec for e in entries), shard_blobs, strict=True)
             ]
             total = sum(sizes)
             state = PackState.AVAILABLE if all(b is not None for b in shard_blobs) else PackState.RECEIVED
@@ -198,22 +200,23 @@ class PublishService:
                     cid=parsed.cid,
                     manifest=parsed.canonical,
                     total_size=total,
-                    shard_count=len(shard_blobs),
+                    shard_count=len(parsed.doc.shards),
                     created_at=now,
                 ),
             )
             await add_received(s, pack, actor, None if state is PackState.AVAILABLE else FETCHING)
-            new_shards = zip(parsed.doc.shards, sizes, strict=True) if content is None else ()  # else: stored
-            for pos, (spec, size) in enumerate(new_shards):
+            new_rows = zip(entries, sizes, strict=True) if content is None else ()  # else: stored
+            for pos, (entry, size) in enumerate(new_rows):
                 s.add(
                     Shard(
                         pack_cid=parsed.cid,
                         position=pos,
-                        filename=spec.filename,
-                        cid=cid_str(parse_cid(spec.cid)),
-                        sha256=spec.sha256_hex,
+                        filename=entry.spec.filename,
+                        cid=entry.key,
+                        sha256=entry.spec.sha256_hex,
                         size=size,  # 0 until fetched when neither the bytes nor the manifest gave it
-                        unixfs_profile=parsed.doc.profile_of(spec),
+                        unixfs_profile=parsed.doc.profile_of(entry.spec),
+                        role=entry.role,
                     )
                 )
             stored = await self._stored_signatures(s, parsed.cid) if content is not None else set()
@@ -313,51 +316,6 @@ class PublishService:
             s.add(model)
             await s.flush()
         return model
-
-    async def _verify_shards(self, s: AsyncSession, parsed: ParsedManifest) -> list[Blob | None]:
-        """The Blob of each shard, None for one whose bytes a node must serve (refused when no node can)."""
-        keys = [cid_str(parse_cid(sh.cid)) for sh in parsed.doc.shards]
-        # FOR SHARE (Postgres): gc deletes a blob row first, so it waits for this publish and then sees its shards
-        query = select(Blob).where(Blob.cid.in_(set(keys))).with_for_update(read=True)
-        found = {b.cid: b for b in (await s.execute(query)).scalars()}
-        missing = [sh.filename for sh, k in zip(parsed.doc.shards, keys, strict=True) if k not in found]
-        if missing and (self._nodes is None or not await self._nodes.has_sources(s)):
-            raise MissingShards(
-                f"{len(missing)} shard(s) are not uploaded yet (first: {missing[0]!r}) and no IPFS node is "
-                "configured to fetch them from; PUT their bytes to /v1/blobs/{cid} or add a node, "
-                "then publish again",
-                missing=missing[:100],
-            )
-        out: list[Blob | None] = []
-        for sh, k in zip(parsed.doc.shards, keys, strict=True):
-            blob = found.get(k)
-            if blob is None:
-                if sh.size is None:  # a fetch is bounded by the declared size: no size, no fetch
-                    raise InvalidManifest(
-                        f"shard {sh.filename!r} is not uploaded and gives no size; publishing by CID needs each "
-                        "missing shard's size in the manifest (or upload its bytes first)",
-                        field="shards.size",
-                        filename=sh.filename,
-                    )
-                out.append(None)
-                continue
-            if not hmac.compare_digest(blob.sha256, sh.sha256_hex):
-                raise ShardMismatch(
-                    f"shard {sh.filename!r} declares sha256:{sh.sha256_hex} but the bytes with CID {sh.cid} "
-                    f"have sha256:{blob.sha256}",
-                    filename=sh.filename,
-                    expected=sh.sha256_hex,
-                    actual=blob.sha256,
-                )
-            if sh.size is not None and sh.size != blob.size:
-                raise ShardMismatch(
-                    f"shard {sh.filename!r} declares {sh.size} bytes but the bytes with CID {sh.cid} are {blob.size}",
-                    filename=sh.filename,
-                    expected=sh.size,
-                    actual=blob.size,
-                )
-            out.append(blob)
-        return out
 
     async def _check_signatures(
         self, s: AsyncSession, parsed: ParsedManifest, detached: list[ManifestSignature | SignatureCheck]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pinner.cids import normalize_cid, parse_cid
+from pinner.cids import canonical_cid
 from pinner.replication.model import Target
 from registry.db.pins import PinStatus
 from registry.errors import BadRequest
@@ -35,8 +35,9 @@ class PinRequest:
 def check_cid(value: object, what: str = "cid") -> tuple[str, str]:
     if not isinstance(value, str) or not value:
         raise BadRequest(f"{what} must be a CID string, not {shown(value)}", field=what)
-    parse_cid(value)  # InvalidCid (400) names it: malformed, or a codec/hash we cannot verify
-    return value, normalize_cid(value)
+    # InvalidCid (400) names it: malformed, or a codec/hash we cannot verify. Decoded once: its text is the
+    # normalized key (CIDv0 base58btc, CIDv1 base32), as normalize_cid spells it.
+    return value, canonical_cid(value)
 
 
 def check_meta(value: object, config: PinningConfig, what: str = "meta") -> dict[str, str]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
-from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy import ColumnElement, and_, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pinner.states import ReplicaState
@@ -61,7 +61,7 @@ class PinFields(Protocol):
 
 @dataclass(frozen=True)
 class PinView:
-    """One pin as the API shows it (delegates are added by the caller)."""
+    """One pin as the API shows it (delegates are added by the caller, from ``holders``)."""
 
     requestid: str
     status: PinStatus
@@ -72,6 +72,9 @@ class PinView:
     origins: tuple[str, ...]
     meta: dict[str, str]
     info: dict[str, str]
+    holders: frozenset[int] | None = (
+        None  # nodes pinning its CID, when read with it (else: PinService.holders)
+    )
 
     FIELDS: ClassVar[tuple[str, ...]] = ("requestid", "status", "created", "cid", "cid_key", "name")
 
@@ -141,37 +144,52 @@ class PinService:
                 bytes=size,
             )
 
-    def _row(self, publisher_id: int, req: PinRequest, replaces: str | None = None) -> Pin:
+    def _values(self, publisher_id: int, req: PinRequest, replaces: str | None = None) -> dict[str, Any]:
+        """The new pin's row (every column the view shows set here: nothing is read back after the insert)."""
         target = replication_target(req.meta, self.config)
         explicit = any(k in req.meta for k in ("replication_min", "replication_max"))
         now = utcnow()
         now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # as shown: before/after compare alike
-        return Pin(
-            requestid=str(uuid.uuid4()),
-            publisher_id=publisher_id,
-            cid=req.cid,
-            cid_key=req.cid_key,
-            name=req.name,
-            origins=list(req.origins),
-            meta=req.meta,
-            status=PinStatus.QUEUED,
-            info={"status_details": "queued: waiting for a worker to place it on the nodes"},
-            replication_min=target.min if explicit else None,
-            replication_max=target.max if explicit else None,
-            replaces=replaces,
-            created=now,
-            updated_at=now,
+        return {
+            "requestid": str(uuid.uuid4()),
+            "publisher_id": publisher_id,
+            "cid": req.cid,
+            "cid_key": req.cid_key,
+            "name": req.name,
+            "origins": list(req.origins),
+            "meta": dict(req.meta),
+            "status": PinStatus.QUEUED,
+            "info": {"status_details": "queued: waiting for a worker to place it on the nodes"},
+            "replication_min": target.min if explicit else None,
+            "replication_max": target.max if explicit else None,
+            "replaces": replaces,
+            "created": now,
+            "updated_at": now,
+        }
+
+    async def _insert(self, s: AsyncSession, values: dict[str, Any]) -> PinView:
+        """Inserts the row (Core: no ORM object to track), queues its job and reads its CID's holders,
+        all in the caller's transaction; the view is made of the values themselves."""
+        await s.execute(insert(Pin).values(**values))
+        await enqueue_pin(self._queue, values["requestid"], s)
+        held = await self._holders_in(s, [values["cid_key"]])
+        return PinView(
+            values["requestid"],
+            values["status"],
+            values["created"],
+            values["cid"],
+            values["cid_key"],
+            values["name"],
+            tuple(values["origins"]),
+            dict(values["meta"]),
+            dict(values["info"]),
+            frozenset(held.get(values["cid_key"], ())),
         )
 
     async def add(self, publisher_id: int, req: PinRequest) -> PinView:
         async with self._sessions() as s, s.begin():
             await self._check_quota(s, publisher_id)
-            row = self._row(publisher_id, req)
-            s.add(row)
-            await s.flush()
-            view = PinView.of(row)
-            await enqueue_pin(self._queue, view.requestid, s)
-        return view
+            return await self._insert(s, self._values(publisher_id, req))
 
     async def _mine(self, s: AsyncSession, publisher_id: int, requestid: str, *, lock: bool = False) -> Pin:
         q = select(Pin).where(Pin.requestid == requestid[:64], Pin.deleted_at.is_(None))
@@ -192,12 +210,8 @@ class PinService:
         async with self._sessions() as s, s.begin():
             old = await self._mine(s, publisher_id, requestid, lock=True)
             await self._check_quota(s, publisher_id, freed=1)
-            row = self._row(publisher_id, req, replaces=old.requestid)
             old.deleted_at = utcnow()
-            s.add(row)
-            await s.flush()
-            view = PinView.of(row)
-            await enqueue_pin(self._queue, view.requestid, s)
+            view = await self._insert(s, self._values(publisher_id, req, replaces=old.requestid))
             await enqueue_pin(self._queue, old.requestid, s)
         return view
 
@@ -209,17 +223,21 @@ class PinService:
 
     async def holders(self, keys: list[str]) -> dict[str, set[int]]:
         """CID key -> the nodes that pin it (for each pin's delegates)."""
-        out: dict[str, set[int]] = {}
         if not keys:
-            return out
+            return {}
         async with readonly_session(self._sessions) as s:
-            rows = await s.execute(
-                select(Replica.cid, Replica.node_id).where(
-                    Replica.cid.in_(sorted(set(keys))), Replica.state == ReplicaState.PINNED
-                )
+            return await self._holders_in(s, keys)
+
+    @staticmethod
+    async def _holders_in(s: AsyncSession, keys: list[str]) -> dict[str, set[int]]:
+        out: dict[str, set[int]] = {}
+        rows = await s.execute(
+            select(Replica.cid, Replica.node_id).where(
+                Replica.cid.in_(sorted(set(keys))), Replica.state == ReplicaState.PINNED
             )
-            for cid, nid in rows:
-                out.setdefault(cid, set()).add(nid)
+        )
+        for cid, nid in rows:
+            out.setdefault(cid, set()).add(nid)
         return out
 
     async def list_pins(self, publisher_id: int, f: PinFilter) -> tuple[int, list[PinView]]:

@@ -27,8 +27,8 @@ class Unit:
 
     cid: str  # normalised
     size: int
-    kind: str  # "shard" | "manifest"
-    name: str  # shard filename, or "manifest"
+    kind: str  # "shard" | "file" | "manifest"
+    name: str  # shard or file name, or "manifest"
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ async def pack_units(session: AsyncSession, pack: Pack | Manifest) -> list[Unit]
     shards = (
         await session.execute(select(Shard).where(Shard.pack_cid == pack.cid).order_by(Shard.position))
     ).scalars()
-    units = [Unit(normalize_cid(s.cid), s.size, "shard", s.filename) for s in shards]
+    units = [Unit(normalize_cid(s.cid), s.size, s.role, s.filename) for s in shards]  # files too
     return [*units, Unit(normalize_cid(pack.cid), len(pack.manifest), "manifest", "manifest")]
 
 

@@ -1,7 +1,7 @@
 """in-toto Statement v1 in a DSSE envelope, so tools outside modelpack can verify a pack's shards.
 
-The statement's subjects are the shard filenames with their sha256, the shape OpenSSF model-signing
-uses; its predicate (type ``PREDICATE_TYPE``) names the manifest's signing payload by sha256 so the
+The statement's subjects are the shard filenames with their sha256, then the manifest's other ``files``
+(config.json, tokenizer.json...) alike, the shape OpenSSF model-signing uses; its predicate (type ``PREDICATE_TYPE``) names the manifest's signing payload by sha256 so the
 envelope is tied to exactly one manifest. Signatures are Ed25519 over DSSE's PAE:
 ``"DSSEv1" SP len(type) SP type SP len(body) SP body``.
 """
@@ -43,23 +43,27 @@ def pae(payload_type: str, payload: bytes) -> bytes:
     return b"DSSEv1 %d %s %d %s" % (len(t), t, len(payload), payload)
 
 
-def _shard_digest(shard: Mapping[str, Any]) -> str:
+def _shard_digest(shard: Mapping[str, Any], what: str = "shard") -> str:
     try:
         return Sha256Digest.parse(shard.get("sha256")).hex
     except ValueError:
         raise DsseError(
-            f"shard {shard.get('filename')!r} has no sha256 in the form sha256:<64 hex>"
+            f"{what} {shard.get('filename')!r} has no sha256 in the form sha256:<64 hex>"
         ) from None
 
 
 def statement_for(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """The in-toto Statement v1 for a manifest: one subject per shard."""
+    """The in-toto Statement v1 for a manifest: one subject per shard, then one per other file."""
     shards = manifest.get("shards")
     if not isinstance(shards, list) or not shards:
         raise DsseError("the manifest has no shards to put in the statement")
+    files = manifest.get("files")
+    entries = [(s, "shard") for s in shards] + [
+        (f, "file") for f in (files if isinstance(files, list) else ())
+    ]
     subjects = [
-        {"name": str(s.get("filename")), "digest": {"sha256": _shard_digest(s)}}
-        for s in shards
+        {"name": str(s.get("filename")), "digest": {"sha256": _shard_digest(s, what)}}
+        for s, what in entries
         if isinstance(s, dict)
     ]
     return {
@@ -164,6 +168,12 @@ def verify_envelope(
     return EnvelopeCheck(signatures=checks, mismatches=_statement_mismatches(body, manifest))
 
 
+def _kind(manifest: Mapping[str, Any], name: str) -> str:
+    files = manifest.get("files")
+    named = {f.get("filename") for f in files if isinstance(f, dict)} if isinstance(files, list) else set()
+    return "file" if name in named else "shard"
+
+
 def _statement_mismatches(body: bytes, manifest: Mapping[str, Any]) -> list[str]:
     try:
         stmt = json.loads(body)
@@ -184,10 +194,16 @@ def _statement_mismatches(body: bytes, manifest: Mapping[str, Any]) -> list[str]
                 got[str(s.get("name"))] = str(s["digest"].get("sha256"))
     for name, digest in expected.items():
         if name not in got:
-            problems.append(f"DSSE statement has no subject for shard {name}")
+            problems.append(f"DSSE statement has no subject for {_kind(manifest, name)} {name}")
         elif got[name] != digest:
-            problems.append(f"DSSE statement's sha256 for shard {name} differs from the manifest")
-    problems.extend(f"DSSE statement names {n}, which is not a shard" for n in got if n not in expected)
+            problems.append(
+                f"DSSE statement's sha256 for {_kind(manifest, name)} {name} differs from the manifest"
+            )
+    problems.extend(
+        f"DSSE statement names {n}, which is not a shard or file of the manifest"
+        for n in got
+        if n not in expected
+    )
     pred = stmt.get("predicate")
     if stmt.get("predicateType") != PREDICATE_TYPE or not isinstance(pred, dict):
         # Another tool's statement covers shard bytes only, not config/license/provenance: it must

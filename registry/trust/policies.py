@@ -29,6 +29,7 @@ from registry.db.models import (
     TrustedKey,
 )
 from registry.errors import BadRequest, Forbidden, NotFound
+from registry.trust.drift_limits import parse_max_drift
 from registry.trust.dsse import verify_envelope
 from registry.trust.errors import DsseError
 from registry.trust.key_registry import KeyRegistry, KeyView, keys_with_publishers
@@ -53,6 +54,7 @@ class PolicyView:
     keys: tuple[KeyView, ...]  # trusted one by one
     publishers: tuple[str, ...]  # every key of these publishers is trusted
     publisher_keys: tuple[KeyView, ...]  # those keys, resolved now
+    max_drift: dict[str, float] | None = None  # registry/trust/drift_limits.py; None: no limit
 
     def namespace_policy(self) -> NamespacePolicy:
         """The same policy as the offline file format sees it (publishers' keys spelled out)."""
@@ -221,7 +223,9 @@ class TrustService(KeyRegistry):
             else []
         )
         pub_keys = await keys_with_publishers(s, SigningKey.publisher_id.in_(pub_ids)) if pub_ids else []
-        return ns, PolicyView(ns.name, ns.required_signatures, tuple(keys), tuple(pubs), tuple(pub_keys))
+        return ns, PolicyView(
+            ns.name, ns.required_signatures, tuple(keys), tuple(pubs), tuple(pub_keys), ns.max_drift or None
+        )
 
     async def get_policy(self, namespace: str) -> PolicyView:
         async with readonly_session(self._sessions) as s:
@@ -236,12 +240,14 @@ class TrustService(KeyRegistry):
         publishers: Sequence[str],
         required_signatures: int = 1,
         reason: str | None = None,
+        max_drift: dict[str, Any] | None = None,
     ) -> PolicyView:
         """Replaces the namespace's policy; an AuditEvent keeps the before and after.
 
         Raises:
             Forbidden (needs the admin scope for this namespace), NotFound, BadRequest (unknown key or
-            publisher, a count out of range, or a policy no set of trusted keys could ever satisfy).
+            publisher, a count out of range, or a policy no set of trusted keys could ever satisfy),
+            InvalidDriftPolicy (422: ``max_drift`` with an unknown field or a number out of its bounds).
         """
         if not _may_administer(principal, namespace):
             raise Forbidden(
@@ -255,6 +261,7 @@ class TrustService(KeyRegistry):
                 f"required_signatures must be from 1 to {MAX_REQUIRED}, got {required_signatures}",
                 field="required_signatures",
             )
+        drift = parse_max_drift(max_drift)
         if reason is not None and len(reason) > self.config.max_reason_len:
             raise BadRequest(f"the reason is longer than {self.config.max_reason_len} characters")
         async with self._sessions() as s, s.begin():
@@ -277,6 +284,7 @@ class TrustService(KeyRegistry):
             s.add_all(TrustedKey(namespace_id=ns.id, key_id=k) for k in key_ids)
             s.add_all(TrustedKey(namespace_id=ns.id, publisher_id=pubs[p]) for p in pub_names)
             ns.required_signatures = required_signatures
+            ns.max_drift = drift.to_dict() if drift is not None else None
             await s.flush()
             _, after = await self._policy(s, namespace)
             s.add(
@@ -309,4 +317,5 @@ def _policy_summary(p: PolicyView) -> dict[str, Any]:
         "required_signatures": p.required_signatures,
         "keys": sorted(k.key_id for k in p.keys),
         "publishers": list(p.publishers),
+        "max_drift": p.max_drift,
     }

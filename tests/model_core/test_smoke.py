@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from model_core.config import ModelConfig
+from model_core.layers import KVCache
 from model_core.loader import load_pack
 from model_core.model import Transformer
 from model_core.smoke import SmokeConfig, run_smoke
@@ -98,3 +99,31 @@ def test_short_context_models_pass(max_seq_len: int) -> None:
     torch.manual_seed(0)
     report = run_smoke(Transformer(cfg, init_std=0.3))
     assert report["passed"], [c for c in report["checks"] if not c["passed"]]
+
+
+def test_an_ignored_attention_mask_fails_left_padding(tiny_model: Transformer) -> None:
+    tiny_model._new_keep_mask = lambda *_: None  # type: ignore[method-assign]  # pads read as real tokens
+    checks = by_name(run_smoke(tiny_model))
+    assert not checks["left_padding_matches_per_row"]["passed"]
+    assert "row 1" in checks["left_padding_matches_per_row"]["reason"]
+    assert checks["cached_decoding_matches_full"]["passed"]
+
+
+def test_pads_forgotten_while_decoding_fail_left_padding(tiny_model: Transformer) -> None:
+    """The prefill masks the pads, but later single-token steps attend to the padded cache slots."""
+
+    class ForgetfulCache(KVCache):
+        has_padding = property(lambda self: False, lambda self, value: None)
+
+    def new_cache(batch_size: int, capacity: int | None = None) -> KVCache:
+        cfg = tiny_model.cfg
+        return ForgetfulCache(
+            cfg.num_layers, batch_size, cfg.num_kv_heads, cfg.head_dim, capacity or cfg.max_seq_len,
+            device="cpu", dtype=tiny_model.embed.weight.dtype,
+        )  # fmt: skip
+
+    tiny_model.new_cache = new_cache  # type: ignore[method-assign]
+    checks = by_name(run_smoke(tiny_model))
+    assert not checks["left_padding_matches_per_row"]["passed"]
+    assert "row 1" in checks["left_padding_matches_per_row"]["reason"]
+    assert checks["cached_decoding_matches_full"]["passed"]

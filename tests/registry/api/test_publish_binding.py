@@ -53,6 +53,9 @@ async def test_someone_who_sees_a_manifest_first_cannot_squat_it(reg: Registry) 
     body = {"manifest": helpers.manifest(SHARDS, model_name="acme/tiny")}
     r = await helpers.publish(reg.client, bob, "beta/tiny", body)
     assert r.status == 422 and (await r.json())["error"]["code"] == "model_name_mismatch"
+    await _upload(
+        reg, reg.alice
+    )  # bytes no pack uses yet are their uploaders' own (tests/…/test_publish_files.py)
     r = await helpers.publish(reg.client, reg.alice, "acme/tiny", body)
     assert r.status == 201, await r.text()
 

@@ -20,6 +20,7 @@ REMOTE = {
     "ls", "show", "pull", "publish", "pointer get", "pointer set", "pointer history", "token ls", "token revoke",
     "key add", "key ls", "key revoke", "policy show", "policy set", "node add", "node ls", "node drain",
     "node rm", "status", "validate", "curate", "gate", "verify",
+    "pin add", "pin ls", "pin show", "pin replace", "pin rm", "diff",
 }  # fmt: skip
 
 

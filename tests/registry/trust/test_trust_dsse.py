@@ -127,3 +127,43 @@ def test_foreign_predicate_does_not_bind_the_manifest(
     result = verify_envelope(env_bytes(env), manifest, ring(key), NoTrustedTime())
     assert result.signatures[0].ok
     assert any("does not bind the manifest" in m for m in result.mismatches)
+
+
+def _with_files(manifest: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(manifest)
+    out["files"] = [
+        {"filename": "config.json", "cid": manifest["shards"][0]["cid"], "sha256": "sha256:" + "ab" * 32},
+        {"filename": "tokenizer.json", "cid": manifest["shards"][1]["cid"], "sha256": "sha256:" + "cd" * 32},
+    ]
+    return out
+
+
+def test_statement_subjects_are_the_shards_then_the_files(manifest: dict[str, Any]) -> None:
+    m = _with_files(manifest)
+    names = [(s["name"], s["digest"]["sha256"]) for s in statement_for(m)["subject"]]
+    assert names == [
+        *((s["filename"], s["sha256"].removeprefix("sha256:")) for s in manifest["shards"]),
+        ("config.json", "ab" * 32),
+        ("tokenizer.json", "cd" * 32),
+    ]
+
+
+def test_a_statement_that_leaves_out_or_alters_a_file_does_not_verify(
+    manifest: dict[str, Any], key: Ed25519PrivateKey
+) -> None:
+    m = _with_files(manifest)
+    stmt = statement_for(m)
+    stmt["subject"] = [s for s in stmt["subject"] if s["name"] != "tokenizer.json"]
+    stmt["subject"][-1]["digest"]["sha256"] = "ef" * 32  # config.json
+    body = json.dumps(stmt).encode()
+    sig = key.sign(pae(PAYLOAD_TYPE, body))
+    env = {
+        "payloadType": PAYLOAD_TYPE,
+        "payload": base64.b64encode(body).decode(),
+        "signatures": [{"keyid": next(iter(ring(key))), "sig": base64.b64encode(sig).decode()}],
+    }
+    result = verify_envelope(env_bytes(env), m, ring(key), NoTrustedTime())
+    assert "DSSE statement has no subject for file tokenizer.json" in result.mismatches
+    assert "DSSE statement's sha256 for file config.json differs from the manifest" in result.mismatches
+    good = verify_envelope(env_bytes(make_envelope(m, [key])), m, ring(key), NoTrustedTime())
+    assert good.mismatches == []
