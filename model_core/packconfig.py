@@ -19,7 +19,7 @@ from typing import Any
 from model_core.config import ModelConfig
 from model_core.errors import ConfigInvalid, PackInvalid, bounded, q
 from model_core.format.digest import Sha256Digest
-from model_core.hf_config import model_config_from_hf
+from model_core.format.hf_config import model_config_from_hf
 from model_core.layouts import HF_LLAMA, SEED, check_layout
 from model_core.manifest import Manifest
 from model_core.preflight import resolve_shard

@@ -18,7 +18,7 @@ from typing import Any
 from model_core.config import ModelConfig
 from model_core.errors import ConfigInvalid, ModelCoreError, PackInvalid, bounded, q
 from model_core.format.fields import check_shard_filename
-from model_core.hf_config import model_config_from_hf
+from model_core.format.hf_config import model_config_from_hf
 from model_core.layouts import HF_LLAMA, check_tensor_table, plan_layout, tie_mismatch
 from model_core.shard_header import ShardHeader, TensorInfo, read_header
 

@@ -34,6 +34,7 @@ from registry.names import ModelRef
 from registry.packs.blobs import BlobService
 from registry.packs.browse import BrowseService
 from registry.packs.fetch import ShardFetchService
+from registry.packs.hfcheck import stored_reader
 from registry.packs.pointers import PointerService
 from registry.packs.publish import PublishService
 from registry.pinning.delegates import NodeAddresses
@@ -155,6 +156,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 on_published=pointers.forget_model,
                 nodes=node_shards,
                 max_detached=lim.max_detached_signatures,
+                read_stored=stored_reader(store),
             ),
             browse=BrowseService(sessions),
             pointers=pointers,

@@ -47,6 +47,7 @@ from registry.jobs.kinds import JobKind
 from registry.jobs.protocol import JobQueue
 from registry.names import DEFAULT_TAG, ModelRef
 from registry.packs.entries import entries_of, verify_entries
+from registry.packs.hfcheck import ReadStored, check_hf_config
 from registry.packs.lifecycle import add_received, make_available
 from registry.packs.pointers import PointerMoved, check_settable
 from registry.replication.shard_fetch import NodeDirectory
@@ -117,8 +118,10 @@ class PublishService:
         on_published: Callable[[ModelRef], None] | None = None,
         nodes: NodeDirectory | None = None,
         max_detached: int = MAX_DETACHED,
+        read_stored: ReadStored | None = None,
     ) -> None:
         self._sessions = sessions
+        self._read_stored = read_stored  # an hf-llama pack's config.json is checked at publish with it
         self.max_detached = max_detached  # detached signatures accepted per publish
         self._nodes = nodes  # None: every shard must be uploaded (no publish by CID)
         self._jobs = jobs
@@ -171,6 +174,7 @@ class PublishService:
             content = await s.get(Manifest, parsed.cid)  # listed under another model already: shared
             entries = entries_of(parsed.doc)
             shard_blobs = await verify_entries(s, entries, principal, self._nodes)
+            check_hf_config(parsed.doc, shard_blobs, self._read_stored)
             if any(b is None for b in shard_blobs) and self._jobs is None:
                 raise MissingShards("this registry runs no job queue to fetch shards; upload them")
             checks = await self._check_signatures(s, parsed, detached)

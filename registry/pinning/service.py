@@ -6,7 +6,10 @@ replaced pin is hidden at once and its row kept until its CID is unpinned where 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
@@ -123,6 +126,17 @@ class PinService:
         self._sessions = sessions
         self._queue = queue
         self.config = config
+        bind = sessions.kw.get("bind")
+        # SQLite has one writer: concurrent BEGIN IMMEDIATEs wait in its busy handler, which sleeps in growing
+        # steps (up to 100 ms) before retrying. Our own writes queue here instead and start as soon as the
+        # previous one commits. Postgres takes them concurrently (row locks).
+        self._serial = asyncio.Lock() if bind is not None and bind.dialect.name == "sqlite" else None
+
+    @contextlib.asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncSession]:
+        """A write transaction (committed on leaving the block, rolled back on an error)."""
+        async with self._serial or contextlib.nullcontext(), self._sessions() as s, s.begin():
+            yield s
 
     async def _check_quota(self, s: AsyncSession, publisher_id: int, freed: int = 0) -> None:
         count, size = (
@@ -187,7 +201,7 @@ class PinService:
         )
 
     async def add(self, publisher_id: int, req: PinRequest) -> PinView:
-        async with self._sessions() as s, s.begin():
+        async with self._writing() as s:
             await self._check_quota(s, publisher_id)
             return await self._insert(s, self._values(publisher_id, req))
 
@@ -207,7 +221,7 @@ class PinService:
 
     async def replace(self, publisher_id: int, requestid: str, req: PinRequest) -> PinView:
         """A new pin for ``req``; the old one is hidden now and unpinned once the new one settles."""
-        async with self._sessions() as s, s.begin():
+        async with self._writing() as s:
             old = await self._mine(s, publisher_id, requestid, lock=True)
             await self._check_quota(s, publisher_id, freed=1)
             old.deleted_at = utcnow()
@@ -216,7 +230,7 @@ class PinService:
         return view
 
     async def delete(self, publisher_id: int, requestid: str) -> None:
-        async with self._sessions() as s, s.begin():
+        async with self._writing() as s:
             row = await self._mine(s, publisher_id, requestid, lock=True)
             row.deleted_at = utcnow()
             await enqueue_pin(self._queue, row.requestid, s)

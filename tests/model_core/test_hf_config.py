@@ -12,7 +12,7 @@ import transformers
 
 from model_core.config import ModelConfig, RopeScaling
 from model_core.errors import ConfigInvalid
-from model_core.hf_config import model_config_from_hf
+from model_core.format.hf_config import model_config_from_hf
 from model_core.layers import rope_inv_freq
 
 # SmolLM2-135M's config.json (transformers 4 spelling), trimmed of token ids.

@@ -10,6 +10,8 @@ operation and error; every other finding stands.
 - a signing key that is a weak point, or registered without a valid signature over a live challenge;
 - a manifest whose ``model_name`` is not the model it is published as;
 - a manifest naming one shard filename twice, or whose shard sizes add up past ``pack_max_bytes``;
+- a manifest whose ``evaluation`` or ``files`` break a cross-field rule (a prompt longer than the context,
+  a tokenizer or reference file not in ``files``, an ``hf-llama`` pack without ``config.json``);
 - a manifest number written with a fraction where an integer goes (``5.0``: JSON Schema's ``integer``
   takes it, the strict manifest loader does not).
 
@@ -59,6 +61,9 @@ def is_semantic_refusal(operation_id: str, status: int, error: dict[str, Any]) -
             "is listed twice" in message
             or message.startswith("the pack is ")
             or message.endswith("Input should be a valid integer")
+            # cross-field rules no JSON Schema states: evaluation prompts vs the config, files vs layout
+            or str(details.get("field", "")).startswith(("evaluation", "files"))
+            or "must list config.json" in message
         )
     )
 

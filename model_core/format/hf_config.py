@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from model_core.config import ModelConfig, RopeScaling
 from model_core.errors import ConfigInvalid, q
+from model_core.format.config import ModelConfig, RopeScaling
 
 ARCHITECTURES: dict[str, str] = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral"}
 # Hugging Face's name of each core field.
