@@ -253,9 +253,9 @@ def run_prompt(plan: EvaluationPlan, model: Transformer, i: int) -> dict[str, An
     text = continuation_text(plan.tokenizer, ids, new_ids) if plan.tokenizer is not None else None
     passed, expected = _judge(p, new_ids, text)
     entry: dict[str, Any] = {"field": f"evaluation.prompts[{i}]", "prompt": p.label, "passed": passed}
+    entry["produced"] = q(text, SHOWN_CHARS) if text is not None else f"token ids {new_ids[:16]}"
     if not passed:
         entry["expected"] = expected
-        entry["produced"] = q(text, SHOWN_CHARS) if text is not None else f"token ids {new_ids[:16]}"
         if isinstance(p.expect, list) and text is not None:
             entry["produced_ids"] = new_ids[:16]
     return entry

@@ -44,7 +44,7 @@ def greedy_generate(
     model.eval()
     try:
         cache = model.new_cache(bsz, capacity=total)
-        logits = model(prompt_ids, attention_mask=attention_mask, cache=cache)
+        logits = model(prompt_ids, attention_mask=attention_mask, cache=cache, last_only=True)
         done = torch.zeros(bsz, dtype=torch.bool, device=prompt_ids.device)
         out = torch.empty(bsz, max_new_tokens, dtype=prompt_ids.dtype, device=prompt_ids.device)
         steps = 0

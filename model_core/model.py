@@ -135,9 +135,17 @@ class Transformer(nn.Module):
         )
 
     def forward(
-        self, input_ids: Tensor, attention_mask: Tensor | None = None, cache: KVCache | None = None
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        cache: KVCache | None = None,
+        *,
+        last_only: bool = False,
     ) -> Tensor:
         """Logits (B, T, V) for ``input_ids`` (B, T); with ``cache``, the tokens follow the cached ones.
+
+        ``last_only``: logits (B, 1, V) of the last position only (what greedy decoding reads; the
+        output head is the model's largest matmul, so a prefill saves T - 1 rows of it).
 
         ``attention_mask``: keep-mask (1/True = real token) of shape (B, T), or (B, past + T) with a cache.
         Fully masked positions (left padding) produce finite logits that callers should ignore.
@@ -187,6 +195,8 @@ class Transformer(nn.Module):
                 cache.next_position += t
             else:
                 cache.next_position += new_keep.long().sum(dim=1).to(cache.next_position.device)
+        if last_only:
+            x = x[:, -1:]
         if self.final_norm is not None:
             x = self.final_norm(x)
         return self.lm_head(x)

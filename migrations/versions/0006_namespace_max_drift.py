@@ -25,5 +25,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("namespaces") as batch:
-        batch.drop_column("max_drift")
+    if op.get_bind().dialect.name == "sqlite":
+        # SQLite >= 3.35 drops the column in place; a batch rebuild would drop `namespaces`, which models,
+        # members and trusted keys reference (foreign keys are on), so it cannot be recreated under them
+        op.execute("ALTER TABLE namespaces DROP COLUMN max_drift")
+    else:
+        op.drop_column("namespaces", "max_drift")

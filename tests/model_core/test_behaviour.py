@@ -100,6 +100,7 @@ def test_a_broken_copy_passes_smoke_but_fails_behaviour(
     )
     _, healthy = run_worker(tiny_pack, tmp_path)
     assert healthy["verdict"] == "pass", healthy["reason"]
+    assert healthy["behaviour"]["prompts"][1]["produced"] == repr(text)  # what it said, passing or not
     breakage(tiny_pack)
     rc, result = run_worker(tiny_pack, tmp_path)
     assert result["smoke"]["passed"], result["smoke"]

@@ -63,3 +63,25 @@ def test_too_long_generation_is_refused_before_any_work(tiny_model: Transformer)
 def test_generation_up_to_max_seq_len_works(tiny_model: Transformer) -> None:
     out = greedy_generate(tiny_model, torch.randint(1, 64, (1, 30)), 2)
     assert out.shape == (1, 32)
+
+
+def test_last_only_logits_are_the_full_forwards_last_position(tiny_model: Transformer) -> None:
+    ids = torch.randint(1, 64, (2, 7))
+    mask = torch.ones_like(ids)
+    mask[1, :3] = 0
+    with torch.no_grad():
+        full = tiny_model(ids, attention_mask=mask)
+        last = tiny_model(ids, attention_mask=mask, last_only=True)
+        cache = tiny_model.new_cache(2, 8)
+        cached = tiny_model(ids, attention_mask=mask, cache=cache, last_only=True)
+    assert last.shape == (2, 1, 64)
+    torch.testing.assert_close(last, full[:, -1:])
+    torch.testing.assert_close(cached, full[:, -1:])
+
+
+def test_generation_runs_the_output_head_on_the_last_position_only(tiny_model: Transformer) -> None:
+    """The prefill's logits for every prompt position but the last were computed and thrown away."""
+    rows: list[int] = []
+    tiny_model.lm_head.register_forward_pre_hook(lambda _, args: rows.append(args[0].size(1)))
+    greedy_generate(tiny_model, torch.randint(1, 64, (2, 6)), 3)
+    assert rows == [1, 1, 1]
