@@ -20,7 +20,8 @@ from tests.e2e.stack import Daemon, clean_env, cli, resolve_ipns, wait_until
 from tests.ipfs_testnode.peers import IpfsPeer, restore_peers
 from tests.registry.gate import packs
 
-pytestmark = [pytest.mark.ipfs, pytest.mark.slow]
+# A long flow (several validations, replication to three peers): a wider hang guard than the suite's 300 s.
+pytestmark = [pytest.mark.ipfs, pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 @pytest.fixture

@@ -124,8 +124,8 @@ async def test_policy_set_is_audited_and_checked(sessions, trust: TrustService) 
         ev = (await s.execute(select(AuditEvent).where(AuditEvent.action == "trust_policy.set"))).scalar_one()
     assert ev.subject == "namespace:acme" and ev.actor == "root" and ev.reason == "r"
     assert ev.details == {
-        "before": {"required_signatures": 1, "keys": [], "publishers": []},
-        "after": {"required_signatures": 2, "keys": [kid], "publishers": ["alice"]},
+        "before": {"required_signatures": 1, "keys": [], "publishers": [], "max_drift": None},
+        "after": {"required_signatures": 2, "keys": [kid], "publishers": ["alice"], "max_drift": None},
     }
 
 
