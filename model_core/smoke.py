@@ -35,8 +35,14 @@ class SmokeConfig:
     big_model_params: int = 100_000_000
     big_model_decode_steps: int = 3
     gen_tokens: int = 6
-    fp32_tolerance: float = 1e-4  # relative to the largest |logit| (at least 1)
-    half_tolerance: float = 3e-2
+    fp32_tolerance: float = 1e-4  # max |difference|, relative to the largest |logit| (at least 1)
+    # fp16/bf16: the relative L2 error of the whole logits tensor. One rounding per op in 10-11 bits
+    # compounds over depth, and large activations (a real checkpoint's outliers) make single logits
+    # differ by several percent between equivalent paths; a wrong cache, mask or position is O(0.1..1).
+    half_tolerance: float = 5e-2
+    # fp16/bf16 greedy decoding: a batched and a per-row run may part on a near-tie (margin between the
+    # two picks' logits within this fraction of the largest |logit|); fp32 runs must agree exactly.
+    tie_tolerance: float = 5e-2
     single_thread_below_params: int = 20_000_000
 
 
@@ -44,9 +50,15 @@ class _Fail(Exception):
     pass
 
 
-def _close(name: str, got: Tensor, want: Tensor, tol: float) -> str:
+def _close(name: str, got: Tensor, want: Tensor, tol: float, half: bool = False) -> str:
+    got, want = got.float(), want.float()
+    if half:
+        err = float((got - want).norm() / want.norm().clamp_min(1e-30))
+        if not err <= tol:
+            raise _Fail(f"{name}: relative L2 difference {err:.3g} exceeds {tol:g}")
+        return f"relative L2 difference {err:.3g} (limit {tol:g})"
     scale = max(1.0, float(want.abs().max()))
-    err = float((got.float() - want.float()).abs().max())
+    err = float((got - want).abs().max())
     if not err <= tol * scale:
         raise _Fail(f"{name}: max |difference| {err:.3g} exceeds {tol:g} x {scale:.3g}")
     return f"max |difference| {err:.3g} (limit {tol * scale:.3g})"
@@ -69,7 +81,8 @@ class SmokeSuite:
         self.decode_steps = min(self.t, config.big_model_decode_steps) if big else self.t
         self.pad = min(3, self.t // 2)
         dtype = model.embed.weight.dtype
-        self.tol = config.fp32_tolerance if dtype == torch.float32 else config.half_tolerance
+        self.half = dtype != torch.float32
+        self.tol = config.half_tolerance if self.half else config.fp32_tolerance
         gen = torch.Generator().manual_seed(config.seed)
         self.ids = torch.randint(0, self.cfg.vocab_size, (config.batch_size, self.t), generator=gen)
         self.logits_digest = ""
@@ -196,6 +209,9 @@ class SmokeSuite:
         self._full = logits
         return f"shape {(b, t, v)}, finite, std {float(f.std()):.3g}"
 
+    def _close(self, name: str, got: Tensor, want: Tensor) -> str:
+        return _close(name, got, want, self.tol, self.half)
+
     def _reference(self) -> Tensor:
         full = getattr(self, "_full", None)
         return full if full is not None else self.model(self.ids)
@@ -211,15 +227,15 @@ class SmokeSuite:
         first = self.t - self.decode_steps
         steps = [self.model(self.ids[:, :first], cache=cache)] if first else []
         steps += [self.model(self.ids[:, i : i + 1], cache=cache) for i in range(first, self.t)]
-        return _close(
-            "step-by-step cached decoding vs full forward", torch.cat(steps, 1), self._reference(), self.tol
+        return self._close(
+            "step-by-step cached decoding vs full forward", torch.cat(steps, 1), self._reference()
         )
 
     def check_chunked_prefill(self) -> str:
         cache = self.model.new_cache(self.config.batch_size, self.t)
         cuts = [0, self.t // 3, 2 * self.t // 3 + 1, self.t]
         parts = [self.model(self.ids[:, a:b], cache=cache) for a, b in itertools.pairwise(cuts) if a < b]
-        return _close("chunked prefill vs full forward", torch.cat(parts, 1), self._reference(), self.tol)
+        return self._close("chunked prefill vs full forward", torch.cat(parts, 1), self._reference())
 
     def _padded(self) -> tuple[Tensor, Tensor]:
         ids = self.ids.clone()
@@ -239,7 +255,7 @@ class SmokeSuite:
         finally:
             self.model.set_attention_backend(before)
         real = mask.bool()
-        return _close("SDPA vs manual attention on real tokens", a[real], b[real], self.tol)
+        return self._close("SDPA vs manual attention on real tokens", a[real], b[real])
 
     def check_left_padding(self) -> str:
         ids, mask = self._padded()
@@ -259,7 +275,7 @@ class SmokeSuite:
             real = torch.cat([ids[r : r + 1, mask[r].bool()], nxt[r : r + 1]], dim=1)
             want = self.model(real)
             row_got = got[r : r + 1, torch.cat([mask[r].bool(), torch.ones(steps, dtype=torch.bool)])]
-            worst = _close(f"row {r} (left padding, prefill and cached decoding)", row_got, want, self.tol)
+            worst = self._close(f"row {r} (left padding, prefill and cached decoding)", row_got, want)
         return worst
 
     def check_generation(self) -> str:
@@ -270,17 +286,35 @@ class SmokeSuite:
         # Greedy decoding is deterministic, so a row's run with EOS is its free run cut after the first EOS.
         want = [f[: int((f == eos).nonzero()[0]) + 1] if bool((f == eos).any()) else f for f in free]
         got = greedy_generate(self.model, ids, self.gen, eos_token_id=eos, attention_mask=mask)
+        ties = []
         for r, new_w in enumerate(want):
             new_g = got[r, ids.size(1) :]
             if not torch.equal(new_g[: new_w.numel()], new_w):
-                raise _Fail(
-                    f"row {r}: batched generation {new_g.tolist()} differs from per-row {new_w.tolist()}"
-                )
+                at = int((new_g[: new_w.numel()] != new_w).nonzero()[0])
+                margin = self._near_tie(rows[r], new_w, at, int(new_g[at]))
+                if margin is None:
+                    raise _Fail(
+                        f"row {r}: batched generation {new_g.tolist()} differs from per-row {new_w.tolist()}"
+                    )
+                ties.append(f"row {r} parts at step {at} on a near-tie (logit margin {margin:.3g})")
+                continue
             if not bool((new_g[new_w.numel() :] == eos).all()):
                 raise _Fail(
                     f"row {r}: tokens after EOS are {new_g[new_w.numel() :].tolist()}, not EOS padding"
                 )
-        return f"per-row EOS={eos}; generated lengths {[w.numel() for w in want]}"
+        note = f"; {'; '.join(ties)}" if ties else ""
+        return f"per-row EOS={eos}; generated lengths {[w.numel() for w in want]}{note}"
+
+    def _near_tie(self, row: Tensor, new_w: Tensor, at: int, other: int) -> float | None:
+        """In half precision, batched and per-row rounding may pick different tokens where two logits
+        are (almost) equal: the per-row logit margin between the two picks when it is within the
+        tolerance (the rows are not compared further), None when it is a real difference."""
+        if not self.half:
+            return None
+        logits = self.model(torch.cat([row[0], new_w[:at]]).unsqueeze(0))[0, -1].float()
+        margin = float(logits[int(new_w[at])] - logits[other])
+        limit = self.config.tie_tolerance * max(1.0, float(logits.abs().max()))
+        return margin if margin <= limit else None
 
     def check_max_seq_len(self) -> str:
         n = self.cfg.max_seq_len

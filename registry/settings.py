@@ -47,6 +47,9 @@ class ServerSettings(_Section):
     metrics_requires_token: bool | None = None  # /metrics needs a token; unset: as read_requires_token
     read_cache_ttl_s: float = Field(1.0, ge=0)  # pointer resolve / pack detail; 0 turns the cache off
     read_cache_entries: int = Field(10_000, ge=1, le=10_000_000)  # per read cache
+    # A token's principal is reused this long: a revocation here applies at once, one made by another
+    # daemon on the same database within this bound; 0 reads the token on every request.
+    token_cache_ttl_s: float = Field(5.0, ge=0, le=300)
     gateway_write_buffer_bytes: int = Field(1 * MiB, ge=4 * KiB, le=256 * MiB)  # /ipfs/ response batching
     shutdown_grace_s: float = Field(30.0, gt=0)  # in-flight requests and jobs get this long on SIGTERM
     access_log: bool = True  # one line per request on stderr

@@ -35,6 +35,7 @@ from model_core.importers.gguf_tensors import (
 from model_core.importers.gguf_tokenizer import build_tokenizer
 from model_core.importers.hf import DigestFn, LogFn, import_hf
 
+GENERATOR = "modelpack import gguf"
 DEFAULT_DTYPE = "float16"
 DEFAULT_MAX_SHARD_BYTES = 2 * 1024**3
 _LICENSE_ID = re.compile(r"[A-Za-z0-9.+-]{1,64}")  # an SPDX-like id, safe in YAML front matter
@@ -188,6 +189,7 @@ def import_gguf(
     version: str | None = None,
     progress: bool = False,
     log: LogFn | None = None,
+    evaluation: dict[str, Any] | None = None,
 ) -> Path:
     """The GGUF ``file`` as a ModelPack folder at ``out``; returns its manifest path.
 
@@ -199,6 +201,15 @@ def import_gguf(
     staging = _staging(out, "gguf-hf")
     try:
         hf_dir = gguf_to_hf(file, staging / "hf", dtype, progress=progress)
-        return import_hf(hf_dir, out, name=name, version=version, digest_of=digest_of, log=log)
+        return import_hf(
+            hf_dir,
+            out,
+            name=name,
+            version=version,
+            digest_of=digest_of,
+            log=log,
+            evaluation=evaluation,
+            generator=GENERATOR,
+        )
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from model_core.format.fields import MANIFEST_NAME
+from model_core.format.pack import load_manifest
 from model_core.importers.hf_snapshot import (
     CONFIG,
     TOKENIZER,
@@ -54,14 +55,17 @@ def import_hf(
     version: str | None = None,
     digest_of: DigestFn,
     log: LogFn | None = None,
+    evaluation: dict[str, Any] | None = None,
+    generator: str = GENERATOR,
 ) -> Path:
     """Write a pack folder at ``out`` (absent or empty) from the snapshot in ``src``; returns its manifest path.
 
     ``version`` defaults to ``hf-`` and 12 hex digits of a hash of every file's sha256, so importing the
-    same snapshot twice gives the same version.
+    same snapshot twice gives the same version. ``evaluation`` becomes the manifest's ``evaluation`` block
+    (checked like any manifest's before anything is written); ``generator`` is its ``provenance.generator``.
 
     Raises:
-        HFImportRefused, ConfigInvalid, PackInvalid: one sentence naming the file and the field or tensor.
+        HFImportRefused, ConfigInvalid, PackInvalid, InvalidManifest: one sentence naming the file and the field or tensor.
     """
     src, out = Path(src), Path(out)
     say = log or (lambda _msg: None)
@@ -77,7 +81,10 @@ def import_hf(
     try:
         shards = [_place(snap.src / f, staging / f, digest_of, say) for f in snap.shards]
         files = [_place(snap.src / f, staging / f, digest_of, say) for f in snap.files]
-        manifest = build_manifest(snap, shards, files, name=name, version=version)
+        manifest = build_manifest(snap, shards, files, name=name, version=version, generator=generator)
+        if evaluation is not None:
+            manifest["evaluation"] = evaluation
+        load_manifest(manifest)  # the importer's own output, and the evaluation block, as publish checks them
         with (staging / MANIFEST_NAME).open("w", encoding="utf-8") as f:
             f.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
             f.flush()
@@ -100,6 +107,7 @@ def build_manifest(
     *,
     name: str,
     version: str | None,
+    generator: str = GENERATOR,
 ) -> dict[str, Any]:
     """The manifest of an imported snapshot (entries as ``{filename, cid, sha256, size}``)."""
     if version is None:
@@ -108,7 +116,7 @@ def build_manifest(
             h.update(f"{entry['filename']}\0{entry['sha256']}\n".encode())
         version = "hf-" + h.hexdigest()[:12]
     archs = snap.hf_config.get("architectures") or [snap.hf_config.get("model_type")]
-    provenance: dict[str, Any] = {"generator": GENERATOR, "architecture": str(archs[0])}
+    provenance: dict[str, Any] = {"generator": generator, "architecture": str(archs[0])}
     if isinstance(snap.hf_config.get("transformers_version"), str):
         provenance["transformers_version"] = snap.hf_config["transformers_version"]
     manifest: dict[str, Any] = {

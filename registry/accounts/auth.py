@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
@@ -92,14 +94,38 @@ async def ensure_member(session: AsyncSession, namespace: str, publisher: Publis
     return ns
 
 
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    principal: Principal
+    last_used_at: datetime | None
+    expires: float  # on the monotonic clock
+
+
 class AuthService:
-    """Token issue, lookup and revocation over the index database."""
+    """Token issue, lookup and revocation over the index database.
+
+    ``authenticate`` keeps what it read of a token for ``cache_ttl_s`` (a bounded LRU of
+    ``cache_entries``), so a busy client costs no database round trip per request. A revocation through
+    this service drops the entry at once; one made by another daemon on the same database is seen within
+    ``cache_ttl_s``. 0 turns the cache off.
+    """
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], *, clock: Callable[[], datetime] = utcnow
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        cache_ttl_s: float = 5.0,
+        cache_entries: int = 10_000,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._sessions = sessions
         self._clock = clock  # ``last_used_at`` timestamps (tests inject one)
+        self._ttl = cache_ttl_s
+        self._max = cache_entries
+        self._now = monotonic
+        self._cache: OrderedDict[str, _Cached] = OrderedDict()  # token digest -> what was read
+        self._generation = 0  # bumped by forget(): a read that began before it is not cached
 
     async def create_token(
         self,
@@ -149,6 +175,14 @@ class AuthService:
                 "the API token is not a modelpack token (it should start with 'mpk_')", reason="malformed"
             )
         digest = hash_token(token)
+        hit = self._cache.get(digest)
+        if hit is not None and hit.expires > self._now():
+            self._cache.move_to_end(digest)
+            if hit.last_used_at is None or hit.last_used_at <= self._clock() - LAST_USED_GRANULARITY:
+                written = await self._touch(hit.principal.token_id, hit.last_used_at)
+                self._cache[digest] = replace(hit, last_used_at=written)
+            return hit.principal
+        generation = self._generation
         async with readonly_session(self._sessions) as s:
             row = (
                 await s.execute(
@@ -158,30 +192,49 @@ class AuthService:
                 )
             ).one_or_none()
         if row is None or not hmac.compare_digest(row[0].token_hash, digest):
+            self._cache.pop(digest, None)
             raise Unauthorized("the API token is not known to this registry", reason="unknown")
         tok, pub_name = row
         if tok.revoked_at is not None:
+            self._cache.pop(digest, None)
             raise Unauthorized(f"the API token {tok.prefix}... was revoked", reason="revoked")
-        await self._touch(tok)
-        return Principal(
+        last_used = await self._touch(tok.id, tok.last_used_at)
+        principal = Principal(
             publisher_id=tok.publisher_id,
             publisher=pub_name,
             token_id=tok.id,
             scopes=frozenset(tok.scopes),
             namespaces=tuple(tok.namespaces) if tok.namespaces is not None else None,
         )
+        if self._ttl > 0 and generation == self._generation:
+            self._cache[digest] = _Cached(principal, last_used, self._now() + self._ttl)
+            self._cache.move_to_end(digest)
+            while len(self._cache) > self._max:
+                self._cache.popitem(last=False)
+        return principal
 
-    async def _touch(self, tok: ApiToken) -> None:
+    def forget(self, token_id: int | None = None) -> None:
+        """Drop the cached principal of ``token_id`` (None: every entry)."""
+        self._generation += 1
+        if token_id is None:
+            self._cache.clear()
+            return
+        for digest in [d for d, c in self._cache.items() if c.principal.token_id == token_id]:
+            del self._cache[digest]
+
+    async def _touch(self, token_id: int, last_used_at: datetime | None) -> datetime | None:
         """Records the token's use, coarsely: a write (the write lock on SQLite) only when the stored
         ``last_used_at`` is older than ``LAST_USED_GRANULARITY``, so a busy token costs one write a minute.
-        The update re-checks the age, so concurrent checks of one token write it once."""
+        The update re-checks the age, so concurrent checks of one token write it once. Returns the
+        ``last_used_at`` now known."""
         now = self._clock()
         cutoff = now - LAST_USED_GRANULARITY
-        if tok.last_used_at is not None and tok.last_used_at > cutoff:
-            return  # decided from the read alone: no write transaction
+        if last_used_at is not None and last_used_at > cutoff:
+            return last_used_at  # decided from the read alone: no write transaction
         fresh = or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at <= cutoff)
         async with self._sessions() as s, s.begin():
-            await s.execute(update(ApiToken).where(ApiToken.id == tok.id, fresh).values(last_used_at=now))
+            await s.execute(update(ApiToken).where(ApiToken.id == token_id, fresh).values(last_used_at=now))
+        return now
 
     async def list_tokens(
         self, principal: Principal, *, after_id: int = 0, limit: int | None = None
@@ -230,7 +283,9 @@ class AuthService:
             tok, name = row
             if tok.revoked_at is None:
                 tok.revoked_at = utcnow()
-            return _info(tok, name)
+            info = _info(tok, name)
+        self.forget(token_id)  # after the commit: a request racing it re-reads the revoked row
+        return info
 
 
 def _info(t: ApiToken, publisher: str) -> TokenInfo:

@@ -146,7 +146,11 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         lim = settings.limits
         limits = configs.manifest_limits(settings)
         registry = RegistryServices(
-            auth=AuthService(sessions),
+            auth=AuthService(
+                sessions,
+                cache_ttl_s=settings.server.token_cache_ttl_s,
+                cache_entries=settings.server.read_cache_entries,
+            ),
             blobs=BlobService(sessions, store, configs.blob_config(settings)),
             publish=PublishService(
                 sessions,

@@ -11,7 +11,9 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import io
+import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
@@ -85,38 +87,93 @@ def file_digest(path: Path) -> FileDigest:
     return FileDigest(cid=str(d.cid), sha256="sha256:" + d.sha256_hex, size=d.size)
 
 
-@import_group.command("hf")
-@click.argument("src", type=click.Path(path_type=Path, file_okay=False))
-@click.argument("out", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--name", required=True, help="NAMESPACE/MODEL the pack is published as.")
-@click.option(
-    "--version",
-    "version",
-    default=None,
-    help="model_version for the manifest (default: hf- and a hash of the files, stable per snapshot).",
-)
-def hf(src: Path, out: Path, name: str, version: str | None) -> None:
-    """Turn the Hugging Face snapshot folder SRC (Llama or Mistral, safetensors) into a pack folder OUT.
-
-    The pack's files are SRC's own (hard links, or copies across file systems) plus manifest.json.
-    OUT must not exist or be empty; on a refusal the command exits 1 with one sentence and OUT is untouched.
-    """
+def check_common(name: str, version: str | None) -> None:
+    """The options every importer shares: a valid NAMESPACE/MODEL and a bounded version."""
     try:
         parse_model_name(name)
     except RegistryError as e:
         raise click.BadParameter(e.message, param_hint="--name") from None
     if version is not None and not 0 < len(version) <= 128:
         raise click.BadParameter("must be 1 to 128 characters", param_hint="--version")
+
+
+EVALUATION_MAX_BYTES = 1024 * 1024
+
+
+def read_evaluation(path: Path | None) -> dict[str, Any] | None:
+    """The JSON object in ``--evaluation FILE`` (its rules are checked with the manifest), or None."""
+    if path is None:
+        return None
+    try:
+        with path.open("rb") as f:
+            raw = f.read(EVALUATION_MAX_BYTES + 1)
+    except OSError as e:
+        raise click.BadParameter(f"{path}: {e.strerror or e}", param_hint="--evaluation") from None
+    if len(raw) > EVALUATION_MAX_BYTES:
+        raise click.BadParameter(
+            f"{path} is larger than {EVALUATION_MAX_BYTES} bytes", param_hint="--evaluation"
+        )
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise click.BadParameter(f"{path} is not JSON: {e}", param_hint="--evaluation") from None
+    if not isinstance(doc, dict):
+        raise click.BadParameter(
+            f"{path} must hold a JSON object (the manifest's evaluation block)", param_hint="--evaluation"
+        )
+    return doc
+
+
+def run_importer(out: Path, call: Callable[[Callable[[str], None]], Path]) -> None:
+    """Run an importer with stderr logging; its refusals become one sentence and exit 1."""
     from model_core.errors import ModelCoreError
-    from model_core.importers.hf import import_hf
 
     def log(message: str) -> None:
         click.echo(message, err=True)
 
     try:
-        manifest = import_hf(src, out, name=name, version=version, digest_of=file_digest, log=log)
+        manifest = call(log)
     except ModelCoreError as e:
         raise click.ClickException(e.message) from None
     except OSError as e:
         raise click.ClickException(f"{e.filename or out}: {e.strerror or e}") from None
     click.echo(f"wrote {manifest}")
+
+
+def version_option(default_help: str) -> Callable[[Any], Any]:
+    return click.option(
+        "--version", "version", default=None, help=f"model_version for the manifest ({default_help})."
+    )
+
+
+def evaluation_option() -> Callable[[Any], Any]:
+    return click.option(
+        "--evaluation",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help="JSON file with the manifest's evaluation block (reference prompts, a perplexity ceiling).",
+    )
+
+
+@import_group.command("hf")
+@click.argument("src", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("out", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--name", required=True, help="NAMESPACE/MODEL the pack is published as.")
+@version_option("default: hf- and a hash of the files, stable per snapshot")
+@evaluation_option()
+def hf(src: Path, out: Path, name: str, version: str | None, evaluation: Path | None) -> None:
+    """Turn the Hugging Face snapshot folder SRC (Llama or Mistral, safetensors) into a pack folder OUT.
+
+    The pack's files are SRC's own (hard links, or copies across file systems) plus manifest.json.
+    OUT must not exist or be empty; on a refusal the command exits 1 with one sentence and OUT is untouched.
+    """
+    check_common(name, version)
+    block = read_evaluation(evaluation)
+    from model_core.importers.hf import import_hf
+
+    run_importer(
+        out,
+        lambda log: import_hf(
+            src, out, name=name, version=version, digest_of=file_digest, log=log, evaluation=block
+        ),
+    )

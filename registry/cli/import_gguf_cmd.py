@@ -9,9 +9,14 @@ from pathlib import Path
 
 import click
 
-from registry.cli.import_cmd import file_digest
-from registry.errors import RegistryError
-from registry.names import parse_model_name
+from registry.cli.import_cmd import (
+    check_common,
+    evaluation_option,
+    file_digest,
+    read_evaluation,
+    run_importer,
+    version_option,
+)
 
 DTYPES = ("float16", "bfloat16", "float32")  # model_core.importers.gguf_config.DTYPES
 
@@ -27,36 +32,29 @@ DTYPES = ("float16", "bfloat16", "float32")  # model_core.importers.gguf_config.
     show_default=True,
     help="Floating-point type of the dequantized weights.",
 )
-@click.option(
-    "--version",
-    "version",
-    default=None,
-    help="model_version for the manifest (default: hf- and a hash of the files, as import hf).",
-)
-def gguf(file: Path, out: Path, name: str, dtype: str, version: str | None) -> None:
+@version_option("default: hf- and a hash of the files, as import hf")
+@evaluation_option()
+def gguf(file: Path, out: Path, name: str, dtype: str, version: str | None, evaluation: Path | None) -> None:
     """Dequantize the llama GGUF FILE and write a Hugging Face layout pack folder at OUT.
 
     OUT must not exist or be empty; on any refusal (another architecture, a truncated file, missing
     metadata, an unsupported tokenizer) the command exits 1 with one sentence and leaves OUT untouched.
     """
-    try:
-        parse_model_name(name)
-    except RegistryError as e:
-        raise click.BadParameter(e.message, param_hint="--name") from None
-    if version is not None and not 0 < len(version) <= 128:
-        raise click.BadParameter("must be 1 to 128 characters", param_hint="--version")
-    from model_core.errors import ModelCoreError
+    check_common(name, version)
+    block = read_evaluation(evaluation)
     from model_core.importers.gguf import import_gguf
 
-    def log(message: str) -> None:
-        click.echo(message, err=True)
-
-    try:
-        manifest = import_gguf(
-            file, out, name=name, digest_of=file_digest, dtype=dtype, version=version, progress=True, log=log
-        )
-    except ModelCoreError as e:
-        raise click.ClickException(e.message) from None
-    except OSError as e:
-        raise click.ClickException(f"{e.filename or out}: {e.strerror or e}") from None
-    click.echo(f"wrote {manifest}")
+    run_importer(
+        out,
+        lambda log: import_gguf(
+            file,
+            out,
+            name=name,
+            digest_of=file_digest,
+            dtype=dtype,
+            version=version,
+            progress=True,
+            log=log,
+            evaluation=block,
+        ),
+    )

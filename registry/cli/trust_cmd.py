@@ -313,6 +313,7 @@ def _print_report(report: Any, as_json: bool) -> None:
                 ],
                 "trusted_valid": list(report.decision.trusted_valid) if report.decision else [],
                 "shards_checked": report.shards_checked,
+                "files_checked": report.files_checked,
             }
         )
         return
@@ -322,4 +323,7 @@ def _print_report(report: Any, as_json: bool) -> None:
         click.echo(f"FAIL {line}")
     if report.ok:
         trusted = len(report.decision.trusted_valid) if report.decision else 0
-        click.echo(f"OK {report.shards_checked} shard(s) verified, {trusted} trusted signature(s)")
+        click.echo(
+            f"OK {report.shards_checked} shard(s) and {report.files_checked} file(s) verified, "
+            f"{trusted} trusted signature(s)"
+        )

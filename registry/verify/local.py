@@ -65,7 +65,11 @@ def gate_dir(
             for line in shard_report.failures:
                 done("fail", line, "invalid")
         else:
-            done("pass", f"{shard_report.shards_checked} shard(s): size, sha256 and CID match")
+            done(
+                "pass",
+                f"{shard_report.shards_checked} shard(s) and {shard_report.files_checked} file(s): "
+                "size, sha256 and CID match",
+            )
     with report.timed("signatures") as done:
         if policy is None:
             done("skip", "no --trust-policy given: signatures not checked")

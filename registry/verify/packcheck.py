@@ -55,6 +55,7 @@ class PackReport:
     signatures: list[SignatureCheck] = field(default_factory=list)
     decision: PolicyDecision | None = None
     shards_checked: int = 0
+    files_checked: int = 0
 
     @property
     def ok(self) -> bool:
@@ -116,42 +117,55 @@ def is_safe_filename(name: object) -> TypeGuard[str]:
 
 
 def check_shards(directory: Path, manifest: Mapping[str, Any], check_cids: bool, report: PackReport) -> None:
-    """One failure line per problem: unsafe name, missing file, unreadable CID or digest, and each declared
-    size, CID and sha256 the bytes contradict."""
+    """One failure line per problem, for every weight shard and every other file the manifest lists:
+    unsafe name, missing file, unreadable CID or digest, and each declared size, CID and sha256 the bytes
+    contradict."""
     shards = manifest.get("shards")
     if not isinstance(shards, list) or not shards:
         report.failures.append("manifest lists no shards")
         return
+    files = manifest.get("files")
+    files = files if isinstance(files, list) else []
     profile = manifest.get("unixfs") if isinstance(manifest.get("unixfs"), str) else None
-    for shard in shards:
-        name = shard.get("filename") if isinstance(shard, dict) else None
-        if not isinstance(shard, dict) or not is_safe_filename(name):
-            report.failures.append(f"shard {name!r}: unsafe or missing filename")
-            continue
-        path = Path(directory) / name
-        if not path.is_file():
-            report.failures.append(f"shard {name}: file is missing")
-            continue
+    for what, entry in [("shard", s) for s in shards] + [("file", f) for f in files]:
+        if _check_entry(directory, what, entry, profile, check_cids, report):
+            if what == "shard":
+                report.shards_checked += 1
+            else:
+                report.files_checked += 1
+
+
+def _check_entry(
+    directory: Path, what: str, entry: Any, profile: str | None, check_cids: bool, report: PackReport
+) -> bool:
+    """Check one listed file's bytes; False when they could not be checked at all."""
+    name = entry.get("filename") if isinstance(entry, dict) else None
+    if not isinstance(entry, dict) or not is_safe_filename(name):
+        report.failures.append(f"{what} {name!r}: unsafe or missing filename")
+        return False
+    path = Path(directory) / name
+    if not path.is_file():
+        report.failures.append(f"{what} {name}: file is missing")
+        return False
+    try:
+        declared = Sha256Digest.parse(entry.get("sha256"))
+    except ValueError as e:
+        report.failures.append(f"{what} {name}: sha256 {e}")
+        return False
+    cid: CID | None = None
+    entry_profile = entry.get("unixfs") if isinstance(entry.get("unixfs"), str) else profile
+    if check_cids:
         try:
-            declared = Sha256Digest.parse(shard.get("sha256"))
-        except ValueError as e:
-            report.failures.append(f"shard {name}: sha256 {e}")
-            continue
-        cid: CID | None = None
-        shard_profile = shard.get("unixfs") if isinstance(shard.get("unixfs"), str) else profile
-        if check_cids:
-            try:
-                cid = shardcheck.expected_cid(str(shard.get("cid")))
-                shardcheck.unixfs_params(cid, shard_profile)
-            except Exception as e:  # InvalidCid, or an unknown UnixFS profile
-                report.failures.append(f"shard {name}: cannot check CID {shard.get('cid')!r}: {e}")
-                cid = None
-        size = shard.get("size")
-        result = shardcheck.verify_file(
-            path, cid=cid, sha256=declared, size=size, profile=shard_profile if cid else None
-        )
-        report.shards_checked += 1
-        report.failures.extend(f"shard {name}: {m}" for m in result.mismatches)
+            cid = shardcheck.expected_cid(str(entry.get("cid")))
+            shardcheck.unixfs_params(cid, entry_profile)
+        except Exception as e:  # InvalidCid, or an unknown UnixFS profile
+            report.failures.append(f"{what} {name}: cannot check CID {entry.get('cid')!r}: {e}")
+            cid = None
+    result = shardcheck.verify_file(
+        path, cid=cid, sha256=declared, size=entry.get("size"), profile=entry_profile if cid else None
+    )
+    report.failures.extend(f"{what} {name}: {m}" for m in result.mismatches)
+    return True
 
 
 def verify_pack_dir(

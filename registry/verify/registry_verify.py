@@ -281,14 +281,16 @@ def _download_and_check(
 ) -> None:
     with tempfile.TemporaryDirectory(prefix="modelpack-verify-") as tmp:
         work = Path(tmp)
-        for shard in manifest.get("shards") or []:
-            name = shard.get("filename") if isinstance(shard, dict) else None
+        listed = [("shard", e) for e in manifest.get("shards") or []]
+        listed += [("file", e) for e in manifest.get("files") or []]
+        for what, entry in listed:
+            name = entry.get("filename") if isinstance(entry, dict) else None
             if not is_safe_filename(name):
                 continue  # check_shards reports it
             try:
                 _download(client, cid, name, work / name)
             except ClientError as e:
-                report.failures.append(f"shard {name}: {e.describe()}")
+                report.failures.append(f"{what} {name}: {e.describe()}")
         check_shards(work, manifest, True, report)
 
 

@@ -153,6 +153,25 @@ class Daemon:
         return last
 
 
+def user_envs(daemon: Daemon, admin: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The CLI environments of alice (a publisher in namespace acme) and of the admin."""
+    alice = daemon.token("alice", "--namespace", "acme")
+    base = clean_env() | {"MODELPACK_REGISTRY": daemon.url}
+    return base | {"MODELPACK_TOKEN": alice}, base | {"MODELPACK_TOKEN": admin}
+
+
+def trust_key(tmp: Path, publisher_env: dict[str, str], admin_env: dict[str, str]) -> Path:
+    """A new key ``tmp/alice.key``, registered by the publisher and trusted by namespace acme's policy."""
+    key = tmp / "alice.key"
+    assert cli("keygen", str(key)).code == 0
+    r = cli("key", "add", f"{key}.pub", "--json", env=publisher_env)
+    assert r.code == 0, r.err
+    key_id = json.loads(r.out)["key_id"]
+    r = cli("policy", "set", "acme", "--key", key_id, "--reason", "release key", env=admin_env)
+    assert r.code == 0, r.err
+    return key
+
+
 def wait_until(cond: Callable[[], bool], timeout: float, what: str, detail: Callable[[], str] = str) -> None:
     deadline = time.monotonic() + timeout
     while not cond():

@@ -16,7 +16,7 @@ import pytest
 
 from registry.ipns.publish import peer_id_of
 from registry.verify.checks import EXIT_CODES
-from tests.e2e.stack import Daemon, clean_env, cli, resolve_ipns, wait_until
+from tests.e2e.stack import Daemon, clean_env, cli, resolve_ipns, trust_key, wait_until
 from tests.ipfs_testnode.peers import IpfsPeer, restore_peers
 from tests.registry.gate import packs
 
@@ -64,12 +64,7 @@ def test_publish_to_curated_then_every_refusal(
     admin_env = user_env(env, env["admin"])
 
     # --- the publisher's key, trusted by the namespace
-    assert cli("keygen", str(tmp_path / "alice.key")).code == 0
-    r = cli("key", "add", str(tmp_path / "alice.key.pub"), "--json", env=alice_env)
-    assert r.code == 0, r.err
-    key_id = json.loads(r.out)["key_id"]
-    r = cli("policy", "set", "acme", "--key", key_id, "--reason", "release key", env=admin_env)
-    assert r.code == 0, r.err
+    trust_key(tmp_path, alice_env, admin_env)
 
     # --- happy path: demo-pack -> sign -> publish -> ... -> curated
     pack = demo(tmp_path, "acme/tiny")

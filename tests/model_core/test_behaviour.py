@@ -4,6 +4,7 @@ a broken copy that passes the smoke suite is ``behavior_failed``, and every vali
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from tests.model_core.behaviour_util import (
     own_continuation,
     run_worker,
     set_evaluation,
+    word_tokenizer,
 )
 from tests.model_core.conftest import rewrite_shard, shard_with
 
@@ -126,11 +128,27 @@ def _perplexity_of(pack: Path, tmp_path: Path) -> float:
     return value
 
 
+def _reference_perplexity(pack: Path, text: str) -> float:
+    """The same definition computed plainly: one uncached forward per context window (each window's last
+    token starts the next), no chunking."""
+    model = load_pack(pack).model
+    ids = word_tokenizer().encode(text).ids
+    ctx, nll, count, start = model.cfg.max_seq_len, 0.0, 0, 0
+    with torch.inference_mode():
+        while start < len(ids) - 1:
+            window = ids[start : start + ctx]
+            logp = torch.log_softmax(model(torch.tensor([window]))[0, :-1].double(), dim=-1)
+            nll -= float(logp.gather(1, torch.tensor(window[1:])[:, None]).sum())
+            count += len(window) - 1
+            start += len(window) - 1
+    return math.exp(nll / count)
+
+
 def test_perplexity_ceiling(tiny_pack: Path, tmp_path: Path) -> None:
     add_tokenizer(tiny_pack)
     add_files(tiny_pack, {"reference.txt": REFERENCE.encode()})
     value = _perplexity_of(tiny_pack, tmp_path)
-    assert 1.0 < value < 1e6
+    assert value == pytest.approx(_reference_perplexity(tiny_pack, REFERENCE), rel=1e-4)
     set_evaluation(tiny_pack, {"perplexity": {"file": "reference.txt", "max": value * 1.01}})
     rc, result = run_worker(tiny_pack, tmp_path)
     assert (rc, result["verdict"]) == (0, "pass")

@@ -11,7 +11,7 @@ from model_core.config import ModelConfig
 from model_core.layers import KVCache
 from model_core.loader import load_pack
 from model_core.model import Transformer
-from model_core.smoke import SmokeConfig, run_smoke
+from model_core.smoke import SmokeConfig, SmokeSuite, run_smoke
 
 
 def by_name(report: dict) -> dict[str, dict]:
@@ -53,7 +53,13 @@ def test_all_zero_matrix_fails(tiny_model: Transformer) -> None:
     assert "layers.0.attn.v_proj.weight" in reason and "all zeros" in reason
 
 
-def test_a_stale_cache_slot_fails_cached_decoding(tiny_model: Transformer) -> None:
+HALF_TOO = pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+
+
+@HALF_TOO
+def test_a_stale_cache_slot_fails_cached_decoding(tiny_model: Transformer, dtype: torch.dtype) -> None:
+    """In half precision too: its relative L2 tolerance leaves room for rounding, not for a wrong cache."""
+    tiny_model = tiny_model.to(dtype)
     real_new_cache = tiny_model.new_cache
 
     def with_stale_slot(batch_size: int, capacity: int | None = None):  # type: ignore[no-untyped-def]
@@ -101,7 +107,9 @@ def test_short_context_models_pass(max_seq_len: int) -> None:
     assert report["passed"], [c for c in report["checks"] if not c["passed"]]
 
 
-def test_an_ignored_attention_mask_fails_left_padding(tiny_model: Transformer) -> None:
+@HALF_TOO
+def test_an_ignored_attention_mask_fails_left_padding(tiny_model: Transformer, dtype: torch.dtype) -> None:
+    tiny_model = tiny_model.to(dtype)
     tiny_model._new_keep_mask = lambda *_: None  # type: ignore[method-assign]  # pads read as real tokens
     checks = by_name(run_smoke(tiny_model))
     assert not checks["left_padding_matches_per_row"]["passed"]
@@ -127,3 +135,32 @@ def test_pads_forgotten_while_decoding_fail_left_padding(tiny_model: Transformer
     assert not checks["left_padding_matches_per_row"]["passed"]
     assert "row 1" in checks["left_padding_matches_per_row"]["reason"]
     assert checks["cached_decoding_matches_full"]["passed"]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_batched_generation_may_part_only_on_a_near_tie_in_half_precision(
+    tiny_model: Transformer, dtype: torch.dtype
+) -> None:
+    suite = SmokeSuite(tiny_model.to(dtype))
+    with torch.inference_mode():  # the prefix whose top two logits are closest
+        logits = tiny_model(suite.ids[:1]).float()[0]
+        top2 = logits.topk(2).values
+        n = int((top2[:, 0] - top2[:, 1]).argmin()) + 1
+        row = suite.ids[:1, :n]
+        last = tiny_model(row)[0, -1].float()  # as _near_tie computes it (other shapes round otherwise)
+        order = last.argsort(descending=True)
+        best, runner_up, worst = int(order[0]), int(order[1]), int(order[-1])
+    margin = float(last[best] - last[runner_up])
+    assert margin <= SmokeConfig().tie_tolerance * max(1.0, float(last.abs().max()))
+    picked = torch.tensor([best])
+    with torch.inference_mode():
+        assert suite._near_tie(row, picked, 0, runner_up) == pytest.approx(margin, abs=1e-6)
+        assert suite._near_tie(row, picked, 0, worst) is None  # far from a tie: a real difference
+
+
+def test_batched_generation_must_agree_exactly_in_fp32(tiny_model: Transformer) -> None:
+    suite = SmokeSuite(tiny_model)
+    row = suite.ids[:1, :5]
+    with torch.inference_mode():
+        order = tiny_model(row)[0, -1].argsort(descending=True)
+        assert suite._near_tie(row, order[:1], 0, int(order[1])) is None

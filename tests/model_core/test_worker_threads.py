@@ -33,6 +33,11 @@ def test_never_more_than_torch_would_use() -> None:
     assert default_threads(BIG, current=4, cpus=16, busy_cpus=0.0) == 4
 
 
-def test_auto_threads_is_within_this_process_cpus() -> None:
+@pytest.mark.parametrize("load", [0.0, 0.6, 1.5, 100.0])
+def test_auto_threads_reads_affinity_and_load(monkeypatch: pytest.MonkeyPatch, load: float) -> None:
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    cpus = len(os.sched_getaffinity(0))
+    busy = load * cpus / max(os.cpu_count() or 1, cpus)
     got = auto_threads(BIG, current=1024)
-    assert 1 <= got <= len(os.sched_getaffinity(0))
+    assert got == default_threads(BIG, current=1024, cpus=cpus, busy_cpus=busy)
+    assert 1 <= got <= cpus

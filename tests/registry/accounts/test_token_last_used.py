@@ -53,7 +53,7 @@ async def test_last_used_is_written_at_most_once_a_minute(
     engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     clock = Clock()
-    auth = AuthService(sessions, clock=clock)
+    auth = AuthService(sessions, clock=clock, cache_ttl_s=0)  # every check reads the row
     issued = await auth.create_token("alice", namespaces=["acme"])
 
     with statements(engine) as seen:
@@ -88,5 +88,5 @@ async def test_a_stale_check_does_not_overwrite_a_newer_use(
     clock.now = T0 + timedelta(seconds=90)
     await auth.authenticate(issued.token)  # the other check wrote T0+90s
     clock.now = T0 + timedelta(seconds=95)
-    await auth._touch(stale)  # saw T0; the row no longer is older than a minute
+    await auth._touch(stale.id, stale.last_used_at)  # saw T0; the row no longer is older than a minute
     assert await last_used(sessions, issued.id) == T0 + timedelta(seconds=90)

@@ -64,7 +64,7 @@ def test_verify_and_gate_of_a_folder_never_call_the_registry(tmp_path: Path) -> 
     pack = write_pack(tmp_path / "pack")
     env = {"MODELPACK_REGISTRY": "http://127.0.0.1:9"}  # nothing listens there
     r = CliRunner().invoke(cli, ["verify", str(pack), "--skip-signatures"], env=env)
-    assert r.exit_code == 0 and "OK 2 shard(s) verified" in r.output, r.output
+    assert r.exit_code == 0 and "OK 2 shard(s) and 0 file(s) verified" in r.output, r.output
     r = CliRunner().invoke(cli, ["gate", str(pack), "--no-smoke"], env=env)
     assert "unreachable" not in r.output and "FAIL shards" not in r.output, r.output
 

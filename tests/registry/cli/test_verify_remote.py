@@ -90,7 +90,7 @@ def test_channel_ipns_name_and_cid_all_verify(live: Live, signer: Any) -> None:
     cid = live.publish("1.0.0", signer)
     r = live.verify("acme/tiny@latest")
     assert r.exit_code == 0, r.output
-    assert "OK 1 shard(s) verified, 1 trusted signature(s)" in r.output
+    assert "OK 1 shard(s) and 0 file(s) verified, 1 trusted signature(s)" in r.output
     name = requests.get(f"{live.url}/v1/models/acme/tiny/channels/latest").json()["name"]
     assert live.verify(name).exit_code == 0
     out = json.loads(live.verify(cid, "--json").stdout)

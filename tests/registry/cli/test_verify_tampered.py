@@ -128,7 +128,9 @@ def fails(result: Result, text: str) -> bool:
 def test_the_honest_chain_passes(fake: tuple[FakeRegistry, str], tmp_path: Path) -> None:
     reg, url = fake
     r = run(url, tmp_path)
-    assert r.exit_code == 0 and "OK 1 shard(s) verified, 1 trusted signature(s)" in r.stdout, r.output
+    assert r.exit_code == 0 and "OK 1 shard(s) and 0 file(s) verified, 1 trusted signature(s)" in r.stdout, (
+        r.output
+    )
     assert run(url, tmp_path, reg.name).exit_code == 0
 
 

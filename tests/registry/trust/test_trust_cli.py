@@ -15,6 +15,7 @@ from click.testing import CliRunner, Result
 
 from registry.cli.trust_cmd import keygen, sign, verify
 from registry.trust.keys import load_public_key
+from tests.model_core.behaviour_util import add_files
 
 
 def run(cmd: object, *args: str) -> Result:
@@ -60,7 +61,7 @@ def test_sign_then_verify_passes(pack_dir: Path, keys: tuple[Path, Path], tmp_pa
     policy = write_policy(tmp_path / "p.json", Path(f"{a}.pub"))
     result = run(verify, str(pack_dir), "--trust-policy", str(policy))
     assert result.exit_code == 0, result.output
-    assert "OK 2 shard(s) verified, 1 trusted signature(s)" in result.output
+    assert "OK 2 shard(s) and 0 file(s) verified, 1 trusted signature(s)" in result.output
 
 
 def test_two_signers_detached_and_dsse(pack_dir: Path, keys: tuple[Path, Path], tmp_path: Path) -> None:
@@ -136,6 +137,20 @@ def test_corrupted_and_missing_shards_each_get_a_line(pack_dir: Path) -> None:
     assert any(first in f and "sha256" in f for f in fails)
     assert any(first in f and "CID is" in f for f in fails)
     assert any(second in f and "missing" in f for f in fails)
+
+
+def test_the_manifests_other_files_are_verified_too(pack_dir: Path) -> None:
+    """config.json, tokenizer.json, README.md...: listed under ``files``, checked like shards."""
+    add_files(pack_dir, {"config.json": b'{"model_type": "llama"}', "README.md": b"# a card"})
+    result = run(verify, str(pack_dir), "--skip-signatures")
+    assert result.exit_code == 0 and "OK 2 shard(s) and 2 file(s) verified" in result.output, result.output
+    (pack_dir / "config.json").write_bytes(b'{"model_type": "llamb"}')
+    (pack_dir / "README.md").unlink()
+    result = run(verify, str(pack_dir), "--skip-signatures")
+    fails = [line for line in result.output.splitlines() if line.startswith("FAIL")]
+    assert result.exit_code == 1
+    assert any(f.startswith("FAIL file config.json:") and "sha256" in f for f in fails), fails
+    assert "FAIL file README.md: file is missing" in fails, fails
 
 
 def test_unsafe_shard_filename_is_refused(pack_dir: Path) -> None:
