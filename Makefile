@@ -7,7 +7,7 @@ DATA_DIR ?= var/data
 TESTNODE := tests/ipfs_testnode
 PSA_TOOLING := tests/psa_compliance
 
-.PHONY: run test venv dev-venv lint typecheck contracts testnode postgres bench clean fuzz
+.PHONY: run test venv dev-venv lint typecheck contracts testnode postgres browser bench clean fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ postgres:
 	  for i in $$(seq 1 50); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done; \
 	  pg_isready -h 127.0.0.1 -p 5432; }
 
+# Debian's Chromium for the browser tests (tests/registry/web), driven by Playwright with
+# executable_path=/usr/bin/chromium: Playwright's own browser downloads are never used.
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
 testnode: $(TESTNODE)/node_modules/.installed $(PSA_TOOLING)/node_modules/.installed
 
 # The Pinning Service API compliance suite and reference client; --ignore-scripts: the suite's kubo
@@ -61,7 +67,7 @@ typecheck: dev-venv
 contracts: dev-venv
 	$(BIN)/lint-imports --no-cache
 
-test: dev-venv postgres testnode lint typecheck contracts
+test: dev-venv postgres testnode browser lint typecheck contracts
 	$(BIN)/pytest
 
 # The parsers of untrusted bytes under hypothesis, FUZZ_EXAMPLES inputs each, at most FUZZ_TIMEOUT seconds a

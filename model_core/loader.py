@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import mmap
 import os
+import queue
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -68,33 +72,37 @@ class LoadedPack:
 ShardBuffer = mmap.mmap | bytearray
 
 
-def _private_buffer(size: int) -> ShardBuffer:
-    """Anonymous memory for one shard, pre-faulted in one go (cheaper than a page fault per 4 KiB)."""
+def _private_buffer(size: int, populate: bool = True) -> ShardBuffer:
+    """Anonymous memory for one shard; pre-faulted in one go when ``populate`` (cheaper than a page fault
+    per 4 KiB when nothing else runs meanwhile)."""
     if size == 0 or not hasattr(mmap, "MAP_POPULATE"):
         return bytearray(size)
-    return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE)
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | (mmap.MAP_POPULATE if populate else 0)
+    return mmap.mmap(-1, size, flags=flags)
+
+
+def _open_shard(shard: ShardPlan) -> io.FileIO:
+    fd = os.open(shard.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    return io.FileIO(fd, "rb", closefd=True)
 
 
 def read_verified(shard: ShardPlan, chunk: int) -> ShardBuffer:
-    """Read the whole shard into private memory, hashing as it goes; the hash must match the manifest."""
+    """Read the whole shard into private memory, hashing as it goes; the hash must match the manifest.
+
+    A shard of several chunks is read by a second thread while this one hashes what has arrived (both
+    release the GIL), so reading, page faults and sha256 overlap; the bytes hashed are the bytes kept.
+    """
     name = shard.entry.filename
-    buf = _private_buffer(shard.size)
+    pipelined = shard.size >= 2 * chunk
+    buf = _private_buffer(shard.size, populate=not pipelined)
     view = memoryview(buf)
     h = hashlib.sha256()
-    fd = os.open(shard.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
     try:
-        with os.fdopen(fd, "rb", buffering=0) as f:
-            got = 0
-            while got < shard.size:
-                n = f.readinto(view[got : got + chunk])
-                if not n:
-                    break
-                h.update(view[got : got + n])
-                got += n
-            if got != shard.size or f.read(1):
-                raise PackInvalid(f"shard {name!r} changed size while it was being read", shard=name)
+        got, extra = (_pipelined if pipelined else _sequential)(shard, view, chunk, h)
     finally:
         view.release()
+    if got != shard.size or extra:
+        raise PackInvalid(f"shard {name!r} changed size while it was being read", shard=name)
     if not hmac.compare_digest(h.hexdigest(), shard.entry.sha256_hex):
         raise PackInvalid(
             f"shard {name!r} sha256 is {h.hexdigest()}, not sha256:{shard.entry.sha256_hex} "
@@ -102,6 +110,60 @@ def read_verified(shard: ShardPlan, chunk: int) -> ShardBuffer:
             shard=name,
         )
     return buf
+
+
+def _sequential(shard: ShardPlan, view: memoryview, chunk: int, h: Any) -> tuple[int, bool]:
+    with _open_shard(shard) as f:
+        got = 0
+        while got < shard.size:
+            n = f.readinto(view[got : got + chunk])
+            if not n:
+                break
+            h.update(view[got : got + n])
+            got += n
+        return got, bool(f.read(1))
+
+
+def _pipelined(shard: ShardPlan, view: memoryview, chunk: int, h: Any) -> tuple[int, bool]:
+    """The reader thread fills ``view`` ahead (never the part being hashed) and says how far it got:
+    ``(upto, None)`` per chunk, then ``(got, extra)`` at the end (``extra``: bytes beyond the size)."""
+    arrived: queue.Queue[tuple[int, bool | None] | BaseException] = queue.Queue(maxsize=16)
+
+    def reader() -> None:
+        try:
+            with _open_shard(shard) as f:
+                got = 0
+                while got < shard.size:
+                    n = f.readinto(view[got : got + chunk])
+                    if not n:
+                        break
+                    got += n
+                    arrived.put((got, None))
+                arrived.put((got, bool(f.read(1))))
+        except BaseException as e:  # re-raised in the caller's thread
+            arrived.put(e)
+
+    thread = threading.Thread(target=reader, name=f"read {shard.entry.filename}", daemon=True)
+    thread.start()
+    hashed = 0
+    try:
+        while True:
+            item = arrived.get()
+            if isinstance(item, BaseException):
+                raise item
+            upto, extra = item
+            if upto > hashed:
+                h.update(view[hashed:upto])
+                hashed = upto
+            if extra is not None:
+                return hashed, extra
+    finally:
+        while thread.is_alive():  # never leave the reader blocked on a full queue
+            try:
+                arrived.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        thread.join()
 
 
 def tensors_from_buffer(buf: ShardBuffer, header: ShardHeader) -> dict[str, Tensor]:

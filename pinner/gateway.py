@@ -102,6 +102,7 @@ def gateway_routes(
     store_of: Callable[[web.Request], Blockstore],
     config: GatewayConfig | None = None,
     guard: Callable[[web.Request], Awaitable[None]] | None = None,
+    sent: Callable[[int], None] | None = None,
 ) -> web.RouteTableDef:
     """Routes for ``/ipfs/{cid}`` over the store ``store_of(request)`` gives (add them with ``app.add_routes``).
 
@@ -109,7 +110,8 @@ def gateway_routes(
     the application's startup opens it. ``guard(request)``, when given, runs before anything is read
     (files, raw blocks and CARs alike); it refuses a request by raising (the embedding application's
     error handling answers it, or this gateway answers a ``PinnerError``, e.g. ``BlockNotFound`` for content
-    the caller may not know exists), e.g. a registry whose reads need a token.
+    the caller may not know exists), e.g. a registry whose reads need a token. ``sent(n)``, when given, is
+    told the size of each piece of content body written (an embedding application's byte counter).
     """
     config = config or GatewayConfig()
     routes = web.RouteTableDef()
@@ -124,10 +126,10 @@ def gateway_routes(
             cid = parse_cid(request.match_info["cid"])
             fmt = _pick_format(request)
             if fmt == "raw":
-                return await _serve_raw(request, store, cid)
+                return await _serve_raw(request, store, cid, sent)
             if fmt == "car":
-                return await _serve_car(request, store, cid, config)
-            return await _serve_file(request, store, cid, config)
+                return await _serve_car(request, store, cid, config, sent)
+            return await _serve_file(request, store, cid, config, sent)
         except InvalidCid as e:
             return error_response(e)
         except PinnerError as e:
@@ -144,18 +146,27 @@ def _not_modified(request: web.Request, etag: str, headers: dict[str, str]) -> w
     return None
 
 
-async def _serve_raw(request: web.Request, store: Blockstore, cid: CID) -> web.StreamResponse:
+async def _serve_raw(
+    request: web.Request, store: Blockstore, cid: CID, sent: Callable[[int], None] | None
+) -> web.StreamResponse:
     etag = f'"{cid_str(cid)}.raw"'
     headers = _base_headers(cid, etag)
     if (cached := _not_modified(request, etag, headers)) is not None:
         return cached
     data = await asyncio.to_thread(store.get_block, cid)
     headers["Content-Disposition"] = f'attachment; filename="{cid_str(cid)}.bin"'
+    if sent is not None and request.method != "HEAD":
+        sent(len(data))
     return web.Response(status=200, body=data, headers=headers, content_type=RAW_TYPE)  # HEAD: no body
 
 
 async def _stream(
-    request: web.Request, resp: web.StreamResponse, pieces: Iterator[bytes], first: bytes | None, buffer: int
+    request: web.Request,
+    resp: web.StreamResponse,
+    pieces: Iterator[bytes],
+    first: bytes | None,
+    buffer: int,
+    sent: Callable[[int], None] | None,
 ) -> web.StreamResponse:
     await resp.prepare(request)
     if request.method == "HEAD":
@@ -170,15 +181,23 @@ async def _stream(
         size += len(piece)
         if size >= buffer:
             await resp.write(b"".join(pending))
+            if sent is not None:
+                sent(size)
             pending, size = [], 0
     if pending:
         await resp.write(b"".join(pending))
+        if sent is not None:
+            sent(size)
     await resp.write_eof()
     return resp
 
 
 async def _serve_car(
-    request: web.Request, store: Blockstore, cid: CID, config: GatewayConfig
+    request: web.Request,
+    store: Blockstore,
+    cid: CID,
+    config: GatewayConfig,
+    sent: Callable[[int], None] | None,
 ) -> web.StreamResponse:
     etag = f'"{cid_str(cid)}.car"'
     headers = _base_headers(cid, etag)
@@ -191,7 +210,7 @@ async def _serve_car(
     resp.content_type = CAR_TYPE
     resp.headers["Content-Type"] = f"{CAR_TYPE}; version=1"
     first = await asyncio.to_thread(lambda: b"".join(_take(pieces, 3)))  # header + the root block, verified
-    return await _stream(request, resp, pieces, first, config.write_buffer_bytes)
+    return await _stream(request, resp, pieces, first, config.write_buffer_bytes, sent)
 
 
 def _take(pieces: Iterator[bytes], n: int) -> Iterator[bytes]:
@@ -203,7 +222,11 @@ def _take(pieces: Iterator[bytes], n: int) -> Iterator[bytes]:
 
 
 async def _serve_file(
-    request: web.Request, store: Blockstore, cid: CID, config: GatewayConfig
+    request: web.Request,
+    store: Blockstore,
+    cid: CID,
+    config: GatewayConfig,
+    sent: Callable[[int], None] | None,
 ) -> web.StreamResponse:
     etag = f'"{cid_str(cid)}"'
     headers = _base_headers(cid, etag)
@@ -227,4 +250,4 @@ async def _serve_file(
     resp = web.StreamResponse(status=status, headers=headers)
     resp.content_type = "application/octet-stream"
     resp.content_length = end - start
-    return await _stream(request, resp, pieces, first, config.write_buffer_bytes)
+    return await _stream(request, resp, pieces, first, config.write_buffer_bytes, sent)

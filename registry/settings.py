@@ -221,6 +221,27 @@ class TrustSettings(_Section):
     max_reason_len: int = Field(1024, ge=1, le=65_536)  # a revocation's reason
 
 
+class EventsSettings(_Section):
+    retention_s: float = Field(30 * 86_400.0, gt=0)  # events older than this are deleted
+    prune_interval_s: float = Field(3600.0, gt=0)  # how often old events are deleted
+    poll_interval_s: float = Field(0.5, gt=0, le=60)  # the live stream reads new events this often
+    max_subscribers: int = Field(256, ge=1, le=100_000)  # open event streams per daemon (503 beyond)
+    subscriber_queue: int = Field(1000, ge=10, le=1_000_000)  # events a slow stream may lag before it is cut
+    heartbeat_s: float = Field(15.0, gt=0, le=300)  # an idle stream gets a comment line this often
+
+
+class WebhooksSettings(_Section):
+    allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")  # endpoint URL hosts ("*": any)
+    timeout_s: float = Field(10.0, gt=0, le=300)  # one delivery attempt, connect to last byte
+    max_attempts: int = Field(8, ge=1, le=100)  # attempts per delivery; then it is dead
+    backoff_base_s: float = Field(5.0, gt=0)  # exponential backoff with jitter between attempts
+    backoff_max_s: float = Field(3600.0, gt=0)  # longest wait between attempts
+    disable_after_failures: int = Field(20, ge=1, le=100_000)  # failed attempts in a row disable the endpoint
+    dispatch_interval_s: float = Field(2.0, gt=0, le=3600)  # new events become deliveries this often
+    secret_grace_s: float = Field(3600.0, ge=0, le=30 * 86_400)  # a rotated-out secret still signs this long
+    max_endpoints: int = Field(32, ge=1, le=10_000)  # endpoints per namespace
+
+
 class Settings(BaseSettings):
     """The daemon's whole configuration."""
 
@@ -240,6 +261,8 @@ class Settings(BaseSettings):
     ipns: IpnsSettings = IpnsSettings()
     curation: CurationSettings = CurationSettings()
     trust: TrustSettings = TrustSettings()
+    events: EventsSettings = EventsSettings()
+    webhooks: WebhooksSettings = WebhooksSettings()
 
     @classmethod
     def settings_customise_sources(

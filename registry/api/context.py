@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from model_core.format.pack import ManifestLimits
 from registry.accounts.auth import AuthService
 from registry.cache import CacheConfig, TtlCache
+from registry.events.service import EventService
 from registry.packs.blobs import BlobService
 from registry.packs.browse import BrowseService
 from registry.packs.pointers import PointerService
@@ -23,6 +24,7 @@ class RegistryServices:
     browse: BrowseService
     pointers: PointerService
     limits: ManifestLimits
+    events: EventService
     read_requires_token: bool = False
     metrics_requires_token: bool = False  # /metrics (resolved from settings by the composition root)
     page_size_default: int = 50

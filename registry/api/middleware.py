@@ -1,7 +1,8 @@
-"""One place where errors become JSON and every request becomes one structured log line."""
+"""One place where errors become JSON, every request becomes one structured log line and one metrics sample."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -9,6 +10,8 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+
+from registry.metrics import UNMATCHED, observe_request
 
 log = logging.getLogger("modelpack.http")
 access = logging.getLogger("modelpack.access")
@@ -103,3 +106,30 @@ async def access_log_middleware(request: web.Request, handler: Handler) -> web.S
                 }
             )
         )
+
+
+CLIENT_CLOSED = 499  # the status a request is counted under when the client went away mid-request
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Counts the request and its latency under its route template (``/v1/packs/{cid}``), never its raw path.
+
+    The outermost middleware, so it sees the status the client gets (errors already answered as JSON).
+    """
+    start = time.perf_counter()
+    status = 500
+    try:
+        resp = await handler(request)
+        status = resp.status
+        return resp
+    except web.HTTPException as e:
+        status = e.status
+        raise
+    except asyncio.CancelledError:
+        status = CLIENT_CLOSED
+        raise
+    finally:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else UNMATCHED
+        observe_request(route, request.method, status, time.perf_counter() - start)

@@ -21,6 +21,7 @@ from registry.api.pagination import decode_cursor, encode_cursor, page_limit
 from registry.api.schemas import PackOut, PublishIn, PublishOut, SignatureOut, StateHistoryPage
 from registry.errors import BadRequest
 from registry.gate.hostpaths import scrub
+from registry.metrics import record_pull_bytes
 from registry.names import ModelRef, check_name, normalize_cid
 from registry.packs.browse import PackDetail
 
@@ -241,9 +242,12 @@ async def get_shard(request: web.Request) -> web.StreamResponse:
     resp.content_type = "application/octet-stream"
     resp.content_length = shard.size
     await resp.prepare(request)
+    if request.method == "HEAD":  # headers only: a body would be read as the connection's next response
+        return resp
     try:
         while batch:
             await resp.write(batch)
+            record_pull_bytes("api", len(batch))
             batch = await asyncio.to_thread(_next_batch, it)
     except Exception as e:
         # Headers are gone: the only honest signal left is a cut connection (the client sees a short body).

@@ -12,6 +12,7 @@ from pinner.replication.model import Target
 from pinner.replication.mover import MoverConfig
 from pinner.unixfs import PipelineConfig
 from registry.cache import CacheConfig
+from registry.events.service import EventsConfig
 from registry.gate.config import GateConfig, SandboxBudget
 from registry.ipns.channel import IpnsRecordConfig
 from registry.ipns.channels import IpnsChannelConfig
@@ -24,6 +25,7 @@ from registry.replication.clients import NodeClientConfig
 from registry.replication.rows import ReplicationConfig
 from registry.settings import Settings
 from registry.trust.key_registry import TrustConfig
+from registry.webhooks.config import WebhookConfig
 
 
 def manifest_limits(settings: Settings) -> ManifestLimits:
@@ -204,4 +206,32 @@ def worker_config(settings: Settings) -> WorkerConfig:
         heartbeat_s=j.heartbeat_s,
         lease_s=j.lease_s,
         kind_concurrency={JobKind.VALIDATE: settings.validation.concurrency},
+    )
+
+
+def events_config(settings: Settings) -> EventsConfig:
+    e = settings.events
+    return EventsConfig(
+        retention_s=e.retention_s,
+        poll_interval_s=e.poll_interval_s,
+        max_subscribers=e.max_subscribers,
+        queue_size=e.subscriber_queue,
+        heartbeat_s=e.heartbeat_s,
+    )
+
+
+def webhook_config(settings: Settings) -> WebhookConfig:
+    """``webhooks.*``; the delivery log is kept as long as events (``events.retention_s``)."""
+    w = settings.webhooks
+    return WebhookConfig(
+        allowed_hosts=w.allowed_hosts,
+        timeout_s=w.timeout_s,
+        max_attempts=w.max_attempts,
+        backoff_base_s=w.backoff_base_s,
+        backoff_max_s=w.backoff_max_s,
+        disable_after_failures=w.disable_after_failures,
+        dispatch_interval_s=w.dispatch_interval_s,
+        secret_grace_s=w.secret_grace_s,
+        max_endpoints=w.max_endpoints,
+        log_retention_s=settings.events.retention_s,
     )

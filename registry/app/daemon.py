@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import sys
@@ -17,7 +18,19 @@ from typing import Any
 from aiohttp import web
 
 from pinner.gateway import GatewayConfig, gateway_routes
-from registry.api import blobs, health, ipns_gateway, keys_api, models, openapi, packs, pointers, tokens
+from registry.api import (
+    blobs,
+    health,
+    ipns_gateway,
+    keys_api,
+    models,
+    openapi,
+    packs,
+    pointers,
+    tokens,
+    webhooks_api,
+)
+from registry.api import events as events_api
 from registry.api import gate as gate_api
 from registry.api import metrics as metrics_api
 from registry.api import nodes as nodes_api
@@ -37,14 +50,16 @@ from registry.api.keys import (
     TRUST,
     WORKER,
 )
-from registry.api.middleware import access_log_middleware, error_middleware
+from registry.api.middleware import access_log_middleware, error_middleware, metrics_middleware
 from registry.api.psa import PSA, PsaServices, psa_app
 from registry.app import configs
 from registry.app.jobs import clocks, job_handlers
 from registry.app.services import Services, open_services
 from registry.errors import RegistryError
 from registry.jobs.worker import Worker
+from registry.metrics import record_pull_bytes
 from registry.settings import Settings
+from registry.web import setup_web
 
 log = logging.getLogger("modelpack.daemon")
 
@@ -61,6 +76,8 @@ ROUTE_MODULES = (
     nodes_api,
     metrics_api,
     gate_api,
+    events_api,
+    webhooks_api,
 )
 
 
@@ -78,6 +95,7 @@ def _expose(app: web.Application, svc: Services) -> None:
     app[GATE] = svc.gate
     app[SHARD_FETCH] = svc.fetch
     app[PSA] = PsaServices(svc.pins, svc.node_addresses, svc.pins.config)
+    app[webhooks_api.WEBHOOKS] = svc.webhooks
 
 
 def _running(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -102,23 +120,35 @@ def _running(settings: Settings) -> Callable[[web.Application], AsyncIterator[No
                     # Stop taking jobs; in-flight ones finish within the grace period or are released,
                     # before the node session and the database close.
                     await worker.stop(settings.server.shutdown_grace_s)
+                    await svc.registry.events.close()
 
     return ctx
 
 
+async def _end_event_streams(app: web.Application) -> None:
+    """Open SSE streams end at shutdown (clients resume with Last-Event-ID) instead of holding it up."""
+    if REGISTRY in app:
+        app[REGISTRY].events.end_streams()
+
+
 def build_app(settings: Settings) -> web.Application:
     """The whole daemon as one aiohttp application (also what the tests run)."""
-    middlewares = (
-        [access_log_middleware, error_middleware] if settings.server.access_log else [error_middleware]
-    )
+    middlewares = [metrics_middleware, error_middleware]  # metrics outermost: it counts the final status
+    if settings.server.access_log:
+        middlewares.insert(1, access_log_middleware)
     app = web.Application(middlewares=middlewares, client_max_size=settings.server.max_json_body_bytes)
     app[OPENAPI_CACHE] = {}
     app.cleanup_ctx.append(_running(settings))
+    app.on_shutdown.append(_end_event_streams)
     for module in ROUTE_MODULES:
         app.add_routes(module.routes)
     app.add_subapp(settings.pinning.base_path, psa_app())
     gateway = GatewayConfig(write_buffer_bytes=settings.server.gateway_write_buffer_bytes)
-    app.add_routes(gateway_routes(lambda request: request.app[BLOCKSTORE], gateway, guard=blob_read_gate))
+    pulled = functools.partial(record_pull_bytes, "gateway")
+    app.add_routes(
+        gateway_routes(lambda request: request.app[BLOCKSTORE], gateway, guard=blob_read_gate, sent=pulled)
+    )
+    setup_web(app)  # the HTML pages at / and under /ui/
     return app
 
 

@@ -33,6 +33,9 @@ def job_handlers(svc: Services) -> dict[str, Handler]:
         JobKind.IPNS_PUBLISH: svc.ipns.handle_publish,
         JobKind.IPNS_REPUBLISH: svc.ipns.handle_republish,
         JobKind.PIN: svc.pin_replicator.handle,
+        JobKind.EVENTS_PRUNE: svc.registry.events.handle_prune,
+        JobKind.WEBHOOK_DISPATCH: svc.webhooks.deliverer.handle_dispatch,
+        JobKind.WEBHOOK_DELIVER: svc.webhooks.deliverer.handle_deliver,
     }
     missing = set(JobKind) - set(table)
     assert not missing, f"no handler for job kinds {sorted(missing)}"
@@ -55,6 +58,8 @@ def schedules(settings: Settings) -> list[Schedule]:
         Schedule(JobKind.BLOB_GC, settings.server.blob_gc_interval_s),
         Schedule(JobKind.CURATE_SWEEP, settings.curation.sweep_interval_s),
         Schedule(JobKind.IPNS_REPUBLISH, settings.ipns.republish_interval_s),
+        Schedule(JobKind.EVENTS_PRUNE, settings.events.prune_interval_s),
+        Schedule(JobKind.WEBHOOK_DISPATCH, settings.webhooks.dispatch_interval_s),
     ]
 
 

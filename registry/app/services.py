@@ -24,6 +24,7 @@ from registry.app.datalock import data_dir_lock
 from registry.cache import TtlCache
 from registry.db.engine import create_engine, ping, session_factory
 from registry.db.migrate import require_current
+from registry.events.service import EventService
 from registry.gate.curation import CurationService
 from registry.gate.rule import RegistryReplication, registry_trust
 from registry.gate.validation import ValidationService
@@ -47,6 +48,7 @@ from registry.replication.service import ReplicationService
 from registry.replication.shard_fetch import NodeShardFetcher
 from registry.settings import Settings
 from registry.trust.policies import TrustService
+from registry.webhooks.service import WebhookService
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,7 @@ class Services:
     pins: PinService
     pin_replicator: PinReplicator
     node_addresses: NodeAddresses
+    webhooks: WebhookService
 
 
 @contextlib.asynccontextmanager
@@ -165,6 +168,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             browse=BrowseService(sessions),
             pointers=pointers,
             limits=limits,
+            events=EventService(sessions, configs.events_config(settings)),
             read_requires_token=settings.server.read_requires_token,
             metrics_requires_token=configs.metrics_requires_token(settings),
             pack_json=pack_json,
@@ -192,6 +196,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         pin_replicator = PinReplicator(
             sessions, nodes, queue, addresses, pin_config, configs.replication_config(settings)
         )
+        webhooks = WebhookService(sessions, kek, queue, configs.webhook_config(settings))
+        stack.push_async_callback(webhooks.close)
         yield Services(
             engine=engine,
             sessions=sessions,
@@ -207,4 +213,5 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             pins=PinService(sessions, queue, pin_config),
             pin_replicator=pin_replicator,
             node_addresses=addresses,
+            webhooks=webhooks,
         )

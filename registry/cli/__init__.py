@@ -38,6 +38,8 @@ COMMANDS: dict[str, str] = {
     "gate": "registry.cli.gate_cmd:gate",
     "curate": "registry.cli.gate_cmd:curate",
     "diff": "registry.cli.diff_cmd:diff",
+    "events": "registry.cli.events_cmd:events",
+    "webhook": "registry.cli.webhook_cmd:webhook",
 }
 
 

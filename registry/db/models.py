@@ -331,7 +331,9 @@ class ValidationReport(Base):
     __table_args__ = (Index(None, "pack_cid", "started_at"),)
 
 
-# The Pinning Service API's pins live in registry/db/pins.py (registered on the same metadata).
+# The Pinning Service API's pins (registry/db/pins.py) and the event outbox (registry/db/events.py) are
+# registered on the same metadata.
+from registry.db.events import Event  # noqa: E402, F401
 from registry.db.pack_tables import (  # noqa: E402, F401
     BlobUploader,
     Manifest,
@@ -340,3 +342,4 @@ from registry.db.pack_tables import (  # noqa: E402, F401
     PackStateChange,
 )
 from registry.db.pins import Pin, PinStatus  # noqa: E402, F401
+from registry.db.webhooks import WebhookDelivery, WebhookEndpoint  # noqa: E402, F401

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     ForeignKey,
     ForeignKeyConstraint,
@@ -54,6 +55,8 @@ class Manifest(Base):
     total_size: Mapped[int] = mapped_column(BigInteger, nullable=False)
     shard_count: Mapped[int] = mapped_column(Integer, nullable=False)
     created_at: Mapped[datetime] = _now_col()
+    # whether the replicate job last found every unit at its target (None: never judged yet)
+    replicated: Mapped[bool | None] = mapped_column(Boolean)
     __table_args__ = (
         CheckConstraint("total_size >= 0", name="total_size_nonneg"),
         CheckConstraint("shard_count >= 1", name="shard_count_positive"),

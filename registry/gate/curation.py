@@ -8,26 +8,26 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from sqlalchemy import delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from registry.accounts.principal import Principal
-from registry.db.base import utcnow
 from registry.db.listings import ModelSelector, find_listing, listing_in
-from registry.db.models import AuditEvent, Pack, PackState, Pointer, PointerChange
+from registry.db.models import Pack, PackState, Pointer, PointerChange
 from registry.errors import Forbidden
+from registry.events import store as events
 from registry.gate.config import GateConfig
+from registry.gate.curation_rows import TAG, audit, history, pointer_cid
 from registry.gate.drift import drift_fact, with_drift_override
 from registry.gate.errors import CurationRefused, ReasonRequired
 from registry.gate.rule import Fact, ReplicationCheck, RuleFacts, TrustCheck
 from registry.names import ModelRef
-from registry.packs.lifecycle import model_ref_of, set_state
+from registry.packs.lifecycle import model_ref_of, pack_event, set_state
 from registry.packs.pointers import PointerMoved, move_pointer
 
 log = logging.getLogger("modelpack.gate")
-TAG = "curated"
 DEGRADED = "degraded"  # Pack.flagged prefixes: the gate's own flag clears itself when the pack recovers;
 UNCURATED = "un-curated: "  # an admin's does not (only a manual curate clears it)
 MAX_REASON = 1024
@@ -105,7 +105,7 @@ class CurationService:
                         pack.state_reason = f"validated; {why}: " + "; ".join(fact.reasons)
                     return CurationOutcome(cid, status, fact.reasons)
             if pack.state is PackState.CURATED and not pack.flagged:
-                return CurationOutcome(cid, "curated", (), False, await _pointer_cid(s, pack.model_id))
+                return CurationOutcome(cid, "curated", (), False, await pointer_cid(s, pack.model_id))
             ref = await model_ref_of(s, pack.model_id)
             moved = await self._promote(s, pack, ref, facts.summary(), self.config.actor, force=False)
         self._changed(ref)
@@ -115,9 +115,10 @@ class CurationService:
         self, s: AsyncSession, pack: Pack, ref: ModelRef, reason: str, actor: str, *, force: bool
     ) -> CurationOutcome:
         recovered = pack.flagged
-        await set_state(s, pack, PackState.CURATED, reason, actor)
         pack.flagged = None
-        current = await _pointer_cid(s, pack.model_id)
+        if not await set_state(s, pack, PackState.CURATED, reason, actor) and recovered:
+            await pack_event(s, pack, "pack.curated", f"fit again, flag cleared: {reason}", actor, pack.state)
+        current = await pointer_cid(s, pack.model_id)
         move = force or current is None
         if not move and current is not None and current != pack.cid:
             holder = await listing_in(s, pack.model_id, current)
@@ -140,8 +141,8 @@ class CurationService:
                 on_moved=self._on_moved,
             )
         elif recovered and current == pack.cid:
-            s.add(_history(pack.model_id, pack.cid, pack.cid, actor, f"fit again, flag cleared: {reason}"))
-        _audit(
+            s.add(history(pack.model_id, pack.cid, pack.cid, actor, f"fit again, flag cleared: {reason}"))
+        audit(
             s,
             actor,
             "pack.curated",
@@ -165,7 +166,7 @@ class CurationService:
             ref = await model_ref_of(s, pack.model_id)
             if facts.ok:
                 if pack.flagged is None:
-                    return CurationOutcome(cid, "curated", (), False, await _pointer_cid(s, pack.model_id))
+                    return CurationOutcome(cid, "curated", (), False, await pointer_cid(s, pack.model_id))
                 out = await self._promote(s, pack, ref, facts.summary(), self.config.actor, force=False)
             else:
                 kind = "untrusted" if not facts.trust.ok else "under_replicated"
@@ -183,21 +184,24 @@ class CurationService:
         """
         flag = f"{DEGRADED} ({kind}): {why}"
         if pack.flagged == flag:
-            return CurationOutcome(pack.cid, "withheld", (why,), False, await _pointer_cid(s, pack.model_id))
+            return CurationOutcome(pack.cid, "withheld", (why,), False, await pointer_cid(s, pack.model_id))
         pack.flagged = flag
         if self.config.on_degrade == "hold":
             pack.state_reason = f"curated but flagged (on_degrade=hold): {why}"
-            current = await _pointer_cid(s, pack.model_id)
+            await pack_event(s, pack, "pack.degraded", why, actor, pack.state)
+            current = await pointer_cid(s, pack.model_id)
             if current == pack.cid:
-                s.add(_history(pack.model_id, pack.cid, pack.cid, actor, f"hold: {why}; an admin must act"))
+                s.add(history(pack.model_id, pack.cid, pack.cid, actor, f"hold: {why}; an admin must act"))
             log.warning("ALERT curated pack %s of %s is no longer fit and is held: %s", pack.cid, ref, why)
-            _audit(s, actor, "pack.degraded", f"{ref}@{TAG}", why, {"pack": pack.cid, "mode": "hold"})
+            audit(s, actor, "pack.degraded", f"{ref}@{TAG}", why, {"pack": pack.cid, "mode": "hold"})
             await s.flush()
             return CurationOutcome(pack.cid, "withheld", (why,), False, current)
-        await set_state(s, pack, PackState.VALIDATED, f"no longer curated: {why}", actor)
+        await set_state(
+            s, pack, PackState.VALIDATED, f"no longer curated: {why}", actor, event="pack.degraded"
+        )
         target = await self._withdraw(s, pack, ref, f"rollback from {pack.cid}: {why}", actor)
         log.warning("curated pack %s of %s is no longer fit (%s); pointer now %s", pack.cid, ref, why, target)
-        _audit(
+        audit(
             s,
             actor,
             "pack.degraded",
@@ -212,7 +216,7 @@ class CurationService:
         self, s: AsyncSession, pack: Pack, ref: ModelRef, reason: str, actor: str
     ) -> str | None:
         """If the pointer names ``pack``: move it to the newest earlier fit curated pack, else remove it."""
-        current = await _pointer_cid(s, pack.model_id)
+        current = await pointer_cid(s, pack.model_id)
         if current != pack.cid:
             return current
         target = await self._previous_fit(s, pack)
@@ -229,10 +233,11 @@ class CurationService:
             )
             return target
         await s.execute(delete(Pointer).where(Pointer.model_id == pack.model_id, Pointer.tag == TAG))
+        await events.pointer_moved(s, pack.model_id, TAG, pack.cid, None, actor=actor, reason=reason)
         if self._on_withdrawn is not None:
             await self._on_withdrawn(s, pack.model_id, TAG)
         s.add(
-            _history(
+            history(
                 pack.model_id, pack.cid, None, actor, f"{reason}; no earlier curated pack to roll back to"
             )
         )
@@ -317,7 +322,7 @@ class CurationService:
             out = await self._promote(
                 s, pack, ref, f"curated by hand: {why}", principal.publisher, force=True
             )
-            _audit(s, principal.publisher, "pack.curate.manual", f"{ref}@{TAG}", why, {"pack": cid})
+            audit(s, principal.publisher, "pack.curate.manual", f"{ref}@{TAG}", why, {"pack": cid})
         self._changed(ref)
         return out
 
@@ -331,7 +336,7 @@ class CurationService:
             pack = await _pack(s, cid, model)
             ref = await model_ref_of(s, pack.model_id)
             principal.require_admin_of(ref.namespace, "un-curating by hand")
-            current = await _pointer_cid(s, pack.model_id)
+            current = await pointer_cid(s, pack.model_id)
             if pack.state is not PackState.CURATED and current != cid:
                 raise CurationRefused(
                     f"pack {cid} is {pack.state.value} and not the curated pointer's target; nothing to un-curate",
@@ -344,7 +349,7 @@ class CurationService:
                     s, pack, PackState.VALIDATED, f"un-curated by hand: {why}", principal.publisher
                 )
             target = await self._withdraw(s, pack, ref, f"un-curated by hand: {why}", principal.publisher)
-            _audit(
+            audit(
                 s,
                 principal.publisher,
                 "pack.uncurate.manual",
@@ -375,25 +380,3 @@ def _require_admin(principal: Principal, reason: str | None) -> str:
 async def _pack(s: AsyncSession, cid: str, model: ModelSelector) -> Pack:
     # Row lock (Postgres): the sweep, a curate job and a finishing validation may look at one pack at once.
     return await find_listing(s, cid, model, for_update=True)
-
-
-async def _pointer_cid(s: AsyncSession, model_id: int) -> str | None:
-    return (
-        await s.execute(select(Pointer.pack_cid).where(Pointer.model_id == model_id, Pointer.tag == TAG))
-    ).scalar_one_or_none()
-
-
-def _history(
-    model_id: int, from_cid: str | None, to_cid: str | None, actor: str, reason: str
-) -> PointerChange:
-    return PointerChange(
-        model_id=model_id, tag=TAG, from_cid=from_cid, to_cid=to_cid, actor=actor, reason=reason, at=utcnow()
-    )
-
-
-def _audit(
-    s: AsyncSession, actor: str, action: str, subject: str, reason: str, details: dict[str, Any]
-) -> None:
-    s.add(
-        AuditEvent(actor=actor, action=action, subject=subject, reason=reason, details=details, at=utcnow())
-    )

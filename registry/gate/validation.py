@@ -15,6 +15,7 @@ import asyncio
 import logging
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -36,10 +37,11 @@ from registry.db.models import Manifest, Pack, PackState, Shard, ValidationRepor
 from registry.gate.config import GateConfig
 from registry.gate.curation import CurationService
 from registry.gate.errors import ValidationQueueFull, ValidationRefused
-from registry.gate.runner import SandboxRunner, run_sandbox
+from registry.gate.runner import VERDICTS, SandboxRunner, run_sandbox
 from registry.gate.shards import FileStore, ShardSpec, ShardUnavailable, gather
 from registry.jobs.kinds import JobKind
 from registry.jobs.protocol import ClaimedJob, JobQueue, PermanentJobError, RetryJob
+from registry.metrics import record_validation
 from registry.names import ModelRef
 from registry.packs.browse import latest_validation_report
 from registry.packs.lifecycle import model_ref_of, set_state
@@ -232,6 +234,7 @@ class ValidationService:
             s.add(row)
             await s.flush()
             row_id = row.id
+        started = time.perf_counter()
         budget = self.config.budget
         if not budget.fits(total):
             report: dict[str, Any] = {
@@ -245,7 +248,7 @@ class ValidationService:
             }
         else:
             report = await self._run(cid, manifest, specs, row_id)
-        await self._finish(cid, row_id, report, actor)
+        await self._finish(cid, row_id, report, actor, time.perf_counter() - started)
         return await self.view(cid, first)
 
     async def _run(self, cid: str, manifest: bytes, specs: list[ShardSpec], row_id: int) -> dict[str, Any]:
@@ -274,7 +277,7 @@ class ValidationService:
             if row is not None and row.verdict == RUNNING:
                 await s.delete(row)
 
-    async def _finish(self, cid: str, row_id: int, report: dict[str, Any], actor: str) -> None:
+    async def _finish(self, cid: str, row_id: int, report: dict[str, Any], actor: str, secs: float) -> None:
         verdict = bounded(report.get("verdict"), 64)
         reason = bounded(report.get("reason") or verdict, MESSAGE_MAX_CHARS)
         report = bounded_report(report)
@@ -301,6 +304,7 @@ class ValidationService:
                 )
             else:
                 await self._apply(s, listings, verdict, reason, actor)
+        record_validation(verdict if verdict in VERDICTS else "other", secs)
         log.info("pack %s: validation %s (%s)", cid, verdict, reason)
         if retry is not None:  # not the pack's fault (yet): no state change, the job runs again later
             raise retry

@@ -20,6 +20,9 @@ class JobKind(StrEnum):
     IPNS_PUBLISH = "ipns-publish"  # sign and push a channel's IPNS record
     IPNS_REPUBLISH = "ipns-republish"  # re-sign records before they expire
     PIN = "pin"  # place (or, once deleted, unpin) one Pinning Service API pin
+    EVENTS_PRUNE = "events-prune"  # delete events past their retention
+    WEBHOOK_DISPATCH = "webhook-dispatch"  # turn new events into webhook deliveries
+    WEBHOOK_DELIVER = "webhook-deliver"  # one attempt of one webhook delivery
 
     def key(self, subject: str | None = None) -> str:
         """The dedupe key: one queued (and one running) job per kind and subject."""

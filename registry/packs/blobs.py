@@ -37,6 +37,7 @@ from registry.db.engine import readonly_session
 from registry.db.models import Blob, Namespace, NamespaceMember, Shard
 from registry.errors import BadRequest, Forbidden, PayloadTooLarge, RegistryError
 from registry.jobs.protocol import ClaimedJob
+from registry.metrics import record_ingest_bytes, record_upload_bytes
 from registry.packs.lifecycle import record_blob
 
 log = logging.getLogger("modelpack.blobs")
@@ -197,6 +198,7 @@ class BlobService:
             )
         finally:
             self._release(upload, key)
+        record_ingest_bytes("upload", digest.size)
         info = BlobInfo(key, digest.sha256.hex(), digest.size, profile)
         created = await self._record(principal, info)
         return info, created
@@ -311,6 +313,7 @@ class BlobService:
             if upload.quota_used is not None:
                 self._check_quota(upload, len(chunk))
             upload.seen += len(chunk)
+            record_upload_bytes(len(chunk))
             self._in_flight_bytes[upload.publisher] += len(chunk)
             yield chunk
 

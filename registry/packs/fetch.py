@@ -28,6 +28,7 @@ from registry.db.listings import find_listing, listings_of
 from registry.db.models import Blob, Pack, PackState, Shard
 from registry.errors import NotFound
 from registry.jobs.protocol import ClaimedJob, JobQueue, RetryJob
+from registry.metrics import record_ingest_bytes
 from registry.names import DEFAULT_TAG, ModelRef
 from registry.packs import shardcheck
 from registry.packs.lifecycle import make_available, model_ref_of, record_blob, set_state
@@ -198,6 +199,7 @@ class ShardFetchService:
                 errors.append(f"{name}: {getattr(e, 'message', None) or e or type(e).__name__}")
                 continue
             await self._record(sh.cid, digest, sh.unixfs_profile, publisher)
+            record_ingest_bytes("fetch", digest.size)
             log.info("fetched shard %s (%d bytes) from %s", sh.cid, digest.size, name)
             return None, digest.size
         return "; ".join(errors) or "no IPFS node is configured and up", 0

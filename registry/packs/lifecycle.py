@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from registry.db.base import utcnow
 from registry.db.models import Blob, BlobUploader, Model, Namespace, Pack, PackState, PackStateChange, Pointer
+from registry.events import store as events
 from registry.jobs.kinds import JobKind
 from registry.jobs.protocol import JobQueue
 from registry.names import DEFAULT_TAG, ModelRef
@@ -39,8 +40,20 @@ def may_move(src: PackState, dst: PackState) -> bool:
     return dst in ALLOWED[src]
 
 
-async def set_state(session: AsyncSession, pack: Pack, to: PackState, reason: str, actor: str) -> bool:
-    """Move ``pack`` to ``to`` with ``reason`` (history row included); False when it was already there.
+def event_type(src: PackState | None, to: PackState) -> str:
+    """The event a move emits: curated -> validated is an un-curation (the gate's rollback says degraded)."""
+    if src is None:
+        return "pack.published"
+    if to is PackState.VALIDATED and src is PackState.CURATED:
+        return "pack.uncurated"
+    return f"pack.{to.value}"
+
+
+async def set_state(
+    session: AsyncSession, pack: Pack, to: PackState, reason: str, actor: str, *, event: str | None = None
+) -> bool:
+    """Move ``pack`` to ``to`` with ``reason`` (history row and event included); False when it was
+    already there. ``event`` overrides the event type (see :func:`event_type`).
 
     Raises:
         ValueError: the move is not in the state diagram (a bug in the caller).
@@ -67,8 +80,27 @@ async def set_state(session: AsyncSession, pack: Pack, to: PackState, reason: st
             at=now,
         )
     )
-    await session.flush()
+    await pack_event(session, pack, event or event_type(src, to), reason, actor, src)
     return True
+
+
+async def pack_event(
+    session: AsyncSession, pack: Pack, type: str, reason: str | None, actor: str | None, src: PackState | None
+) -> None:
+    """One ``pack.*`` event for ``pack``'s listing, in the caller's transaction."""
+    await events.record(
+        session,
+        type,
+        model=await events.model_name(session, pack.model_id),
+        pack=pack.cid,
+        actor=actor,
+        payload={
+            "from": src.value if src is not None else None,
+            "state": pack.state.value,
+            "reason": reason,
+            "flagged": pack.flagged,
+        },
+    )
 
 
 async def add_received(session: AsyncSession, pack: Pack, actor: str, reason: str | None) -> None:
@@ -88,6 +120,7 @@ async def add_received(session: AsyncSession, pack: Pack, actor: str, reason: st
             at=pack.created_at,
         )
     )
+    await pack_event(session, pack, "pack.published", RECEIVED_REASON, actor, None)
 
 
 async def make_available(

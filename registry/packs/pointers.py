@@ -22,6 +22,7 @@ from registry.db.engine import readonly_session
 from registry.db.listings import listing_in
 from registry.db.models import Model, Namespace, Pack, PackState, Pointer, PointerChange
 from registry.errors import Conflict, NotFound, PointerReserved, PreconditionFailed
+from registry.events import store as events
 from registry.names import ModelRef, check_tag
 
 PointerKey = tuple[str, str, str]  # namespace, model, tag
@@ -109,7 +110,7 @@ async def move_pointer(
             model_id=model_id, tag=tag, from_cid=current, to_cid=to_cid, actor=actor, reason=reason, at=now
         )
     )
-    await session.flush()
+    await events.pointer_moved(session, model_id, tag, current, to_cid, actor=actor, reason=reason)
     if on_moved is not None:
         await on_moved(session, model_id, tag, to_cid)
     return True

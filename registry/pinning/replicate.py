@@ -23,8 +23,9 @@ from pinner.replication.model import Target
 from pinner.replication.placement import plan_unit
 from pinner.states import NodeKind, NodeState, ReplicaState
 from registry.db.base import utcnow
-from registry.db.models import IpfsNode, Manifest, Replica, Shard
+from registry.db.models import IpfsNode, Manifest, Publisher, Replica, Shard
 from registry.db.pins import Pin, PinStatus
+from registry.events import store as events
 from registry.jobs.protocol import ClaimedJob, JobQueue, RetryJob
 from registry.pinning.config import PinningConfig
 from registry.pinning.delegates import NodeAddresses
@@ -102,7 +103,12 @@ class PinReplicator:
 
     async def _write(self, pin: Pin, **values: Any) -> None:
         async with self._sessions() as s, s.begin():
-            await s.execute(update(Pin).where(Pin.id == pin.id, Pin.deleted_at.is_(None)).values(**values))
+            live = (Pin.id == pin.id, Pin.deleted_at.is_(None))
+            before = (await s.execute(select(Pin.status).where(*live))).scalar_one_or_none()
+            await s.execute(update(Pin).where(*live).values(**values))
+            status = values.get("status")
+            if before is not None and status is not None and status is not before:
+                await pin_status_event(s, pin, before, status, values.get("info"))
 
     async def _place(self, pin: Pin) -> PinStatus:
         now = utcnow()
@@ -310,3 +316,23 @@ class PinReplicator:
         log.info(
             "pin %s (%s) removed%s", pin.requestid, pin.cid, " (its CID is still needed)" if needed else ""
         )
+
+
+async def pin_status_event(
+    s: AsyncSession, pin: Pin, before: PinStatus, after: PinStatus, info: dict[str, Any] | None
+) -> None:
+    """``pin.status``: private to the pin's publisher (the feed shows it only to that publisher's tokens)."""
+    publisher = (await s.execute(select(Publisher.name).where(Publisher.id == pin.publisher_id))).scalar_one()
+    await events.record(
+        s,
+        "pin.status",
+        actor=publisher,
+        payload={
+            "requestid": pin.requestid,
+            "cid": pin.cid,
+            "name": pin.name,
+            "from": before.value,
+            "status": after.value,
+            "details": (info or {}).get("status_details"),
+        },
+    )

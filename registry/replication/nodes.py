@@ -26,6 +26,7 @@ from registry.db.base import utcnow
 from registry.db.engine import readonly_session
 from registry.db.models import IpfsNode, Replica
 from registry.errors import BadRequest, Conflict, NotFound
+from registry.events import store as events
 from registry.names import check_name
 from registry.trust.errors import KeySealError
 from registry.trust.sealing import open_private_key, seal_private_key
@@ -326,6 +327,12 @@ class NodeRegistry:
             else:
                 row.state, row.last_error = NodeState.DOWN, bounded_error(error)
                 row.down_since = row.down_since or now
+            if row.state is not before:
+                await events.record(
+                    s,
+                    "node.up" if row.state is NodeState.UP else "node.down",
+                    payload={"node": row.name, "from": before.value, "error": public_error(row.last_error)},
+                )
             return before, row.state
 
 

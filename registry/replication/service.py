@@ -1,9 +1,7 @@
 """The replication service: job handlers that keep every live pack on enough nodes, and say so.
 
-`replicate` (one pack: plan, push, confirm, trim), `reconcile` (node pinsets against the index, then
-re-enqueue packs that need work), `audit` (sampled blocks re-hashed) and `gc` (packs nothing refers to
-any more). The logic lives in `pinner.replication`; this module reads and writes the index around it.
-Every step is idempotent: a job killed anywhere is simply run again.
+`replicate` (plan, push, confirm, trim; reaching or losing the target is an event), `reconcile`, `audit`, `gc`:
+the logic is `pinner.replication`'s, this module reads and writes the index around it. Idempotent throughout.
 """
 
 from __future__ import annotations
@@ -58,6 +56,7 @@ from registry.replication.summary import (
     replicas_for,
     summarize,
 )
+from registry.replication.target_events import note_target
 from registry.replication.upkeep import Upkeep
 
 log = logging.getLogger("modelpack.replication")
@@ -122,6 +121,7 @@ class ReplicationService:
         if not isinstance(cid, str):
             raise PermanentJobError(f"replicate job {job.id} has no pack CID in its payload")
         outcome = await self.replicate_pack(cid)
+        await note_target(self._sessions, outcome.summary)
         # Below the minimum: retry until the queue gives up. Above it with some node failing: a few
         # retries, then the job completes and the periodic reconcile tries that node again later.
         retry_failures = outcome.failed and job.attempts < self.config.max_failed_attempts

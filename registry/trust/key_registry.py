@@ -39,6 +39,7 @@ from registry.db.models import (
     TrustedKey,
 )
 from registry.errors import BadRequest, Conflict, Forbidden, NotFound
+from registry.events import store as events
 from registry.trust.errors import KeyProofInvalid
 from registry.trust.key_challenge import Challenge, ChallengeError, Challenges
 from registry.trust.keys import ALGORITHM, SIGNATURE_BYTES, PublicKey, parse_public_key
@@ -205,7 +206,12 @@ class KeyRegistry:
                         details={"publisher": principal.publisher},
                     )
                 )
-                await s.flush()
+                await events.record(
+                    s,
+                    "key.registered",
+                    actor=principal.publisher,
+                    payload={"key_id": pk.key_id, "publisher": principal.publisher},
+                )
                 return key_view(row, principal.publisher), True
         except IntegrityError:  # a concurrent registration of the same key: read what won
             async with readonly_session(self._sessions) as s:
@@ -335,7 +341,17 @@ class KeyRegistry:
                     },
                 )
             )
-            await s.flush()
+            await events.record(
+                s,
+                "key.revoked",
+                actor=principal.publisher,
+                payload={
+                    "key_id": key_id,
+                    "at": when.isoformat(),
+                    "reason": reason,
+                    "packs": list(packs[:20]),
+                },
+            )
             publisher = (
                 await s.execute(select(Publisher.name).where(Publisher.id == row.publisher_id))
             ).scalar()

@@ -29,6 +29,7 @@ from registry.db.models import (
     TrustedKey,
 )
 from registry.errors import BadRequest, Forbidden, NotFound
+from registry.events import store as events
 from registry.trust.drift_limits import parse_max_drift
 from registry.trust.dsse import verify_envelope
 from registry.trust.errors import DsseError
@@ -295,6 +296,17 @@ class TrustService(KeyRegistry):
                     reason=reason,
                     details={"before": _policy_summary(before), "after": _policy_summary(after)},
                 )
+            )
+            await events.record(
+                s,
+                "policy.changed",
+                namespace=namespace,
+                actor=principal.publisher,
+                payload={
+                    "reason": reason,
+                    "before": _policy_summary(before),
+                    "after": _policy_summary(after),
+                },
             )
             return after
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import struct
@@ -332,3 +333,33 @@ def test_untied_pack_without_final_norm_loads_and_passes_smoke(tmp_path: Path) -
     rewrite_shard(pack, name, lambda t: t.pop("lm_head.weight"))
     with pytest.raises(PackInvalid, match=r"lacks 1 tensor.*lm_head\.weight"):
         load_pack(pack)
+
+
+def _plan(path: Path, data: bytes, size: int | None = None) -> Any:
+    from types import SimpleNamespace
+
+    entry = SimpleNamespace(filename=path.name, sha256_hex=hashlib.sha256(data).hexdigest())
+    return SimpleNamespace(entry=entry, path=path, size=len(data) if size is None else size)
+
+
+@pytest.mark.parametrize("chunk", [1 << 20, 1000], ids=["one-pass", "pipelined"])
+def test_read_verified_keeps_exactly_the_hashed_bytes(tmp_path: Path, chunk: int) -> None:
+    data = bytes(range(256)) * 40  # 10,240 bytes: one chunk, or 11 chunks read ahead by a second thread
+    path = tmp_path / "s.safetensors"
+    path.write_bytes(data)
+    assert bytes(loader.read_verified(_plan(path, data), chunk)) == data
+    bad = bytearray(data)
+    bad[7777] ^= 1
+    path.write_bytes(bad)
+    with pytest.raises(PackInvalid, match=r"sha256.*corrupted or tampered"):
+        loader.read_verified(_plan(path, data), chunk)
+    for changed in (data + b"more", data[:-10]):  # grew or shrank between the size check and the read
+        path.write_bytes(changed)
+        with pytest.raises(PackInvalid, match="changed size while it was being read"):
+            loader.read_verified(_plan(path, data), chunk)
+
+
+def test_a_read_error_in_the_reader_thread_reaches_the_caller(tmp_path: Path) -> None:
+    data = b"x" * 5000
+    with pytest.raises(IsADirectoryError):
+        loader.read_verified(_plan(tmp_path, data), 1000)  # a directory: the reader thread's open fails

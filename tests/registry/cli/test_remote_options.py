@@ -20,7 +20,9 @@ REMOTE = {
     "ls", "show", "pull", "publish", "pointer get", "pointer set", "pointer history", "token ls", "token revoke",
     "key add", "key ls", "key revoke", "policy show", "policy set", "node add", "node ls", "node drain",
     "node rm", "status", "validate", "curate", "gate", "verify",
-    "pin add", "pin ls", "pin show", "pin replace", "pin rm", "diff",
+    "pin add", "pin ls", "pin show", "pin replace", "pin rm", "diff", "events",
+    "webhook add", "webhook ls", "webhook rm", "webhook test", "webhook deliveries", "webhook redeliver",
+    "webhook rotate", "webhook enable",
 }  # fmt: skip
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 from sqlalchemy import select
@@ -14,6 +14,7 @@ from registry.api.keys import BLOCKSTORE, IPNS_CHANNELS, REGISTRY
 from registry.db.listings import find_listing
 from registry.db.models import AuditEvent, Pack, PackState, PointerChange
 from registry.errors import Forbidden, NotFound
+from registry.events import store
 from registry.gate.curation import CurationService
 from registry.gate.errors import CurationRefused, ReasonRequired
 from registry.gate.rule import Fact
@@ -72,6 +73,16 @@ class Rig:
             )
             return [tuple(r) for r in rows]  # type: ignore[misc]
 
+    async def events(self, after: int = 0) -> list[tuple[str, str | None, dict[str, Any]]]:
+        """(type, pack, payload) of the outbox's events after ``after``, in id order."""
+        async with self.env.sessions() as s:
+            rows = await store.page(s, after=after, limit=1000)
+        return [(e.type, e.pack, e.payload) for e in rows]
+
+    async def last_event_id(self) -> int:
+        async with self.env.sessions() as s:
+            return await store.last_id(s)
+
     async def actions(self) -> list[str]:
         async with self.env.sessions() as s:
             return list((await s.execute(select(AuditEvent.action).order_by(AuditEvent.id))).scalars())
@@ -125,8 +136,24 @@ async def test_degrade_rolls_back_to_the_previous_curated_pack(env: GateEnv) -> 
     second = await rig.validated(2)
     assert await rig.pointer() == second
     rig.replication.failing[second] = "2 of 5 unit(s) below replication_min 3"
+    mark = await rig.last_event_id()
     out = await rig.curation.check_curated(second)
     assert out.pointer == first and await rig.pointer() == first
+    (degraded, pack_cid, body), (moved, to, move) = await rig.events(mark)
+    assert (degraded, pack_cid, body["from"], body["state"]) == (
+        "pack.degraded",
+        second,
+        "curated",
+        "validated",
+    )
+    assert "below replication_min" in body["reason"] and "below replication_min" in body["flagged"]
+    assert (moved, to, move["tag"], move["from"], move["to"]) == (
+        "pointer.moved",
+        first,
+        "curated",
+        second,
+        first,
+    )
     pack = await rig.pack(second)
     assert pack.state is PackState.VALIDATED and "below replication_min" in (pack.flagged or "")
     last = (await rig.history())[-1]
@@ -136,9 +163,12 @@ async def test_degrade_rolls_back_to_the_previous_curated_pack(env: GateEnv) -> 
     assert record.value == f"/ipfs/{first}"  # the IPNS record follows the rollback
     # Fit again: the sweep curates it again and, being newest, it takes the pointer back.
     del rig.replication.failing[second]
+    mark = await rig.last_event_id()
     await rig.curation.sweep()
     assert await rig.pointer() == second
     assert (await rig.pack(second)).flagged is None
+    recovered = [(t, c) for t, c, _ in await rig.events(mark)]
+    assert recovered == [("pack.curated", second), ("pointer.moved", second)]
 
 
 async def test_degrade_with_nothing_to_roll_back_to_removes_the_pointer(env: GateEnv) -> None:
@@ -149,6 +179,8 @@ async def test_degrade_with_nothing_to_roll_back_to_removes_the_pointer(env: Gat
     assert await rig.pointer() is None
     last = (await rig.history())[-1]
     assert last[:2] == (only, None) and "no earlier curated pack" in (last[2] or "")
+    removed = [p for t, _, p in await rig.events() if t == "pointer.moved" and p["tag"] == "curated"][-1]
+    assert (removed["from"], removed["to"]) == (only, None)
 
 
 async def test_hold_keeps_the_pointer_flags_the_pack_and_says_why(env: GateEnv) -> None:
@@ -156,8 +188,13 @@ async def test_hold_keeps_the_pointer_flags_the_pack_and_says_why(env: GateEnv) 
     first = await rig.validated(1)
     second = await rig.validated(2)
     rig.trust.failing[second] = "key revoked"
+    mark = await rig.last_event_id()
     await rig.curation.check_curated(second)
     await rig.curation.check_curated(second)  # a second sweep does not repeat the alert
+    held = await rig.events(mark)
+    assert [(t, c, p["state"], p["reason"]) for t, c, p in held] == [
+        ("pack.degraded", second, "curated", "key revoked")
+    ]
     assert await rig.pointer() == second
     pack = await rig.pack(second)
     assert pack.state is PackState.CURATED and (pack.flagged or "").endswith("key revoked")

@@ -125,3 +125,26 @@ async def test_node_error_texts_are_for_admins_only_and_bounded(api: Api, serve:
         assert SECRET not in str(public)
     await add(api, {"name": "gone", "url": "http://127.0.0.1:9"})
     assert (await node_seen_by(api, None, "gone"))["last_error"] == "node_unreachable"
+
+
+async def test_a_node_going_down_and_up_writes_one_event_each_way(harness: Harness) -> None:
+    from registry.events import store
+
+    async def node_events() -> list[tuple[str, dict[str, object]]]:
+        async with harness.sessions() as s:
+            rows = await store.page(s, types=("node.up", "node.down"), limit=100)
+        return [(e.type, e.payload) for e in rows]
+
+    good = await harness.add_fake("good")  # unknown -> up
+    good.down = True
+    await harness.service.check_nodes()
+    await harness.service.check_nodes()  # still down: no second event
+    good.down = False
+    await harness.service.check_nodes()
+    got = await node_events()
+    assert [(t, p["node"], p["from"]) for t, p in got] == [
+        ("node.up", "good", "unknown"),
+        ("node.down", "good", "up"),
+        ("node.up", "good", "down"),
+    ]
+    assert got[1][1]["error"] is not None and got[0][1]["error"] is None  # the error's code, never its words
