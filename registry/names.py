@@ -11,16 +11,39 @@ from pinner.cids import cid_str, parse_cid
 from pinner.content_errors import InvalidCid
 from registry.errors import InvalidName
 
-NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+# Namespaces and model names as the Hugging Face Hub has them: case kept (shown as created), unique and looked up
+# case-insensitively (``name_key``); letters, digits, '.', '_', '-', up to 96; no '--' or '..'; they start with a
+# letter or digit and end with a letter, digit or '_'.
+NAME_PATTERN = r"^(?!.*(?:--|\.\.))[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?$"
+# Publisher and node names: lowercase, as before.
+PLAIN_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+NAME_MAX = 96
 _NAME = re.compile(NAME_PATTERN)
+_PLAIN = re.compile(PLAIN_NAME_PATTERN)
 _TAG = re.compile(TAG_PATTERN)
 DEFAULT_TAG = "latest"
 
 
 def check_name(value: str, what: str = "name") -> str:
-    """A namespace or model name: lowercase letters, digits, '.', '_', '-'; up to 64; starts alphanumeric."""
-    if not isinstance(value, str) or not _NAME.fullmatch(value) or ".." in value:
+    """A namespace or model name, case kept: see NAME_PATTERN."""
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        raise InvalidName(
+            f"{what} {q(value, 80)} is not allowed: use 1-{NAME_MAX} letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit, not ending with '-' or '.', without '--' or '..'",
+            name=bounded(value, 80),
+        )
+    return value
+
+
+def name_key(value: str) -> str:
+    """What namespaces and model names are unique by and looked up by: the name case-folded (ASCII)."""
+    return value.lower()
+
+
+def check_plain_name(value: str, what: str = "name") -> str:
+    """A publisher or node name: lowercase letters, digits, '.', '_', '-'; up to 64; starts alphanumeric."""
+    if not isinstance(value, str) or not _PLAIN.fullmatch(value) or ".." in value:
         raise InvalidName(
             f"{what} {q(value, 80)} is not allowed: use 1-64 lowercase letters, digits, '.', '_' or '-', "
             "starting with a letter or digit",

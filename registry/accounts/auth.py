@@ -24,8 +24,9 @@ from registry.accounts.principal import SCOPES, Principal
 from registry.db.base import utcnow
 from registry.db.engine import readonly_session
 from registry.db.models import ApiToken, Namespace, NamespaceMember, Publisher
+from registry.db.naming import namespace_named, namespaces_named
 from registry.errors import BadRequest, Forbidden, NotFound, Unauthorized
-from registry.names import check_name
+from registry.names import check_name, check_plain_name
 
 TOKEN_PREFIX = "mpk_"
 LAST_USED_GRANULARITY = timedelta(seconds=60)  # at most one write per token per minute
@@ -71,7 +72,7 @@ def _check_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
 
 
 async def ensure_publisher(session: AsyncSession, name: str) -> Publisher:
-    check_name(name, "publisher name")
+    check_plain_name(name, "publisher name")
     pub = (await session.execute(select(Publisher).where(Publisher.name == name))).scalar_one_or_none()
     if pub is None:
         pub = Publisher(name=name)
@@ -82,7 +83,7 @@ async def ensure_publisher(session: AsyncSession, name: str) -> Publisher:
 
 async def ensure_member(session: AsyncSession, namespace: str, publisher: Publisher) -> Namespace:
     check_name(namespace, "namespace")
-    ns = (await session.execute(select(Namespace).where(Namespace.name == namespace))).scalar_one_or_none()
+    ns = (await session.execute(select(Namespace).where(namespace_named(namespace)))).scalar_one_or_none()
     if ns is None:
         ns = Namespace(name=namespace)
         session.add(ns)
@@ -251,7 +252,7 @@ class AuthService:
             members = (
                 select(NamespaceMember.publisher_id)
                 .join(Namespace, Namespace.id == NamespaceMember.namespace_id)
-                .where(Namespace.name.in_(principal.namespaces or ()))
+                .where(namespaces_named(principal.namespaces or ()))
             )
             mine = ApiToken.publisher_id == principal.publisher_id
             q = q.where(or_(mine, ApiToken.publisher_id.in_(members)) if principal.is_admin else mine)
@@ -311,7 +312,7 @@ async def require_namespace(session: AsyncSession, principal: Principal, namespa
         raise Forbidden(
             f"the API token is limited to namespaces {limited}; not {namespace!r}", namespace=namespace
         )
-    ns = (await session.execute(select(Namespace).where(Namespace.name == namespace))).scalar_one_or_none()
+    ns = (await session.execute(select(Namespace).where(namespace_named(namespace)))).scalar_one_or_none()
     if ns is None:
         if principal.may_admin(namespace):
             ns = Namespace(name=namespace)

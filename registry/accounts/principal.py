@@ -74,7 +74,8 @@ class Principal:
 
     def covers(self, namespace: str) -> bool:
         """Whether the token's namespace list includes ``namespace`` (no list: every one; ``[]``: none)."""
-        return self.namespaces is None or namespace in self.namespaces
+        # namespaces are unique by their case-folded name (registry.names.name_key)
+        return self.namespaces is None or namespace.lower() in {n.lower() for n in self.namespaces}
 
     def may_admin(self, namespace: str) -> bool:
         """Admin scope for ``namespace``: curate, policies, pointers and publishing without membership."""

@@ -4,6 +4,7 @@ events are shown only to their publisher's tokens (and global admins)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -143,12 +144,16 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     )
     await resp.prepare(request)
     metrics.sse_subscribers_inc()
+    stall = 2 * svc.events.config.heartbeat_s  # a client that reads nothing this long is dropped
     try:
         await resp.write(b"retry: 2000\n\n")  # headers and this line go out before any event
         async for item in events:
-            await resp.write(_frame(item))
+            await asyncio.wait_for(resp.write(_frame(item)), stall)
     except (ConnectionResetError, RuntimeError):  # the client went away mid-write
         pass
+    except TimeoutError:  # its socket buffers are full and it does not read: drop it
+        if request.transport is not None:
+            request.transport.abort()
     finally:
         metrics.sse_subscribers_dec()
         await events.aclose()

@@ -38,8 +38,13 @@ def _no_double_dot(body: str) -> str:
     return rf"^(?!.*\.\.){body}$"
 
 
-# Namespaces, model, publisher and node names; pointer tags ('..' is refused inside one too).
-NAME = _no_double_dot(r"[a-z0-9][a-z0-9._-]{0,63}")
+# Namespaces and model names (case kept, as the Hugging Face Hub: registry.names.NAME_PATTERN); publisher and
+# node names (lowercase); pointer tags ('..' is refused inside one too).
+_NAME_BODY = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?"
+_NO_DOUBLES = r"(?!.*(?:--|\.\.))"
+NAME = rf"^{_NO_DOUBLES}{_NAME_BODY}$"
+MODEL_REF = rf"^{_NO_DOUBLES}{_NAME_BODY}/{_NAME_BODY}$"  # ns/model
+PLAIN_NAME = _no_double_dot(r"[a-z0-9][a-z0-9._-]{0,63}")
 TAG = _no_double_dot(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # sha2-256 CIDs over raw or dag-pb: CIDv1 in base32 (the 8th character ends the prefix, the last carries 3 bits), CIDv0 in base58btc.
 _CID_V1 = r"baf(?:krei|ybei)[a-h][a-z2-7]{50}[aeimquy4]"

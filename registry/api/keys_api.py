@@ -21,7 +21,7 @@ from registry.api.keys import TRUST
 from registry.api.listing import AMBIGUOUS, PACK_MODEL, pack_model
 from registry.api.pagination import decode_cursor, encode_cursor, page_limit
 from registry.errors import BadRequest
-from registry.names import check_name
+from registry.names import check_name, check_plain_name
 from registry.trust.key_challenge import CHALLENGE_MAX_LEN
 from registry.trust.key_registry import KeyView
 from registry.trust.policies import PolicyView, TrustService, TrustVerdict
@@ -254,7 +254,7 @@ async def register_key(request: web.Request) -> web.Response:
     "Registered signing keys",
     tag="trust",
     responses={200: KeyPage},
-    params=(Param("publisher", "query", {"type": "string", "pattern": formats.NAME}), CURSOR, LIMIT),
+    params=(Param("publisher", "query", {"type": "string", "pattern": formats.PLAIN_NAME}), CURSOR, LIMIT),
     errors=READ_ERRORS,
 )
 async def list_keys(request: web.Request) -> web.Response:
@@ -264,7 +264,7 @@ async def list_keys(request: web.Request) -> web.Response:
     cur = decode_cursor(request.query.get("cursor"), 1)
     publisher = request.query.get("publisher")
     if publisher is not None:
-        check_name(publisher, "publisher name")
+        check_plain_name(publisher, "publisher name")
     rows = await trust(request).list_keys(publisher, after=str(cur[0]) if cur else None, limit=limit + 1)
     page = KeyPage(
         items=[_key(k) for k in rows[:limit]],

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from registry.api import formats
 from registry.api.endpoint import Param
 from registry.names import ModelRef, parse_model_name
 
-_NAME = r"(?!.*\.\.)[a-z0-9][a-z0-9._-]{0,63}"
 PACK_MODEL = Param(
     "model",
     "query",
-    {"type": "string", "pattern": rf"^{_NAME}/{_NAME}$", "maxLength": 129},
+    {"type": "string", "pattern": formats.MODEL_REF, "maxLength": 193},
     "ns/name: the model whose listing of the CID is meant (needed when several models list it: "
     "409 ambiguous_pack otherwise)",
 )

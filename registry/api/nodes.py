@@ -23,7 +23,7 @@ from registry.replication.summary import ReplicationSummary
 routes = web.RouteTableDef()
 M = TypeVar("M", bound=BaseModel)
 BODY_MAX = 64 * 1024
-NODE = Param("name", "path", {"type": "string", "pattern": formats.NAME}, "node name", required=True)
+NODE = Param("name", "path", {"type": "string", "pattern": formats.PLAIN_NAME}, "node name", required=True)
 
 
 class _In(BaseModel):
@@ -45,7 +45,7 @@ class NodeIn(_In):
     name: str = Field(
         max_length=64,
         description="lowercase letters, digits, '.', '_', '-'",
-        json_schema_extra={"pattern": formats.NAME},
+        json_schema_extra={"pattern": formats.PLAIN_NAME},
     )
     kind: str = Field("kubo", json_schema_extra={"enum": list(ADDABLE_NODE_KINDS)})
     url: str = Field(max_length=1024, description="http(s) URL of the node's API (Kubo: without /api/v0)")

@@ -203,7 +203,7 @@ class PointerHistoryPage(_Out):
 
 class TokenIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    publisher: str = Field(min_length=1, max_length=64, json_schema_extra={"pattern": formats.NAME})
+    publisher: str = Field(min_length=1, max_length=64, json_schema_extra={"pattern": formats.PLAIN_NAME})
     namespaces: list[str] | None = Field(
         None, max_length=64, json_schema_extra={"items": {"type": "string", "pattern": formats.NAME}}
     )

@@ -21,6 +21,7 @@ from pinner.gateway import GatewayConfig, gateway_routes
 from registry.api import (
     blobs,
     health,
+    hfhub,
     ipns_gateway,
     keys_api,
     models,
@@ -78,6 +79,7 @@ ROUTE_MODULES = (
     gate_api,
     events_api,
     webhooks_api,
+    hfhub,  # last: /{ns}/{model}/resolve/... and /api/* (aiohttp tries longer fixed prefixes first)
 )
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry.db.models import Model, Namespace, Pack
+from registry.db.naming import model_named, namespace_named
 from registry.errors import AmbiguousPack, NotFound
 from registry.names import ModelRef
 
@@ -60,7 +61,7 @@ async def find_listing(
         q = q.where(Pack.model_id == model)
     elif model is not None:
         mid = select(Model.id).join(Namespace, Namespace.id == Model.namespace_id)
-        mid = mid.where(Namespace.name == model.namespace, Model.name == model.model)
+        mid = mid.where(namespace_named(model.namespace), model_named(model.model))
         q = q.where(Pack.model_id == mid.scalar_subquery())
     if for_update:
         q = q.with_for_update(of=Pack)

@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -76,6 +77,10 @@ class Namespace(Base):
     max_drift: Mapped[dict[str, float] | None] = mapped_column(JSON)  # registry/trust/drift_limits.py
     created_at: Mapped[datetime] = _now_col()
     __table_args__ = (CheckConstraint("required_signatures >= 0", name="required_signatures_nonneg"),)
+
+
+# Namespaces and models are unique case-blind, as on the Hugging Face Hub (registry.db.naming; migration 0009).
+Index("uq_namespaces_name_key", func.lower(Namespace.name), unique=True)
 
 
 class NamespaceMember(Base):
@@ -155,6 +160,9 @@ class Model(Base):
             name="replication_min_le_max",
         ),
     )
+
+
+Index("uq_models_name_key", Model.namespace_id, func.lower(Model.name), unique=True)
 
 
 class Shard(Base):

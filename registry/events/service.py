@@ -173,7 +173,7 @@ class EventService:
                     continue
                 if types and item.type not in types:
                     continue
-                if namespace is not None and item.namespace != namespace:
+                if namespace is not None and (item.namespace or "").lower() != namespace.lower():
                     continue
                 after = item.id
                 yield item

@@ -151,7 +151,7 @@ async def page(
     if types:
         q = q.where(Event.type.in_(list(types)))
     if namespace is not None:
-        q = q.where(Event.namespace == namespace)
+        q = q.where(func.lower(Event.namespace) == namespace.lower())  # names are unique case-blind
     return list((await session.execute(q.order_by(Event.id).limit(limit))).scalars())
 
 

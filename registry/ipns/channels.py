@@ -26,6 +26,7 @@ from registry.cache import CacheConfig, TtlCache
 from registry.db.base import utcnow
 from registry.db.engine import readonly_session
 from registry.db.models import IpnsKey, IpnsRecord, Model, Namespace, Pointer
+from registry.db.naming import model_named, namespace_named
 from registry.errors import ConfigError, NotFound
 from registry.ipns.channel import (
     ChannelKey,
@@ -335,7 +336,7 @@ class IpnsChannels:
                     select(IpnsKey)
                     .join(Model, Model.id == IpnsKey.model_id)
                     .join(Namespace, Namespace.id == Model.namespace_id)
-                    .where(Namespace.name == ref.namespace, Model.name == ref.model, IpnsKey.tag == tag)
+                    .where(namespace_named(ref.namespace), model_named(ref.model), IpnsKey.tag == tag)
                 )
             ).scalar_one_or_none()
             rec = None

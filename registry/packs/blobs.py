@@ -35,6 +35,7 @@ from registry.accounts.principal import Principal
 from registry.db.base import utcnow
 from registry.db.engine import readonly_session
 from registry.db.models import Blob, Namespace, NamespaceMember, Shard
+from registry.db.naming import namespaces_named
 from registry.errors import BadRequest, Forbidden, PayloadTooLarge, RegistryError
 from registry.jobs.protocol import ClaimedJob
 from registry.metrics import record_ingest_bytes, record_upload_bytes
@@ -217,7 +218,7 @@ class BlobService:
             .where(NamespaceMember.publisher_id == principal.publisher_id)
         )
         if principal.namespaces is not None:
-            q = q.where(Namespace.name.in_(principal.namespaces))
+            q = q.where(namespaces_named(principal.namespaces))
         async with self._sessions() as s:
             if (await s.execute(q.limit(1))).first() is None:
                 raise UploadNotAllowed(

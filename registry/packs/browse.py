@@ -28,6 +28,7 @@ from registry.db.models import (
     Signature,
     ValidationReport,
 )
+from registry.db.naming import namespace_named
 from registry.errors import NotFound
 from registry.names import ModelRef
 from registry.packs.pointers import model_id_of
@@ -94,10 +95,10 @@ class BrowseService:
             Namespace, Namespace.id == Model.namespace_id
         )
         if namespace is not None:
-            q = q.where(Namespace.name == namespace)
+            q = q.where(namespace_named(namespace))
         if prefix:
             escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            q = q.where(Model.name.like(escaped + "%", escape="\\"))
+            q = q.where(func.lower(Model.name).like(escaped.lower() + "%", escape="\\"))  # case-blind
         if after is not None:
             q = q.where(
                 or_(Namespace.name > after[0], and_(Namespace.name == after[0], Model.name > after[1]))
@@ -114,6 +115,7 @@ class BrowseService:
             mid = await model_id_of(s, ref)
             if mid is None:
                 raise NotFound(f"no model {ref}", model=str(ref))
+            ref = await self._ref_of(s, mid)  # the names as created (looked up case-blind)
             q = select(Pack).where(Pack.model_id == mid)
             if after is not None:
                 q = q.where(

@@ -21,11 +21,12 @@ from registry.db.base import utcnow
 from registry.db.engine import readonly_session
 from registry.db.listings import listing_in
 from registry.db.models import Model, Namespace, Pack, PackState, Pointer, PointerChange
+from registry.db.naming import model_named, namespace_named
 from registry.errors import Conflict, NotFound, PointerReserved, PreconditionFailed
 from registry.events import store as events
-from registry.names import ModelRef, check_tag
+from registry.names import ModelRef, check_tag, name_key
 
-PointerKey = tuple[str, str, str]  # namespace, model, tag
+PointerKey = tuple[str, str, str]  # namespace, model (both case-folded: registry.names.name_key), tag
 
 RESERVED_TAGS: Final = frozenset({"curated"})
 ANY: Final = object()  # move without a precondition
@@ -121,7 +122,7 @@ async def model_id_of(session: AsyncSession, ref: ModelRef) -> int | None:
         await session.execute(
             select(Model.id)
             .join(Namespace, Namespace.id == Model.namespace_id)
-            .where(Namespace.name == ref.namespace, Model.name == ref.model)
+            .where(namespace_named(ref.namespace), model_named(ref.model))
         )
     ).scalar_one_or_none()
 
@@ -140,7 +141,7 @@ class PointerService:
         self.cache: TtlCache[PointerKey, PointerView] = cache or TtlCache(CacheConfig(ttl_s=0))
         # one compiled statement for the hot path: namespace + model + tag -> cid, via unique indexes
         self._resolve_q = (
-            select(Pointer.pack_cid, Pointer.updated_at, Pointer.updated_by)
+            select(Pointer.pack_cid, Pointer.updated_at, Pointer.updated_by, Namespace.name, Model.name)
             .join(Model, Model.id == Pointer.model_id)
             .join(Namespace, Namespace.id == Model.namespace_id)
         )
@@ -148,7 +149,7 @@ class PointerService:
     async def resolve(self, ref: ModelRef, tag: str) -> PointerView:
         """The hot path: a cache hit, else one indexed query on a connection (no ORM session)."""
         check_tag(tag)
-        key = (ref.namespace, ref.model, tag)
+        key = (name_key(ref.namespace), name_key(ref.model), tag)
         hit = self.cache.get(key)
         if hit is not None:
             return hit
@@ -158,13 +159,13 @@ class PointerService:
             row = (
                 await conn.execute(
                     self._resolve_q.where(
-                        Namespace.name == ref.namespace, Model.name == ref.model, Pointer.tag == tag
+                        namespace_named(ref.namespace), model_named(ref.model), Pointer.tag == tag
                     )
                 )
             ).one_or_none()
         if row is None:
             raise NotFound(f"no pointer {ref}@{tag}", model=str(ref), tag=tag)
-        view = PointerView(ref.namespace, ref.model, tag, row[0], row[1], row[2])
+        view = PointerView(row[3], row[4], tag, row[0], row[1], row[2])  # the names as created
         self.cache.put(key, view)
         return view
 
@@ -176,10 +177,14 @@ class PointerService:
             rows = (
                 await s.execute(select(Pointer).where(Pointer.model_id == mid).order_by(Pointer.tag))
             ).scalars()
-            return [
-                PointerView(ref.namespace, ref.model, p.tag, p.pack_cid, p.updated_at, p.updated_by)
-                for p in rows
-            ]
+            ns, name = (
+                await s.execute(
+                    select(Namespace.name, Model.name)
+                    .join(Namespace, Namespace.id == Model.namespace_id)
+                    .where(Model.id == mid)
+                )
+            ).one()  # the names as created
+            return [PointerView(ns, name, p.tag, p.pack_cid, p.updated_at, p.updated_by) for p in rows]
 
     async def set(
         self,
@@ -221,12 +226,13 @@ class PointerService:
                 f"pointer {tag!r} was created concurrently; read it and retry", tag=tag
             ) from None
         finally:
-            self.cache.invalidate((ref.namespace, ref.model, tag))
+            self.cache.invalidate((name_key(ref.namespace), name_key(ref.model), tag))
         return await self.resolve(ref, tag)
 
     def forget_model(self, ref: ModelRef) -> None:
         """Drops cached pointers of a model (after a publish moved some of them)."""
-        self.cache.invalidate_where(lambda k: k[0] == ref.namespace and k[1] == ref.model)
+        ns, model = name_key(ref.namespace), name_key(ref.model)
+        self.cache.invalidate_where(lambda k: k[0] == ns and k[1] == model)
 
     async def history(
         self, ref: ModelRef, tag: str | None, *, after_id: int | None, limit: int

@@ -42,6 +42,7 @@ from registry.db.models import (
     SignatureVerdict,
     SigningKey,
 )
+from registry.db.naming import model_named
 from registry.errors import MissingShards, ModelNameMismatch
 from registry.jobs.kinds import JobKind
 from registry.jobs.protocol import JobQueue
@@ -94,9 +95,10 @@ def check_binding(model_name: str, ref: ModelRef) -> None:
     """
     target = f"{ref.namespace}/{ref.model}"
     expected = target if "/" in model_name else ref.model
-    # registry names are lowercase ASCII, so ASCII letters compare case-blind (the seed's bare name
-    # `ProductionTransformer-RAGE` publishes as `acme/productiontransformer-rage`); nothing else is folded
-    if not model_name.isascii() or model_name.lower() != expected:
+    # registry names are ASCII and unique case-blind (registry.names.name_key), so ASCII letters compare
+    # case-blind (the seed's bare name `ProductionTransformer-RAGE` publishes as `acme/productiontransformer-rage`
+    # or as `acme/ProductionTransformer-RAGE`); nothing else is folded
+    if not model_name.isascii() or model_name.lower() != expected.lower():
         shown = model_name if len(model_name) <= 200 else model_name[:200] + "…"
         raise ModelNameMismatch(
             f"the manifest's model_name {shown!r} does not match {target!r}: a manifest publishes only as "
@@ -179,6 +181,7 @@ class PublishService:
                 raise MissingShards("this registry runs no job queue to fetch shards; upload them")
             checks = await self._check_signatures(s, parsed, detached)
             model = await self._model(s, ns, ref)
+            ref = ModelRef(ns.name, model.name)  # the names as created (looked up case-insensitively)
             sizes = [
                 b.size if b is not None else (spec.size or 0)  # a missing shard's size is required
                 for spec, b in zip((e.spec for e in entries), shard_blobs, strict=True)
@@ -300,20 +303,21 @@ class PublishService:
         self, s: AsyncSession, ns: Namespace, ref: ModelRef, cid: str
     ) -> PublishResult | None:
         """The result of publishing ``cid`` again under the model that lists it already (None: not listed there)."""
-        pack = (
+        row = (
             await s.execute(
-                select(Pack)
+                select(Pack, Model.name)
                 .join(Model, Model.id == Pack.model_id)
-                .where(Pack.cid == cid, Model.namespace_id == ns.id, Model.name == ref.model)
+                .where(Pack.cid == cid, Model.namespace_id == ns.id, model_named(ref.model))
             )
-        ).scalar_one_or_none()
-        if pack is None:
+        ).one_or_none()
+        if row is None:
             return None
-        return PublishResult(pack.cid, False, pack.state.value, ref.namespace, ref.model, pack.model_version)
+        pack, name = row
+        return PublishResult(pack.cid, False, pack.state.value, ns.name, name, pack.model_version)
 
     async def _model(self, s: AsyncSession, ns: Namespace, ref: ModelRef) -> Model:
         model = (
-            await s.execute(select(Model).where(Model.namespace_id == ns.id, Model.name == ref.model))
+            await s.execute(select(Model).where(Model.namespace_id == ns.id, model_named(ref.model)))
         ).scalar_one_or_none()
         if model is None:
             model = Model(namespace_id=ns.id, name=ref.model)

@@ -27,7 +27,7 @@ from registry.db.engine import readonly_session
 from registry.db.models import IpfsNode, Replica
 from registry.errors import BadRequest, Conflict, NotFound
 from registry.events import store as events
-from registry.names import check_name
+from registry.names import check_plain_name
 from registry.trust.errors import KeySealError
 from registry.trust.sealing import open_private_key, seal_private_key
 
@@ -217,7 +217,7 @@ class NodeRegistry:
         auth: NodeAuth | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> NodeOut:
-        check_name(name, "node name")
+        check_plain_name(name, "node name")
         if kind == NodeKind.EMBEDDED:
             raise BadRequest(
                 "the embedded blockstore is always there; it is not added as a node", field="kind"

@@ -28,6 +28,7 @@ from registry.db.models import (
     SigningKey,
     TrustedKey,
 )
+from registry.db.naming import namespace_named
 from registry.errors import BadRequest, Forbidden, NotFound
 from registry.events import store as events
 from registry.trust.drift_limits import parse_max_drift
@@ -211,7 +212,7 @@ class TrustService(KeyRegistry):
     """The key registry plus per-namespace trust policy and pack verdicts."""
 
     async def _policy(self, s: AsyncSession, namespace: str) -> tuple[Namespace, PolicyView]:
-        ns = (await s.execute(select(Namespace).where(Namespace.name == namespace))).scalar_one_or_none()
+        ns = (await s.execute(select(Namespace).where(namespace_named(namespace)))).scalar_one_or_none()
         if ns is None:
             raise NotFound(f"no namespace {namespace!r}", namespace=namespace)
         rows = list((await s.execute(select(TrustedKey).where(TrustedKey.namespace_id == ns.id))).scalars())

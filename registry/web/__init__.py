@@ -7,7 +7,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from registry.web import login, node_pages, pack_page, pages
+from registry.web import login, node_pages, pack_page, page_cache, pages
 from registry.web.render import STATIC_PREFIX, error_page, setup_templates
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -20,6 +20,7 @@ async def _not_found(request: web.Request) -> web.Response:
 def setup_web(app: web.Application) -> None:
     """Templates, the pages, their CSS and script, and an HTML 404 for any other ``/ui/`` path."""
     setup_templates(app)
+    page_cache.setup(app)
     for module in (pages, pack_page, node_pages, login):
         app.add_routes(module.routes)
     app.router.add_static(STATIC_PREFIX, STATIC_DIR, name="web-static")

@@ -9,7 +9,7 @@ from dataclasses import replace
 from aiohttp import web
 
 from registry.api.nodes import replication
-from registry.names import check_name
+from registry.names import check_plain_name
 from registry.replication.nodes import NodeOut, public_error
 from registry.web.render import page, render
 from registry.web.session import web_read_gate
@@ -46,7 +46,7 @@ async def nodes_page(request: web.Request) -> web.Response:
 @page
 async def node_page(request: web.Request) -> web.Response:
     await web_read_gate(request)
-    name = check_name(request.match_info["name"], "node name")
+    name = check_plain_name(request.match_info["name"], "node name")
     svc = replication(request)
     # the listing carries the replica counts; get() names an unknown node in its NotFound
     node = next((n for n in await svc.nodes.list() if n.name == name), None) or await svc.nodes.get(name)

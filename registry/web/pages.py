@@ -127,6 +127,8 @@ async def model_page(request: web.Request) -> web.Response:
     after = _versions_cursor(request.query.get("cursor"))
     history_after = _history_cursor(request.query.get("history"))
     versions = await svc.browse.list_versions(ref, after=after, limit=PAGE_SIZE + 1)
+    if versions:  # the names as created (a lookup in another case finds the model)
+        ref = ModelRef(versions[0].namespace, versions[0].model)
     pointers = await svc.pointers.list_tags(ref)
     history = await svc.pointers.history(ref, None, after_id=history_after, limit=HISTORY_SIZE + 1)
     next_url = history_url = None

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from registry.api.auth import services
 from registry.errors import Forbidden
+from registry.web import page_cache
 from registry.web.session import COOKIE, LoginNeeded, login_redirect
 
 Page = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -126,8 +127,13 @@ def page(handler: Page) -> Page:
 
     @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
+        hit = page_cache.cached(request)
+        if hit is not None:
+            return hit
         try:
-            return await handler(request)
+            resp = await handler(request)
+            page_cache.keep(request, resp)
+            return resp
         except LoginNeeded as e:
             return login_redirect(request, e.reason)
         except Forbidden as e:

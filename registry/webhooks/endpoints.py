@@ -18,6 +18,7 @@ from registry.accounts.principal import Principal
 from registry.db.base import utcnow
 from registry.db.engine import readonly_session
 from registry.db.models import Namespace
+from registry.db.naming import namespace_named
 from registry.db.webhooks import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from registry.errors import Conflict, NotFound
 from registry.events import store
@@ -151,7 +152,7 @@ class WebhookEndpoints:
     async def _namespace(self, s: AsyncSession, principal: Principal, namespace: str) -> Namespace:
         check_name(namespace, "namespace")
         principal.require_admin_of(namespace, "managing webhooks")
-        ns = (await s.execute(select(Namespace).where(Namespace.name == namespace))).scalar_one_or_none()
+        ns = (await s.execute(select(Namespace).where(namespace_named(namespace)))).scalar_one_or_none()
         if ns is None:
             raise NotFound(f"no namespace {namespace!r}", namespace=namespace)
         return ns

@@ -15,6 +15,7 @@ from registry.api.auth import WEB_TOKEN_COOKIE
 from registry.api.keys import REGISTRY, SESSIONS
 from registry.app.daemon import build_app
 from registry.db.events import Event
+from registry.events import store
 from registry.settings import Settings
 from tests.registry.api import helpers
 from tests.registry.api.conftest import Registry
@@ -157,3 +158,34 @@ async def test_with_read_requires_token_the_stream_takes_the_web_pages_cookie(se
         resp = await client.get("/v1/events/stream", headers=cookie)
         assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/event-stream")
         resp.close()
+
+
+async def test_a_client_that_never_reads_is_dropped(settings: Settings) -> None:
+    settings = settings.model_copy(
+        update={
+            "jobs": settings.jobs.model_copy(update={"workers": 0}),
+            "events": settings.events.model_copy(update={"heartbeat_s": 0.2, "subscriber_queue": 100_000}),
+        }
+    )
+    app = build_app(settings)
+    async with TestClient(TestServer(app)) as client:
+        svc = app[REGISTRY].events
+        host, port = client.server.host, client.server.port
+        _reader, writer = await asyncio.open_connection(host, port)
+        writer.write(f"GET /v1/events/stream?after=0 HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        await writer.drain()
+        await _until(lambda: svc.subscribers == 1)
+        pad = {f"k{i}": "x" * 1000 for i in range(4)}  # ~4 KiB a frame: 24 MiB overflow the socket buffers
+        for _ in range(12):
+            async with app[SESSIONS]() as s, s.begin():
+                for _ in range(500):
+                    await store.record(s, "node.up", payload=pad)
+        await _until(lambda: svc.subscribers == 0)  # its writes stalled (its queue is large): dropped
+        writer.close()
+
+
+async def _until(cond: Any, timeout: float = 60) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.05)

@@ -103,7 +103,7 @@ def test_refusals_are_one_sentence_and_exit_1(server: LiveServer, tmp_path: Path
     (pack / SHARDS[1][0]).write_bytes(b"tampered")
     r = run(server, "publish", str(pack), "--name", "beta/tiny", token=tok)
     assert r.exit_code == 1 and SHARDS[1][0] in r.output and "manifest says" in r.output
-    r = run(server, "publish", str(pack), "--name", "Beta/Tiny", token=tok)
+    r = run(server, "publish", str(pack), "--name", "beta/ti--ny", token=tok)
     assert r.exit_code == 1 and "not allowed" in r.output
     r = run(server, "show", "acme/none")
     assert r.exit_code == 1 and "no pointer" in r.output
