@@ -323,7 +323,8 @@ class NodeRegistry:
                 row.state, row.down_since, row.last_error, row.last_seen_at = NodeState.UP, None, None, now
                 row.version = (version or row.version or "")[:128] or None
                 row.peer_id = (peer_id or row.peer_id or "")[:128] or None
-                row.free_space = free_space
+                if free_space is not None:  # unknown this round: the last measurement stands
+                    row.free_space = free_space
             else:
                 row.state, row.last_error = NodeState.DOWN, bounded_error(error)
                 row.down_since = row.down_since or now
@@ -351,11 +352,20 @@ def public_error(error: str | None) -> str | None:
 async def check_health(
     backend_of: Callable[[IpfsNode], PinBackend], node: IpfsNode
 ) -> tuple[str | None, str | None, int | None, str | None]:
-    """(version, peer id, free bytes, error) for one node; the error is None when it answered sanely."""
+    """(version, peer id, free bytes, error) for one node; the error is None when it answered sanely.
+
+    Liveness is the node's identity call. Its free space (``repo/stat``, which walks the repository and is
+    slow on a busy node taking a large push) is a measurement, not a heartbeat: when it fails the node stays
+    up with its free space unknown.
+    """
     try:
         backend = backend_of(node)
         info = await backend.info()
-        free = await backend.free_space()
     except NodeError as exc:
         return None, None, None, f"{exc.code}: {exc.message}"
+    try:
+        free = await backend.free_space()
+    except NodeError as exc:
+        log.info("node %s: free space unknown this round (%s: %s)", node.name, exc.code, exc.message)
+        free = None
     return info.version, info.peer_id, free, None

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -137,13 +140,56 @@ def test_the_real_model_passes_the_local_gate(smollm_pack: Path) -> None:
 
 @pytest.fixture
 def daemon(db_url: str, tmp_path: Path, ipfs_peers: list[IpfsPeer]) -> Iterator[Daemon]:
-    memory = {"MODELPACK_VALIDATION__MEMORY_BYTES": str(4 * GiB)}
-    d = Daemon(tmp_path / "data", db_url, tmp_path / "daemon.log", extra_env=memory)
+    env = {
+        "MODELPACK_VALIDATION__MEMORY_BYTES": str(4 * GiB),
+        # A js-ipfs peer busy taking a 270 MB push on a loaded machine can miss health checks for a minute;
+        # that is not a lost replica, so the curated pointer must not be withdrawn over it.
+        "MODELPACK_REPLICATION__NODE_DOWN_GRACE_S": "600",
+    }
+    d = Daemon(tmp_path / "data", db_url, tmp_path / "daemon.log", extra_env=env)
     d.start()
     try:
         yield d
     finally:
         d.stop()
+
+
+HF_LOAD = """
+import sys, torch, transformers
+url, out = sys.argv[1], sys.argv[2]
+tok = transformers.AutoTokenizer.from_pretrained("acme/smollm2", revision="curated")
+model = transformers.AutoModelForCausalLM.from_pretrained(
+    "acme/smollm2", revision="curated", dtype=torch.float32
+).eval()
+ids = tok("The capital of France is", return_tensors="pt").input_ids
+with torch.no_grad():
+    torch.save({"ids": ids, "logits": model(ids).logits}, out)
+"""
+
+
+def _hf_logits(url: str, home: Path, out: Path, **env: str) -> dict[str, Any]:
+    """transformers in its own process, with huggingface_hub reading HF_ENDPOINT as it does for users."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING", "TRANSFORMERS_"))}
+    full = clean | {
+        "HF_ENDPOINT": url,
+        "HF_HOME": str(home),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        **env,
+    }
+    p = subprocess.run(
+        [sys.executable, "-c", HF_LOAD, url, str(out)], env=full, capture_output=True, text=True, timeout=600
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    return dict(torch.load(out))
+
+
+def _core_logits(pack: Path, ids: torch.Tensor) -> torch.Tensor:
+    from model_core.loader import load_pack
+
+    model = load_pack(pack).model.float().eval()
+    with torch.inference_mode():
+        return model(ids)[0]
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -194,3 +240,14 @@ def test_import_publish_replicate_validate_curate_pull(
     r = cli("pull", "acme/smollm2@curated", str(dest), env=alice, timeout=900)
     assert r.code == 0, r.out + r.err
     assert _files(dest) == _files(smollm_pack)
+
+    # Issue 16: transformers through HF_ENDPOINT loads the curated pack and gives model_core's logits; then
+    # it loads again from its cache with HF_HUB_OFFLINE=1.
+    home = tmp_path / "hf-home"
+    online = _hf_logits(daemon.url, home, tmp_path / "online.pt")
+    offline = _hf_logits(daemon.url, home, tmp_path / "offline.pt", HF_HUB_OFFLINE="1")
+    ours = _core_logits(smollm_pack, online["ids"])
+    assert torch.equal(online["logits"], offline["logits"])
+    scale = float(ours.abs().max())
+    assert float((online["logits"][0] - ours).abs().max()) <= 1e-4 * scale
+    assert torch.equal(online["logits"][0, -1].argmax(), ours[-1].argmax())

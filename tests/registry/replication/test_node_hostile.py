@@ -148,3 +148,29 @@ async def test_a_node_going_down_and_up_writes_one_event_each_way(harness: Harne
         ("node.up", "good", "down"),
     ]
     assert got[1][1]["error"] is not None and got[0][1]["error"] is None  # the error's code, never its words
+
+
+class SlowRepoNode(FakeKuboNode):
+    """Answers its identity at once but times out on repo/stat (a busy js-ipfs walking a large repo)."""
+
+    slow = False
+
+    async def free_space(self) -> int | None:
+        if self.slow:
+            from pinner.ipfs.errors import NodeTimeoutError
+
+            raise NodeTimeoutError(f"POST /api/v0/repo/stat on {self.url} timed out", node_url=self.url)
+        return await super().free_space()
+
+
+async def test_a_node_too_busy_to_measure_its_free_space_stays_up(harness: Harness) -> None:
+    node = SlowRepoNode("http://127.0.0.1:49011", free=5 * 10**9)
+    harness.backends.by_url[node.url] = node
+    await harness.registry.add("busy", "kubo", node.url)
+    assert (await harness.service.check_nodes())["busy"] == "up"
+    node.slow = True
+    assert (await harness.service.check_nodes())["busy"] == "up"  # not down over a slow measurement
+    shown = {n.name: n for n in await harness.registry.list()}
+    assert shown["busy"].free_space == 5 * 10**9  # the last measurement stands
+    node.down = True
+    assert (await harness.service.check_nodes())["busy"] == "down"  # its identity call still decides
