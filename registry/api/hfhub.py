@@ -18,7 +18,7 @@ import asyncio
 import functools
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from aiohttp import web
@@ -35,12 +35,12 @@ from registry.api.hfhub_core import (
     translate,
 )
 from registry.api.keys import BLOCKSTORE
+from registry.api.packs import next_batch
 from registry.metrics import record_pull_bytes
 
 routes = web.RouteTableDef()
 log = logging.getLogger("modelpack.hfhub")
 
-STREAM_BATCH: Final = 4 * 1024 * 1024
 TREE_PAGE: Final = 1000  # entries per tree page, as the Hub
 IMMUTABLE: Final = "public, max-age=31536000, immutable"
 _RANGE: Final = re.compile(r"^bytes=(\d{0,19})-(\d{0,19})$")
@@ -176,17 +176,6 @@ def _unsatisfiable(header: str, size: int) -> HubError:
     )
 
 
-def _next_batch(it: Iterator[bytes]) -> bytes:
-    parts: list[bytes] = []
-    size = 0
-    for chunk in it:
-        parts.append(chunk)
-        size += len(chunk)
-        if size >= STREAM_BATCH:
-            break
-    return b"".join(parts)
-
-
 @routes.get("/{namespace}/{model}/resolve/{revision}/{filename:.+}")
 @hub_route
 async def resolve_file(request: web.Request) -> web.StreamResponse:
@@ -220,13 +209,13 @@ async def resolve_file(request: web.Request) -> web.StreamResponse:
         return resp
     store = request.app[BLOCKSTORE]
     it = await asyncio.to_thread(store.iter_file_bytes, f.cid, start, end)
-    batch = await asyncio.to_thread(_next_batch, it)  # a bad first leaf is still a clean error
+    batch = await asyncio.to_thread(next_batch, it)  # a bad first leaf is still a clean error
     await resp.prepare(request)
     try:
         while batch:
             await resp.write(batch)
             record_pull_bytes("api", len(batch))
-            batch = await asyncio.to_thread(_next_batch, it)
+            batch = await asyncio.to_thread(next_batch, it)
     except Exception as e:
         # Headers are gone: the only honest signal left is a cut connection (the client resumes with a Range).
         log.error("stopped serving %s/%s: %s", rev.cid, f.filename, getattr(e, "message", e))
