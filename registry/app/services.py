@@ -23,6 +23,7 @@ from registry.app import configs
 from registry.app.datalock import data_dir_lock
 from registry.cache import TtlCache
 from registry.db.engine import create_engine, ping, session_factory
+from registry.db.fastread import FastReads
 from registry.db.migrate import require_current
 from registry.events.service import EventService
 from registry.gate.curation import CurationService
@@ -91,6 +92,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         stack.enter_context(data_dir_lock(settings.storage.data_dir))
         engine = await stack.enter_async_context(_database(settings))
         sessions = session_factory(engine)
+        db = settings.database
+        reads = FastReads(engine, pool_size=db.pool_size, connect_timeout_s=db.connect_timeout_s)
+        stack.push_async_callback(reads.close)  # before the engine is disposed
         j = settings.jobs
         queue = SqlJobQueue(
             sessions,
@@ -130,7 +134,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         )
 
         cache = configs.read_cache_config(settings)
-        pointers = PointerService(sessions, on_moved=on_moved, cache=TtlCache(cache))
+        pointers = PointerService(sessions, reads, on_moved=on_moved, cache=TtlCache(cache))
         pack_json: TtlCache[str, bytes] = TtlCache(cache)
 
         def on_changed(ref: ModelRef, cid: str) -> None:
@@ -165,7 +169,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 max_detached=lim.max_detached_signatures,
                 read_stored=stored_reader(store),
             ),
-            browse=BrowseService(sessions),
+            browse=BrowseService(sessions, reads),
             pointers=pointers,
             limits=limits,
             events=EventService(sessions, configs.events_config(settings)),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import ColumnElement, func
+from sqlalchemy import ColumnElement, bindparam, func
 
 from registry.db.models import Model, Namespace
 from registry.names import name_key
@@ -24,3 +24,12 @@ def namespaces_named(names: Iterable[str]) -> ColumnElement[bool]:
 
 def model_named(name: str) -> ColumnElement[bool]:
     return func.lower(Model.name) == name_key(name)
+
+
+def namespace_key_is(param: str) -> ColumnElement[bool]:
+    """The namespace whose case-folded name is bound later as ``param`` (statements compiled once)."""
+    return func.lower(Namespace.name) == bindparam(param)
+
+
+def model_key_is(param: str) -> ColumnElement[bool]:
+    return func.lower(Model.name) == bindparam(param)

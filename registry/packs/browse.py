@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from model_core.errors import bounded, q
 from registry.cache import CacheConfig, TtlCache
 from registry.db.engine import readonly_session
+from registry.db.fastread import FastReads, Row
 from registry.db.listings import ModelSelector, find_listing
 from registry.db.models import (
     Manifest,
@@ -22,15 +23,13 @@ from registry.db.models import (
     Namespace,
     Pack,
     PackStateChange,
-    Pointer,
-    Replica,
     Shard,
-    Signature,
     ValidationReport,
 )
-from registry.db.naming import namespace_named
 from registry.errors import NotFound
-from registry.names import ModelRef
+from registry.names import ModelRef, name_key
+from registry.packs import browse_reads as reads
+from registry.packs.browse_reads import DETAIL_HISTORY
 from registry.packs.pointers import model_id_of
 
 
@@ -64,9 +63,6 @@ class ShardView:
     role: str = "shard"  # "shard" | "file"
 
 
-DETAIL_HISTORY = 50  # state changes inlined in the pack detail (the newest); the rest page via state_history
-
-
 @dataclass(frozen=True, slots=True)
 class PackDetail:
     summary: PackSummary
@@ -83,29 +79,30 @@ class PackDetail:
 
 class BrowseService:
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], cache: TtlCache[str, PackDetail] | None = None
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        reads_: FastReads,
+        cache: TtlCache[str, PackDetail] | None = None,
     ) -> None:
         self._sessions = sessions
+        self._reads = reads_
         self.cache: TtlCache[str, PackDetail] = cache or TtlCache(CacheConfig(ttl_s=0))
 
     async def list_models(
         self, *, namespace: str | None, prefix: str | None, after: tuple[str, str] | None, limit: int
     ) -> list[ModelSummary]:
-        q = select(Namespace.name, Model.name, Model.created_at).join(
-            Namespace, Namespace.id == Model.namespace_id
+        query = reads.models_query(
+            namespace=namespace is not None, prefix=bool(prefix), after=after is not None
         )
+        params: dict[str, Any] = {"limit": limit}
         if namespace is not None:
-            q = q.where(namespace_named(namespace))
+            params["ns"] = name_key(namespace)
         if prefix:
             escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            q = q.where(func.lower(Model.name).like(escaped.lower() + "%", escape="\\"))  # case-blind
+            params["pattern"] = escaped.lower() + "%"
         if after is not None:
-            q = q.where(
-                or_(Namespace.name > after[0], and_(Namespace.name == after[0], Model.name > after[1]))
-            )
-        q = q.order_by(Namespace.name, Model.name).limit(limit)
-        async with readonly_session(self._sessions) as s:
-            rows = (await s.execute(q)).all()
+            params["after_ns"], params["after_name"] = after
+        rows = await self._reads.all(query, **params)
         return [ModelSummary(ns, name, at) for ns, name, at in rows]
 
     async def list_versions(
@@ -177,61 +174,43 @@ class BrowseService:
             return [_change(h) for h in await _state_changes(s, pack, before_id, limit)]
 
     async def _pack(self, cid: str, model: ModelSelector) -> PackDetail:
-        async with readonly_session(self._sessions) as s:
-            pack = await find_listing(s, cid, model)
-            ref = await self._ref_of(s, pack.model_id)
-            newest = await _state_changes(s, pack, None, DETAIL_HISTORY + 1)
-            history = newest[:DETAIL_HISTORY][::-1]
-            shards = (
-                await s.execute(select(Shard).where(Shard.pack_cid == cid).order_by(Shard.position))
-            ).scalars()
-            shard_list = [_shard(x) for x in shards]
-            sigs = (
-                await s.execute(select(Signature).where(Signature.pack_cid == cid).order_by(Signature.id))
-            ).scalars()
-            replica_rows = (
-                await s.execute(
-                    select(Replica.state, func.count())
-                    .where(Replica.cid.in_({x.cid for x in shard_list} | {cid}))
-                    .group_by(Replica.state)
-                )
-            ).all()
-            report = await latest_validation_report(s, cid)
-            tags = (
-                await s.execute(
-                    select(Pointer.tag)
-                    .where(Pointer.model_id == pack.model_id, Pointer.pack_cid == cid)
-                    .order_by(Pointer.tag)
-                )
-            ).scalars()
-            return PackDetail(
-                summary=_summary(pack, ref),
-                manifest=pack.manifest,
-                state_reason=pack.state_reason,
-                history=[_change(h) for h in history],
-                history_before=history[0].id if len(newest) > DETAIL_HISTORY else None,
-                shards=shard_list,
-                signatures=[
-                    {
-                        "key_id": g.key_id,
-                        "kind": g.kind,
-                        "verdict": g.verdict.value,
-                        "reason": g.verdict_reason,
-                        "received_at": g.received_at.isoformat(),
-                    }
-                    for g in sigs
-                ],
-                replicas={str(getattr(state, "value", state)): int(n) for state, n in replica_rows},
-                validation=None
-                if report is None
-                else {
-                    "verdict": report.verdict,
-                    "reason": report.reason,
-                    "started_at": report.started_at.isoformat(),
-                    "finished_at": report.finished_at.isoformat() if report.finished_at else None,
-                },
-                pointers=list(tags),
-            )
+        rows, d = await reads.pack_detail_rows(self._reads, cid, model)
+        if len(rows) != 1:  # none, or several models list it: the ORM path words the error
+            async with readonly_session(self._sessions) as s:
+                await find_listing(s, cid, model)
+            raise NotFound(f"no pack {cid}", cid=cid)  # it changed in between
+        row = rows[0]
+        newest = d["history"]
+        history = newest[:DETAIL_HISTORY][::-1]
+        report = d["validation"][0] if d["validation"] else None
+        return PackDetail(
+            summary=PackSummary(row[1], row[7], row[8], row[3], row[4].value, row[10], row[11], row[6]),
+            manifest=row[9],
+            state_reason=row[5],
+            history=[_change_row(h) for h in history],
+            history_before=history[0][0] if len(newest) > DETAIL_HISTORY else None,
+            shards=[ShardView(*x) for x in d["shards"]],
+            signatures=[
+                {
+                    "key_id": key_id,
+                    "kind": kind,
+                    "verdict": verdict.value,
+                    "reason": reason,
+                    "received_at": received_at.isoformat(),
+                }
+                for key_id, kind, verdict, reason, received_at in d["signatures"]
+            ],
+            replicas={str(getattr(state, "value", state)): int(n) for state, n in d["replicas"]},
+            validation=None
+            if report is None
+            else {
+                "verdict": report[0],
+                "reason": report[1],
+                "started_at": report[2].isoformat(),
+                "finished_at": report[3].isoformat() if report[3] else None,
+            },
+            pointers=[t for (t,) in d["tags"]],
+        )
 
 
 async def _state_changes(
@@ -243,6 +222,17 @@ async def _state_changes(
     if before_id is not None:
         q = q.where(PackStateChange.id < before_id)
     return list((await s.execute(q.order_by(PackStateChange.id.desc()).limit(limit))).scalars())
+
+
+def _change_row(h: Row) -> dict[str, Any]:
+    return {
+        "id": h[0],
+        "from": h[1].value if h[1] else None,
+        "to": h[2].value,
+        "reason": h[3],
+        "actor": h[4],
+        "at": h[5].isoformat(),
+    }
 
 
 def _change(h: PackStateChange) -> dict[str, Any]:

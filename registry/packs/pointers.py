@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -19,12 +19,21 @@ from registry.accounts.principal import Principal
 from registry.cache import CacheConfig, TtlCache
 from registry.db.base import utcnow
 from registry.db.engine import readonly_session
+from registry.db.fastread import FastReads, Query
 from registry.db.listings import listing_in
 from registry.db.models import Model, Namespace, Pack, PackState, Pointer, PointerChange
-from registry.db.naming import model_named, namespace_named
+from registry.db.naming import model_key_is, model_named, namespace_key_is, namespace_named
 from registry.errors import Conflict, NotFound, PointerReserved, PreconditionFailed
 from registry.events import store as events
 from registry.names import ModelRef, check_tag, name_key
+
+# The hot path, compiled once: namespace + model + tag -> cid, through unique indexes.
+_RESOLVE = Query(
+    select(Pointer.pack_cid, Pointer.updated_at, Pointer.updated_by, Namespace.name, Model.name)
+    .join(Model, Model.id == Pointer.model_id)
+    .join(Namespace, Namespace.id == Model.namespace_id)
+    .where(namespace_key_is("ns"), model_key_is("model"), Pointer.tag == bindparam("tag"))
+)
 
 PointerKey = tuple[str, str, str]  # namespace, model (both case-folded: registry.names.name_key), tag
 
@@ -133,36 +142,23 @@ class PointerService:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
+        reads: FastReads,
         on_moved: PointerMoved | None = None,
         cache: TtlCache[PointerKey, PointerView] | None = None,
     ) -> None:
         self._sessions = sessions
+        self._reads = reads
         self._on_moved = on_moved
         self.cache: TtlCache[PointerKey, PointerView] = cache or TtlCache(CacheConfig(ttl_s=0))
-        # one compiled statement for the hot path: namespace + model + tag -> cid, via unique indexes
-        self._resolve_q = (
-            select(Pointer.pack_cid, Pointer.updated_at, Pointer.updated_by, Namespace.name, Model.name)
-            .join(Model, Model.id == Pointer.model_id)
-            .join(Namespace, Namespace.id == Model.namespace_id)
-        )
 
     async def resolve(self, ref: ModelRef, tag: str) -> PointerView:
-        """The hot path: a cache hit, else one indexed query on a connection (no ORM session)."""
+        """The hot path: a cache hit, else one indexed query on the raw driver (registry.db.fastread)."""
         check_tag(tag)
         key = (name_key(ref.namespace), name_key(ref.model), tag)
         hit = self.cache.get(key)
         if hit is not None:
             return hit
-        bind = self._sessions.kw["bind"]
-        async with bind.connect() as conn:
-            conn = await conn.execution_options(readonly=True)
-            row = (
-                await conn.execute(
-                    self._resolve_q.where(
-                        namespace_named(ref.namespace), model_named(ref.model), Pointer.tag == tag
-                    )
-                )
-            ).one_or_none()
+        row = await self._reads.first(_RESOLVE, ns=key[0], model=key[1], tag=tag)
         if row is None:
             raise NotFound(f"no pointer {ref}@{tag}", model=str(ref), tag=tag)
         view = PointerView(row[3], row[4], tag, row[0], row[1], row[2])  # the names as created

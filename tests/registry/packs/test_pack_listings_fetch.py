@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from registry.api.keys import SESSIONS, SHARD_FETCH
 from registry.db.jobs import Job
+from registry.jobs.kinds import JobKind
 from registry.db.listings import listings_of
 from registry.db.models import PackState
 from tests.registry.api import helpers
@@ -43,7 +44,8 @@ async def test_each_listing_fetches_and_moves_its_own_pointers(
     cid = (await _publish(reg, mallory, "evil/tiny"))["cid"]
     assert (await _publish(reg, reg.alice, "acme/tiny"))["cid"] == cid
     async with reg.client.app[SESSIONS]() as s:
-        keys = sorted(j.dedupe_key or "" for j in (await s.execute(select(Job))).scalars())
+        fetches = select(Job).where(Job.kind == JobKind.FETCH)
+        keys = sorted(j.dedupe_key or "" for j in (await s.execute(fetches)).scalars())
         mids = {p.model_id for p in await listings_of(s, cid)}
     assert len(keys) == 2 and keys[0] == f"fetch:{cid}" and keys[1].startswith(f"fetch:{cid}@")
 

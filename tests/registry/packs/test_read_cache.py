@@ -12,6 +12,7 @@ from model_core.format.pack import load_manifest
 from pinner.blockstore import FsBlockstore, FsBlockstoreConfig
 from registry.accounts.auth import AuthService
 from registry.cache import CacheConfig, TtlCache
+from registry.db.fastread import FastReads
 from registry.names import ModelRef
 from registry.packs.blobs import BlobService
 from registry.packs.pointers import PointerService
@@ -42,7 +43,7 @@ def test_entries_expire_and_the_oldest_are_dropped_when_full() -> None:
 
 
 async def test_local_moves_are_seen_at_once_and_other_replicas_after_the_ttl(
-    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+    sessions: async_sessionmaker[AsyncSession], fast_reads: FastReads, tmp_path: Path
 ) -> None:
     auth = AuthService(sessions)
     alice = await auth.authenticate((await auth.create_token("alice", namespaces=["acme"])).token)
@@ -54,8 +55,8 @@ async def test_local_moves_are_seen_at_once_and_other_replicas_after_the_ttl(
 
     await BlobService(sessions, store).ingest(alice, helpers.cid_of(data), one())
     clock = Clock()
-    here = PointerService(sessions, cache=TtlCache(CacheConfig(ttl_s=5.0), clock))
-    replica = PointerService(sessions)  # another daemon on the same database
+    here = PointerService(sessions, fast_reads, cache=TtlCache(CacheConfig(ttl_s=5.0), clock))
+    replica = PointerService(sessions, fast_reads)  # another daemon on the same database
     publish = PublishService(sessions, None, on_published=here.forget_model)
     ref = ModelRef("acme", "tiny")
     v1 = await publish.publish(

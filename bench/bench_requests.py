@@ -1,0 +1,160 @@
+"""Database-backed requests against a bare aiohttp handler (issue #17 item 1), same run.
+
+Each server runs pinned to CPU 0 (``taskset``); the load generator is ``wrk`` (Debian package) pinned to CPU 1,
+32 keep-alive connections, ``--duration`` s per target, ``--rounds`` interleaved rounds, medians reported. The read
+cache is off (``server.read_cache_ttl_s = 0``) so every request reaches the database. Targets: the bare handler
+(baseline), ``/healthz``, pointer resolve, pack detail, the model list and an authenticated ``whoami``; on SQLite
+and (``--postgres``) on Postgres. Goal: each ≥ 0.5× the baseline's requests/s, p99 < 50 ms.
+
+wrk's own ceiling: one wrk thread on its own core drives well over the bare handler's rate, so the baseline is
+bounded by the one server core, as every target is.
+
+    .venv/bin/python bench/bench_requests.py [--duration 5] [--rounds 3] [--postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+import bench_api  # noqa: E402  (the servers and seeding of the API benchmark)
+
+SERVER_CPU, LOAD_CPU = "0", "1"
+CONNECTIONS = 32
+
+
+class PinnedServer(bench_api.Server):
+    def __init__(self, *args: str) -> None:
+        super().__init__(*args)
+        subprocess.run(
+            ["taskset", "-a", "-p", "-c", SERVER_CPU, str(self.proc.pid)], check=True, capture_output=True
+        )
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    assert m, text
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def wrk(url: str, duration: float, headers: dict[str, str]) -> dict[str, float]:
+    """One wrk run pinned to the load CPU: requests/s, p50, p99 and the count of non-2xx answers."""
+    cmd = [
+        "taskset",
+        "-c",
+        LOAD_CPU,
+        "wrk",
+        "-t1",
+        f"-c{CONNECTIONS}",
+        f"-d{max(1, round(duration))}s",
+        "--latency",
+    ]
+    for k, v in headers.items():
+        cmd += ["-H", f"{k}: {v}"]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "errors": float(bad.group(1)) if bad else 0.0}
+
+
+def targets(base: str, token: str, pack_cid: str) -> dict[str, tuple[str, dict[str, str]]]:
+    auth = {"Authorization": f"Bearer {token}"}
+    return {
+        "healthz": (f"{base}/healthz", {}),
+        "resolve": (f"{base}/v1/models/acme/tiny/pointers/latest", {}),
+        "pack": (f"{base}/v1/packs/{pack_cid}", {}),
+        "models": (f"{base}/v1/models", {}),
+        "whoami": (f"{base}/v1/whoami", auth),
+    }
+
+
+def run_db(work: Path, name: str, db_url: str, duration: float, rounds: int) -> dict[str, Any]:
+    data_dir = work / name
+    data_dir.mkdir(parents=True)
+    token = asyncio.run(bench_api.seed_local(db_url))
+    bare_port, reg_port = bench_api.free_port(), bench_api.free_port()
+    bare = PinnedServer("_bare", str(bare_port))
+    reg = PinnedServer("_registry", str(data_dir), db_url, str(reg_port), "0")
+    try:
+        base = f"http://127.0.0.1:{reg_port}"
+        pack_cid = bench_api.seed_packs(base, token, 20)
+        tg = {"baseline": (f"http://127.0.0.1:{bare_port}/constant", {}), **targets(base, token, pack_cid)}
+        for url, headers in tg.values():
+            wrk(url, 1.0, headers)  # warm-up
+        runs: dict[str, list[dict[str, float]]] = {k: [] for k in tg}
+        for _ in range(rounds):
+            for key, (url, headers) in tg.items():
+                runs[key].append(wrk(url, duration, headers))
+    finally:
+        bare.stop()
+        reg.stop()
+    return {
+        key: {m: statistics.median(r[m] for r in rs) for m in ("rps", "p50_ms", "p99_ms", "errors")}
+        for key, rs in runs.items()
+    }
+
+
+def report(name: str, r: dict[str, Any]) -> None:
+    base = r["baseline"]["rps"]
+    print(f"{name}: bare aiohttp {base:8.0f} req/s  p99 {r['baseline']['p99_ms']:.1f} ms")
+    for key, x in r.items():
+        if key == "baseline":
+            continue
+        print(
+            f"  {key:10s} {x['rps']:8.0f} req/s  ratio {x['rps'] / base:.2f} (goal >= 0.5)  "
+            f"p50 {x['p50_ms']:.1f} ms  p99 {x['p99_ms']:.1f} ms (goal < 50)  non-2xx {x['errors']:.0f}"
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=float, default=5.0)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--postgres", action="store_true")
+    ap.add_argument("--skip-sqlite", action="store_true")
+    ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()))
+    args = ap.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is not installed (apt-get install wrk)")
+    work = Path(tempfile.mkdtemp(prefix="modelpack-bench-req-", dir=args.dir))
+    out: dict[str, Any] = {}
+    try:
+        if not args.skip_sqlite:
+            url = f"sqlite+aiosqlite:///{work / 'sqlite' / 'index.sqlite3'}"
+            out["sqlite"] = run_db(work, "sqlite", url, args.duration, args.rounds)
+            report("SQLite", out["sqlite"])
+        if args.postgres:
+            from tests import dbutil
+
+            name = dbutil.unique_name("modelpack_bench")
+            dbutil.pg_create(name)
+            try:
+                out["postgres"] = run_db(work, "pg", dbutil.pg_url(name), args.duration, args.rounds)
+            finally:
+                dbutil.pg_drop(name)
+            report("Postgres", out["postgres"])
+        print(json.dumps(out, indent=2), file=sys.stderr)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

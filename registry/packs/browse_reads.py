@@ -1,0 +1,173 @@
+"""The browse hot paths on the raw driver (registry.db.fastread): the pack detail and the model list.
+
+Every statement is built and compiled once; the pack detail's reads share one read transaction, so what it shows
+(state, history, replicas, pointers) is one consistent moment of the index.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import and_, bindparam, func, or_, select
+
+from registry.db.fastread import AnySelect, FastReads, Query, Row, Snapshot
+from registry.db.models import (
+    Manifest,
+    Model,
+    Namespace,
+    Pack,
+    PackStateChange,
+    Pointer,
+    Replica,
+    Shard,
+    Signature,
+    ValidationReport,
+)
+from registry.db.naming import model_key_is, namespace_key_is
+from registry.names import name_key
+
+DETAIL_HISTORY = 50  # state changes inlined in the pack detail (the newest); the rest page via state_history
+
+
+def _listing(*where: Any) -> Query:
+    """A listing with its names and content (0 id, 1 cid, 2 model_id, 3 version, 4 state, 5 reason, 6 created,
+    7 ns, 8 model, 9 manifest, 10 total_size, 11 shard_count); at most two rows, oldest first."""
+    stmt = (
+        select(
+            Pack.id,
+            Pack.cid,
+            Pack.model_id,
+            Pack.model_version,
+            Pack.state,
+            Pack.state_reason,
+            Pack.created_at,
+            Namespace.name,
+            Model.name,
+            Manifest.manifest,
+            Manifest.total_size,
+            Manifest.shard_count,
+        )
+        .join(Manifest, Manifest.cid == Pack.cid)
+        .join(Model, Model.id == Pack.model_id)
+        .join(Namespace, Namespace.id == Model.namespace_id)
+        .where(Pack.cid == bindparam("cid"), *where)
+        .order_by(Pack.id)
+        .limit(2)
+    )
+    return Query(stmt)
+
+
+LISTING = _listing()
+LISTING_OF_ID = _listing(Pack.model_id == bindparam("model_id"))
+LISTING_OF_NAME = _listing(namespace_key_is("ns"), model_key_is("model"))
+
+HISTORY = Query(
+    select(
+        PackStateChange.id,
+        PackStateChange.from_state,
+        PackStateChange.to_state,
+        PackStateChange.reason,
+        PackStateChange.actor,
+        PackStateChange.at,
+    )
+    .where(PackStateChange.pack_cid == bindparam("cid"), PackStateChange.model_id == bindparam("model_id"))
+    .order_by(PackStateChange.id.desc())
+    .limit(DETAIL_HISTORY + 1)
+)
+SHARDS = Query(
+    select(
+        Shard.position, Shard.filename, Shard.cid, Shard.sha256, Shard.size, Shard.unixfs_profile, Shard.role
+    )
+    .where(Shard.pack_cid == bindparam("cid"))
+    .order_by(Shard.position)
+)
+SIGNATURES = Query(
+    select(
+        Signature.key_id, Signature.kind, Signature.verdict, Signature.verdict_reason, Signature.received_at
+    )
+    .where(Signature.pack_cid == bindparam("cid"))
+    .order_by(Signature.id)
+)
+REPLICAS = Query(
+    select(Replica.state, func.count())
+    .where(
+        or_(
+            Replica.cid == bindparam("cid"),
+            Replica.cid.in_(select(Shard.cid).where(Shard.pack_cid == bindparam("cid")).scalar_subquery()),
+        )
+    )
+    .group_by(Replica.state)
+)
+VALIDATION = Query(
+    select(
+        ValidationReport.verdict,
+        ValidationReport.reason,
+        ValidationReport.started_at,
+        ValidationReport.finished_at,
+    )
+    .where(ValidationReport.pack_cid == bindparam("cid"))
+    .order_by(ValidationReport.started_at.desc(), ValidationReport.id.desc())
+    .limit(1)
+)
+TAGS = Query(
+    select(Pointer.tag)
+    .where(Pointer.model_id == bindparam("model_id"), Pointer.pack_cid == bindparam("cid"))
+    .order_by(Pointer.tag)
+)
+
+
+async def _listings(s: Snapshot, cid: str, model: object) -> list[Row]:
+    if model is None:
+        return await s.all(LISTING, cid=cid)
+    if isinstance(model, int):
+        return await s.all(LISTING_OF_ID, cid=cid, model_id=model)
+    ref: Any = model  # a ModelRef
+    return await s.all(LISTING_OF_NAME, cid=cid, ns=name_key(ref.namespace), model=name_key(ref.model))
+
+
+async def pack_detail_rows(
+    reads: FastReads, cid: str, model: object
+) -> tuple[list[Row], dict[str, list[Row]]]:
+    """The listings of ``cid`` (at most two; of ``model`` when given) and, when there is exactly one, the
+    rest of its detail, all in one read transaction."""
+    async with reads.snapshot() as s:
+        rows = await _listings(s, cid, model)
+        if len(rows) != 1:
+            return rows, {}
+        model_id = rows[0][2]
+        return rows, {
+            "history": await s.all(HISTORY, cid=cid, model_id=model_id),
+            "shards": await s.all(SHARDS, cid=cid),
+            "signatures": await s.all(SIGNATURES, cid=cid),
+            "replicas": await s.all(REPLICAS, cid=cid),
+            "validation": await s.all(VALIDATION, cid=cid),
+            "tags": await s.all(TAGS, cid=cid, model_id=model_id),
+        }
+
+
+# ---------------------------------------------------------------------------------------------- model list
+
+_MODELS: dict[tuple[bool, bool, bool], Query] = {}
+
+
+def models_query(*, namespace: bool, prefix: bool, after: bool) -> Query:
+    """The model list with the filters in use (eight variants, each compiled once)."""
+    key = (namespace, prefix, after)
+    q = _MODELS.get(key)
+    if q is None:
+        stmt: AnySelect = select(Namespace.name, Model.name, Model.created_at).join(
+            Namespace, Namespace.id == Model.namespace_id
+        )
+        if namespace:
+            stmt = stmt.where(namespace_key_is("ns"))
+        if prefix:  # case-blind; the bound pattern is escaped by the caller
+            stmt = stmt.where(func.lower(Model.name).like(bindparam("pattern"), escape="\\"))
+        if after:
+            stmt = stmt.where(
+                or_(
+                    Namespace.name > bindparam("after_ns"),
+                    and_(Namespace.name == bindparam("after_ns"), Model.name > bindparam("after_name")),
+                )
+            )
+        q = _MODELS[key] = Query(stmt.order_by(Namespace.name, Model.name).limit(bindparam("limit")))
+    return q
