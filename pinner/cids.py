@@ -11,10 +11,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-
-from multiformats import CID
+from typing import TYPE_CHECKING
 
 from pinner.content_errors import InvalidBlock, InvalidCid
+
+if TYPE_CHECKING:  # multiformats costs ~50 ms to import: only where a CID object is built
+    from multiformats import CID
 
 SHA2_256 = 0x12
 RAW = 0x55
@@ -57,6 +59,8 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
 
 def cid_from_bytes(cid_bytes: bytes) -> CID:
     """A CID object from binary form, printing as Kubo does (base58btc v0, base32 v1)."""
+    from multiformats import CID
+
     cid = CID.decode(cid_bytes)
     return cid if cid.version == 0 else cid.set(base="base32")
 
@@ -69,6 +73,8 @@ def block_key(cid: CID | bytes) -> bytes:
 
 def parse_cid(text: str | bytes) -> CID:
     """Parses a CID string (any multibase) or binary CID, refusing codecs and hashes we cannot verify."""
+    from multiformats import CID
+
     shown = _shown(text if isinstance(text, str) else text.hex())
     try:
         cid = CID.decode(text)
@@ -119,6 +125,15 @@ def _fast_canonical(text: str) -> str | None:
     return None
 
 
+def _fast_cid_str(raw: bytes) -> str | None:
+    """The canonical text of a binary sha2-256 CIDv0, or CIDv1 over raw or dag-pb; None for any other."""
+    if len(raw) == 34 and raw[:2] == b"\x12\x20":
+        return _b58encode(raw)
+    if len(raw) == 36 and raw[:4] in _V1_PREFIXES:
+        return "b" + base64.b32encode(raw).decode().lower().rstrip("=")
+    return None
+
+
 def _b58encode(raw: bytes) -> str:
     value, out = int.from_bytes(raw, "big"), []
     while value:
@@ -146,7 +161,17 @@ def check_supported(cid: CID, shown: str | None = None) -> None:
 
 
 def cid_str(cid: CID | bytes) -> str:
-    """The canonical text form (base58btc for v0, base32 for v1)."""
+    """The canonical text form (base58btc for v0, base32 for v1).
+
+    The binary CIDs ``ipfs add`` makes (sha2-256 over dag-pb or raw) are spelled here without
+    multiformats; anything else goes through it.
+    """
+    if isinstance(cid, bytes):
+        fast = _fast_cid_str(cid)
+        if fast is not None:
+            return fast
+    from multiformats import CID
+
     c = cid if isinstance(cid, CID) else CID.decode(cid)
     return str(c) if c.version == 0 else c.encode("base32")
 
@@ -156,6 +181,8 @@ def decode_cid(text: str) -> CID:
 
     Raises InvalidCid naming the offending text.
     """
+    from multiformats import CID
+
     try:
         return CID.decode(text.strip())
     except (ValueError, KeyError, TypeError) as exc:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from multiformats import CID
+if TYPE_CHECKING:  # multiformats costs ~50 ms to import: only where a CID object is built
+    from multiformats import CID
 
 
 class DagPbError(ValueError):
@@ -69,6 +71,8 @@ class PBLink:
 
     @property
     def cid(self) -> CID:
+        from multiformats import CID
+
         return CID.decode(self.cid_bytes)
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-from multiformats import CID
-
+from pinner.cids import cid_str
 from pinner.unixfs.params import UnixfsParams
 from pinner.unixfs.pipeline import ChunkPipeline, PipelineConfig
+
+if TYPE_CHECKING:  # multiformats costs ~50 ms to import: only where a CID object is built
+    from multiformats import CID
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,3 +58,16 @@ def compute_cid(
     """(CID, size) only, skipping the whole-file sha256: both cores go to chunk hashes."""
     result = _run(source, params or UnixfsParams(), False, config).finish()
     return result.root, result.size
+
+
+def cid_text(
+    source: Path | BinaryIO,
+    params: UnixfsParams | None = None,
+    *,
+    file_sha256: bool = False,
+    config: PipelineConfig | None = None,
+) -> tuple[str, bytes | None, int]:
+    """(CID as text, sha256 if ``file_sha256``, size): what ``modelpack cid`` prints, with no CID
+    object built, so a short-lived process does not import multiformats."""
+    root = _run(source, params or UnixfsParams(), file_sha256, config).finish_root()
+    return cid_str(root.cid_bytes), root.sha256, root.size

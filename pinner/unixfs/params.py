@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from multiformats import CID
+if TYPE_CHECKING:  # multiformats costs ~50 ms to import: only where a CID object is built
+    from multiformats import CID
 
 MIN_CHUNK_SIZE = 1
 MAX_CHUNK_SIZE = 2 * 1024 * 1024 - 256  # Kubo's limit: a block plus its envelope stays under 2 MiB

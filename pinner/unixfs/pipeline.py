@@ -13,14 +13,15 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import BinaryIO, NamedTuple
-
-from multiformats import CID
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 from pinner.cids import DAG_PB, RAW, cid_bytes_v0, cid_bytes_v1, cid_from_bytes
 from pinner.unixfs.format import leaf_envelope
 from pinner.unixfs.layout import BalancedTree, DagLink
 from pinner.unixfs.params import UnixfsParams
+
+if TYPE_CHECKING:  # multiformats costs ~50 ms to import: only where a CID object is built
+    from multiformats import CID
 
 ByteSink = Callable[[memoryview], None]
 
@@ -44,6 +45,15 @@ class LeafRecord(NamedTuple):
     cid_bytes: bytes
     offset: int
     length: int
+
+
+class RootDigest(NamedTuple):
+    """What ``finish_root`` returns: the root as a binary CID (no CID object built) and the digests."""
+
+    cid_bytes: bytes
+    tsize: int
+    size: int
+    sha256: bytes | None
 
 
 @dataclass(slots=True)
@@ -156,6 +166,19 @@ class ChunkPipeline:
     # -- output --------------------------------------------------------------------------------
     def finish(self) -> BuildResult:
         """Hashes what is left, builds the root and returns everything; the pipeline is then closed."""
+        root = self.finish_root()
+        return BuildResult(
+            root=cid_from_bytes(root.cid_bytes),
+            root_tsize=root.tsize,
+            size=root.size,
+            sha256=root.sha256,
+            leaves=self._leaves,
+            nodes=self._nodes,
+        )
+
+    def finish_root(self) -> RootDigest:
+        """``finish()`` without building a CID object (``cid_str`` spells the binary CID); the leaves
+        and interior nodes are not returned. The pipeline is then closed."""
         if self._done:
             raise RuntimeError("pipeline already finished")
         try:
@@ -166,14 +189,8 @@ class ChunkPipeline:
             if self._tree.leaf_count == 0:
                 self._add_leaves(0, _hash_chunks(memoryview(b""), range(1), 1, self._params.leaves_raw))
             root = self._tree.finish()
-            return BuildResult(
-                root=cid_from_bytes(root.cid_bytes),
-                root_tsize=root.tsize,
-                size=self._offset,
-                sha256=self._sha.digest() if self._sha is not None else None,
-                leaves=self._leaves,
-                nodes=self._nodes,
-            )
+            sha256 = self._sha.digest() if self._sha is not None else None
+            return RootDigest(root.cid_bytes, root.tsize, self._offset, sha256)
         finally:
             self.close()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from pinner.content_errors import DirectoryTooLarge
-from pinner.unixfs import PROFILES, UnixfsParams, compute_cid, hash_directory, hash_file
+from pinner.unixfs import PROFILES, UnixfsParams, cid_text, hash_directory
 from pinner.unixfs.params import DEFAULT_CHUNK_SIZE, DEFAULT_MAX_LINKS
 
 
@@ -62,25 +62,16 @@ def cid(
     except ValueError as e:
         raise click.ClickException(f"invalid import settings: {e}.") from None
     try:
-        if file == "-":
-            source = sys.stdin.buffer
-            if show_sha256:
-                digest = hash_file(source, params)
-                click.echo(str(digest.cid))
-                click.echo(digest.sha256.hex())
-            else:
-                click.echo(str(compute_cid(source, params)[0]))
-            return
-        path = Path(file)
-        if path.is_dir():
+        source = sys.stdin.buffer if file == "-" else Path(file)
+        if isinstance(source, Path) and source.is_dir():
             if show_sha256:
                 raise click.ClickException(f"--sha256 needs a file, and {file} is a folder.")
-            click.echo(str(hash_directory(path, params)[0]))
-        elif show_sha256:
-            digest = hash_file(path, params)
-            click.echo(str(digest.cid))
-            click.echo(digest.sha256.hex())
-        else:
-            click.echo(str(compute_cid(path, params)[0]))
+            click.echo(str(hash_directory(source, params)[0]))
+            return
+        # Text straight from the binary CID: a one-shot process need not import multiformats.
+        text, sha256, _size = cid_text(source, params, file_sha256=show_sha256)
+        click.echo(text)
+        if sha256 is not None:
+            click.echo(sha256.hex())
     except (OSError, ValueError, DirectoryTooLarge) as e:
         raise click.ClickException(f"cannot hash {file}: {e}") from None
