@@ -202,8 +202,16 @@ class FastReads:
             return await _PgSnap(conn, self.dialect).all(q, **params)
 
     async def first(self, q: Query, **params: Any) -> Row | None:
-        rows = await self.all(q, **params)
-        return rows[0] if rows else None
+        """The first row (or None) of one statement."""
+        if self._sqlite:
+            conn = self._sqlite_conn()
+            try:
+                return await _SqliteSnap(conn, self.dialect).first(q, **params)
+            finally:
+                self._sqlite_release(conn)
+        pool = await self._pg_pool()
+        async with pool.acquire() as conn:
+            return await _PgSnap(conn, self.dialect).first(q, **params)
 
     async def close(self) -> None:
         self._closed = True

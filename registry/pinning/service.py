@@ -28,6 +28,8 @@ from registry.jobs.protocol import JobQueue
 from registry.pinning.config import PinningConfig
 from registry.pinning.requests import PinFilter, PinRequest, replication_target, shown
 
+ADD_BATCH_MAX = 256  # pin adds committed together at most (group commit)
+
 
 class QuotaExceeded(Conflict):
     """The spec's 409: the publisher's pin count or byte quota is used up."""
@@ -109,6 +111,9 @@ VIEW_COLUMNS = (
 )
 
 
+_PendingAdd = tuple[int, PinRequest, "asyncio.Future[PinView]"]  # publisher id, request, its caller's result
+
+
 def enqueue_pin(queue: JobQueue, requestid: str, session: AsyncSession | None = None) -> Any:
     """The pin's job (deduplicated); with ``session``, in the caller's transaction (row and job commit together)."""
     return queue.enqueue(
@@ -131,6 +136,8 @@ class PinService:
         # steps (up to 100 ms) before retrying. Our own writes queue here instead and start as soon as the
         # previous one commits. Postgres takes them concurrently (row locks).
         self._serial = asyncio.Lock() if bind is not None and bind.dialect.name == "sqlite" else None
+        self._pending: list[_PendingAdd] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
     async def _writing(self) -> AsyncIterator[AsyncSession]:
@@ -138,7 +145,8 @@ class PinService:
         async with self._serial or contextlib.nullcontext(), self._sessions() as s, s.begin():
             yield s
 
-    async def _check_quota(self, s: AsyncSession, publisher_id: int, freed: int = 0) -> None:
+    async def _usage(self, s: AsyncSession, publisher_id: int) -> tuple[int, int]:
+        """(pins held, their bytes) of the publisher."""
         count, size = (
             await s.execute(
                 select(func.count(Pin.id), func.coalesce(func.sum(Pin.size), 0)).where(
@@ -146,8 +154,10 @@ class PinService:
                 )
             )
         ).one()
-        count, size = int(count or 0), int(size or 0)
-        if count - freed >= self.config.max_pins:
+        return int(count or 0), int(size or 0)
+
+    def _check(self, count: int, size: int) -> None:
+        if count >= self.config.max_pins:
             raise QuotaExceeded(
                 f"this publisher holds {count} pins, the quota is {self.config.max_pins}: delete some first",
                 pins=count,
@@ -157,6 +167,10 @@ class PinService:
                 f"this publisher's pins hold {size} bytes, the quota is {self.config.max_bytes}",
                 bytes=size,
             )
+
+    async def _check_quota(self, s: AsyncSession, publisher_id: int, freed: int = 0) -> None:
+        count, size = await self._usage(s, publisher_id)
+        self._check(count - freed, size)
 
     def _values(self, publisher_id: int, req: PinRequest, replaces: str | None = None) -> dict[str, Any]:
         """The new pin's row (every column the view shows set here: nothing is read back after the insert)."""
@@ -181,29 +195,78 @@ class PinService:
             "updated_at": now,
         }
 
-    async def _insert(self, s: AsyncSession, values: dict[str, Any]) -> PinView:
-        """Inserts the row (Core: no ORM object to track), queues its job and reads its CID's holders,
-        all in the caller's transaction; the view is made of the values themselves."""
-        await s.execute(insert(Pin).values(**values))
-        await enqueue_pin(self._queue, values["requestid"], s)
-        held = await self._holders_in(s, [values["cid_key"]])
-        return PinView(
-            values["requestid"],
-            values["status"],
-            values["created"],
-            values["cid"],
-            values["cid_key"],
-            values["name"],
-            tuple(values["origins"]),
-            dict(values["meta"]),
-            dict(values["info"]),
-            frozenset(held.get(values["cid_key"], ())),
-        )
+    async def _insert(self, s: AsyncSession, rows: list[dict[str, Any]]) -> list[PinView]:
+        """Inserts the rows (Core, one statement), queues their jobs and reads their CIDs' holders, all in the
+        caller's transaction; the views are made of the values themselves (nothing is read back)."""
+        if not rows:
+            return []
+        await s.execute(insert(Pin), rows)
+        for values in rows:
+            await enqueue_pin(self._queue, values["requestid"], s)
+        held = await self._holders_in(s, [v["cid_key"] for v in rows])
+        return [
+            PinView(
+                v["requestid"],
+                v["status"],
+                v["created"],
+                v["cid"],
+                v["cid_key"],
+                v["name"],
+                tuple(v["origins"]),
+                dict(v["meta"]),
+                dict(v["info"]),
+                frozenset(held.get(v["cid_key"], ())),
+            )
+            for v in rows
+        ]
 
     async def add(self, publisher_id: int, req: PinRequest) -> PinView:
-        async with self._writing() as s:
-            await self._check_quota(s, publisher_id)
-            return await self._insert(s, self._values(publisher_id, req))
+        """Adds the pin. Concurrent adds share one transaction (group commit: ``ipfs pin remote add`` loops and
+        bulk clients pay one BEGIN/COMMIT per batch, not per pin); each keeps its own quota check and result."""
+        fut: asyncio.Future[PinView] = asyncio.get_running_loop().create_future()
+        self._pending.append((publisher_id, req, fut))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="pin adds")
+        return await fut
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[:ADD_BATCH_MAX], self._pending[ADD_BATCH_MAX:]
+            await self._add_batch(batch)
+
+    async def _add_batch(self, batch: list[_PendingAdd]) -> None:
+        try:
+            async with self._writing() as s:
+                usage: dict[int, tuple[int, int]] = {}
+                outcome: list[dict[str, Any] | QuotaExceeded] = []
+                for publisher_id, req, _ in batch:
+                    if publisher_id not in usage:
+                        usage[publisher_id] = await self._usage(s, publisher_id)
+                    count, size = usage[publisher_id]
+                    try:
+                        self._check(count, size)
+                    except QuotaExceeded as e:
+                        outcome.append(e)
+                        continue
+                    usage[publisher_id] = (count + 1, size)
+                    outcome.append(self._values(publisher_id, req))
+                views = iter(await self._insert(s, [o for o in outcome if isinstance(o, dict)]))
+                results: list[PinView | Exception] = [
+                    o if isinstance(o, QuotaExceeded) else next(views) for o in outcome
+                ]
+        except Exception as e:
+            if len(batch) > 1:  # one bad row must not fail the others: each alone
+                for item in batch:
+                    await self._add_batch([item])
+                return
+            results = [e]
+        for (_, _, fut), result in zip(batch, results, strict=True):
+            if fut.done():  # its caller went away; the pin stands, as any write finished after a disconnect
+                continue
+            if isinstance(result, Exception):
+                fut.set_exception(result)
+            else:
+                fut.set_result(result)
 
     async def _mine(self, s: AsyncSession, publisher_id: int, requestid: str, *, lock: bool = False) -> Pin:
         q = select(Pin).where(Pin.requestid == requestid[:64], Pin.deleted_at.is_(None))
@@ -225,7 +288,7 @@ class PinService:
             old = await self._mine(s, publisher_id, requestid, lock=True)
             await self._check_quota(s, publisher_id, freed=1)
             old.deleted_at = utcnow()
-            view = await self._insert(s, self._values(publisher_id, req, replaces=old.requestid))
+            (view,) = await self._insert(s, [self._values(publisher_id, req, replaces=old.requestid)])
             await enqueue_pin(self._queue, old.requestid, s)
         return view
 

@@ -3,7 +3,7 @@ and cannot write; on SQLite and Postgres."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import bindparam, select, update
@@ -88,3 +88,18 @@ async def test_closed_reader_releases_its_connections(
     assert await fast_reads.first(STATE, cid=cid) is not None
     await fast_reads.close()
     assert fast_reads._idle == [] and fast_reads._pg is None
+
+
+def test_the_resolve_body_is_the_schemas_body() -> None:
+    """The resolve route serializes the view directly; it must equal what the PointerOut schema gives."""
+    from registry.api.pointers import POINTER_JSON
+    from registry.api.schemas import PointerOut
+    from registry.packs.pointers import PointerView
+
+    at = datetime(2026, 12, 2, 5, 6, 7, 890123, tzinfo=UTC)
+    for by in ("alice", None):
+        view = PointerView("Acme", "Tiny-LLM", "latest", "bafkreiabc", at, by)
+        assert (
+            POINTER_JSON.dump_json(view)
+            == PointerOut.model_validate(view, from_attributes=True).model_dump_json().encode()
+        )
