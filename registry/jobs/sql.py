@@ -2,12 +2,17 @@
 
 Postgres: the claim is one ``UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED)``, so replicas of the
 daemon share the queue without a leader. SQLite: write transactions are ``BEGIN IMMEDIATE`` (a single writer),
-so the same statement is serialised. A partial unique index allows one *running* job per dedupe key; a
-claim that would break it is retried with the next candidate.
+so the same statement is serialised. A partial unique index allows one *running* job per dedupe key; the
+claim passes over a queued job whose key is held by a running one (so it does not hold up the jobs behind
+it), and a claim that still breaks the index (a race) is tried again.
+
+Claims, heartbeats, completions and failures run on the raw driver (:mod:`registry.jobs.fastpath`, statements
+in :mod:`registry.jobs.statements`); every change after the claim is fenced by the claim's lease token.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import secrets
@@ -16,16 +21,18 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, func, or_, select, text, update
+from sqlalchemy import Table, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from registry.db.base import utcnow
 from registry.db.engine import readonly_session
 from registry.db.jobs import Job, JobState
+from registry.jobs import statements
+from registry.jobs.fastpath import ConstraintViolation, Op, runner_for
 from registry.jobs.protocol import ClaimedJob, LeaseLost, QueueStats
+from registry.jobs.statements import Stmt
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +63,7 @@ class SqlJobQueue:
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self._last_reap = float("-inf")
+        self._runner = runner_for(sessions)
 
     async def enqueue(
         self,
@@ -113,109 +121,51 @@ class SqlJobQueue:
         """Lease the most urgent runnable job of ``kinds``, or return None."""
         if not kinds:
             return None
-        for _ in range(8):  # a lost race on the running-dedupe index: try the next candidate
+        stmt = statements.claim(len(kinds))
+        for _ in range(8):  # a lost race on the running-dedupe index: try again
+            now = utcnow()
+            token = secrets.token_hex(16)
+            params: dict[str, Any] = {f"k{i}": k for i, k in enumerate(kinds)}
+            params.update(now=now, owner=owner, token=token, expires=now + timedelta(seconds=self.lease_s))
+            # Now and then bury jobs whose last attempt's lease ran out: in the claim's transaction on SQLite
+            # (one hop), as a statement of its own before the claim on Postgres.
+            reap = time.monotonic() - self._last_reap >= REAP_INTERVAL_S
+            ops: list[Op] = [(statements.REAP, {"now": now})] if reap else []
+            ops.append((stmt, params))
             try:
-                return await self._claim_once(kinds, owner)
-            except IntegrityError:
+                rows = (await self._runner.run(*ops))[-1]
+            except ConstraintViolation:
                 continue
+            if reap:
+                self._last_reap = time.monotonic()
+            if not rows:
+                if not reap:  # an idle poll always does
+                    self._last_reap = time.monotonic()
+                    await self._runner.run((statements.REAP, {"now": now}))
+                return None
+            jid, kind, payload, attempts, max_attempts, dedupe_key = rows[0]
+            return ClaimedJob(
+                id=jid,
+                kind=kind,
+                payload=json.loads(payload) if isinstance(payload, str | bytes) else payload,
+                attempts=attempts,
+                max_attempts=max_attempts,
+                lease_token=token,
+                dedupe_key=dedupe_key,
+            )
         return None
 
-    async def _claim_once(self, kinds: Sequence[str], owner: str) -> ClaimedJob | None:
-        now = utcnow()
-        async with self._sessions() as s, s.begin():
-            job = await self._claim_in(s, kinds, owner, now)
-            if job is None or time.monotonic() - self._last_reap >= REAP_INTERVAL_S:
-                self._last_reap = time.monotonic()
-                await self._reap_dead(s, now)
-            return job
-
-    async def _reap_dead(self, s: AsyncSession, now: datetime) -> None:
-        """A running job whose lease expired on its last allowed attempt is dead, not retried."""
-        await s.execute(
-            update(Job)
-            .where(
-                Job.state == JobState.RUNNING,
-                Job.lease_expires_at < now,
-                Job.attempts >= Job.max_attempts,
-            )
-            .values(
-                state=JobState.DEAD,
-                finished_at=now,
-                lease_owner=None,
-                lease_token=None,
-                lease_expires_at=None,
-                last_error=func.coalesce(Job.last_error, "worker lease expired (worker died?)"),
-            )
-        )
-
-    async def _claim_in(
-        self, s: AsyncSession, kinds: Sequence[str], owner: str, now: datetime
-    ) -> ClaimedJob | None:
-        runnable = or_(
-            and_(Job.state == JobState.QUEUED, Job.run_after <= now),
-            and_(
-                Job.state == JobState.RUNNING,
-                Job.lease_expires_at < now,
-                Job.attempts < Job.max_attempts,
-            ),
-        )
-        candidate = (
-            select(Job.id)
-            .where(Job.kind.in_(list(kinds)), runnable)
-            .order_by(Job.priority.desc(), Job.run_after, Job.id)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
-        token = secrets.token_hex(16)
-        stmt = (
-            update(Job)
-            .where(Job.id == candidate)
-            .values(
-                state=JobState.RUNNING,
-                attempts=Job.attempts + 1,
-                lease_owner=owner,
-                lease_token=token,
-                lease_expires_at=now + timedelta(seconds=self.lease_s),
-                started_at=now,
-            )
-            .returning(Job.id, Job.kind, Job.payload, Job.attempts, Job.max_attempts, Job.dedupe_key)
-        )
-        row = (await s.execute(stmt)).one_or_none()
-        if row is None:
-            return None
-        return ClaimedJob(
-            id=row.id,
-            kind=row.kind,
-            payload=row.payload,
-            attempts=row.attempts,
-            max_attempts=row.max_attempts,
-            lease_token=token,
-            dedupe_key=row.dedupe_key,
-        )
-
-    async def _fenced_update(self, job: ClaimedJob, **values: Any) -> None:
-        async with self._sessions() as s, s.begin():
-            res = await s.execute(
-                update(Job)
-                .where(Job.id == job.id, Job.lease_token == job.lease_token, Job.state == JobState.RUNNING)
-                .values(**values)
-            )
-            if res.rowcount != 1:  # type: ignore[attr-defined]
-                raise LeaseLost(job.id)
+    async def _fenced(self, job: ClaimedJob, stmt: Stmt, **params: Any) -> None:
+        """Run a fenced update; raise LeaseLost unless ``job``'s lease token still held the job."""
+        (changed,) = await self._runner.run((stmt, {"job_id": job.id, "token": job.lease_token, **params}))
+        if changed != 1:
+            raise LeaseLost(job.id)
 
     async def heartbeat(self, job: ClaimedJob) -> None:
-        await self._fenced_update(job, lease_expires_at=utcnow() + timedelta(seconds=self.lease_s))
+        await self._fenced(job, statements.HEARTBEAT, expires=utcnow() + timedelta(seconds=self.lease_s))
 
     async def complete(self, job: ClaimedJob) -> None:
-        await self._fenced_update(
-            job,
-            state=JobState.SUCCEEDED,
-            finished_at=utcnow(),
-            lease_owner=None,
-            lease_token=None,
-            lease_expires_at=None,
-        )
+        await self._fenced(job, statements.COMPLETE, now=utcnow())
 
     async def fail(
         self, job: ClaimedJob, error: str, *, retry_in_s: float | None = None, permanent: bool = False
@@ -224,15 +174,7 @@ class SqlJobQueue:
         error = error[:MAX_ERROR_LEN]
         now = utcnow()
         if permanent or job.attempts >= job.max_attempts:
-            await self._fenced_update(
-                job,
-                state=JobState.DEAD,
-                last_error=error,
-                finished_at=now,
-                lease_owner=None,
-                lease_token=None,
-                lease_expires_at=None,
-            )
+            await self._fenced(job, statements.FAIL_DEAD, error=error, now=now)
             return JobState.DEAD.value
         delay = (
             retry_in_s
@@ -240,38 +182,22 @@ class SqlJobQueue:
             else backoff_delay(job.attempts, self.backoff_base_s, self.backoff_max_s)
         )
         try:
-            await self._fenced_update(
-                job,
-                state=JobState.QUEUED,
-                last_error=error,
-                run_after=now + timedelta(seconds=delay),
-                lease_owner=None,
-                lease_token=None,
-                lease_expires_at=None,
+            await self._fenced(
+                job, statements.FAIL_RETRY, error=error, retry_at=now + timedelta(seconds=delay)
             )
-        except IntegrityError:
+        except ConstraintViolation:
             # The same work was queued again meanwhile (same dedupe key): that job supersedes this one.
-            await self._fenced_update(
-                job, state=JobState.CANCELLED, last_error=error, finished_at=now, lease_token=None
-            )
+            await self._fenced(job, statements.FAIL_CANCEL, error=error, now=now)
             return JobState.CANCELLED.value
         return JobState.QUEUED.value
 
     async def release(self, job: ClaimedJob) -> None:
         """Give a claimed job back untouched (graceful shutdown): the attempt does not count."""
         try:
-            await self._fenced_update(
-                job,
-                state=JobState.QUEUED,
-                attempts=Job.attempts - 1,
-                run_after=utcnow(),
-                lease_owner=None,
-                lease_token=None,
-                lease_expires_at=None,
-            )
-        except IntegrityError:
+            await self._fenced(job, statements.RELEASE, now=utcnow())
+        except ConstraintViolation:
             # A job with the same dedupe key was queued meanwhile; that one will do the work.
-            await self._fenced_update(job, state=JobState.CANCELLED, finished_at=utcnow(), lease_token=None)
+            await self._fenced(job, statements.RELEASE_CANCEL, now=utcnow())
 
     async def stats(self) -> QueueStats:
         now = utcnow()

@@ -1,0 +1,182 @@
+"""The queue's claim, reap and fenced-update statements: SQLAlchemy Core, built once, compiled once per dialect.
+
+Each statement takes named ``bindparam``s. :meth:`Stmt.compiled` renders it for a dialect once and keeps the
+bind processors of the columns' own types (aware UTC datetimes become what the ORM writes), so the hot paths
+in :mod:`registry.jobs.fastpath` run the very same SQL on the raw driver with no per-call construction.
+
+Job states are SQL literals, not parameters: Postgres can then match the partial unique indexes on
+``state = 'queued'`` / ``state = 'running'`` in a generic plan of a prepared statement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, cast
+
+from sqlalchemy import Table, and_, bindparam, exists, func, literal_column, null, or_, select, update
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.dml import Update
+
+from registry.db.jobs import Job, JobState
+
+JOBS = cast(Table, Job.__table__)
+_c = JOBS.c
+
+
+def _state(s: JobState) -> Any:
+    return literal_column(f"'{s.value}'")
+
+
+QUEUED, RUNNING = _state(JobState.QUEUED), _state(JobState.RUNNING)
+RETURNED = (_c.id, _c.kind, _c.payload, _c.attempts, _c.max_attempts, _c.dedupe_key)
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    sql: str
+    names: tuple[str, ...]  # the positional parameters' names, in order (a name may repeat)
+    defaults: dict[str, Any]  # values bound inside the statement (LIMIT 1, attempts + 1)
+    binds: tuple[Callable[[Any], Any] | None, ...]
+    returning: bool
+
+    def args(self, params: dict[str, Any]) -> list[Any]:
+        vals = {**self.defaults, **params}
+        return [
+            v if p is None else p(v) for p, v in zip(self.binds, (vals[n] for n in self.names), strict=True)
+        ]
+
+
+class Stmt:
+    """A Core statement with named parameters and its compiled form per dialect."""
+
+    __slots__ = ("_by_dialect", "returning", "sa")
+
+    def __init__(self, sa: Update) -> None:
+        self.sa = sa
+        self.returning = bool(sa.returning_column_descriptions)  # rows back, or a count of rows changed
+        self._by_dialect: dict[str, Compiled] = {}
+
+    def compiled(self, dialect: Dialect) -> Compiled:
+        c = self._by_dialect.get(dialect.name)
+        if c is None:
+            comp = self.sa.compile(dialect=dialect)
+            names = tuple(comp.positiontup or ())
+            defaults = {k: v for k, v in comp.construct_params(_check=False).items() if v is not None}
+            binds = tuple(comp.binds[n].type._cached_bind_processor(dialect) for n in names)
+            c = Compiled(comp.string, names, defaults, binds, self.returning)
+            self._by_dialect[dialect.name] = c
+        return c
+
+
+def _runnable(now: Any) -> Any:
+    """Queued and due (and not held back by a running job with its dedupe key), or leased out and expired."""
+    running = JOBS.alias("running_job")
+    key_free = or_(
+        _c.dedupe_key.is_(None),
+        ~exists().where(running.c.state == RUNNING, running.c.dedupe_key == _c.dedupe_key),
+    )
+    return or_(
+        and_(_c.state == QUEUED, _c.run_after <= now, key_free),
+        and_(_c.state == RUNNING, _c.lease_expires_at < now, _c.attempts < _c.max_attempts),
+    )
+
+
+@lru_cache(maxsize=64)
+def claim(n_kinds: int) -> Stmt:
+    """Lease the most urgent runnable job among ``k0`` .. ``k{n-1}`` (one statement, RETURNING the job).
+
+    Parameters: ``k0``.., ``now``, ``owner``, ``token``, ``expires``. On Postgres the candidate row is locked
+    with ``FOR UPDATE SKIP LOCKED``, so concurrent claimers take different jobs; SQLite ignores the clause
+    (its writers are serialised by ``BEGIN IMMEDIATE``).
+    """
+    now = bindparam("now", type_=_c.run_after.type)
+    kinds = [bindparam(f"k{i}", type_=_c.kind.type) for i in range(n_kinds)]
+    candidate = (
+        select(_c.id)
+        .where(_c.kind.in_(kinds), _runnable(now))
+        .order_by(_c.priority.desc(), _c.run_after, _c.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    return Stmt(
+        update(JOBS)
+        .where(_c.id == candidate)
+        .values(
+            state=RUNNING,
+            attempts=_c.attempts + 1,
+            lease_owner=bindparam("owner", type_=_c.lease_owner.type),
+            lease_token=bindparam("token", type_=_c.lease_token.type),
+            lease_expires_at=bindparam("expires", type_=_c.lease_expires_at.type),
+            started_at=now,
+        )
+        .returning(*RETURNED)
+    )
+
+
+def _reap() -> Stmt:
+    now = bindparam("now", type_=_c.run_after.type)
+    return Stmt(
+        update(JOBS)
+        .where(_c.state == RUNNING, _c.lease_expires_at < now, _c.attempts >= _c.max_attempts)
+        .values(
+            state=_state(JobState.DEAD),
+            finished_at=now,
+            lease_owner=null(),
+            lease_token=null(),
+            lease_expires_at=null(),
+            last_error=func.coalesce(_c.last_error, "worker lease expired (worker died?)"),
+        )
+    )
+
+
+# A running job whose lease expired on its last allowed attempt is dead, not retried. Parameter: ``now``.
+REAP = _reap()
+
+
+def _fenced(**values: Any) -> Stmt:
+    """Change a job only while ``token`` still holds its lease (parameters ``job_id``, ``token`` + ``values``'s).
+
+    A worker whose lease was taken over updates no row, and the queue raises ``LeaseLost``.
+    """
+    return Stmt(
+        update(JOBS)
+        .where(
+            _c.id == bindparam("job_id", type_=_c.id.type),
+            _c.lease_token == bindparam("token", type_=_c.lease_token.type),
+            _c.state == RUNNING,
+        )
+        .values(**values)
+    )
+
+
+def _p(name: str, column: str) -> Any:
+    return bindparam(name, type_=_c[column].type)
+
+
+_UNLEASED = {"lease_owner": null(), "lease_token": null(), "lease_expires_at": null()}
+
+HEARTBEAT = _fenced(lease_expires_at=_p("expires", "lease_expires_at"))
+COMPLETE = _fenced(state=_state(JobState.SUCCEEDED), finished_at=_p("now", "finished_at"), **_UNLEASED)
+FAIL_DEAD = _fenced(
+    state=_state(JobState.DEAD),
+    last_error=_p("error", "last_error"),
+    finished_at=_p("now", "finished_at"),
+    **_UNLEASED,
+)
+FAIL_RETRY = _fenced(
+    state=QUEUED, last_error=_p("error", "last_error"), run_after=_p("retry_at", "run_after"), **_UNLEASED
+)
+# fail() when the retry would clash with a job queued again meanwhile (same dedupe key): that one supersedes it
+FAIL_CANCEL = _fenced(
+    state=_state(JobState.CANCELLED),
+    last_error=_p("error", "last_error"),
+    finished_at=_p("now", "finished_at"),
+    lease_token=null(),
+)
+RELEASE = _fenced(state=QUEUED, attempts=_c.attempts - 1, run_after=_p("now", "run_after"), **_UNLEASED)
+RELEASE_CANCEL = _fenced(
+    state=_state(JobState.CANCELLED), finished_at=_p("now", "finished_at"), lease_token=null()
+)
