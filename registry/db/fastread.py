@@ -32,12 +32,15 @@ Row = tuple[Any, ...]
 
 
 @dataclass(frozen=True, slots=True)
-class _Compiled:
+class Compiled:
+    """A statement rendered for one dialect, with its parameters' and columns' processors."""
+
     sql: str
-    names: tuple[str, ...]  # the positional parameters' names, in order
+    names: tuple[str, ...]  # the positional parameters' names, in order (a name may repeat)
     defaults: dict[str, Any]  # values bound inside the statement (limits, literals)
     binds: tuple[Callable[[Any], Any] | None, ...]
-    results: tuple[Callable[[Any], Any] | None, ...]
+    results: tuple[Callable[[Any], Any] | None, ...]  # per selected column (a SELECT's)
+    returning: bool  # rows come back (a SELECT, or RETURNING); else a count of rows changed
 
     def args(self, params: dict[str, Any]) -> list[Any]:
         vals = {**self.defaults, **params} if self.defaults else params
@@ -50,22 +53,26 @@ class _Compiled:
 
 
 class Query:
-    """A Core SELECT with named ``bindparam``s, compiled once per dialect."""
+    """A Core statement with named ``bindparam``s, compiled once per dialect (registry.jobs uses it for its
+    claim and fenced updates too)."""
 
-    __slots__ = ("_by_dialect", "stmt")
+    __slots__ = ("_by_dialect", "returning", "stmt")
 
-    def __init__(self, stmt: AnySelect) -> None:
+    def __init__(self, stmt: Any) -> None:
         self.stmt = stmt
-        self._by_dialect: dict[str, _Compiled] = {}
+        self.returning = isinstance(stmt, Select) or bool(
+            getattr(stmt, "returning_column_descriptions", None)
+        )
+        self._by_dialect: dict[str, Compiled] = {}
 
-    def compiled(self, dialect: Dialect) -> _Compiled:
+    def compiled(self, dialect: Dialect) -> Compiled:
         c = self._by_dialect.get(dialect.name)
         if c is None:
-            c = self._by_dialect[dialect.name] = _compile(self.stmt, dialect)
+            c = self._by_dialect[dialect.name] = _compile(self.stmt, self.returning, dialect)
         return c
 
 
-def _compile(stmt: AnySelect, dialect: Dialect) -> _Compiled:
+def _compile(stmt: Any, returning: bool, dialect: Dialect) -> Compiled:
     comp = stmt.compile(dialect=dialect)
     if "POSTCOMPILE" in comp.string:
         raise ValueError("fast reads take no expanding IN parameters; use a subquery")
@@ -73,8 +80,9 @@ def _compile(stmt: AnySelect, dialect: Dialect) -> _Compiled:
     defaults = {k: v for k, v in comp.construct_params(_check=False).items() if v is not None}
     # The types' cached, dialect-specific processors: what the ORM applies to the same columns.
     binds = tuple(comp.binds[n].type._cached_bind_processor(dialect) for n in names)
-    results = tuple(c.type._cached_result_processor(dialect, None) for c in stmt.selected_columns)
-    return _Compiled(comp.string, names, defaults, binds, results)
+    columns = stmt.selected_columns if isinstance(stmt, Select) else ()
+    results = tuple(c.type._cached_result_processor(dialect, None) for c in columns)
+    return Compiled(comp.string, names, defaults, binds, results, returning)
 
 
 class Snapshot(Protocol):
@@ -113,6 +121,10 @@ class _PgSnap:
         c = q.compiled(self._dialect)
         raw = await self._conn.fetchrow(c.sql, *c.args(params))
         return None if raw is None else c.row(raw)
+
+
+async def _keep(_conn: Any) -> None:
+    """A released connection needs no reset: its sessions are read-only and set no state."""
 
 
 class FastReads:
@@ -166,6 +178,7 @@ class FastReads:
                         timeout=self._timeout,
                         command_timeout=60,
                         server_settings={"default_transaction_read_only": "on"},
+                        reset=_keep,  # read-only sessions that set nothing: no reset round trip per release
                     )
         return self._pg
 

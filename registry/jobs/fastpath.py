@@ -31,7 +31,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from registry.db.engine import SQLITE_BUSY_TIMEOUT_MS
-from registry.jobs.statements import Compiled, Stmt
+from registry.db.fastread import Compiled
+from registry.jobs.statements import Stmt
 
 Op = tuple[Stmt, dict[str, Any]]
 PG_POOL_SIZE = 4  # connections at most: the claim loop, heartbeats and completions of a worker share them
@@ -230,7 +231,7 @@ class _SessionRunner:
         try:
             async with self._sessions() as s, s.begin():
                 for stmt, params in ops:
-                    res = await s.execute(stmt.sa, params)
+                    res = await s.execute(stmt.stmt, params)
                     out.append(res.all() if stmt.returning else res.rowcount)  # type: ignore[attr-defined]
         except IntegrityError as e:
             raise ConstraintViolation(str(e)) from e

@@ -10,15 +10,12 @@ Job states are SQL literals, not parameters: Postgres can then match the partial
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, cast
 
 from sqlalchemy import Table, and_, bindparam, exists, func, literal_column, null, or_, select, update
-from sqlalchemy.engine import Dialect
-from sqlalchemy.sql.dml import Update
 
+from registry.db.fastread import Query
 from registry.db.jobs import Job, JobState
 
 JOBS = cast(Table, Job.__table__)
@@ -33,41 +30,7 @@ QUEUED, RUNNING = _state(JobState.QUEUED), _state(JobState.RUNNING)
 RETURNED = (_c.id, _c.kind, _c.payload, _c.attempts, _c.max_attempts, _c.dedupe_key)
 
 
-@dataclass(frozen=True, slots=True)
-class Compiled:
-    sql: str
-    names: tuple[str, ...]  # the positional parameters' names, in order (a name may repeat)
-    defaults: dict[str, Any]  # values bound inside the statement (LIMIT 1, attempts + 1)
-    binds: tuple[Callable[[Any], Any] | None, ...]
-    returning: bool
-
-    def args(self, params: dict[str, Any]) -> list[Any]:
-        vals = {**self.defaults, **params}
-        return [
-            v if p is None else p(v) for p, v in zip(self.binds, (vals[n] for n in self.names), strict=True)
-        ]
-
-
-class Stmt:
-    """A Core statement with named parameters and its compiled form per dialect."""
-
-    __slots__ = ("_by_dialect", "returning", "sa")
-
-    def __init__(self, sa: Update) -> None:
-        self.sa = sa
-        self.returning = bool(sa.returning_column_descriptions)  # rows back, or a count of rows changed
-        self._by_dialect: dict[str, Compiled] = {}
-
-    def compiled(self, dialect: Dialect) -> Compiled:
-        c = self._by_dialect.get(dialect.name)
-        if c is None:
-            comp = self.sa.compile(dialect=dialect)
-            names = tuple(comp.positiontup or ())
-            defaults = {k: v for k, v in comp.construct_params(_check=False).items() if v is not None}
-            binds = tuple(comp.binds[n].type._cached_bind_processor(dialect) for n in names)
-            c = Compiled(comp.string, names, defaults, binds, self.returning)
-            self._by_dialect[dialect.name] = c
-        return c
+Stmt = Query  # a statement compiled once per dialect (registry.db.fastread)
 
 
 def _runnable(now: Any) -> Any:
