@@ -66,6 +66,13 @@ class JobQueue(Protocol):
         session: AsyncSession | None = None,
     ) -> int: ...
 
+    async def enqueue_many(
+        self, kind: str, jobs: Sequence[tuple[dict[str, Any], str | None]], *, session: AsyncSession
+    ) -> None:
+        """Several jobs of ``kind`` ((payload, dedupe key) each) in the caller's transaction, in one statement;
+        a dedupe key already queued keeps its job, as with ``enqueue``."""
+        ...
+
     async def claim(self, kinds: Sequence[str], owner: str) -> ClaimedJob | None: ...
 
     async def heartbeat(self, job: ClaimedJob) -> None: ...

@@ -96,6 +96,28 @@ class SqlJobQueue:
         async with self._sessions() as s, s.begin():
             return await self._enqueue_in(s, values)
 
+    async def enqueue_many(
+        self, kind: str, jobs: Sequence[tuple[dict[str, Any], str | None]], *, session: AsyncSession
+    ) -> None:
+        if not jobs:
+            return
+        now = utcnow()
+        rows = [
+            {
+                "kind": kind,
+                "payload": payload,
+                "dedupe_key": key,
+                "priority": 0,
+                "state": JobState.QUEUED.value,
+                "attempts": 0,
+                "max_attempts": self.max_attempts,
+                "run_after": now,
+                "created_at": now,
+            }
+            for payload, key in jobs
+        ]
+        await session.execute(_insert_keeping_queued(session.get_bind().dialect.name), rows)
+
     async def _enqueue_in(self, s: AsyncSession, values: dict[str, Any]) -> int:
         table = cast(Table, Job.__table__)
         if values["dedupe_key"] is None:
@@ -220,3 +242,19 @@ class SqlJobQueue:
                         ts = datetime.fromisoformat(str(ts)).replace(tzinfo=now.tzinfo)
                     ages[kind] = max(0.0, (now - ts).total_seconds())
         return QueueStats(depth=depth, oldest_queued_age_s=ages)
+
+
+_INSERTS: dict[str, Any] = {}
+
+
+def _insert_keeping_queued(dialect: str) -> Any:
+    """INSERT INTO jobs ... ON CONFLICT (a dedupe key already queued) DO NOTHING, built once per dialect."""
+    stmt = _INSERTS.get(dialect)
+    if stmt is None:
+        table = cast(Table, Job.__table__)
+        ins = (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
+        # the partial index's predicate as a literal (see _enqueue_in)
+        stmt = _INSERTS[dialect] = ins.on_conflict_do_nothing(
+            index_elements=["dedupe_key"], index_where=text("state = 'queued'")
+        )
+    return stmt

@@ -201,8 +201,8 @@ class PinService:
         if not rows:
             return []
         await s.execute(insert(Pin), rows)
-        for values in rows:
-            await enqueue_pin(self._queue, values["requestid"], s)
+        jobs = [({"requestid": v["requestid"]}, JobKind.PIN.key(v["requestid"])) for v in rows]
+        await self._queue.enqueue_many(JobKind.PIN, jobs, session=s)
         held = await self._holders_in(s, [v["cid_key"] for v in rows])
         return [
             PinView(

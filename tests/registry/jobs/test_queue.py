@@ -34,6 +34,35 @@ async def _expire(sessions: async_sessionmaker[AsyncSession], job_id: int) -> No
         )
 
 
+async def test_enqueue_many_is_one_transaction_and_keeps_queued_dedupe_keys(
+    queue: SqlJobQueue, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    kept = await queue.enqueue("pin", {"requestid": "old"}, dedupe_key="pin:a")
+    async with sessions() as s, s.begin():
+        await queue.enqueue_many(
+            "pin",
+            [({"requestid": "new"}, "pin:a"), ({"requestid": "b"}, "pin:b"), ({"n": 1}, None)],
+            session=s,
+        )
+        await queue.enqueue_many("pin", [], session=s)
+    with pytest.raises(RuntimeError):  # rolled back with the caller's transaction
+        async with sessions() as s, s.begin():
+            await queue.enqueue_many("pin", [({"requestid": "c"}, "pin:c")], session=s)
+            raise RuntimeError
+    async with sessions() as s:
+        jobs = {
+            (j.dedupe_key, j.id if j.dedupe_key == "pin:a" else None): j
+            for j in (await s.execute(select(Job))).scalars()
+        }
+    assert set(jobs) == {("pin:a", kept), ("pin:b", None), (None, None)}
+    assert jobs[("pin:a", kept)].payload == {"requestid": "old"}  # the queued job kept its payload
+    claimed = [await queue.claim(["pin"], "w") for _ in range(3)]
+    assert sorted(str(c.payload) for c in claimed if c) == sorted(
+        str(p) for p in ({"requestid": "old"}, {"requestid": "b"}, {"n": 1})
+    )
+    assert all(c is not None and c.attempts == 1 and c.max_attempts == 3 for c in claimed)
+
+
 async def test_enqueue_dedupes_queued_jobs(queue: SqlJobQueue) -> None:
     a = await queue.enqueue("replicate", {"pack": "x"}, dedupe_key="replicate:x")
     b = await queue.enqueue("replicate", {"pack": "x"}, dedupe_key="replicate:x")
