@@ -8,9 +8,10 @@
 (b) Upload of a ``--size-mib`` shard over loopback (PUT /v1/blobs/{cid}, fsync on) against the in-process
     ``FsBlockstore.ingest_file`` of the same file (the ingest benchmark of #3): throughput ratio (goal >= 0.5)
     and the server's peak RSS growth during the upload.
-(c) ``--postgres`` (needs the server at 127.0.0.1:5432): resolve p99 with 10k and with 1M packs (goal <= 2x).
+(c) The Postgres scale figures (resolve and model-list p99 at 10k and 1M packs) moved to ``bench/bench_scale.py``,
+    which uses this module's server processes, load generator and seeding.
 
-    .venv/bin/python bench/bench_api.py [--duration 10] [--size-mib 1024] [--dir /tmp] [--postgres]
+    .venv/bin/python bench/bench_api.py [--duration 10] [--size-mib 1024] [--dir /tmp]
 """
 
 from __future__ import annotations
@@ -141,9 +142,11 @@ async def _load(urls: list[str], duration: float, connections: int) -> dict[str,
 
 
 def load(urls: list[str], duration: float) -> dict[str, float]:
-    """Runs the load generator in its own process (so it does not share the GIL with us)."""
+    """Runs the load generator in its own process (so it does not share the GIL with us); the URLs go on its
+    stdin (thousands of them exceed the 128 KiB limit of one command-line argument)."""
     out = subprocess.run(
-        [sys.executable, __file__, "_load", str(duration), json.dumps(urls)],
+        [sys.executable, __file__, "_load", str(duration)],
+        input=json.dumps(urls),
         capture_output=True,
         text=True,
         check=True,
@@ -297,108 +300,6 @@ def bench_upload(work: Path, size_mib: int) -> dict[str, Any]:
     }
 
 
-# --------------------------------------------------------------------------- (c) Postgres scaling
-
-
-async def pg_fill(db_url: str, start: int, stop: int, per_model: int = 10) -> None:
-    """Adds packs start..stop-1 (per_model packs per model, a latest pointer each) with bulk inserts."""
-    import hashlib
-
-    from sqlalchemy import insert, select
-
-    from pinner.cids import RAW, cid_bytes_v1, cid_str
-    from registry.db.base import utcnow
-    from registry.db.engine import create_engine
-    from registry.db.models import Model, Namespace, Pack, PackState, Pointer
-
-    engine = create_engine(db_url)
-    now = utcnow()
-    try:
-        async with engine.begin() as conn:
-            ns_id = (await conn.execute(select(Namespace.id).where(Namespace.name == "acme"))).scalar_one()
-        batch = 20_000
-        for lo in range(start, stop, batch):
-            hi = min(stop, lo + batch)
-            first_model, last_model = lo // per_model, (hi - 1) // per_model
-            models = [
-                {"id": m + 1000, "namespace_id": ns_id, "name": f"m{m}", "created_at": now}
-                for m in range(first_model, last_model + 1)
-                if m * per_model >= lo
-            ]
-            packs, pointers = [], []
-            for i in range(lo, hi):
-                cid = cid_str(cid_bytes_v1(RAW, hashlib.sha256(b"pack%d" % i).digest()))
-                packs.append(
-                    {
-                        "cid": cid,
-                        "model_id": i // per_model + 1000,
-                        "model_version": str(i),
-                        "manifest": b"{}",
-                        "state": PackState.AVAILABLE,
-                        "total_size": 1,
-                        "shard_count": 1,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                )
-                if i % per_model == per_model - 1:
-                    pointers.append(
-                        {
-                            "model_id": i // per_model + 1000,
-                            "tag": "latest",
-                            "pack_cid": cid,
-                            "updated_at": now,
-                        }
-                    )
-            async with engine.begin() as conn:
-                if models:
-                    await conn.execute(insert(Model), models)
-                await conn.execute(insert(Pack), packs)
-                if pointers:
-                    await conn.execute(insert(Pointer), pointers)
-        async with engine.begin() as conn:
-            from sqlalchemy import text
-
-            await conn.execute(text("ANALYZE"))
-    finally:
-        await engine.dispose()
-
-
-def bench_postgres(work: Path, duration: float, sizes: list[int]) -> dict[str, Any]:
-    from tests import dbutil
-
-    name = dbutil.unique_name("modelpack_bench")
-    dbutil.pg_create(name)
-    db_url = dbutil.pg_url(name)
-    out: dict[str, Any] = {}
-    try:
-        token = asyncio.run(seed_local(db_url))
-        del token
-        have = 0
-        for n in sizes:
-            t0 = time.perf_counter()
-            asyncio.run(pg_fill(db_url, have, n))
-            fill_s = time.perf_counter() - t0
-            have = n
-            data_dir = work / f"pg-{n}"
-            data_dir.mkdir()
-            port = free_port()
-            server = Server("_registry", str(data_dir), db_url, str(port), "0")  # read cache off: the DB path
-            try:
-                rnd = random.Random(n)
-                urls = [
-                    f"http://127.0.0.1:{port}/v1/models/acme/m{rnd.randrange(n // 10)}/pointers/latest"
-                    for _ in range(2000)
-                ]
-                load(urls[:100], 1.0)
-                out[str(n)] = {**load(urls, duration), "fill_s": fill_s}
-            finally:
-                server.stop()
-    finally:
-        dbutil.pg_drop(name)
-    return out
-
-
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1].startswith("_"):
         cmd = sys.argv[1]
@@ -409,7 +310,8 @@ def main() -> None:
                 sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]) if len(sys.argv) > 5 else 1.0
             )
         elif cmd == "_load":
-            print(json.dumps(asyncio.run(_load(json.loads(sys.argv[3]), float(sys.argv[2]), CONNECTIONS))))
+            urls = json.loads(sys.stdin.read())
+            print(json.dumps(asyncio.run(_load(urls, float(sys.argv[2]), CONNECTIONS))))
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=10.0)
@@ -418,8 +320,6 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()))
     ap.add_argument("--skip-upload", action="store_true")
     ap.add_argument("--skip-requests", action="store_true")
-    ap.add_argument("--postgres", action="store_true", help="(c): resolve p99 at 10k and 1M packs")
-    ap.add_argument("--pg-sizes", default="10000,1000000")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="modelpack-bench-api-", dir=args.dir))
     report: dict[str, Any] = {}
@@ -447,17 +347,6 @@ def main() -> None:
                 f"{u['upload_s']:.2f} s  ratio {u['ratio']:.2f} (goal >= 0.5)  "
                 f"server RSS +{u['server_rss_peak_growth_mib']:.0f} MiB (from {u['server_rss_before_mib']:.0f})"
             )
-        if args.postgres:
-            sizes = [int(x) for x in args.pg_sizes.split(",")]
-            p = report["postgres"] = bench_postgres(work, args.duration, sizes)
-            for n in sizes:
-                x = p[str(n)]
-                print(
-                    f"(c) {n:>8} packs: resolve {x['rps']:.0f} req/s  p50 {x['p50_ms']:.1f} ms  "
-                    f"p99 {x['p99_ms']:.1f} ms  (fill {x['fill_s']:.0f} s)"
-                )
-            growth = p[str(sizes[-1])]["p99_ms"] / p[str(sizes[0])]["p99_ms"]
-            print(f"(c) p99 growth {sizes[0]} -> {sizes[-1]}: {growth:.2f}x (goal <= 2)")
         print(json.dumps(report, indent=2, default=str), file=sys.stderr)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -31,6 +31,7 @@ log = logging.getLogger("modelpack.gate")
 DEGRADED = "degraded"  # Pack.flagged prefixes: the gate's own flag clears itself when the pack recovers;
 UNCURATED = "un-curated: "  # an admin's does not (only a manual curate clears it)
 MAX_REASON = 1024
+SWEEP_PAGE = 1000  # curated pointers read per query by the sweep
 _IS_TARGET = (  # NOT EXISTS: no bind per curated model
     (Pointer.tag == TAG) & (Pointer.model_id == Pack.model_id) & (Pointer.pack_cid == Pack.cid)
 )
@@ -267,12 +268,13 @@ class CurationService:
     async def sweep(self) -> dict[str, int]:
         """Re-check curated packs (lost replicas, revoked keys) and try every validated one."""
         counts: dict[str, int] = {}
+
+        def count(out: CurationOutcome) -> None:
+            counts[out.status] = counts.get(out.status, 0) + 1
+
         async with self._sessions() as s:
-            # Every pack a curated pointer names, each sweep; other curated packs (rollback candidates)
-            # and validated ones waiting for trust or replicas, a random batch at a time.
-            targets = (
-                await s.execute(select(Pointer.pack_cid, Pointer.model_id).where(Pointer.tag == TAG))
-            ).all()
+            # Other curated packs (rollback candidates) and validated ones waiting for trust or replicas, a
+            # random batch at a time, chosen before any check (as the pointers were).
             others = (
                 await s.execute(
                     select(Pack.cid, Pack.model_id)
@@ -289,13 +291,27 @@ class CurationService:
                     .limit(self.config.sweep_batch)
                 )
             ).all()
-        curated = [*targets, *others]
-        for cid, mid in curated:  # each listing by its model: a CID may be listed under several
-            out = await self.check_curated(cid, mid)
-            counts[out.status] = counts.get(out.status, 0) + 1
+        # Every pack a curated pointer names, each sweep, a page of pointers at a time (keyset on the id).
+        after = 0
+        while True:
+            async with self._sessions() as s:
+                page = (
+                    await s.execute(
+                        select(Pointer.id, Pointer.pack_cid, Pointer.model_id)
+                        .where(Pointer.tag == TAG, Pointer.id > after)
+                        .order_by(Pointer.id)
+                        .limit(SWEEP_PAGE)
+                    )
+                ).all()
+            for _, cid, mid in page:  # each listing by its model: a CID may be listed under several
+                count(await self.check_curated(cid, mid))
+            if len(page) < SWEEP_PAGE:
+                break
+            after = page[-1][0]
+        for cid, mid in others:
+            count(await self.check_curated(cid, mid))
         for cid, mid in waiting:
-            out = await self.try_curate(cid, mid)
-            counts[out.status] = counts.get(out.status, 0) + 1
+            count(await self.try_curate(cid, mid))
         return counts
 
     # -- by hand ---------------------------------------------------------------------------------

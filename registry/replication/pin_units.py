@@ -38,17 +38,19 @@ async def enqueue_pins_of(sessions: async_sessionmaker[AsyncSession], queue: Job
     await enqueue_pins(queue, rids)
 
 
-async def enqueue_unsettled_pins(sessions: async_sessionmaker[AsyncSession], queue: JobQueue) -> int:
-    """Every pin that may need work: not yet pinned or failed, deleted (to unpin), or pinned (re-checked)."""
-    async with sessions() as s:
-        rids = list(
-            (
-                await s.execute(
-                    select(Pin.requestid).where(
-                        (Pin.status != PinStatus.FAILED) | Pin.deleted_at.is_not(None)
-                    )
-                )
-            ).scalars()
-        )
-    await enqueue_pins(queue, rids)
-    return len(rids)
+async def enqueue_unsettled_pins(
+    sessions: async_sessionmaker[AsyncSession], queue: JobQueue, page: int = 1000
+) -> int:
+    """Every pin that may need work: not yet pinned or failed, deleted (to unpin), or pinned (re-checked);
+    read ``page`` rows at a time (keyset on the id), so memory stays bounded however many pins there are."""
+    unsettled = (Pin.status != PinStatus.FAILED) | Pin.deleted_at.is_not(None)
+    after, total = 0, 0
+    while True:
+        async with sessions() as s:
+            q = select(Pin.id, Pin.requestid).where(unsettled, Pin.id > after).order_by(Pin.id).limit(page)
+            rows = (await s.execute(q)).all()
+        await enqueue_pins(queue, [rid for _, rid in rows])
+        total += len(rows)
+        if len(rows) < page:
+            return total
+        after = rows[-1][0]

@@ -6,7 +6,7 @@ minimum), shared by the status API, the CLI and the curation rule.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -82,8 +82,13 @@ async def pack_units(session: AsyncSession, pack: Pack | Manifest) -> list[Unit]
     shards = (
         await session.execute(select(Shard).where(Shard.pack_cid == pack.cid).order_by(Shard.position))
     ).scalars()
-    units = [Unit(normalize_cid(s.cid), s.size, s.role, s.filename) for s in shards]  # files too
-    return [*units, Unit(normalize_cid(pack.cid), len(pack.manifest), "manifest", "manifest")]
+    return units_of(pack.cid, len(pack.manifest), shards)
+
+
+def units_of(pack_cid: str, manifest_size: int, shards: Iterable[Shard]) -> list[Unit]:
+    """The pack's units from its shard rows (files too) in position order, then the manifest block."""
+    units = [Unit(normalize_cid(s.cid), s.size, s.role, s.filename) for s in shards]
+    return [*units, Unit(normalize_cid(pack_cid), manifest_size, "manifest", "manifest")]
 
 
 async def pack_target(session: AsyncSession, pack: Pack | Manifest, defaults: Target) -> Target:
@@ -96,11 +101,19 @@ async def pack_target(session: AsyncSession, pack: Pack | Manifest, defaults: Ta
         model_ids = [pack.model_id]
     else:
         model_ids = list((await session.execute(select(Pack.model_id).where(Pack.cid == pack.cid))).scalars())
+    models = [await session.get(Model, mid) for mid in model_ids]
+    return combined_target(
+        [(m.replication_min, m.replication_max) if m else (None, None) for m in models], defaults
+    )
+
+
+def combined_target(overrides: Sequence[tuple[int | None, int | None]], defaults: Target) -> Target:
+    """The target of content listed by models with these ``(replication_min, replication_max)`` overrides
+    (None or 0: the default): the largest of each, so the copies satisfy every listing."""
     lo, hi = defaults.min, defaults.max
-    for i, mid in enumerate(model_ids):
-        model = await session.get(Model, mid)
-        m_lo = model.replication_min if model and model.replication_min else defaults.min
-        m_hi = model.replication_max if model and model.replication_max else defaults.max
+    for i, (o_lo, o_hi) in enumerate(overrides):
+        m_lo = o_lo if o_lo else defaults.min
+        m_hi = o_hi if o_hi else defaults.max
         lo, hi = (m_lo, m_hi) if i == 0 else (max(lo, m_lo), max(hi, m_hi))
     return Target(lo, max(hi, lo))
 

@@ -1,14 +1,17 @@
 """The curation sweep's queries carry a constant number of bind parameters, however many models are curated
-(``NOT IN (every curated target)`` passed the drivers' ~32k limit on large registries)."""
+(``NOT IN (every curated target)`` passed the drivers' ~32k limit on large registries), and every curated
+target is checked once however many pages of pointers the sweep reads."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from registry.db.models import Model, Namespace, Pack, PackState, Pointer
+from registry.gate import curation as curation_module
 from registry.gate.config import GateConfig
 from registry.gate.curation import CurationOutcome, CurationService
 from registry.gate.rule import Fact
@@ -20,9 +23,12 @@ async def _fine(session: AsyncSession, pack_cid: str, model_id: int) -> Fact:
     return Fact(True, ())
 
 
+@pytest.mark.parametrize("page", [None, 7])  # 7: the curated pointers are read in many pages
 async def test_sweep_binds_do_not_grow_with_the_curated_models(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch, page: int | None
 ) -> None:
+    if page is not None:
+        monkeypatch.setattr(curation_module, "SWEEP_PAGE", page)
     async with sessions() as s, s.begin():
         ns = Namespace(name="acme")
         s.add(ns)

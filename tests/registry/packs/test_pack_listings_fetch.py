@@ -8,9 +8,9 @@ from sqlalchemy import select
 
 from registry.api.keys import SESSIONS, SHARD_FETCH
 from registry.db.jobs import Job
-from registry.jobs.kinds import JobKind
 from registry.db.listings import listings_of
 from registry.db.models import PackState
+from registry.jobs.kinds import JobKind
 from tests.registry.api import helpers
 from tests.registry.api.conftest import Registry, reg  # noqa: F401  (the app fixture, both databases)
 from tests.registry.api.test_publish_fetch import (  # the fake Kubo node fixture

@@ -3,13 +3,16 @@ decides, every CID spelling a node uses is understood, and pins the node holds f
 
 from __future__ import annotations
 
+import pytest
 from multiformats import CID
 from sqlalchemy import func, select, update
 
 from pinner.states import ReplicaState
 from registry.db.jobs import Job
-from registry.db.models import IpfsNode, Replica
+from registry.db.models import IpfsNode, Manifest, Replica
 from registry.jobs.protocol import ClaimedJob
+from registry.replication import reconcile
+from registry.replication.summary import pack_units
 from tests.registry.replication.conftest import Harness
 
 FOREIGN = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"  # pinned by someone else on the same node
@@ -76,3 +79,39 @@ async def test_an_unreachable_node_is_marked_down_and_its_rows_kept(harness: Har
     async with harness.sessions() as s:
         node = (await s.execute(select(IpfsNode).where(IpfsNode.name == "n1"))).scalar_one()
         assert node.state.value == "down" and "node_unreachable" in (node.last_error or "")
+
+
+async def test_reconcile_pages_through_replicas_and_packs(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages of one row: every replica and every live pack is still judged once, across page boundaries."""
+    monkeypatch.setattr(reconcile, "PAGE", 1)
+    a, b = await harness.add_fake("n0"), await harness.add_fake("n1")
+    cids = [await harness.make_pack(version=f"v{i}") for i in range(3)]
+    for cid in cids:
+        await harness.service.replicate_pack(cid)
+    by_pack = {}
+    async with harness.sessions() as s:
+        for cid in cids:
+            manifest = await s.get(Manifest, cid)
+            assert manifest is not None
+            by_pack[cid] = [u.cid for u in await pack_units(s, manifest)]
+    lost = {by_pack[cids[0]][0], by_pack[cids[2]][-1]}  # the first pack's first unit, the last's manifest
+    b.pins -= lost
+    flying = by_pack[cids[1]][1]
+    a_id = await node_id(harness, "n0")
+    async with harness.sessions() as s, s.begin():
+        await s.execute(
+            update(Replica)
+            .where(Replica.node_id == a_id, Replica.cid == flying)
+            .values(state=ReplicaState.PINNING)
+        )
+
+    enqueued = await harness.service.reconciler.reconcile_all()
+
+    st = await states(harness)
+    assert {u for (u, n), v in st.items() if v is ReplicaState.LOST} == lost
+    assert all(n == "n1" for (u, n), v in st.items() if v is ReplicaState.LOST)
+    assert st[(flying, "n0")] is ReplicaState.PINNED
+    assert sorted(enqueued) == sorted([cids[0], cids[2]])  # each needy pack once, the others not
+    assert a.pins >= {u for us in by_pack.values() for u in us}
