@@ -91,15 +91,14 @@ class BrowseService:
     async def list_models(
         self, *, namespace: str | None, prefix: str | None, after: tuple[str, str] | None, limit: int
     ) -> list[ModelSummary]:
-        query = reads.models_query(
-            namespace=namespace is not None, prefix=bool(prefix), after=after is not None
-        )
-        params: dict[str, Any] = {"limit": limit}
+        if not prefix:
+            rows = await reads.walk_models(self._reads, namespace=namespace, after=after, limit=limit)
+            return [ModelSummary(ns, name, at) for ns, name, at in rows]
+        query = reads.models_query(namespace=namespace is not None, after=after is not None)
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        params: dict[str, Any] = {"limit": limit, "pattern": escaped.lower() + "%"}  # case-blind
         if namespace is not None:
             params["ns"] = name_key(namespace)
-        if prefix:
-            escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            params["pattern"] = escaped.lower() + "%"
         if after is not None:
             params["after_ns"], params["after_name"] = after
         rows = await self._reads.all(query, **params)

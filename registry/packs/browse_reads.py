@@ -147,12 +147,12 @@ async def pack_detail_rows(
 
 # ---------------------------------------------------------------------------------------------- model list
 
-_MODELS: dict[tuple[bool, bool, bool], Query] = {}
+_MODELS: dict[tuple[bool, bool], Query] = {}
 
 
-def models_query(*, namespace: bool, prefix: bool, after: bool) -> Query:
-    """The model list with the filters in use (eight variants, each compiled once)."""
-    key = (namespace, prefix, after)
+def models_query(*, namespace: bool, after: bool) -> Query:
+    """The model list by name prefix, with the other filters in use (four variants, each compiled once)."""
+    key = (namespace, after)
     q = _MODELS.get(key)
     if q is None:
         stmt: AnySelect = select(Namespace.name, Model.name, Model.created_at).join(
@@ -160,8 +160,8 @@ def models_query(*, namespace: bool, prefix: bool, after: bool) -> Query:
         )
         if namespace:
             stmt = stmt.where(namespace_key_is("ns"))
-        if prefix:  # case-blind; the bound pattern is escaped by the caller
-            stmt = stmt.where(func.lower(Model.name).like(bindparam("pattern"), escape="\\"))
+        # case-blind; the bound pattern is escaped by the caller
+        stmt = stmt.where(func.lower(Model.name).like(bindparam("pattern"), escape="\\"))
         if after:
             stmt = stmt.where(
                 or_(
@@ -171,3 +171,59 @@ def models_query(*, namespace: bool, prefix: bool, after: bool) -> Query:
             )
         q = _MODELS[key] = Query(stmt.order_by(Namespace.name, Model.name).limit(bindparam("limit")))
     return q
+
+
+# Without a prefix the list walks namespaces in name order and each one's models through the unique index
+# (namespace_id, name), so a page costs a few index range scans however many models there are; a join
+# ordered by both names would sort every model of the namespaces it spans (Postgres cannot keep the inner
+# order across a nested loop).
+_HAS_MODELS = select(Model.id).where(Model.namespace_id == Namespace.id).exists()
+_NAMESPACES_FROM = Query(
+    select(Namespace.id, Namespace.name)
+    .where(Namespace.name >= bindparam("from_ns"), _HAS_MODELS)
+    .order_by(Namespace.name)
+    .limit(bindparam("limit"))
+)
+_NAMESPACES_AFTER = Query(
+    select(Namespace.id, Namespace.name)
+    .where(Namespace.name > bindparam("from_ns"), _HAS_MODELS)
+    .order_by(Namespace.name)
+    .limit(bindparam("limit"))
+)
+_NAMESPACE_NAMED = Query(select(Namespace.id, Namespace.name).where(namespace_key_is("ns")))
+_MODELS_IN = Query(
+    select(Model.name, Model.created_at)
+    .where(Model.namespace_id == bindparam("ns_id"), Model.name > bindparam("after_name"))
+    .order_by(Model.name)
+    .limit(bindparam("limit"))
+)
+
+
+async def walk_models(
+    reads: FastReads, *, namespace: str | None, after: tuple[str, str] | None, limit: int
+) -> list[tuple[str, str, Any]]:
+    """(namespace, model, created_at) of the first ``limit`` models after ``after``, in name order."""
+    out: list[tuple[str, str, Any]] = []
+    async with reads.snapshot() as s:
+        if namespace is not None:
+            spaces = await s.all(_NAMESPACE_NAMED, ns=name_key(namespace))
+            if after is not None:
+                spaces = [sp for sp in spaces if sp[1] >= after[0]]
+        else:
+            spaces = await s.all(_NAMESPACES_FROM, from_ns=after[0] if after else "", limit=limit)
+        while spaces:
+            for ns_id, ns_name in spaces:
+                first = after is not None and ns_name == after[0]
+                rows = await s.all(
+                    _MODELS_IN,
+                    ns_id=ns_id,
+                    after_name=after[1] if first and after else "",
+                    limit=limit - len(out),
+                )
+                out.extend((ns_name, name, at) for name, at in rows)
+                if len(out) >= limit:
+                    return out
+            if namespace is not None or len(spaces) < limit:
+                return out
+            spaces = await s.all(_NAMESPACES_AFTER, from_ns=spaces[-1][1], limit=limit)
+    return out

@@ -1,0 +1,68 @@
+"""The model list walks namespaces in name order (registry.packs.browse_reads.walk_models): every page size,
+with and without a namespace, over empty namespaces, gives exactly the sorted list (SQLite and Postgres)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from registry.db.fastread import FastReads
+from registry.db.models import Model, Namespace
+from registry.packs.browse import BrowseService
+
+LAYOUT = {
+    "acme": ["b", "a", "C-up", "z"],
+    "empty1": [],
+    "beta": ["m"],
+    "empty2": [],
+    "Zeta": ["x", "y"],
+    "delta": [],
+}
+
+
+@pytest.fixture
+async def browse(sessions: async_sessionmaker[AsyncSession], fast_reads: FastReads) -> BrowseService:
+    async with sessions() as s, s.begin():
+        for ns, models in LAYOUT.items():
+            space = Namespace(name=ns)
+            s.add(space)
+            await s.flush()
+            for m in models:
+                s.add(Model(namespace_id=space.id, name=m))
+    return BrowseService(sessions, fast_reads)
+
+
+async def _all(browse: BrowseService, limit: int, namespace: str | None) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    after = None
+    for _ in range(50):
+        page = await browse.list_models(namespace=namespace, prefix=None, after=after, limit=limit)
+        assert len(page) <= limit
+        out += [(m.namespace, m.name) for m in page]
+        if len(page) < limit:
+            return out
+        after = (page[-1].namespace, page[-1].name)
+    raise AssertionError("paging did not end")
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 100])
+async def test_pages_give_the_sorted_list(
+    browse: BrowseService, sessions: async_sessionmaker[AsyncSession], limit: int
+) -> None:
+    async with (
+        sessions() as s
+    ):  # the database's own order (its collation): by namespace name, then model name
+        names = [
+            tuple(r)
+            for r in await s.execute(
+                select(Namespace.name, Model.name)
+                .join(Namespace, Namespace.id == Model.namespace_id)
+                .order_by(Namespace.name, Model.name)
+            )
+        ]
+    assert set(names) == {(ns, m) for ns, ms in LAYOUT.items() for m in ms} and len(names) == 7
+    assert await _all(browse, limit, None) == names
+    assert await _all(browse, limit, "ACME") == [p for p in names if p[0] == "acme"]  # case-blind namespace
+    assert await _all(browse, limit, "empty1") == []
+    assert await browse.list_models(namespace="nobody", prefix=None, after=None, limit=limit) == []
