@@ -195,6 +195,9 @@ def normalize_cid(text: str) -> str:
     js-ipfs prints CIDv1 in base58btc (`zb2...`) where Kubo prints base32 (`bafy...`); comparing CIDs
     from several nodes only works on one spelling.
     """
+    fast = _fast_canonical(text)  # already canonical (the spellings Kubo prints): no decoding
+    if fast is not None:
+        return fast
     cid = decode_cid(text)
     if cid.version == 0:
         return str(cid)

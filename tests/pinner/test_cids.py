@@ -57,3 +57,25 @@ def test_truncated_digests_are_refused(size: int) -> None:
         verify_node_block(str(cid), DATA)
     with pytest.raises(InvalidBlock):  # the blockstore's check
         verify_block(cid, DATA)
+
+
+def test_the_canonical_spellings_take_the_fast_path_with_the_same_answers() -> None:
+    """normalize_cid skips decoding for the spellings Kubo prints; every answer equals multiformats' own."""
+    import random
+
+    rnd = random.Random(7)
+    for _ in range(200):
+        digest = multihash.digest(rnd.randbytes(rnd.randrange(1, 64)), "sha2-256")
+        for cid in (CID("base58btc", 0, "dag-pb", digest), CID("base32", 1, "raw", digest)):
+            for spelling in (str(cid), str(cid.set(base="base58btc")) if cid.version else str(cid)):
+                decoded = CID.decode(spelling)
+                want = str(decoded) if decoded.version == 0 else str(decoded.set(base="base32"))
+                assert normalize_cid(spelling) == want
+    for bad in (V1[:-1] + ("a" if V1[-1] != "a" else "b"), V1.upper(), V0[:-1] + "0", "bafy" + "a" * 55):
+        try:
+            decoded = CID.decode(bad)
+        except Exception:
+            with pytest.raises(InvalidCid):
+                normalize_cid(bad)
+        else:  # a valid CID in another spelling (base32 upper): printed the canonical way
+            assert normalize_cid(bad) == str(decoded.set(base="base32"))
