@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from bench_ingest import make_file  # the same random test file
+
 MIB = 1024 * 1024
 
 SHA256_PASS = """\
@@ -66,15 +68,6 @@ def run_once(cmd: list[str]) -> tuple[float, float, str]:
         raise SystemExit(f"{cmd!r} exited {out.returncode}: {out.stderr.strip()}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return wall, cpu, out.stdout
-
-
-def make_file(path: Path, size: int) -> None:
-    with path.open("wb") as f:
-        left = size
-        while left:
-            n = min(left, 16 * MIB)
-            f.write(os.urandom(n))
-            left -= n
 
 
 @contextmanager

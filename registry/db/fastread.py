@@ -202,29 +202,29 @@ class FastReads:
         async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             yield _PgSnap(conn, self.dialect)
 
-    async def all(self, q: Query, **params: Any) -> list[Row]:
-        """One statement's rows (its own implicit read transaction)."""
+    @asynccontextmanager
+    async def _one_statement(self) -> AsyncIterator[Snapshot]:
+        """A connection for one statement (its own implicit read transaction)."""
         if self._sqlite:
             conn = self._sqlite_conn()
             try:
-                return await _SqliteSnap(conn, self.dialect).all(q, **params)
+                yield _SqliteSnap(conn, self.dialect)
             finally:
                 self._sqlite_release(conn)
+            return
         pool = await self._pg_pool()
-        async with pool.acquire() as conn:
-            return await _PgSnap(conn, self.dialect).all(q, **params)
+        async with pool.acquire() as pg:
+            yield _PgSnap(pg, self.dialect)
+
+    async def all(self, q: Query, **params: Any) -> list[Row]:
+        """One statement's rows."""
+        async with self._one_statement() as s:
+            return await s.all(q, **params)
 
     async def first(self, q: Query, **params: Any) -> Row | None:
         """The first row (or None) of one statement."""
-        if self._sqlite:
-            conn = self._sqlite_conn()
-            try:
-                return await _SqliteSnap(conn, self.dialect).first(q, **params)
-            finally:
-                self._sqlite_release(conn)
-        pool = await self._pg_pool()
-        async with pool.acquire() as conn:
-            return await _PgSnap(conn, self.dialect).first(q, **params)
+        async with self._one_statement() as s:
+            return await s.first(q, **params)
 
     async def close(self) -> None:
         self._closed = True

@@ -6,21 +6,19 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from registry.db.base import utcnow
 from registry.db.engine import create_engine, session_factory
-from registry.db.jobs import Job, JobState
+from registry.db.jobs import JobState
 from registry.db.migrate import upgrade
 from registry.jobs import fastpath
 from registry.jobs.protocol import ClaimedJob, LeaseLost
 from registry.jobs.sql import SqlJobQueue
 from tests import dbutil
+from tests.registry.jobs.test_queue import _expire, _job
 
 
 @pytest.fixture
@@ -28,16 +26,7 @@ def queue(sessions: async_sessionmaker[AsyncSession]) -> SqlJobQueue:
     return SqlJobQueue(sessions, lease_s=30, max_attempts=3)
 
 
-async def _row(sessions: async_sessionmaker[AsyncSession], job_id: int) -> Job:
-    async with sessions() as s:
-        return (await s.execute(select(Job).where(Job.id == job_id))).scalar_one()
-
-
-async def _expire(sessions: async_sessionmaker[AsyncSession], job_id: int) -> None:
-    async with sessions() as s, s.begin():
-        await s.execute(
-            update(Job).where(Job.id == job_id).values(lease_expires_at=utcnow() - timedelta(seconds=1))
-        )
+_row = _job  # the queue tests' own helpers
 
 
 async def _taken_over(queue: SqlJobQueue, sessions: async_sessionmaker[AsyncSession]) -> ClaimedJob:
