@@ -67,3 +67,20 @@ class Pin(Base):
             name="replication_min_le_max",
         ),
     )
+
+
+class PinUsage(Base):
+    """What a publisher's live pins (``deleted_at`` unset) hold: their count and known bytes (the quotas).
+
+    Kept by triggers on ``pins`` (migration 0010) in the transaction of every insert, delete or change of
+    ``deleted_at``/``size``, whatever code writes it; reading it is one primary-key lookup, where counting the
+    pins grew with them.
+    """
+
+    __tablename__ = "pin_usage"
+
+    publisher_id: Mapped[int] = mapped_column(
+        ForeignKey("publishers.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    pins: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    bytes: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)

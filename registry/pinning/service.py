@@ -21,7 +21,7 @@ from pinner.states import ReplicaState
 from registry.db.base import utcnow
 from registry.db.engine import readonly_session
 from registry.db.models import Replica
-from registry.db.pins import Pin, PinStatus
+from registry.db.pins import Pin, PinStatus, PinUsage
 from registry.errors import Conflict, NotFound
 from registry.jobs.kinds import JobKind
 from registry.jobs.protocol import JobQueue
@@ -147,14 +147,12 @@ class PinService:
 
     async def _usage(self, s: AsyncSession, publisher_id: int) -> tuple[int, int]:
         """(pins held, their bytes) of the publisher."""
-        count, size = (
+        row = (
             await s.execute(
-                select(func.count(Pin.id), func.coalesce(func.sum(Pin.size), 0)).where(
-                    Pin.publisher_id == publisher_id, Pin.deleted_at.is_(None)
-                )
+                select(PinUsage.pins, PinUsage.bytes).where(PinUsage.publisher_id == publisher_id)
             )
-        ).one()
-        return int(count or 0), int(size or 0)
+        ).one_or_none()
+        return (0, 0) if row is None else (int(row[0]), int(row[1]))
 
     def _check(self, count: int, size: int) -> None:
         if count >= self.config.max_pins:
