@@ -10,9 +10,11 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from datetime import UTC
+from functools import lru_cache
 from typing import Any
 
 from aiohttp import web
+from yarl import URL
 
 from registry.accounts.principal import Principal
 from registry.api.auth import bearer_token
@@ -55,16 +57,25 @@ async def _principal(request: web.Request) -> Principal:
 
 def _fallback(request: web.Request) -> list[str]:
     """With no node address known: this daemon's own address (its gateway serves the blocks it has)."""
-    host, port = request.url.host or "127.0.0.1", request.url.port or 80
+    return list(_own_address(request.host))
+
+
+@lru_cache(maxsize=64)
+def _own_address(authority: str) -> tuple[str, ...]:
+    """The multiaddr of ``host[:port]`` as a request's Host names it (parsed once per distinct value)."""
+    try:
+        url = URL(f"http://{authority}")
+        host, port = url.host or "127.0.0.1", url.port or 80
+    except ValueError:  # not a host[:port]: this machine's loopback, as with no Host at all
+        host, port = "127.0.0.1", 80
     try:
         proto = "ip4" if ipaddress.ip_address(host).version == 4 else "ip6"
     except ValueError:
         proto = "dns"
-    return [f"/{proto}/{host}/tcp/{port}/http"]
+    return (f"/{proto}/{host}/tcp/{port}/http",)
 
 
-async def _render(request: web.Request, views: list[PinView]) -> list[dict[str, Any]]:
-    svc = _svc(request)
+async def _render(request: web.Request, svc: PsaServices, views: list[PinView]) -> list[dict[str, Any]]:
     holders = await svc.pins.holders([v.cid_key for v in views if v.holders is None])
     known = await svc.addresses.by_node()  # asked once per request; the pick is memoized per holder set
     fallback = _fallback(request)
@@ -101,7 +112,7 @@ async def list_pins(request: web.Request) -> web.Response:
     for key, value in request.query.items():
         query.setdefault(key, []).append(value)
     count, views = await svc.pins.list_pins(principal.publisher_id, parse_filter(query, svc.config))
-    return web.json_response({"count": count, "results": await _render(request, views)})
+    return web.json_response({"count": count, "results": await _render(request, svc, views)})
 
 
 @routes.post("/pins")
@@ -110,14 +121,15 @@ async def add_pin(request: web.Request) -> web.Response:
     svc = _svc(request)
     req = parse_pin(await read_json_object(request, BODY_MAX, 8, "pin"), svc.config)
     view = await svc.pins.add(principal.publisher_id, req)
-    return web.json_response((await _render(request, [view]))[0], status=202)
+    return web.json_response((await _render(request, svc, [view]))[0], status=202)
 
 
 @routes.get("/pins/{requestid}")
 async def get_pin(request: web.Request) -> web.Response:
     principal = await _principal(request)
-    view = await _svc(request).pins.get(principal.publisher_id, request.match_info["requestid"])
-    return web.json_response((await _render(request, [view]))[0])
+    svc = _svc(request)
+    view = await svc.pins.get(principal.publisher_id, request.match_info["requestid"])
+    return web.json_response((await _render(request, svc, [view]))[0])
 
 
 @routes.post("/pins/{requestid}")
@@ -126,7 +138,7 @@ async def replace_pin(request: web.Request) -> web.Response:
     svc = _svc(request)
     req = parse_pin(await read_json_object(request, BODY_MAX, 8, "pin"), svc.config)
     view = await svc.pins.replace(principal.publisher_id, request.match_info["requestid"], req)
-    return web.json_response((await _render(request, [view]))[0], status=202)
+    return web.json_response((await _render(request, svc, [view]))[0], status=202)
 
 
 @routes.delete("/pins/{requestid}")

@@ -22,9 +22,9 @@ import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Generator, Sequence
 from queue import SimpleQueue
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
@@ -34,7 +34,14 @@ from registry.db.engine import SQLITE_BUSY_TIMEOUT_MS
 from registry.db.fastread import Compiled
 from registry.jobs.statements import Stmt
 
+T = TypeVar("T")
 Op = tuple[Stmt, dict[str, Any]]
+# A plan: a generator that yields steps and receives each one's result; what it returns is the plan's result.
+# A step is (statement, params) -> its rows (RETURNING / SELECT) or the count of rows changed, or
+# (statement, [params, ...]) -> None (executemany). Its logic runs between the steps, inside the transaction
+# (on SQLite in the runner's thread: plain computation only).
+Step = tuple[Stmt, dict[str, Any] | list[dict[str, Any]]]
+Plan = Generator[Step, Any, T]
 PG_POOL_SIZE = 4  # connections at most: the claim loop, heartbeats and completions of a worker share them
 PG_CONNECT_TIMEOUT_S = 5.0
 PG_COMMAND_TIMEOUT_S = 60.0
@@ -53,6 +60,12 @@ class Runner(Protocol):
         """
         ...
 
+    async def plan(self, plan: Plan[T], *, atomic: bool = True) -> T:
+        """Run ``plan`` in one transaction (all of it or nothing: an exception rolls it back). With ``atomic``
+        false, Postgres runs each step on its own (one round trip each, no BEGIN/COMMIT): for a plan whose
+        writes are one statement; SQLite runs it in one transaction all the same (it costs nothing there)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -65,19 +78,46 @@ def _sqlite_connect(path: str) -> sqlite3.Connection:
     return conn
 
 
-def _sqlite_transaction(conn: sqlite3.Connection, ops: Sequence[tuple[Compiled, list[Any]]]) -> list[Any]:
+def _sqlite_transaction(conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
     conn.execute("BEGIN IMMEDIATE")
     try:
-        out: list[Any] = []
-        for c, args in ops:
-            cur = conn.execute(c.sql, args)
-            out.append(cur.fetchall() if c.returning else cur.rowcount)
+        out = body(conn)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
     return out
+
+
+def _sqlite_ops(ops: Sequence[tuple[Compiled, list[Any]]]) -> Callable[[sqlite3.Connection], list[Any]]:
+    def body(conn: sqlite3.Connection) -> list[Any]:
+        out: list[Any] = []
+        for c, args in ops:
+            cur = conn.execute(c.sql, args)
+            out.append(cur.fetchall() if c.returning else cur.rowcount)
+        return out
+
+    return body
+
+
+def _sqlite_plan(plan: Plan[T], dialect: Any) -> Callable[[sqlite3.Connection], T]:
+    def body(conn: sqlite3.Connection) -> T:
+        result: Any = None
+        while True:
+            try:
+                stmt, params = plan.send(result)
+            except StopIteration as done:
+                return done.value
+            c = stmt.compiled(dialect)
+            if isinstance(params, list):
+                conn.executemany(c.sql, [c.args(p) for p in params])
+                result = None
+            else:
+                cur = conn.execute(c.sql, c.args(params))
+                result = [c.row(r) for r in cur.fetchall()] if c.returning else cur.rowcount
+
+    return body
 
 
 def _settle(fut: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -93,11 +133,11 @@ def _sqlite_thread(path: str, calls: SimpleQueue[Any]) -> None:
     """Run transactions in arrival order on one connection until ``None`` arrives, then close it."""
     conn: sqlite3.Connection | None = None
     while (call := calls.get()) is not None:
-        fut, ops = call
+        fut, body = call
         result, error = None, None
         try:
             conn = conn or _sqlite_connect(path)
-            result = _sqlite_transaction(conn, ops)
+            result = _sqlite_transaction(conn, body)
         except BaseException as e:  # handed to the caller
             error = e
         try:
@@ -126,15 +166,21 @@ class _SqliteRunner:
         self._calls, self._pid = calls, os.getpid()
         return calls
 
-    async def run(self, *ops: Op) -> list[Any]:
-        compiled = [(c, c.args(params)) for c, params in ((s.compiled(self._dialect), p) for s, p in ops)]
+    async def _call(self, body: Callable[[sqlite3.Connection], T]) -> T:
         calls = self._calls if self._calls is not None and self._pid == os.getpid() else self._start()
-        fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        calls.put((fut, compiled))
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        calls.put((fut, body))
         try:
             return await fut
         except sqlite3.IntegrityError as e:
             raise ConstraintViolation(str(e)) from e
+
+    async def run(self, *ops: Op) -> list[Any]:
+        compiled = [(c, c.args(params)) for c, params in ((s.compiled(self._dialect), p) for s, p in ops)]
+        return await self._call(_sqlite_ops(compiled))
+
+    async def plan(self, plan: Plan[T], *, atomic: bool = True) -> T:
+        return await self._call(_sqlite_plan(plan, self._dialect))
 
     def close(self) -> None:
         calls, self._calls = self._calls, None
@@ -186,20 +232,48 @@ class _PgRunner:
         else:
             conn.terminate()
 
+    async def _step(self, conn: Any, stmt: Stmt, params: dict[str, Any]) -> Any:
+        c = stmt.compiled(self._dialect)
+        if c.returning:
+            return await conn.fetch(c.sql, *c.args(params))
+        status = await conn.execute(c.sql, *c.args(params))  # e.g. "UPDATE 1"
+        return int(status.rpartition(" ")[2])
+
     async def run(self, *ops: Op) -> list[Any]:
+        return await self._on_connection(self._ops, ops)
+
+    async def _ops(self, conn: Any, ops: Sequence[Op]) -> list[Any]:
+        return [await self._step(conn, s, params) for s, params in ops]
+
+    async def plan(self, plan: Plan[T], *, atomic: bool = True) -> T:
+        return await self._on_connection(self._plan if atomic else self._steps, plan)
+
+    async def _plan(self, conn: Any, plan: Plan[T]) -> T:
+        async with conn.transaction():
+            return await self._steps(conn, plan)
+
+    async def _steps(self, conn: Any, plan: Plan[T]) -> T:
+        result: Any = None
+        while True:
+            try:
+                stmt, params = plan.send(result)
+            except StopIteration as done:
+                return done.value
+            if isinstance(params, list):
+                c = stmt.compiled(self._dialect)
+                await conn.executemany(c.sql, [c.args(p) for p in params])
+                result = None
+            else:
+                rows = await self._step(conn, stmt, params)
+                result = [stmt.compiled(self._dialect).row(r) for r in rows] if stmt.returning else rows
+
+    async def _on_connection(self, body: Callable[[Any, Any], Any], arg: Any) -> Any:
         import asyncpg
 
         conn = await self._acquire()
-        out: list[Any] = []
         reusable = False
         try:
-            for s, params in ops:
-                c = s.compiled(self._dialect)
-                if c.returning:
-                    out.append(await conn.fetch(c.sql, *c.args(params)))
-                else:
-                    status = await conn.execute(c.sql, *c.args(params))  # e.g. "UPDATE 1"
-                    out.append(int(status.rpartition(" ")[2]))
+            out = await body(conn, arg)
             reusable = True
         except asyncpg.IntegrityConstraintViolationError as e:
             reusable = True
@@ -236,6 +310,25 @@ class _SessionRunner:
         except IntegrityError as e:
             raise ConstraintViolation(str(e)) from e
         return out
+
+    async def plan(self, plan: Plan[T], *, atomic: bool = True) -> T:
+        try:
+            async with self._sessions() as s, s.begin():
+                result: Any = None
+                while True:
+                    try:
+                        stmt, params = plan.send(result)
+                    except StopIteration as done:
+                        return done.value
+                    res = await s.execute(stmt.stmt, params)
+                    if isinstance(params, list):
+                        result = None
+                    elif stmt.returning:
+                        result = [tuple(r) for r in res.all()]
+                    else:
+                        result = res.rowcount  # type: ignore[attr-defined]
+        except IntegrityError as e:
+            raise ConstraintViolation(str(e)) from e
 
     def close(self) -> None:
         pass

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
+    from registry.db.bulk import BulkInsert
+
 
 @dataclass(frozen=True)
 class ClaimedJob:
@@ -71,6 +73,13 @@ class JobQueue(Protocol):
     ) -> None:
         """Several jobs of ``kind`` ((payload, dedupe key) each) in the caller's transaction, in one statement;
         a dedupe key already queued keeps its job, as with ``enqueue``."""
+        ...
+
+    def enqueue_rows(
+        self, kind: str, jobs: Sequence[tuple[dict[str, Any], str | None]]
+    ) -> tuple[BulkInsert, list[dict[str, Any]]]:
+        """The insert and rows that enqueue ``jobs`` as ``enqueue_many`` does, for a caller's own statement
+        on the raw driver (registry.jobs.fastpath, registry.db.bulk)."""
         ...
 
     async def claim(self, kinds: Sequence[str], owner: str) -> ClaimedJob | None: ...

@@ -27,6 +27,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from registry.db.base import utcnow
+from registry.db.bulk import BulkInsert
 from registry.db.engine import readonly_session
 from registry.db.jobs import Job, JobState
 from registry.jobs import statements
@@ -64,6 +65,8 @@ class SqlJobQueue:
         self.backoff_max_s = backoff_max_s
         self._last_reap = float("-inf")
         self._runner = runner_for(sessions)
+        bind = sessions.kw.get("bind")
+        self._dialect = bind.dialect.name if bind is not None else "sqlite"
 
     async def enqueue(
         self,
@@ -99,8 +102,14 @@ class SqlJobQueue:
     async def enqueue_many(
         self, kind: str, jobs: Sequence[tuple[dict[str, Any], str | None]], *, session: AsyncSession
     ) -> None:
-        if not jobs:
-            return
+        if jobs:
+            ins, rows = self.enqueue_rows(kind, jobs)
+            stmt, params = ins.step(rows, self._dialect)
+            await session.execute(stmt.stmt, params)
+
+    def enqueue_rows(
+        self, kind: str, jobs: Sequence[tuple[dict[str, Any], str | None]]
+    ) -> tuple[BulkInsert, list[dict[str, Any]]]:
         now = utcnow()
         rows = [
             {
@@ -116,7 +125,7 @@ class SqlJobQueue:
             }
             for payload, key in jobs
         ]
-        await session.execute(_insert_keeping_queued(session.get_bind().dialect.name), rows)
+        return statements.ENQUEUE, rows
 
     async def _enqueue_in(self, s: AsyncSession, values: dict[str, Any]) -> int:
         table = cast(Table, Job.__table__)
@@ -242,19 +251,3 @@ class SqlJobQueue:
                         ts = datetime.fromisoformat(str(ts)).replace(tzinfo=now.tzinfo)
                     ages[kind] = max(0.0, (now - ts).total_seconds())
         return QueueStats(depth=depth, oldest_queued_age_s=ages)
-
-
-_INSERTS: dict[str, Any] = {}
-
-
-def _insert_keeping_queued(dialect: str) -> Any:
-    """INSERT INTO jobs ... ON CONFLICT (a dedupe key already queued) DO NOTHING, built once per dialect."""
-    stmt = _INSERTS.get(dialect)
-    if stmt is None:
-        table = cast(Table, Job.__table__)
-        ins = (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
-        # the partial index's predicate as a literal (see _enqueue_in)
-        stmt = _INSERTS[dialect] = ins.on_conflict_do_nothing(
-            index_elements=["dedupe_key"], index_where=text("state = 'queued'")
-        )
-    return stmt

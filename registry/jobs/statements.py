@@ -13,8 +13,9 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, exists, func, literal_column, null, or_, select, update
+from sqlalchemy import Table, and_, bindparam, exists, func, literal_column, null, or_, select, text, update
 
+from registry.db.bulk import BulkInsert
 from registry.db.fastread import Query
 from registry.db.jobs import Job, JobState
 
@@ -142,4 +143,26 @@ FAIL_CANCEL = _fenced(
 RELEASE = _fenced(state=QUEUED, attempts=_c.attempts - 1, run_after=_p("now", "run_after"), **_UNLEASED)
 RELEASE_CANCEL = _fenced(
     state=_state(JobState.CANCELLED), finished_at=_p("now", "finished_at"), lease_token=null()
+)
+
+
+ENQUEUED = (
+    "kind",
+    "payload",
+    "dedupe_key",
+    "priority",
+    "state",
+    "attempts",
+    "max_attempts",
+    "run_after",
+    "created_at",
+)
+# INSERT INTO jobs ... ON CONFLICT (a dedupe key already queued) DO NOTHING: the queued job keeps its place. The
+# partial index's predicate as a literal: a generic plan of a prepared statement can then use it.
+ENQUEUE = BulkInsert(
+    JOBS,
+    ENQUEUED,
+    lambda ins: ins.on_conflict_do_nothing(
+        index_elements=["dedupe_key"], index_where=text("state = 'queued'")
+    ),
 )

@@ -23,8 +23,10 @@ from registry.db.engine import readonly_session
 from registry.db.models import Replica
 from registry.db.pins import Pin, PinStatus, PinUsage
 from registry.errors import Conflict, NotFound
+from registry.jobs.fastpath import Plan, runner_for
 from registry.jobs.kinds import JobKind
 from registry.jobs.protocol import JobQueue
+from registry.pinning import adds
 from registry.pinning.config import PinningConfig
 from registry.pinning.requests import PinFilter, PinRequest, replication_target, shown
 
@@ -111,6 +113,22 @@ VIEW_COLUMNS = (
 )
 
 
+def _view(v: dict[str, Any], held: dict[str, set[int]]) -> PinView:
+    """The view of a pin just inserted with values ``v``."""
+    return PinView(
+        v["requestid"],
+        v["status"],
+        v["created"],
+        v["cid"],
+        v["cid_key"],
+        v["name"],
+        tuple(v["origins"]),
+        dict(v["meta"]),
+        dict(v["info"]),
+        frozenset(held.get(v["cid_key"], ())),
+    )
+
+
 _PendingAdd = tuple[int, PinRequest, "asyncio.Future[PinView]"]  # publisher id, request, its caller's result
 
 
@@ -136,6 +154,8 @@ class PinService:
         # steps (up to 100 ms) before retrying. Our own writes queue here instead and start as soon as the
         # previous one commits. Postgres takes them concurrently (row locks).
         self._serial = asyncio.Lock() if bind is not None and bind.dialect.name == "sqlite" else None
+        self._dialect = bind.dialect.name if bind is not None else "sqlite"
+        self._runner = runner_for(sessions)  # adds: one transaction per batch on the raw driver
         self._pending: list[_PendingAdd] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -193,30 +213,20 @@ class PinService:
             "updated_at": now,
         }
 
+    @staticmethod
+    def _job(requestid: str) -> tuple[dict[str, Any], str]:
+        return {"requestid": requestid}, JobKind.PIN.key(requestid)
+
     async def _insert(self, s: AsyncSession, rows: list[dict[str, Any]]) -> list[PinView]:
         """Inserts the rows (Core, one statement), queues their jobs and reads their CIDs' holders, all in the
         caller's transaction; the views are made of the values themselves (nothing is read back)."""
         if not rows:
             return []
         await s.execute(insert(Pin), rows)
-        jobs = [({"requestid": v["requestid"]}, JobKind.PIN.key(v["requestid"])) for v in rows]
+        jobs = [self._job(v["requestid"]) for v in rows]
         await self._queue.enqueue_many(JobKind.PIN, jobs, session=s)
         held = await self._holders_in(s, [v["cid_key"] for v in rows])
-        return [
-            PinView(
-                v["requestid"],
-                v["status"],
-                v["created"],
-                v["cid"],
-                v["cid_key"],
-                v["name"],
-                tuple(v["origins"]),
-                dict(v["meta"]),
-                dict(v["info"]),
-                frozenset(held.get(v["cid_key"], ())),
-            )
-            for v in rows
-        ]
+        return [_view(v, held) for v in rows]
 
     async def add(self, publisher_id: int, req: PinRequest) -> PinView:
         """Adds the pin. Concurrent adds share one transaction (group commit: ``ipfs pin remote add`` loops and
@@ -234,24 +244,12 @@ class PinService:
 
     async def _add_batch(self, batch: list[_PendingAdd]) -> None:
         try:
-            async with self._writing() as s:
-                usage: dict[int, tuple[int, int]] = {}
-                outcome: list[dict[str, Any] | QuotaExceeded] = []
-                for publisher_id, req, _ in batch:
-                    if publisher_id not in usage:
-                        usage[publisher_id] = await self._usage(s, publisher_id)
-                    count, size = usage[publisher_id]
-                    try:
-                        self._check(count, size)
-                    except QuotaExceeded as e:
-                        outcome.append(e)
-                        continue
-                    usage[publisher_id] = (count + 1, size)
-                    outcome.append(self._values(publisher_id, req))
-                views = iter(await self._insert(s, [o for o in outcome if isinstance(o, dict)]))
-                results: list[PinView | Exception] = [
-                    o if isinstance(o, QuotaExceeded) else next(views) for o in outcome
-                ]
+            async with self._serial or contextlib.nullcontext():
+                # on Postgres each step is its own transaction: the writes are one statement (adds.insert); the
+                # quota's read before it sees what a read in the same transaction would (read committed)
+                results: list[PinView | Exception] = await self._runner.plan(
+                    self._add_plan(batch), atomic=False
+                )
         except Exception as e:
             if len(batch) > 1:  # one bad row must not fail the others: each alone
                 for item in batch:
@@ -265,6 +263,29 @@ class PinService:
                 fut.set_exception(result)
             else:
                 fut.set_result(result)
+
+    def _add_plan(self, batch: list[_PendingAdd]) -> Plan[list[PinView | Exception]]:
+        """The batch's transaction: each add's quota check in arrival order, one insert of the admitted rows,
+        their jobs and their CIDs' holders (the views are made of the values: nothing is read back)."""
+        usage: dict[int, tuple[int, int]] = {}
+        outcome: list[dict[str, Any] | QuotaExceeded] = []
+        for publisher_id, req, _ in batch:
+            if publisher_id not in usage:
+                usage[publisher_id] = yield from adds.usage(publisher_id)
+            count, size = usage[publisher_id]
+            try:
+                self._check(count, size)
+            except QuotaExceeded as e:
+                outcome.append(e)
+                continue
+            usage[publisher_id] = (count + 1, size)
+            outcome.append(self._values(publisher_id, req))
+        rows = [o for o in outcome if isinstance(o, dict)]
+        held: dict[str, set[int]] = {}
+        if rows:
+            jobs, job_rows = self._queue.enqueue_rows(JobKind.PIN, [self._job(v["requestid"]) for v in rows])
+            held = yield from adds.insert(rows, jobs, job_rows, self._dialect)
+        return [o if isinstance(o, QuotaExceeded) else _view(o, held) for o in outcome]
 
     async def _mine(self, s: AsyncSession, publisher_id: int, requestid: str, *, lock: bool = False) -> Pin:
         q = select(Pin).where(Pin.requestid == requestid[:64], Pin.deleted_at.is_(None))

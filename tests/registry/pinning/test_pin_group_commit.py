@@ -42,7 +42,10 @@ async def test_concurrent_adds_commit_together_and_the_quota_holds_in_a_batch(
     svc = PinService(sessions, SqlJobQueue(sessions), config)
     alice, bob = await _publisher(sessions, "alice"), await _publisher(sessions, "bob")
     begins = _begins(sessions)
-    reqs = [(alice, parse_pin({"cid": raw_cid(b"a%d" % i)}, config)) for i in range(8)]
+    reqs = [
+        (alice, parse_pin({"cid": raw_cid(b"a%d" % i), "origins": [], "meta": {"i": str(i)}}, config))
+        for i in range(8)
+    ]
     reqs += [(bob, parse_pin({"cid": raw_cid(b"b%d" % i)}, config)) for i in range(3)]
     out = await asyncio.gather(*(svc.add(p, r) for p, r in reqs), return_exceptions=True)
 
@@ -56,9 +59,23 @@ async def test_concurrent_adds_commit_together_and_the_quota_holds_in_a_batch(
         rows = dict(
             (await s.execute(select(Pin.publisher_id, func.count()).group_by(Pin.publisher_id))).all()
         )
-        jobs = set((await s.execute(select(Job.dedupe_key))).scalars())
+        jobs = {k: p for k, p in await s.execute(select(Job.dedupe_key, Job.payload))}
+        stored = {r.requestid: r for r in (await s.execute(select(Pin))).scalars()}
     assert rows == {alice: 5, bob: 3}
-    assert jobs == {f"pin:{v.requestid}" for v in ok if not isinstance(v, BaseException)}
+    assert jobs == {
+        f"pin:{v.requestid}": {"requestid": v.requestid} for v in ok if not isinstance(v, BaseException)
+    }
+    for v in ok:  # what the batch's one insert wrote is what the view said
+        assert not isinstance(v, BaseException)
+        row = stored[v.requestid]
+        assert (row.cid, row.origins, row.meta, row.info, row.status, row.created) == (
+            v.cid,
+            list(v.origins),
+            v.meta,
+            v.info,
+            v.status,
+            v.created,
+        )
 
 
 async def test_a_row_the_database_refuses_fails_only_its_own_add(
