@@ -6,8 +6,9 @@
     rounds, medians reported. Reports requests/s, the ratio to the baseline (goal >= 0.5) and p99 latency
     (goal < 50 ms). Server and load generator are separate processes sharing the machine's cores.
 (b) Upload of a ``--size-mib`` shard over loopback (PUT /v1/blobs/{cid}, fsync on) against the in-process
-    ``FsBlockstore.ingest_file`` of the same file (the ingest benchmark of #3): throughput ratio (goal >= 0.5)
-    and the server's peak RSS growth during the upload.
+    ``FsBlockstore.ingest_file`` of the same file (the ingest benchmark of #3), ``--upload-repeat`` interleaved
+    rounds, a fresh daemon each, bests: throughput ratio (goal >= 0.9, #17; #5's was 0.5) and the server's
+    peak RSS growth during the upload (goal < 64 MiB).
 (c) The Postgres scale figures (resolve and model-list p99 at 10k and 1M packs) moved to ``bench/bench_scale.py``,
     which uses this module's server processes, load generator and seeding.
 
@@ -246,16 +247,34 @@ def bench_requests(work: Path, duration: float, rounds: int) -> dict[str, Any]:
     return out
 
 
-def bench_upload(work: Path, size_mib: int) -> dict[str, Any]:
-    from pinner.blockstore import FsBlockstore
+def bench_upload(work: Path, size_mib: int, repeat: int = 3) -> dict[str, Any]:
+    """``repeat`` interleaved rounds of (in-process ingest, upload to a fresh daemon) of one file; bests."""
     from pinner.unixfs import hash_file
-    from registry.client import RegistryClient
 
     src = work / "shard.bin"
     with src.open("wb") as f:
         for _ in range(size_mib):
             f.write(os.urandom(MIB))
     digest = hash_file(src)
+    rounds = [_upload_round(work / f"round{i}", src, digest) for i in range(repeat)]
+    ingest_s = min(r[0] for r in rounds)
+    upload_s = min(r[1] for r in rounds)
+    return {
+        "size_mib": size_mib,
+        "ingest_s": ingest_s,
+        "upload_s": upload_s,
+        "rounds": [[round(a, 3), round(b, 3)] for a, b, _, _ in rounds],
+        "ratio": ingest_s / upload_s,
+        "server_rss_before_mib": max(r[2] for r in rounds) / MIB,
+        "server_rss_peak_growth_mib": max(r[3] for r in rounds) / MIB,
+    }
+
+
+def _upload_round(work: Path, src: Path, digest: Any) -> tuple[float, float, int, int]:
+    """(in-process ingest s, upload s, server RSS before, its peak growth) into fresh stores."""
+    from pinner.blockstore import FsBlockstore
+    from registry.client import RegistryClient
+
     store_dir = work / "ingest-baseline"
     t0 = time.perf_counter()
     FsBlockstore(store_dir).ingest_file(src, expected_cid=digest.cid)
@@ -263,7 +282,7 @@ def bench_upload(work: Path, size_mib: int) -> dict[str, Any]:
     shutil.rmtree(store_dir)
 
     data_dir = work / "upload"
-    data_dir.mkdir()
+    data_dir.mkdir(parents=True)
     db_url = f"sqlite+aiosqlite:///{data_dir / 'index.sqlite3'}"
     token = asyncio.run(seed_local(db_url))
     port = free_port()
@@ -290,14 +309,8 @@ def bench_upload(work: Path, size_mib: int) -> dict[str, Any]:
         assert info["cid"] == str(digest.cid)
     finally:
         server.stop()
-    return {
-        "size_mib": size_mib,
-        "ingest_s": ingest_s,
-        "upload_s": upload_s,
-        "ratio": ingest_s / upload_s,
-        "server_rss_before_mib": rss0 / MIB,
-        "server_rss_peak_growth_mib": (peak - rss0) / MIB,
-    }
+        shutil.rmtree(data_dir, ignore_errors=True)
+    return ingest_s, upload_s, rss0, peak - rss0
 
 
 def main() -> None:
@@ -319,6 +332,7 @@ def main() -> None:
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()))
     ap.add_argument("--skip-upload", action="store_true")
+    ap.add_argument("--upload-repeat", type=int, default=3, help="interleaved ingest/upload rounds (best of)")
     ap.add_argument("--skip-requests", action="store_true")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="modelpack-bench-api-", dir=args.dir))
@@ -341,10 +355,10 @@ def main() -> None:
                     f"p50 {x['p50_ms']:.1f} ms  p99 {x['p99_ms']:.1f} ms (goal < 50)  rounds {x['rounds_rps']}"
                 )
         if not args.skip_upload:
-            u = report["upload"] = bench_upload(work, args.size_mib)
+            u = report["upload"] = bench_upload(work, args.size_mib, args.upload_repeat)
             print(
                 f"(b) {u['size_mib']} MiB: ingest in-process {u['ingest_s']:.2f} s, upload over loopback "
-                f"{u['upload_s']:.2f} s  ratio {u['ratio']:.2f} (goal >= 0.5)  "
+                f"{u['upload_s']:.2f} s  ratio {u['ratio']:.2f} (goal >= 0.9)  rounds {u['rounds']}  "
                 f"server RSS +{u['server_rss_peak_growth_mib']:.0f} MiB (from {u['server_rss_before_mib']:.0f})"
             )
         print(json.dumps(report, indent=2, default=str), file=sys.stderr)
