@@ -77,7 +77,7 @@ class DatabaseSettings(_Section):
 class StorageSettings(_Section):
     data_dir: Path = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "modelpack"
     fsync: bool = True  # fsync blocks and folders before acknowledging
-    ingest_flush_bytes: int = Field(1 * MiB, ge=4 * KiB, le=1 * GiB)  # upload bytes buffered per write
+    ingest_flush_bytes: int = Field(4 * MiB, ge=4 * KiB, le=1 * GiB)  # upload bytes buffered per write
 
 
 class UnixfsSettings(_Section):

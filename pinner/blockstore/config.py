@@ -22,7 +22,7 @@ class FsBlockstoreConfig:
     fsync: bool = True
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     default_params: UnixfsParams = field(default_factory=UnixfsParams)
-    ingest_flush_bytes: int = 1024 * 1024
+    ingest_flush_bytes: int = 4 * 1024 * 1024
     car_limits: CarLimits = field(default_factory=CarLimits)
 
     def __post_init__(self) -> None:

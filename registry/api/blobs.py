@@ -17,7 +17,6 @@ from registry.names import normalize_cid
 from registry.packs.blobs import BlobInfo, TooManyUploads, UploadsBusy
 
 routes = web.RouteTableDef()
-UPLOAD_CHUNK = 1024 * 1024
 
 
 def blob_out(info: BlobInfo) -> BlobOut:
@@ -69,7 +68,7 @@ async def put_blob(request: web.Request) -> web.Response:
         info, created = await svc.blobs.ingest(
             principal,
             request.match_info["cid"],
-            request.content.iter_chunked(UPLOAD_CHUNK),
+            request.content.iter_any(),
             sha256=request.query.get("sha256"),
             profile=request.query.get("profile"),
             declared_size=request.content_length,
