@@ -69,10 +69,15 @@ def fresh(code: str) -> float:
 
 def local_gate(pack: Path, repeats: int) -> dict[str, Any]:
     bare = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from bench.bench_gate import read_sha256; from pathlib import Path; print(read_sha256(Path({str(pack)!r})))"
+    # #17's baseline: a whole process doing a bare ``import torch`` and the same read + sha256 (wall time)
+    with_torch = f"import torch; {bare}"
     fresh(bare)  # warm the page cache
-    a, g, smoke = [], [], []
+    a, b, g, smoke = [], [], [], []
     for _ in range(repeats):
         a.append(fresh(bare))
+        start = time.perf_counter()
+        fresh(with_torch)
+        b.append(time.perf_counter() - start)
         start = time.perf_counter()
         r = cli("gate", str(pack), "--json", timeout=3600)
         g.append(time.perf_counter() - start)
@@ -84,6 +89,8 @@ def local_gate(pack: Path, repeats: int) -> dict[str, Any]:
         "gate_local_s": statistics.median(g),
         "gate_sandbox_s": statistics.median(smoke),
         "ratio": statistics.median(g) / statistics.median(a),
+        "torch_read_sha256_process_s": statistics.median(b),
+        "ratio_to_torch_baseline": statistics.median(g) / statistics.median(b),  # #17 item 6: goal <= 2
     }
 
 
