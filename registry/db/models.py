@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pinner.states import NodeKind, NodeState, ReplicaState
-from registry.db.base import Base, UTCDateTime, str_enum, utcnow
+from registry.db.base import Base, BytewiseLower, UTCDateTime, str_enum, utcnow
 
 CID_LEN = 128
 NAME_LEN = 128
@@ -163,6 +163,8 @@ class Model(Base):
 
 
 Index("uq_models_name_key", Model.namespace_id, func.lower(Model.name), unique=True)
+# The model list's name-prefix search scans this range (migration 0011; registry.packs.browse_reads).
+Index("ix_models_name_bytes", BytewiseLower(Model.name))
 
 
 class Shard(Base):

@@ -94,9 +94,17 @@ class BrowseService:
         if not prefix:
             rows = await reads.walk_models(self._reads, namespace=namespace, after=after, limit=limit)
             return [ModelSummary(ns, name, at) for ns, name, at in rows]
+        if not prefix.isascii():  # names are ASCII (registry.names): nothing starts otherwise
+            return []
         query = reads.models_query(namespace=namespace is not None, after=after is not None)
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        params: dict[str, Any] = {"limit": limit, "pattern": escaped.lower() + "%"}  # case-blind
+        lo = prefix.lower()
+        params: dict[str, Any] = {
+            "limit": limit,
+            "pattern": escaped.lower() + "%",  # case-blind
+            "lo": lo,
+            "hi": reads.prefix_end(lo),
+        }
         if namespace is not None:
             params["ns"] = name_key(namespace)
         if after is not None:

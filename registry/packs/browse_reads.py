@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select
+from sqlalchemy import String, and_, bindparam, func, or_, select
 
+from registry.db.base import BytewiseLower
 from registry.db.fastread import AnySelect, FastReads, Query, Row, Snapshot
 from registry.db.models import (
     Manifest,
@@ -150,6 +151,11 @@ async def pack_detail_rows(
 _MODELS: dict[tuple[bool, bool], Query] = {}
 
 
+def prefix_end(lo: str) -> str:
+    """The least string above every string that starts with ``lo`` (ASCII: names are), in byte order."""
+    return lo[:-1] + chr(ord(lo[-1]) + 1)
+
+
 def models_query(*, namespace: bool, after: bool) -> Query:
     """The model list by name prefix, with the other filters in use (four variants, each compiled once)."""
     key = (namespace, after)
@@ -160,8 +166,14 @@ def models_query(*, namespace: bool, after: bool) -> Query:
         )
         if namespace:
             stmt = stmt.where(namespace_key_is("ns"))
-        # case-blind; the bound pattern is escaped by the caller
-        stmt = stmt.where(func.lower(Model.name).like(bindparam("pattern"), escape="\\"))
+        # case-blind; the bound pattern is escaped by the caller. The range [lo, hi) of the bytewise key holds
+        # every name with the prefix: an index range scan (migration 0011) instead of a scan of every model.
+        name_bytes = BytewiseLower(Model.name)
+        stmt = stmt.where(
+            name_bytes >= bindparam("lo", type_=String()),
+            name_bytes < bindparam("hi", type_=String()),
+            func.lower(Model.name).like(bindparam("pattern"), escape="\\"),
+        )
         if after:
             stmt = stmt.where(
                 or_(
