@@ -8,7 +8,8 @@ each peer, in the same run; then the throughput of replicating many small packs 
 (b') the same with CARs only: one CARv1 of the pack's blocks streamed from the embedded blockstore into
     `dag/import` of each peer, confirmed with `pin/ls`;
 (c) N small packs (one 16 KiB shard each) enqueued as `replicate` jobs, run by one `Worker` (4 at a time,
-    SQLite index); jobs/s and the queue depth sampled every second.
+    SQLite index); jobs/s and the queue depth sampled every second; against (c0), a raw loop putting the same
+    blocks and pinning the same units on the same peers with plain RPC calls (#17 item 5: goal >= 0.5x its rate).
 
 Between (a) and (b) every pin is removed and the peers' repos garbage-collected, so both move all bytes.
 
@@ -82,6 +83,26 @@ async def baseline_add(peers: list[IpfsPeer], files: list[Path], http: aiohttp.C
 
     results = await asyncio.gather(*(one_peer(p) for p in peers))
     return results[0]
+
+
+async def raw_loop(
+    peers: list[IpfsPeer], packs: list[list[tuple[str, list[bytes]]]], http: aiohttp.ClientSession
+) -> float:
+    """Seconds to put every pack's blocks and pin its units on every peer with plain RPC calls: per peer, pack
+    after pack (``block/put`` of each block, then ``pin/add`` of each unit), the peers at once."""
+
+    async def one_peer(peer: IpfsPeer) -> None:
+        client = KuboClient(peer.api_url, session=http, config=KuboConfig(node_timeout=600))
+        for units in packs:
+            for _, datas in units:
+                for data in datas:
+                    await client.put_block(data)
+            for unit, _ in units:
+                await client.pin(unit)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one_peer(p) for p in peers))
+    return time.perf_counter() - t0
 
 
 def reset_peers(peers: list[IpfsPeer]) -> None:
@@ -196,7 +217,7 @@ async def run(args: argparse.Namespace, work: Path, peers: list[IpfsPeer]) -> No
         service.mover.config = MoverConfig()
 
         if args.small_packs:
-            await small_packs(args, work, index, store, queue, service)
+            await small_packs(args, work, index, store, queue, service, peers, http)
 
 
 async def small_packs(
@@ -206,6 +227,8 @@ async def small_packs(
     store: FsBlockstore,
     queue: SqlJobQueue,
     service: ReplicationService,
+    peers: list[IpfsPeer],
+    http: aiohttp.ClientSession,
 ) -> None:
     small_dir = work / "small"
     small_dir.mkdir()
@@ -215,6 +238,13 @@ async def small_packs(
         path = small_dir / f"s{i}.safetensors"
         path.write_bytes(rng.randbytes(16 * 1024))
         cids.append(await index.add_pack(store, [path], f"s{i}"))
+    # (c0) the raw loop: the same blocks put and pinned on the same peers directly, in the same run
+    blocks = []
+    for cid in cids:
+        units = [u.unit.cid for u in (await service.pack_replication(cid)).units]
+        blocks.append([(u, [data for _, data in store.iter_dag_blocks(u)]) for u in units])
+    raw_s = await raw_loop(peers, blocks, http)
+    await asyncio.to_thread(reset_peers, peers)
     for cid in cids:
         await queue.enqueue("replicate", {"pack": cid}, dedupe_key=f"replicate:{cid}")
     worker = Worker(
@@ -235,8 +265,12 @@ async def small_packs(
     await worker.stop(10)
     dead = (await queue.stats()).depth.get(("replicate", "dead"), 0)
     print(
+        f"(c0) raw loop, the same blocks put + pinned on each peer directly: {raw_s:.1f} s, "
+        f"{args.small_packs / raw_s:.1f} packs/s"
+    )
+    print(
         f"(c) {args.small_packs} small packs (16 KiB shard + manifest) to 3 peers: {elapsed:.1f} s, "
-        f"{args.small_packs / elapsed:.1f} jobs/s, {dead} dead"
+        f"{args.small_packs / elapsed:.1f} jobs/s, {dead} dead; rate x (c0) {raw_s / elapsed:.2f} (goal >= 0.5)"
     )
     step = max(1, len(samples) // 12)
     print(
