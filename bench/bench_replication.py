@@ -8,7 +8,7 @@ each peer, in the same run; then the throughput of replicating many small packs 
 (b') the same with CARs only: one CARv1 of the pack's blocks streamed from the embedded blockstore into
     `dag/import` of each peer, confirmed with `pin/ls`;
 (c) N small packs (one 16 KiB shard each) enqueued as `replicate` jobs, run by one `Worker` (4 at a time,
-    SQLite index); jobs/s and the queue depth sampled every second; against (c0), a raw loop putting the same
+    SQLite index); jobs/s and the queue depth sampled every 0.2 s; against (c0), a raw loop putting the same
     blocks and pinning the same units on the same peers with plain RPC calls (#17 item 5: goal >= 0.5x its rate).
 
 Between (a) and (b) every pin is removed and the peers' repos garbage-collected, so both move all bytes.
@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import aiohttp
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -45,6 +45,7 @@ from registry.db.base import utcnow  # noqa: E402
 from registry.db.engine import create_engine, session_factory  # noqa: E402
 from registry.db.migrate import upgrade  # noqa: E402
 from registry.db.models import Blob, Model, Namespace, Pack, PackState, Pointer, Replica, Shard  # noqa: E402
+from registry.db.pack_tables import Manifest  # noqa: E402
 from registry.jobs.sql import SqlJobQueue  # noqa: E402
 from registry.jobs.worker import Worker, WorkerConfig  # noqa: E402
 from registry.replication.clients import ClientFactory, NodeClientConfig  # noqa: E402
@@ -242,7 +243,11 @@ async def small_packs(
     blocks = []
     for cid in cids:
         units = [u.unit.cid for u in (await service.pack_replication(cid)).units]
-        blocks.append([(u, [data for _, data in store.iter_dag_blocks(u)]) for u in units])
+        async with index.sessions() as s:  # the manifest is the index's, the shards the blockstore's
+            manifest = (await s.execute(select(Manifest.manifest).where(Manifest.cid == cid))).scalar_one()
+        blocks.append(
+            [(u, [manifest] if u == cid else [d for _, d in store.iter_dag_blocks(u)]) for u in units]
+        )
     raw_s = await raw_loop(peers, blocks, http)
     await asyncio.to_thread(reset_peers, peers)
     for cid in cids:
@@ -260,7 +265,7 @@ async def small_packs(
         samples.append((time.perf_counter() - t0, queued, running))
         if queued == 0 and running == 0:
             break
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(0.2)
     elapsed = time.perf_counter() - t0
     await worker.stop(10)
     dead = (await queue.stats()).depth.get(("replicate", "dead"), 0)

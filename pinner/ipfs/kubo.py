@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -337,6 +337,22 @@ class KuboClient(EndpointClient):
         return isinstance(keys, dict) and normalize_cid(cid) in {
             node_cid(k, self._http, cid=cid) for k in keys
         }
+
+    async def all_pinned(self, cids: Sequence[str]) -> bool:
+        if not cids:
+            return True
+        wanted = {normalize_cid(c) for c in cids}
+        params = self._params(
+            ("type", "recursive"), self._node_timeout(), *(("arg", c) for c in sorted(wanted))
+        )
+        try:
+            data = await self._call("pin/ls", params, cid=min(wanted))
+        except NodeError as exc:
+            if _is_not_pinned(exc):  # the node names the first one it does not pin and stops there
+                return False
+            raise
+        keys = json_dict(data, self._http, "pin/ls").get("Keys")
+        return isinstance(keys, dict) and wanted <= {node_cid(k, self._http) for k in keys}
 
     async def list_pins(self) -> AsyncIterator[str]:
         """Every recursive pin, streamed (`stream=true`: one line per pin, never one giant object)."""

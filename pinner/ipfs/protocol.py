@@ -8,7 +8,7 @@ themselves from the peers they are told about).
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterable, Callable, Mapping
+from collections.abc import AsyncIterable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -124,6 +124,11 @@ class IpfsNode(PinBackend, Protocol):
 
     async def import_car(self, car: AsyncIterable[bytes], *, pin_roots: bool = True) -> list[str]:
         """Stream a CAR into the node; returns the roots it pinned (normalised; none unless `pin_roots`)."""
+        ...
+
+    async def all_pinned(self, cids: Sequence[str]) -> bool:
+        """Whether the node pins every one of `cids` recursively, asked in one call (`pin/ls` with an `arg`
+        each); False as soon as one is not, without saying which."""
         ...
 
     async def get_block(self, cid: str) -> bytes:

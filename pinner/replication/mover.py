@@ -194,7 +194,11 @@ class Mover:
                 for cid in missing:
                     await node.pin(cid, name=name, origins=origins)
                 moved, method = 0, "pin"
-            confirmed = await self._pinned(node, missing)
+            # one `pin/ls` for them all when the node can answer so (the usual case: every one pinned)
+            if isinstance(node, IpfsNode) and await node.all_pinned(missing):
+                confirmed = set(missing)
+            else:
+                confirmed = await self._pinned(node, missing)
         lacking = [c for c in missing if c not in confirmed]
         if lacking:
             raise NotPinnedError(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +36,7 @@ class FakeKuboNode:
         self.serve_wrong = False  # return other bytes than asked for
         self.imports = 0
         self.pin_calls: list[tuple[str, tuple[str, ...]]] = []
+        self.pin_checks = 0  # all_pinned calls
         self.active = 0
         self.max_active = 0
         self.peers: dict[str, FakeKuboNode] = {}  # origins this node can fetch from, by multiaddr
@@ -111,6 +112,11 @@ class FakeKuboNode:
         self._check()
         cid = normalize_cid(cid)
         return PinStatus(cid=cid, state=PinState.PINNED if cid in self.pins else PinState.UNPINNED)
+
+    async def all_pinned(self, cids: Sequence[str]) -> bool:
+        self._check()
+        self.pin_checks += 1
+        return all(normalize_cid(c) in self.pins for c in cids)
 
     async def list_pins(self) -> AsyncIterator[str]:
         self._check()

@@ -8,8 +8,10 @@ Read paths (anonymous GETs, token checks, listings, metrics) open ``readonly_ses
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +72,37 @@ async def readonly_session(maker: async_sessionmaker[AsyncSession]) -> AsyncIter
     async with maker() as session:
         await session.connection(execution_options={"readonly": True})
         yield session
+
+
+_WRITE_LOCKS: weakref.WeakKeyDictionary[Any, weakref.WeakKeyDictionary[Any, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def sqlite_write_lock(maker: async_sessionmaker[AsyncSession]) -> asyncio.Lock | None:
+    """This process's queue for SQLite's one writer (per engine and event loop); None on other databases.
+
+    Writers that would otherwise meet in SQLite's busy handler, which sleeps in growing steps (1 ms ... 100 ms)
+    before it tries the lock again, take turns here instead and start the moment the previous one commits.
+    Writers in other processes still meet in the busy handler.
+    """
+    bind = maker.kw.get("bind")
+    if bind is None or bind.dialect.name != "sqlite":
+        return None
+    per_loop = _WRITE_LOCKS.setdefault(bind.sync_engine, weakref.WeakKeyDictionary())
+    loop = asyncio.get_running_loop()
+    lock = per_loop.get(loop)
+    if lock is None:
+        lock = per_loop[loop] = asyncio.Lock()
+    return lock
+
+
+@asynccontextmanager
+async def write_session(maker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A write transaction (committed on leaving the block), queued behind this process's other SQLite writers
+    that come through here. Not to be nested: the lock is not reentrant."""
+    async with sqlite_write_lock(maker) or nullcontext(), maker() as s, s.begin():
+        yield s
 
 
 async def ping(engine: AsyncEngine) -> None:

@@ -78,6 +78,14 @@ def _sqlite_connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+def _advance(plan: Plan[T], result: Any) -> tuple[bool, Any]:
+    """Hands ``result`` to ``plan``: (True, the plan's own result) once it is done, else (False, its next step)."""
+    try:
+        return False, plan.send(result)
+    except StopIteration as done:
+        return True, done.value
+
+
 def _sqlite_transaction(conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -105,10 +113,10 @@ def _sqlite_plan(plan: Plan[T], dialect: Any) -> Callable[[sqlite3.Connection], 
     def body(conn: sqlite3.Connection) -> T:
         result: Any = None
         while True:
-            try:
-                stmt, params = plan.send(result)
-            except StopIteration as done:
-                return done.value
+            finished, step = _advance(plan, result)
+            if finished:
+                return step
+            stmt, params = step
             c = stmt.compiled(dialect)
             if isinstance(params, list):
                 conn.executemany(c.sql, [c.args(p) for p in params])
@@ -255,10 +263,10 @@ class _PgRunner:
     async def _steps(self, conn: Any, plan: Plan[T]) -> T:
         result: Any = None
         while True:
-            try:
-                stmt, params = plan.send(result)
-            except StopIteration as done:
-                return done.value
+            finished, step = _advance(plan, result)
+            if finished:
+                return step
+            stmt, params = step
             if isinstance(params, list):
                 c = stmt.compiled(self._dialect)
                 await conn.executemany(c.sql, [c.args(p) for p in params])
@@ -316,10 +324,10 @@ class _SessionRunner:
             async with self._sessions() as s, s.begin():
                 result: Any = None
                 while True:
-                    try:
-                        stmt, params = plan.send(result)
-                    except StopIteration as done:
-                        return done.value
+                    finished, step = _advance(plan, result)
+                    if finished:
+                        return step
+                    stmt, params = step
                     res = await s.execute(stmt.stmt, params)
                     if isinstance(params, list):
                         result = None

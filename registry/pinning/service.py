@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pinner.states import ReplicaState
 from registry.db.base import utcnow
-from registry.db.engine import readonly_session
+from registry.db.engine import readonly_session, sqlite_write_lock, write_session
 from registry.db.models import Replica
 from registry.db.pins import Pin, PinStatus, PinUsage
 from registry.errors import Conflict, NotFound
@@ -150,10 +150,6 @@ class PinService:
         self._queue = queue
         self.config = config
         bind = sessions.kw.get("bind")
-        # SQLite has one writer: concurrent BEGIN IMMEDIATEs wait in its busy handler, which sleeps in growing
-        # steps (up to 100 ms) before retrying. Our own writes queue here instead and start as soon as the
-        # previous one commits. Postgres takes them concurrently (row locks).
-        self._serial = asyncio.Lock() if bind is not None and bind.dialect.name == "sqlite" else None
         self._dialect = bind.dialect.name if bind is not None else "sqlite"
         self._runner = runner_for(sessions)  # adds: one transaction per batch on the raw driver
         self._pending: list[_PendingAdd] = []
@@ -162,7 +158,7 @@ class PinService:
     @contextlib.asynccontextmanager
     async def _writing(self) -> AsyncIterator[AsyncSession]:
         """A write transaction (committed on leaving the block, rolled back on an error)."""
-        async with self._serial or contextlib.nullcontext(), self._sessions() as s, s.begin():
+        async with write_session(self._sessions) as s:
             yield s
 
     async def _usage(self, s: AsyncSession, publisher_id: int) -> tuple[int, int]:
@@ -244,7 +240,8 @@ class PinService:
 
     async def _add_batch(self, batch: list[_PendingAdd]) -> None:
         try:
-            async with self._serial or contextlib.nullcontext():
+            # SQLite: the batch waits its turn behind this process's other writers (sqlite_write_lock)
+            async with sqlite_write_lock(self._sessions) or contextlib.nullcontext():
                 # on Postgres each step is its own transaction: the writes are one statement (adds.insert); the
                 # quota's read before it sees what a read in the same transaction would (read committed)
                 results: list[PinView | Exception] = await self._runner.plan(

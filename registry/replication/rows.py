@@ -16,6 +16,7 @@ from pinner.ipfs.errors import NodeError
 from pinner.ipfs.protocol import PinBackend
 from pinner.replication.model import Target
 from pinner.states import ReplicaState
+from registry.db.engine import write_session
 from registry.db.models import Replica
 
 
@@ -58,7 +59,7 @@ class ReplicationCounters:
 async def set_rows(
     sessions: async_sessionmaker[AsyncSession], node_id: int, cids: Sequence[str], **values: Any
 ) -> None:
-    async with sessions() as s, s.begin():
+    async with write_session(sessions) as s:
         await s.execute(
             update(Replica).where(Replica.node_id == node_id, Replica.cid.in_(list(cids))).values(**values)
         )
@@ -84,19 +85,29 @@ async def unpin_units(
 
 
 async def mark_queued(sessions: async_sessionmaker[AsyncSession], adds: dict[int, list[str]]) -> None:
-    """One row per (unit, node) to place, in `queued` (a retried or lost one is queued again)."""
-    for nid, cids in adds.items():
-        for cid in cids:
-            for _ in range(2):  # a concurrent job for another pack sharing this unit may insert first
-                try:
-                    async with sessions() as s, s.begin():
-                        row = (
-                            await s.execute(select(Replica).where(Replica.cid == cid, Replica.node_id == nid))
-                        ).scalar_one_or_none()
-                        if row is None:
-                            s.add(Replica(cid=cid, node_id=nid, state=ReplicaState.QUEUED, attempts=0))
-                        elif row.state in (ReplicaState.FAILED, ReplicaState.LOST):
-                            row.state = ReplicaState.QUEUED
-                    break
-                except IntegrityError:
-                    continue
+    """One row per (unit, node) to place, in `queued` (a retried or lost one is queued again), in one transaction."""
+    wanted = {(cid, nid) for nid, cids in adds.items() for cid in cids}
+    if not wanted:
+        return
+    for attempt in range(2):  # a concurrent job for another pack sharing a unit may insert one first
+        try:
+            async with write_session(sessions) as s:
+                rows = (
+                    await s.execute(
+                        select(Replica).where(
+                            Replica.cid.in_(sorted({c for c, _ in wanted})),
+                            Replica.node_id.in_(sorted({n for _, n in wanted})),
+                        )
+                    )
+                ).scalars()
+                have = {(r.cid, r.node_id): r for r in rows}
+                for cid, nid in sorted(wanted):
+                    row = have.get((cid, nid))
+                    if row is None:
+                        s.add(Replica(cid=cid, node_id=nid, state=ReplicaState.QUEUED, attempts=0))
+                    elif row.state in (ReplicaState.FAILED, ReplicaState.LOST):
+                        row.state = ReplicaState.QUEUED
+            return
+        except IntegrityError:
+            if attempt:
+                raise

@@ -27,7 +27,7 @@ from pinner.replication.mover import BlockSource, Mover, MoverConfig
 from pinner.replication.placement import remote_nodes
 from pinner.states import NodeKind, NodeState, ReplicaState
 from registry.db.base import utcnow
-from registry.db.engine import readonly_session
+from registry.db.engine import readonly_session, write_session
 from registry.db.models import IpfsNode, Manifest, Replica
 from registry.jobs.kinds import JobKind
 from registry.jobs.protocol import ClaimedJob, JobQueue, PermanentJobError, RetryJob
@@ -295,7 +295,7 @@ class ReplicationService:
             log.warning(
                 "replica of %d unit(s) of %s on %s failed: %s", len(cids), pack_cid, node.name, detail
             )
-            async with self._sessions() as s, s.begin():
+            async with write_session(self._sessions) as s:
                 await s.execute(
                     update(Replica)
                     .where(Replica.node_id == node.id, Replica.cid.in_(cids))
@@ -318,7 +318,7 @@ class ReplicationService:
             return False, detail
         total = sum(sizes.get(c, 0) for c in cids) or 1
         now = utcnow()
-        async with self._sessions() as s, s.begin():
+        async with write_session(self._sessions) as s:
             for cid in cids:
                 share = result.bytes_moved * sizes.get(cid, 0) // total
                 await s.execute(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from registry.db.engine import write_session
 from registry.db.models import Manifest, Model, Namespace, Pack
 from registry.events import store as events
 from registry.replication.summary import ReplicationSummary
@@ -18,7 +19,7 @@ async def note_target(sessions: async_sessionmaker[AsyncSession], summary: Repli
     reached). A compare-and-set on the stored value makes concurrent replicate jobs write one event.
     """
     cid, satisfied = summary.pack_cid, summary.satisfied
-    async with sessions() as s, s.begin():
+    async with write_session(sessions) as s:
         before = (await s.execute(select(Manifest.replicated).where(Manifest.cid == cid))).one_or_none()
         if before is None or before[0] is satisfied:
             return False

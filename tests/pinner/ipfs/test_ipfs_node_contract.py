@@ -63,3 +63,17 @@ async def test_imported_blocks_come_back_with_their_sizes(node: IpfsNode, dag: A
         assert await node.get_block(cid) == data
         stat = await node.stat_block(cid)
         assert (stat.cid, stat.size) == (cid, len(data))
+
+
+async def test_all_pinned_asks_for_several_at_once(
+    node: IpfsNode, dag_factory: Callable[[bytes], Any]
+) -> None:
+    one, two, never = (dag_factory(b"all-pinned-%d" % i) for i in range(3))
+    for d in (one, two):
+        assert await node.import_car(chunks_of(d.car)) == [d.root]
+    assert await node.all_pinned([one.root, two.root]) is True
+    assert await node.all_pinned([one.root]) is True
+    assert await node.all_pinned([]) is True
+    await node.import_car(chunks_of(never.car), pin_roots=False)  # its blocks are there, it is not pinned
+    assert await node.all_pinned([one.root, never.root, two.root]) is False
+    assert await node.all_pinned([never.root]) is False

@@ -24,6 +24,7 @@ async def test_push_sends_every_block_as_one_car_and_the_node_pins_each_root(sto
     result = await Mover(store).push(node, cids)
     assert result.method == "car" and result.bytes_moved > 12000
     assert node.pins == {normalize_cid(c) for c in cids} and node.imports == 1
+    assert node.pin_checks == 1  # confirmed with one pin/ls for both roots, not one call each
     for cid in cids:
         for block_cid, data in store.iter_dag_blocks(cid):
             assert node.blocks[normalize_cid(str(block_cid))] == data

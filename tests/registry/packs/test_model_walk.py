@@ -21,16 +21,22 @@ LAYOUT = {
 }
 
 
-@pytest.fixture
-async def browse(sessions: async_sessionmaker[AsyncSession], fast_reads: FastReads) -> BrowseService:
+async def _browse(
+    sessions: async_sessionmaker[AsyncSession], fast_reads: FastReads, layout: dict[str, list[str]]
+) -> BrowseService:
     async with sessions() as s, s.begin():
-        for ns, models in LAYOUT.items():
+        for ns, models in layout.items():
             space = Namespace(name=ns)
             s.add(space)
             await s.flush()
             for m in models:
                 s.add(Model(namespace_id=space.id, name=m))
     return BrowseService(sessions, fast_reads)
+
+
+@pytest.fixture
+async def browse(sessions: async_sessionmaker[AsyncSession], fast_reads: FastReads) -> BrowseService:
+    return await _browse(sessions, fast_reads, LAYOUT)
 
 
 async def _all(browse: BrowseService, limit: int, namespace: str | None) -> list[tuple[str, str]]:
@@ -73,14 +79,7 @@ PREFIXED = {"acme": ["m1", "M12", "m123", "m2", "m1_x", "m1%y", "n1"], "beta": [
 
 @pytest.fixture
 async def prefixed(sessions: async_sessionmaker[AsyncSession], fast_reads: FastReads) -> BrowseService:
-    async with sessions() as s, s.begin():
-        for ns, models in PREFIXED.items():
-            space = Namespace(name=ns)
-            s.add(space)
-            await s.flush()
-            for m in models:
-                s.add(Model(namespace_id=space.id, name=m))
-    return BrowseService(sessions, fast_reads)
+    return await _browse(sessions, fast_reads, PREFIXED)
 
 
 @pytest.mark.parametrize("prefix", ["m", "M1", "m12", "m1_", "m1%", "n", "z", "m2", "q", "é", "m1\\"])
