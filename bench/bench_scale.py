@@ -1,20 +1,17 @@
 """Scale figures (issue #17 item 7), on Postgres at 127.0.0.1:5432 (a database of its own, dropped after).
 
-(a) Reads as the index grows: ``--sizes`` packs (10k and 1M; 10 per model, a ``latest`` pointer each), served by
-    bench_api's registry process with the read cache off, 32 connections for ``--duration`` s per target: the
-    pointer resolve of random models; ``GET /v1/models`` first page, a page in the middle (a cursor after a
-    random model), a ``?prefix=`` search matching one model at every size (``models_prefix``) and the earlier
-    3-digit prefix (``models_prefix_page``: 1 match at 10k packs, 111 at 1M, so its response grows to a full
-    page). p50/p99 at each size and the p99 growth (goal <= 2x).
+(a) Reads as the index grows: ``--sizes`` packs (10k and 1M; 10 per model, a ``latest`` pointer each), read cache
+    off, 32 connections, ``--duration`` s per target: resolve of random models; ``GET /v1/models`` first page and
+    a cursor page; ``?prefix=`` matching one model at every size, and a 3-digit one (``models_prefix_page``: 1 match
+    at 10k, 111 at 1M: the response grows to a page). p50/p99 at each size, p99 growth (goal <= 2x).
 (b) Job handlers over ``--job-packs`` packs (100k), each with one shard; two Kubo nodes (fakes in the handler's
     process) pin both units of every pack but one pin in 1,000 on the first node; the newest pack of each model is
     curated (pointer ``curated``), the one before it validated. The replication reconcile (the ``reconcile``
     job's handler) and the curation sweep (``curate-sweep``'s), each once in a fresh process: wall time and the
     peak RSS growth over that process after its setup (psutil, 10 ms samples). ``--sqlite-jobs``: also on SQLite.
-Rows are bulk-written (COPY on Postgres, executemany batches on SQLite) into the current schema's tables.
+Rows are bulk-written (COPY on Postgres, executemany batches on SQLite).
 
-    .venv/bin/python bench/bench_scale.py [--duration 5] [--sizes 10000,1000000] [--job-packs 100000]
-        [--sqlite-jobs] [--skip-http] [--skip-jobs]
+    .venv/bin/python bench/bench_scale.py [--duration 5] [--sizes 10000,1000000] [--job-packs 100000] [--skip-http]
 """
 
 from __future__ import annotations
@@ -191,9 +188,7 @@ def http_at(work: Path, db_url: str, n: int, duration: float) -> dict[str, Any]:
         "models_cursor": [
             f"{base}?cursor={encode_cursor(['acme', f'm{rnd.randrange(models)}'])}" for _ in range(2000)
         ],
-        # a random model of the last decade of names: exactly one match at every size (a longer name does not
-        # exist), so the response is alike and the figure is the search's (a 3-digit prefix matched 1 model at
-        # 10k packs and 111 at 1M: a full page to render, which measured the response, not the search)
+        # a model of the last decade of names: one match at every size (see the docstring)
         "models_prefix": [f"{base}?prefix=m{rnd.randrange(models // 10, models)}" for _ in range(900)],
         "models_prefix_page": [f"{base}?prefix=m{rnd.randrange(100, 1000)}" for _ in range(900)],
     }

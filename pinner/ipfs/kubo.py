@@ -326,17 +326,7 @@ class KuboClient(EndpointClient):
     async def is_pinned(self, cid: str) -> bool:
         """Whether the node pins `cid` recursively (`pin/ls?arg=`)."""
         decode_cid(cid)
-        params = self._params(("type", "recursive"), self._node_timeout(), arg=cid)
-        try:
-            data = await self._call("pin/ls", params, cid=cid)
-        except NodeError as exc:
-            if _is_not_pinned(exc):
-                return False
-            raise
-        keys = json_dict(data, self._http, "pin/ls", cid=cid).get("Keys")
-        return isinstance(keys, dict) and normalize_cid(cid) in {
-            node_cid(k, self._http, cid=cid) for k in keys
-        }
+        return await self.all_pinned([cid])
 
     async def all_pinned(self, cids: Sequence[str]) -> bool:
         if not cids:
@@ -346,13 +336,13 @@ class KuboClient(EndpointClient):
             ("type", "recursive"), self._node_timeout(), *(("arg", c) for c in sorted(wanted))
         )
         try:
-            data = await self._call("pin/ls", params, cid=min(wanted))
+            data = await self._call("pin/ls", params, cid=(first := min(wanted)))
         except NodeError as exc:
             if _is_not_pinned(exc):  # the node names the first one it does not pin and stops there
                 return False
             raise
-        keys = json_dict(data, self._http, "pin/ls").get("Keys")
-        return isinstance(keys, dict) and wanted <= {node_cid(k, self._http) for k in keys}
+        keys = json_dict(data, self._http, "pin/ls", cid=first).get("Keys")
+        return isinstance(keys, dict) and wanted <= {node_cid(k, self._http, cid=first) for k in keys}
 
     async def list_pins(self) -> AsyncIterator[str]:
         """Every recursive pin, streamed (`stream=true`: one line per pin, never one giant object)."""

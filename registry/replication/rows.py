@@ -16,6 +16,7 @@ from pinner.ipfs.errors import NodeError
 from pinner.ipfs.protocol import PinBackend
 from pinner.replication.model import Target
 from pinner.states import ReplicaState
+from registry.db.base import utcnow
 from registry.db.engine import write_session
 from registry.db.models import Replica
 
@@ -111,3 +112,24 @@ async def mark_queued(sessions: async_sessionmaker[AsyncSession], adds: dict[int
         except IntegrityError:
             if attempt:
                 raise
+
+
+async def record_pinned(
+    sessions: async_sessionmaker[AsyncSession], placed: Sequence[tuple[int, str, int]]
+) -> None:
+    """Rows of units just pinned, (node id, unit, bytes moved) each, as `pinned`, in one transaction."""
+    if not placed:
+        return
+    now = utcnow()
+    async with write_session(sessions) as s:
+        for node_id, cid, share in placed:
+            await s.execute(
+                update(Replica)
+                .where(Replica.node_id == node_id, Replica.cid == cid)
+                .values(
+                    state=ReplicaState.PINNED,
+                    last_error=None,
+                    pinned_at=now,
+                    bytes_moved=Replica.bytes_moved + share,
+                )
+            )

@@ -39,6 +39,7 @@ from registry.replication.rows import (
     ReplicationConfig,
     ReplicationCounters,
     mark_queued,
+    record_pinned,
     set_rows,
     unpin_units,
 )
@@ -196,9 +197,15 @@ class ReplicationService:
         first = [nid for nid in adds if node_rows[nid].kind is NodeKind.KUBO]
         later = [nid for nid in adds if node_rows[nid].kind is not NodeKind.KUBO]
         for wave in (first, later):
+            placed: list[tuple[int, str, int]] = []  # (node, unit, bytes moved) of the wave's pushes
             results = await asyncio.gather(
-                *(self._push(node_rows[nid], adds[nid], sizes, source, pack_cid, went_down) for nid in wave)
+                *(
+                    self._push(node_rows[nid], adds[nid], sizes, source, pack_cid, went_down, placed)
+                    for nid in wave
+                )
             )
+            # one transaction for the wave's placed units, committed before the next wave asks for origins
+            await record_pinned(self._sessions, placed)
             for nid, (ok, detail) in zip(wave, results, strict=True):
                 if ok:
                     pushed[node_rows[nid].name] = tuple(adds[nid])
@@ -275,8 +282,10 @@ class ReplicationService:
         source: BlockSource,
         pack_cid: str,
         went_down: set[int],
+        placed: list[tuple[int, str, int]],
     ) -> tuple[bool, str]:
-        """Push `cids` to `node` and record the rows; `went_down` gets the node's id if it was unreachable."""
+        """Push `cids` to `node` and record a failure's rows; `placed` gets (node id, unit, bytes moved) of each
+        unit pinned (the caller records them), `went_down` the node's id if it was unreachable."""
         backend = self._backends.backend(node)
         await self._set_rows(node.id, cids, state=ReplicaState.PINNING)
         try:
@@ -317,20 +326,7 @@ class ReplicationService:
             self.counters.pushes.labels(node.name, "failed").inc()
             return False, detail
         total = sum(sizes.get(c, 0) for c in cids) or 1
-        now = utcnow()
-        async with write_session(self._sessions) as s:
-            for cid in cids:
-                share = result.bytes_moved * sizes.get(cid, 0) // total
-                await s.execute(
-                    update(Replica)
-                    .where(Replica.node_id == node.id, Replica.cid == cid)
-                    .values(
-                        state=ReplicaState.PINNED,
-                        last_error=None,
-                        pinned_at=now,
-                        bytes_moved=Replica.bytes_moved + share,
-                    )
-                )
+        placed.extend((node.id, cid, result.bytes_moved * sizes.get(cid, 0) // total) for cid in cids)
         self.counters.bytes_moved.labels(node.name).inc(result.bytes_moved)
         self.counters.pushes.labels(node.name, "ok").inc()
         return True, result.method
