@@ -12,7 +12,9 @@ fetch, close, commit, each its own) or, on Postgres, a pool pre-ping (``BEGIN; ;
   SQLAlchemy sessions.
 
 The statements and their parameters' processing are :mod:`registry.jobs.statements`'s; the connections here are
-closed when the engine is disposed (and opened again if it is used after that).
+closed when the engine is disposed (and opened again if it is used after that). :meth:`Runner.plan` runs a
+caller's own transaction the same way: a generator of steps with its logic between them (the pin service's
+batch of adds, :mod:`registry.pinning.adds`).
 """
 
 from __future__ import annotations
