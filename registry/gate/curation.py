@@ -14,14 +14,14 @@ from sqlalchemy import delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from registry.accounts.principal import Principal
+from registry.db.engine import readonly_session
 from registry.db.listings import ModelSelector, find_listing, listing_in
 from registry.db.models import Pack, PackState, Pointer, PointerChange
-from registry.errors import Forbidden
 from registry.events import store as events
 from registry.gate.config import GateConfig
-from registry.gate.curation_rows import TAG, audit, history, pointer_cid
+from registry.gate.curation_rows import TAG, audit, history, pointer_cid, require_admin
 from registry.gate.drift import drift_fact, with_drift_override
-from registry.gate.errors import CurationRefused, ReasonRequired
+from registry.gate.errors import CurationRefused
 from registry.gate.rule import Fact, ReplicationCheck, RuleFacts, TrustCheck
 from registry.names import ModelRef
 from registry.packs.lifecycle import model_ref_of, pack_event, set_state
@@ -30,7 +30,6 @@ from registry.packs.pointers import PointerMoved, move_pointer
 log = logging.getLogger("modelpack.gate")
 DEGRADED = "degraded"  # Pack.flagged prefixes: the gate's own flag clears itself when the pack recovers;
 UNCURATED = "un-curated: "  # an admin's does not (only a manual curate clears it)
-MAX_REASON = 1024
 SWEEP_PAGE = 1000  # curated pointers read per query by the sweep
 _IS_TARGET = (  # NOT EXISTS: no bind per curated model
     (Pointer.tag == TAG) & (Pointer.model_id == Pack.model_id) & (Pointer.pack_cid == Pack.cid)
@@ -159,6 +158,15 @@ class CurationService:
     async def check_curated(self, cid: str, model: ModelSelector = None) -> CurationOutcome:
         """Re-check a curated pack (its listing under ``model``); flag it (and roll back or hold) when it is
         no longer fit."""
+        # Read first: a curated pack that is still fit, the usual case each sweep, needs no write transaction
+        # (on SQLite that would hold the one writer's lock for the whole rule, pack after pack).
+        async with readonly_session(self._sessions) as s:
+            pack = await find_listing(s, cid, model)
+            if pack.state is not PackState.CURATED:
+                return CurationOutcome(cid, "not_validated", (f"the pack is {pack.state.value}",))
+            if pack.flagged is None and (await self.facts(s, pack)).ok:
+                return CurationOutcome(cid, "curated", (), False, await pointer_cid(s, pack.model_id))
+        # Something is to change: decide again inside the write transaction, as of now.
         async with self._sessions() as s, s.begin():
             pack = await _pack(s, cid, model)
             if pack.state is not PackState.CURATED:
@@ -321,7 +329,7 @@ class CurationService:
     ) -> CurationOutcome:
         """An admin of the pack's namespace points ``@curated`` at ``cid`` (any age; its listing under
         ``model``) if it is validated, trusted and replicated."""
-        why = _require_admin(principal, reason)
+        why = require_admin(principal, reason)
         async with self._sessions() as s, s.begin():
             pack = await _pack(s, cid, model)
             ref = await model_ref_of(s, pack.model_id)
@@ -347,7 +355,7 @@ class CurationService:
     ) -> CurationOutcome:
         """An admin of the pack's namespace withdraws a curated pack (its listing under ``model``): the
         pointer rolls back (or is removed); it stays withheld. Other models' listings are untouched."""
-        why = _require_admin(principal, reason)
+        why = require_admin(principal, reason)
         async with self._sessions() as s, s.begin():
             pack = await _pack(s, cid, model)
             ref = await model_ref_of(s, pack.model_id)
@@ -380,17 +388,6 @@ class CurationService:
     def _changed(self, ref: ModelRef) -> None:
         if self._on_changed is not None:
             self._on_changed(ref)
-
-
-def _require_admin(principal: Principal, reason: str | None) -> str:
-    if not principal.is_admin:
-        raise Forbidden("only an admin token may curate or un-curate by hand")
-    why = (reason or "").strip()
-    if not why:
-        raise ReasonRequired("give a reason: it goes into the audit log and the pointer history")
-    if len(why) > MAX_REASON:
-        raise ReasonRequired(f"the reason is longer than {MAX_REASON} characters")
-    return why
 
 
 async def _pack(s: AsyncSession, cid: str, model: ModelSelector) -> Pack:

@@ -7,10 +7,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from registry.accounts.principal import Principal
 from registry.db.base import utcnow
 from registry.db.models import AuditEvent, Pointer, PointerChange
+from registry.errors import Forbidden
+from registry.gate.errors import ReasonRequired
 
 TAG = "curated"
+MAX_REASON = 1024
 
 
 async def pointer_cid(s: AsyncSession, model_id: int) -> str | None:
@@ -34,3 +38,15 @@ def audit(
     s.add(
         AuditEvent(actor=actor, action=action, subject=subject, reason=reason, details=details, at=utcnow())
     )
+
+
+def require_admin(principal: Principal, reason: str | None) -> str:
+    """The reason of an admin's curation by hand (Forbidden for anyone else), checked."""
+    if not principal.is_admin:
+        raise Forbidden("only an admin token may curate or un-curate by hand")
+    why = (reason or "").strip()
+    if not why:
+        raise ReasonRequired("give a reason: it goes into the audit log and the pointer history")
+    if len(why) > MAX_REASON:
+        raise ReasonRequired(f"the reason is longer than {MAX_REASON} characters")
+    return why

@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any, Literal
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry.accounts.principal import Principal
@@ -331,3 +331,28 @@ async def test_a_pass_in_between_resets_the_environment_failure_count(env: GateE
         await svc("crashed").validate(cid)
     assert (await rig.pack(cid)).state is PackState.CURATED
     assert (await svc("smoke_failed").validate(cid)).state == "rejected"  # a pack failure rejects at once
+
+
+async def test_rechecking_a_fit_curated_pack_opens_no_write_transaction(env: GateEnv) -> None:
+    """The sweep re-checks every curated pack: one still fit is read, not written (SQLite's one writer is not
+    held for it); one no longer fit is decided again in a write transaction."""
+    rig = make_rig(env)
+    cid = await rig.validated(1)
+    assert await rig.pointer() == cid
+    writes: list[int] = []
+
+    def on_begin(conn: Any) -> None:
+        if not conn.get_execution_options().get("readonly"):
+            writes.append(1)
+
+    engine = env.sessions.kw["bind"].sync_engine
+    event.listen(engine, "begin", on_begin)
+    try:
+        assert (await rig.curation.check_curated(cid)).status == "curated"
+        assert writes == []
+        rig.trust.failing[cid] = "the signing key was revoked"
+        out = await rig.curation.check_curated(cid)
+    finally:
+        event.remove(engine, "begin", on_begin)
+    assert out.status == "withheld" and writes
+    assert (await rig.pack(cid)).state is PackState.VALIDATED and await rig.pointer() is None
