@@ -24,7 +24,7 @@ import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from queue import SimpleQueue
 from typing import Any, Protocol, TypeVar
 
@@ -86,6 +86,16 @@ def _advance(plan: Plan[T], result: Any) -> tuple[bool, Any]:
         return False, plan.send(result)
     except StopIteration as done:
         return True, done.value
+
+
+async def _drive(plan: Plan[T], execute: Callable[[Stmt, Any], Awaitable[Any]]) -> T:
+    """Runs ``plan`` to its end, each step through ``execute`` (an async driver's statement)."""
+    result: Any = None
+    while True:
+        finished, step = _advance(plan, result)
+        if finished:
+            return step
+        result = await execute(*step)
 
 
 def _sqlite_transaction(conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
@@ -263,19 +273,15 @@ class _PgRunner:
             return await self._steps(conn, plan)
 
     async def _steps(self, conn: Any, plan: Plan[T]) -> T:
-        result: Any = None
-        while True:
-            finished, step = _advance(plan, result)
-            if finished:
-                return step
-            stmt, params = step
+        async def execute(stmt: Stmt, params: dict[str, Any] | list[dict[str, Any]]) -> Any:
+            c = stmt.compiled(self._dialect)
             if isinstance(params, list):
-                c = stmt.compiled(self._dialect)
                 await conn.executemany(c.sql, [c.args(p) for p in params])
-                result = None
-            else:
-                rows = await self._step(conn, stmt, params)
-                result = [stmt.compiled(self._dialect).row(r) for r in rows] if stmt.returning else rows
+                return None
+            rows = await self._step(conn, stmt, params)
+            return [c.row(r) for r in rows] if stmt.returning else rows
+
+        return await _drive(plan, execute)
 
     async def _on_connection(self, body: Callable[[Any, Any], Any], arg: Any) -> Any:
         import asyncpg
@@ -324,19 +330,14 @@ class _SessionRunner:
     async def plan(self, plan: Plan[T], *, atomic: bool = True) -> T:
         try:
             async with self._sessions() as s, s.begin():
-                result: Any = None
-                while True:
-                    finished, step = _advance(plan, result)
-                    if finished:
-                        return step
-                    stmt, params = step
+
+                async def execute(stmt: Stmt, params: dict[str, Any] | list[dict[str, Any]]) -> Any:
                     res = await s.execute(stmt.stmt, params)
                     if isinstance(params, list):
-                        result = None
-                    elif stmt.returning:
-                        result = [tuple(r) for r in res.all()]
-                    else:
-                        result = res.rowcount  # type: ignore[attr-defined]
+                        return None
+                    return [tuple(r) for r in res.all()] if stmt.returning else res.rowcount  # type: ignore[attr-defined]
+
+                return await _drive(plan, execute)
         except IntegrityError as e:
             raise ConstraintViolation(str(e)) from e
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
@@ -155,12 +154,6 @@ class PinService:
         self._pending: list[_PendingAdd] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    @contextlib.asynccontextmanager
-    async def _writing(self) -> AsyncIterator[AsyncSession]:
-        """A write transaction (committed on leaving the block, rolled back on an error)."""
-        async with write_session(self._sessions) as s:
-            yield s
-
     async def _usage(self, s: AsyncSession, publisher_id: int) -> tuple[int, int]:
         """(pins held, their bytes) of the publisher."""
         row = (
@@ -300,7 +293,7 @@ class PinService:
 
     async def replace(self, publisher_id: int, requestid: str, req: PinRequest) -> PinView:
         """A new pin for ``req``; the old one is hidden now and unpinned once the new one settles."""
-        async with self._writing() as s:
+        async with write_session(self._sessions) as s:
             old = await self._mine(s, publisher_id, requestid, lock=True)
             await self._check_quota(s, publisher_id, freed=1)
             old.deleted_at = utcnow()
@@ -309,7 +302,7 @@ class PinService:
         return view
 
     async def delete(self, publisher_id: int, requestid: str) -> None:
-        async with self._writing() as s:
+        async with write_session(self._sessions) as s:
             row = await self._mine(s, publisher_id, requestid, lock=True)
             row.deleted_at = utcnow()
             await enqueue_pin(self._queue, row.requestid, s)
