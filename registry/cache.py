@@ -60,3 +60,39 @@ class TtlCache(Generic[K, V]):
     def invalidate_where(self, pred: Callable[[K], bool]) -> None:
         for key in [k for k in self._items if pred(k)]:
             del self._items[key]
+
+
+class Memo(Generic[K, V]):
+    """What never changes under its key (content named by its CID), kept until the least recently used entries
+    must go: at most ``max_entries``, and at most ``max_weight`` in all by ``weigh`` (bytes, say)."""
+
+    def __init__(self, max_entries: int, max_weight: int, weigh: Callable[[V], int]) -> None:
+        if max_entries < 1 or max_weight < 1:
+            raise ValueError("a memo holds at least one entry and one unit of weight")
+        self.max_entries, self.max_weight = max_entries, max_weight
+        self._weigh = weigh
+        self._items: OrderedDict[K, tuple[int, V]] = OrderedDict()
+        self.weight = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: K) -> V | None:
+        hit = self._items.get(key)
+        if hit is None:
+            return None
+        self._items.move_to_end(key)
+        return hit[1]
+
+    def put(self, key: K, value: V) -> None:
+        w = self._weigh(value)
+        if w > self.max_weight:
+            return  # bigger than the whole memo: served from the database each time
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.weight -= old[0]
+        self._items[key] = (w, value)
+        self.weight += w
+        while len(self._items) > self.max_entries or self.weight > self.max_weight:
+            _, (gone, _v) = self._items.popitem(last=False)
+            self.weight -= gone

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from model_core.format.pack import ManifestLimits
 from registry.accounts.auth import AuthService
-from registry.cache import CacheConfig, TtlCache
+from registry.cache import CacheConfig, Memo, TtlCache
 from registry.events.service import EventService
 from registry.packs.blobs import BlobService
 from registry.packs.browse import BrowseService
@@ -32,3 +32,5 @@ class RegistryServices:
     publish_body_slack_bytes: int = 64 * 1024  # detached signatures, tag and reason around the manifest
     # rendered pack-detail bodies by CID, for the read-cache TTL (the pack GET hot path)
     pack_json: TtlCache[str, bytes] = field(default_factory=lambda: TtlCache(CacheConfig(ttl_s=0)))
+    # the pack detail's manifest, shards and files rendered, by CID: they never change under it
+    pack_content_json: Memo[str, bytes] = field(default_factory=lambda: Memo(4096, 64 * 1024 * 1024, len))

@@ -18,7 +18,17 @@ from registry.api.endpoint import CID, CURSOR, ETAG_NONE, LIMIT, MODEL, NS, READ
 from registry.api.keys import BLOCKSTORE
 from registry.api.listing import AMBIGUOUS, PACK_MODEL, pack_model
 from registry.api.pagination import decode_cursor, encode_cursor, page_limit
-from registry.api.schemas import PackOut, PublishIn, PublishOut, SignatureOut, StateHistoryPage
+from registry.api.schemas import (
+    PackContentOut,
+    PackOut,
+    PublishIn,
+    PublishOut,
+    SignatureOut,
+    StateChangeOut,
+    StateHistoryPage,
+    ValidationOut,
+)
+from registry.cache import Memo
 from registry.errors import BadRequest
 from registry.gate.hostpaths import scrub
 from registry.metrics import record_pull_bytes
@@ -122,7 +132,7 @@ async def get_pack(request: web.Request) -> web.Response:
     svc = services(request)
     body = svc.pack_json.get(cid) if model is None else None
     if body is None:
-        body = render_pack(await svc.browse.pack(cid, model))
+        body = render_pack(await svc.browse.pack(cid, model), svc.pack_content_json)
         if model is None:
             svc.pack_json.put(cid, body)
     return web.Response(body=body, content_type="application/json")
@@ -155,9 +165,24 @@ async def pack_history(request: web.Request) -> web.Response:
     return web.json_response(text=StateHistoryPage.model_validate(page).model_dump_json(by_alias=True))
 
 
-def render_pack(d: PackDetail) -> bytes:
+_CONTENT_FIELDS = {"manifest", "shards", "files"}
+
+
+def render_pack(d: PackDetail, content_json: Memo[str, bytes] | None = None) -> bytes:
+    """The pack detail's JSON (:class:`PackOut`). Its manifest, shards and files depend on the CID alone, so
+    with ``content_json`` they are rendered once per CID and spliced in after the other fields."""
     s = d.summary
-    out = PackOut(
+    content = None if content_json is None else content_json.get(s.cid)
+    if content is None:
+        whole = PackContentOut(
+            manifest=json.loads(d.manifest),
+            shards=[_shard_dict(sh) for sh in d.shards if sh.role == "shard"],
+            files=[_shard_dict(sh) for sh in d.shards if sh.role == "file"],
+        ).model_dump_json(by_alias=True)
+        content = whole[1:-1].encode()  # '"manifest":{...},"shards":[...],"files":[...]'
+        if content_json is not None:
+            content_json.put(s.cid, content)
+    out = PackOut.model_construct(
         cid=s.cid,
         namespace=s.namespace,
         model=s.model,
@@ -167,17 +192,20 @@ def render_pack(d: PackDetail) -> bytes:
         shard_count=s.shard_count,
         created_at=s.created_at,
         state_reason=scrub(d.state_reason),  # no host paths served (registry.gate.hostpaths)
-        manifest=json.loads(d.manifest),
-        history=scrub(d.history),
+        history=[StateChangeOut(**h) for h in scrub(d.history)],
         history_next_cursor=None if d.history_before is None else encode_cursor([d.history_before]),
-        shards=[_shard_dict(sh) for sh in d.shards if sh.role == "shard"],
-        files=[_shard_dict(sh) for sh in d.shards if sh.role == "file"],
-        signatures=d.signatures,
+        signatures=[SignatureOut(**x) for x in d.signatures],
         replicas=d.replicas,
-        validation=scrub(d.validation),
+        validation=None if d.validation is None else ValidationOut(**scrub(d.validation)),
         pointers=d.pointers,
+        # every field given (these are left out of the dump): model_construct would otherwise call the default
+        # factories through inspect.signature, slower than the rest of the rendering
+        manifest={},
+        shards=[],
+        files=[],
     )
-    return out.model_dump_json(by_alias=True).encode()
+    rest = out.model_dump_json(by_alias=True, exclude=_CONTENT_FIELDS, warnings="error").encode()
+    return rest[:-1] + b"," + content + b"}"
 
 
 def _shard_dict(sh: object) -> dict[str, object]:

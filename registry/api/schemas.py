@@ -145,6 +145,16 @@ class ValidationOut(_Out):
     finished_at: datetime | None
 
 
+class PackContentOut(_Out):
+    """The pack detail's fields that depend on the CID alone (rendered once per CID)."""
+
+    manifest: dict[str, Any]
+    shards: list[ShardOut]
+    files: list[ShardOut] = Field(
+        default_factory=list, description="the manifest's other files (config.json, tokenizer.json...)"
+    )
+
+
 class PackOut(PackSummaryOut):
     state_reason: str | None
     manifest: dict[str, Any]

@@ -17,6 +17,8 @@ _MAX_DEPTH = 32
 
 def scrub_text(text: str) -> str:
     """``text`` with every absolute host path shortened to ``<host>/LAST``."""
+    if "/" not in text:  # the common case, and no path without one
+        return text
     return _ABS_PATH.sub(lambda m: f"<host>/{m.group(1)}", text)
 
 

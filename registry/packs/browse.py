@@ -13,7 +13,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from model_core.errors import bounded, q
-from registry.cache import CacheConfig, TtlCache
+from registry.cache import CacheConfig, Memo, TtlCache
 from registry.db.engine import readonly_session
 from registry.db.fastread import FastReads, Row
 from registry.db.listings import ModelSelector, find_listing
@@ -64,6 +64,23 @@ class ShardView:
 
 
 @dataclass(frozen=True, slots=True)
+class PackContent:
+    """What depends on the CID alone: the manifest's canonical bytes and the shard rows made from them."""
+
+    manifest: bytes
+    shards: tuple[ShardView, ...]
+
+
+# Kept per process: up to this many contents and manifest bytes (the least recently used go first).
+CONTENT_MEMO_ENTRIES = 4096
+CONTENT_MEMO_BYTES = 64 * 1024 * 1024
+
+
+def content_memo() -> Memo[str, PackContent]:
+    return Memo(CONTENT_MEMO_ENTRIES, CONTENT_MEMO_BYTES, lambda c: len(c.manifest) + 200 * len(c.shards))
+
+
+@dataclass(frozen=True, slots=True)
 class PackDetail:
     summary: PackSummary
     manifest: bytes
@@ -87,6 +104,8 @@ class BrowseService:
         self._sessions = sessions
         self._reads = reads_
         self.cache: TtlCache[str, PackDetail] = cache or TtlCache(CacheConfig(ttl_s=0))
+        # A CID names its bytes: its content is read once and kept, never stale (no TTL, no invalidation).
+        self.contents = content_memo()
 
     async def list_models(
         self, *, namespace: str | None, prefix: str | None, after: tuple[str, str] | None, limit: int
@@ -181,22 +200,26 @@ class BrowseService:
             return [_change(h) for h in await _state_changes(s, pack, before_id, limit)]
 
     async def _pack(self, cid: str, model: ModelSelector) -> PackDetail:
-        rows, d = await reads.pack_detail_rows(self._reads, cid, model)
+        content = self.contents.get(cid)
+        rows, d = await reads.pack_detail_rows(self._reads, cid, model, content=content is None)
         if len(rows) != 1:  # none, or several models list it: the ORM path words the error
             async with readonly_session(self._sessions) as s:
                 await find_listing(s, cid, model)
             raise NotFound(f"no pack {cid}", cid=cid)  # it changed in between
+        if content is None:
+            content = PackContent(d["manifest"][0][0], tuple(ShardView(*x) for x in d["shards"]))
+            self.contents.put(cid, content)
         row = rows[0]
         newest = d["history"]
         history = newest[:DETAIL_HISTORY][::-1]
         report = d["validation"][0] if d["validation"] else None
         return PackDetail(
-            summary=PackSummary(row[1], row[7], row[8], row[3], row[4].value, row[10], row[11], row[6]),
-            manifest=row[9],
+            summary=PackSummary(row[1], row[7], row[8], row[3], row[4].value, row[9], row[10], row[6]),
+            manifest=content.manifest,
             state_reason=row[5],
             history=[_change_row(h) for h in history],
             history_before=history[0][0] if len(newest) > DETAIL_HISTORY else None,
-            shards=[ShardView(*x) for x in d["shards"]],
+            shards=list(content.shards),
             signatures=[
                 {
                     "key_id": key_id,

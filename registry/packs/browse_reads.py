@@ -31,8 +31,9 @@ DETAIL_HISTORY = 50  # state changes inlined in the pack detail (the newest); th
 
 
 def _listing(*where: Any) -> Query:
-    """A listing with its names and content (0 id, 1 cid, 2 model_id, 3 version, 4 state, 5 reason, 6 created,
-    7 ns, 8 model, 9 manifest, 10 total_size, 11 shard_count); at most two rows, oldest first."""
+    """A listing with its names (0 id, 1 cid, 2 model_id, 3 version, 4 state, 5 reason, 6 created, 7 ns,
+    8 model, 9 total_size, 10 shard_count); at most two rows, oldest first. The manifest's bytes are not read
+    here: they never change under their CID, so the caller reads them once (:data:`CONTENT`) and keeps them."""
     stmt = (
         select(
             Pack.id,
@@ -44,7 +45,6 @@ def _listing(*where: Any) -> Query:
             Pack.created_at,
             Namespace.name,
             Model.name,
-            Manifest.manifest,
             Manifest.total_size,
             Manifest.shard_count,
         )
@@ -62,59 +62,124 @@ LISTING = _listing()
 LISTING_OF_ID = _listing(Pack.model_id == bindparam("model_id"))
 LISTING_OF_NAME = _listing(namespace_key_is("ns"), model_key_is("model"))
 
-HISTORY = Query(
-    select(
-        PackStateChange.id,
-        PackStateChange.from_state,
-        PackStateChange.to_state,
-        PackStateChange.reason,
-        PackStateChange.actor,
-        PackStateChange.at,
-    )
-    .where(PackStateChange.pack_cid == bindparam("cid"), PackStateChange.model_id == bindparam("model_id"))
-    .order_by(PackStateChange.id.desc())
-    .limit(DETAIL_HISTORY + 1)
+CONTENT = Query(select(Manifest.manifest).where(Manifest.cid == bindparam("cid")))
+_HISTORY_COLS = (
+    PackStateChange.id,
+    PackStateChange.from_state,
+    PackStateChange.to_state,
+    PackStateChange.reason,
+    PackStateChange.actor,
+    PackStateChange.at,
 )
-SHARDS = Query(
-    select(
-        Shard.position, Shard.filename, Shard.cid, Shard.sha256, Shard.size, Shard.unixfs_profile, Shard.role
-    )
-    .where(Shard.pack_cid == bindparam("cid"))
-    .order_by(Shard.position)
+_SHARD_COLS = (
+    Shard.position,
+    Shard.filename,
+    Shard.cid,
+    Shard.sha256,
+    Shard.size,
+    Shard.unixfs_profile,
+    Shard.role,
 )
-SIGNATURES = Query(
-    select(
-        Signature.key_id, Signature.kind, Signature.verdict, Signature.verdict_reason, Signature.received_at
-    )
-    .where(Signature.pack_cid == bindparam("cid"))
-    .order_by(Signature.id)
+_SIGNATURE_COLS = (
+    Signature.key_id,
+    Signature.kind,
+    Signature.verdict,
+    Signature.verdict_reason,
+    Signature.received_at,
 )
-REPLICAS = Query(
-    select(Replica.state, func.count())
-    .where(
-        or_(
-            Replica.cid == bindparam("cid"),
-            Replica.cid.in_(select(Shard.cid).where(Shard.pack_cid == bindparam("cid")).scalar_subquery()),
+_VALIDATION_COLS = (
+    ValidationReport.verdict,
+    ValidationReport.reason,
+    ValidationReport.started_at,
+    ValidationReport.finished_at,
+)
+
+
+def _parts(cid: Any, model_id: Any) -> dict[str, AnySelect]:
+    """The detail's other reads, of the content ``cid`` and the listing's ``model_id`` (bound parameters, or the
+    listing's own columns inside one statement); each keyed by the name :func:`pack_detail_rows` returns."""
+    return {
+        "history": select(*_HISTORY_COLS)
+        .where(PackStateChange.pack_cid == cid, PackStateChange.model_id == model_id)
+        .order_by(PackStateChange.id.desc())
+        .limit(DETAIL_HISTORY + 1),
+        "signatures": select(*_SIGNATURE_COLS).where(Signature.pack_cid == cid).order_by(Signature.id),
+        "replicas": select(Replica.state, func.count())
+        .where(
+            or_(
+                Replica.cid == cid,
+                Replica.cid.in_(
+                    # two levels down: say what correlates (the listing, inside one statement)
+                    select(Shard.cid).where(Shard.pack_cid == cid).correlate_except(Shard).scalar_subquery()
+                ),
+            )
         )
-    )
-    .group_by(Replica.state)
-)
-VALIDATION = Query(
-    select(
-        ValidationReport.verdict,
-        ValidationReport.reason,
-        ValidationReport.started_at,
-        ValidationReport.finished_at,
-    )
-    .where(ValidationReport.pack_cid == bindparam("cid"))
-    .order_by(ValidationReport.started_at.desc(), ValidationReport.id.desc())
-    .limit(1)
-)
-TAGS = Query(
-    select(Pointer.tag)
-    .where(Pointer.model_id == bindparam("model_id"), Pointer.pack_cid == bindparam("cid"))
-    .order_by(Pointer.tag)
-)
+        .group_by(Replica.state),
+        "validation": select(*_VALIDATION_COLS)
+        .where(ValidationReport.pack_cid == cid)
+        .order_by(ValidationReport.started_at.desc(), ValidationReport.id.desc())
+        .limit(1),
+        "tags": select(Pointer.tag)
+        .where(Pointer.model_id == model_id, Pointer.pack_cid == cid)
+        .order_by(Pointer.tag),
+    }
+
+
+PARTS = {k: Query(v) for k, v in _parts(bindparam("cid"), bindparam("model_id")).items()}
+SHARDS = Query(select(*_SHARD_COLS).where(Shard.pack_cid == bindparam("cid")).order_by(Shard.position))
+HISTORY = PARTS["history"]
+
+
+def _in_one(where: Any, *, content: bool) -> Query:
+    """Postgres: the listing and every part in one statement (one round trip, one snapshot). Each part is an
+    array of anonymous records, which asyncpg decodes into tuples of typed values."""
+    parts = _parts(Pack.cid, Pack.model_id)
+    if content:
+        parts["shards"] = select(*_SHARD_COLS).where(Shard.pack_cid == Pack.cid).order_by(Shard.position)
+    listing = _listing(*where).stmt
+    arrays = [
+        func.array(part.with_only_columns(func.row(*part.selected_columns)).scalar_subquery()).label(k)
+        for k, part in parts.items()
+    ]
+    return Query(listing.add_columns(*arrays, *([Manifest.manifest] if content else [])))
+
+
+# (where, content) -> the Postgres statement; the Queries per part process the arrays' rows
+_ONE: dict[tuple[str, bool], Query] = {}
+_WHERE = {
+    "any": (),
+    "id": (Pack.model_id == bindparam("model_id"),),
+    "name": (namespace_key_is("ns"), model_key_is("model")),
+}
+_AS_QUERY = {**PARTS, "shards": SHARDS}
+_LISTING_WIDTH = 11
+
+
+async def _in_one_statement(
+    reads: FastReads, cid: str, model: object, *, content: bool
+) -> tuple[list[Row], dict[str, list[Row]]]:
+    params: dict[str, Any]
+    if model is None:
+        key, params = "any", {"cid": cid}
+    elif isinstance(model, int):
+        key, params = "id", {"cid": cid, "model_id": model}
+    else:
+        ref: Any = model
+        key, params = "name", {"cid": cid, "ns": name_key(ref.namespace), "model": name_key(ref.model)}
+    q = _ONE.get((key, content))
+    if q is None:
+        q = _ONE[(key, content)] = _in_one(_WHERE[key], content=content)
+    rows = await reads.all(q, **params)
+    if len(rows) != 1:
+        return [r[:_LISTING_WIDTH] for r in rows], {}
+    row = rows[0]
+    parts: dict[str, list[Row]] = {}
+    for i, name in enumerate([*PARTS, *(["shards"] if content else [])]):
+        proc = _AS_QUERY[name].compiled(reads.dialect)
+        parts[name] = [proc.row(r) for r in row[_LISTING_WIDTH + i]]
+    if content:
+        parts["manifest"] = [(row[-1],)]
+    return [row[:_LISTING_WIDTH]], parts
 
 
 async def _listings(s: Snapshot, cid: str, model: object) -> list[Row]:
@@ -127,23 +192,24 @@ async def _listings(s: Snapshot, cid: str, model: object) -> list[Row]:
 
 
 async def pack_detail_rows(
-    reads: FastReads, cid: str, model: object
+    reads: FastReads, cid: str, model: object, *, content: bool
 ) -> tuple[list[Row], dict[str, list[Row]]]:
     """The listings of ``cid`` (at most two; of ``model`` when given) and, when there is exactly one, the
-    rest of its detail, all in one read transaction."""
+    rest of its detail, all from one state of the index; with ``content``, also the manifest's bytes and the
+    shard rows (which depend on the CID alone). Postgres: one statement; SQLite: one read transaction."""
+    if reads.dialect.name == "postgresql":
+        return await _in_one_statement(reads, cid, model, content=content)
     async with reads.snapshot() as s:
         rows = await _listings(s, cid, model)
         if len(rows) != 1:
             return rows, {}
         model_id = rows[0][2]
-        return rows, {
-            "history": await s.all(HISTORY, cid=cid, model_id=model_id),
-            "shards": await s.all(SHARDS, cid=cid),
-            "signatures": await s.all(SIGNATURES, cid=cid),
-            "replicas": await s.all(REPLICAS, cid=cid),
-            "validation": await s.all(VALIDATION, cid=cid),
-            "tags": await s.all(TAGS, cid=cid, model_id=model_id),
-        }
+        more = (
+            {"manifest": await s.all(CONTENT, cid=cid), "shards": await s.all(SHARDS, cid=cid)}
+            if content
+            else {}
+        )
+        return rows, {**more, **{k: await s.all(q, cid=cid, model_id=model_id) for k, q in PARTS.items()}}
 
 
 # ---------------------------------------------------------------------------------------------- model list
