@@ -126,12 +126,13 @@ class GateReport:
         return check
 
     @contextmanager
-    def timed(self, name: str) -> Iterator[Callable[..., Check]]:
-        """``with report.timed("x") as done: ... done("pass", "msg")`` records the check with its time.
+    def timed(self, name: str, since: float | None = None) -> Iterator[Callable[..., Check]]:
+        """``with report.timed("x") as done: ... done("pass", "msg")`` records the check with its time (from
+        ``since``, a ``time.monotonic()``, when the work began before the block).
 
         ``done(..., sub="y")`` records a sub-check ``x.y`` (e.g. one line per failed smoke check).
         """
-        start = time.monotonic()
+        start = time.monotonic() if since is None else since
         made: list[Check] = []
 
         def done(

@@ -1,14 +1,17 @@
 """``modelpack gate DIR``: every check the registry's gate makes, run locally on a pack folder with no registry.
 
 Manifest schema (the registry's own parser), every shard's size, sha256 and UnixFS CID, signatures against
-a trust policy file (when given), then the loader and smoke suite in model_core's sandbox. Bytes that do
-not verify skip the sandbox: the verdict is already known.
+a trust policy file (when given), then the loader and smoke suite in model_core's sandbox. The sandbox starts
+beside the shards check (its start-up overlaps the hashing) and is stopped when the bytes do not verify: the
+verdict is already known.
 """
 
 from __future__ import annotations
 
 import asyncio
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,34 +61,53 @@ def gate_dir(
             done("pass", f"schema valid; pack CID {loaded.cid}", cid=loaded.cid)
     if parsed is None:
         return report
-    with report.timed("shards") as done:
-        shard_report = PackReport()
-        check_shards(directory, parsed.data, True, shard_report)
-        if shard_report.failures:
-            for line in shard_report.failures:
-                done("fail", line, "invalid")
-        else:
-            done(
-                "pass",
-                f"{shard_report.shards_checked} shard(s) and {shard_report.files_checked} file(s): "
-                "size, sha256 and CID match",
-            )
-    with report.timed("signatures") as done:
-        if policy is None:
-            done("skip", "no --trust-policy given: signatures not checked")
-        else:
-            failures, notes, trusted = _signatures(directory, parsed.data, policy)
-            if failures:
-                done("fail", "; ".join(failures + notes), "untrusted", notes=notes)
+    total = sum(s.size or 0 for s in parsed.doc.shards)
+    early = run_smoke and budget.fits(total)
+
+    def bytes_and_signatures() -> bool:
+        """The shards and signatures checks; True when the shards' bytes verify."""
+        assert parsed is not None
+        with report.timed("shards") as done:
+            shard_report = PackReport()
+            check_shards(directory, parsed.data, True, shard_report)
+            if shard_report.failures:
+                for line in shard_report.failures:
+                    done("fail", line, "invalid")
             else:
-                done("pass", f"{len(trusted)} trusted valid signature(s): {', '.join(trusted)}", notes=notes)
-    with report.timed("sandbox") as done:
+                done(
+                    "pass",
+                    f"{shard_report.shards_checked} shard(s) and {shard_report.files_checked} file(s): "
+                    "size, sha256 and CID match",
+                )
+        with report.timed("signatures") as done:
+            if policy is None:
+                done("skip", "no --trust-policy given: signatures not checked")
+            else:
+                failures, notes, trusted = _signatures(directory, parsed.data, policy)
+                if failures:
+                    done("fail", "; ".join(failures + notes), "untrusted", notes=notes)
+                else:
+                    done(
+                        "pass",
+                        f"{len(trusted)} trusted valid signature(s): {', '.join(trusted)}",
+                        notes=notes,
+                    )
+        return not shard_report.failures
+
+    started = time.monotonic()
+    if early:
+        # The sandbox starts first (its interpreter and torch take a while to import) and the shards are
+        # hashed here meanwhile; it trusts nothing it did not read itself, and is stopped when they fail.
+        sandbox = _run_beside(directory, budget, runner, bytes_and_signatures)
+    else:
+        bytes_and_signatures()
+        sandbox = None
+    with report.timed("sandbox", since=started) as done:
         if not run_smoke:
             done("skip", "--no-smoke: the loader and smoke suite were not run")
         elif any(c.name == "shards" and c.status == "fail" for c in report.checks):
-            done("skip", "shard bytes did not verify; the model was not loaded")
-        elif not budget.fits(sum(s.size or 0 for s in parsed.doc.shards)):
-            total = sum(s.size or 0 for s in parsed.doc.shards)
+            done("skip", "shard bytes did not verify; the sandbox was stopped, no verdict taken from it")
+        elif sandbox is None:
             done(
                 "fail",
                 f"the pack needs about {budget.memory_needed(total)} bytes, more than the budget of "
@@ -93,7 +115,6 @@ def gate_dir(
                 "too_big",
             )
         else:
-            sandbox = _run(directory, budget, runner)
             checks = (sandbox.get("smoke") or {}).get("checks") or []
             failed = [c for c in checks if isinstance(c, dict) and not c.get("passed", True)]
             if sandbox.get("verdict") == "pass":
@@ -117,9 +138,29 @@ def gate_dir(
     return report
 
 
-def _run(directory: Path, budget: SandboxBudget, runner: SandboxRunner) -> dict[str, Any]:
+def _run_beside(
+    directory: Path, budget: SandboxBudget, runner: SandboxRunner, checks: Callable[[], bool]
+) -> dict[str, Any] | None:
+    """The sandbox's report, run while ``checks`` runs in a thread; None (the sandbox killed) when they fail."""
+
+    pack_dir = directory.resolve()
+
+    async def both(report_path: Path) -> dict[str, Any] | None:
+        task = asyncio.create_task(runner(pack_dir, report_path, budget, ()))
+        try:
+            ok = await asyncio.to_thread(checks)
+        except BaseException:
+            task.cancel()  # run_sandbox kills its process group when cancelled
+            await asyncio.gather(task, return_exceptions=True)
+            raise
+        if not ok:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return None
+        return await task
+
     with tempfile.TemporaryDirectory(prefix="modelpack-gate-") as tmp:
-        return asyncio.run(runner(directory.resolve(), Path(tmp) / "report.json", budget, ()))
+        return asyncio.run(both(Path(tmp) / "report.json"))
 
 
 def _signatures(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -112,3 +113,39 @@ def test_a_missing_manifest_is_invalid_and_a_bad_target_is_a_usage_error(tmp_pat
     assert code == EXIT_CODES["invalid"] and "manifest.json" in out
     code, out = run("not a ref at all")
     assert code == 2
+
+
+class _HeldSandbox:
+    """A sandbox that reports what it was given, or waits until it is cancelled."""
+
+    def __init__(self, verdict: dict[str, object] | None) -> None:
+        self.verdict = verdict
+        self.started = self.cancelled = False
+
+    async def __call__(self, pack_dir: Path, report_path: Path, budget: SandboxBudget, roots: object) -> dict:
+        self.started = True
+        if self.verdict is not None:
+            return self.verdict
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+        raise AssertionError("unreachable")
+
+
+def test_the_sandbox_starts_beside_the_shards_check_and_is_stopped_when_bytes_fail(tmp_path: Path) -> None:
+    pack = packs.make_pack(tmp_path / "pack", defect="flip")
+    held = _HeldSandbox(None)
+    report = gate_dir(pack, None, SandboxBudget(), runner=held)
+    assert held.started and held.cancelled  # started before the verdict on the bytes, stopped by it
+    sandbox = next(c for c in report.checks if c.name == "sandbox")
+    assert sandbox.status == "skip" and "stopped" in sandbox.message
+    assert report.exit_code == EXIT_CODES["invalid"]
+
+
+def test_the_sandbox_verdict_counts_once_the_bytes_verify(good: Path) -> None:
+    held = _HeldSandbox({"verdict": "pass", "reason": "loaded; 9 smoke checks passed"})
+    report = gate_dir(good, None, SandboxBudget(), runner=held)
+    assert [c.name for c in report.checks] == ["manifest", "shards", "signatures", "sandbox"]
+    assert report.exit_code == 0 and report.checks[-1].message == "loaded; 9 smoke checks passed"
