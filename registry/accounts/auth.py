@@ -7,6 +7,7 @@ covers it, or a token with the admin scope for it). A token never issues one bro
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -127,6 +128,7 @@ class AuthService:
         self._now = monotonic
         self._cache: OrderedDict[str, _Cached] = OrderedDict()  # token digest -> what was read
         self._generation = 0  # bumped by forget(): a read that began before it is not cached
+        self._flights: dict[tuple[str, int], asyncio.Future[Principal]] = {}  # lookups under way
 
     async def create_token(
         self,
@@ -183,7 +185,26 @@ class AuthService:
                 written = await self._touch(hit.principal.token_id, hit.last_used_at)
                 self._cache[digest] = replace(hit, last_used_at=written)
             return hit.principal
-        generation = self._generation
+        # One read per token at a time: when an entry expires under load, the requests that miss together
+        # share one lookup instead of each reading the row (that burst set the p99). A lookup that began
+        # before a revocation here (an older generation) is never joined by a check made after it.
+        if self._ttl <= 0:  # no cache: every check reads the row itself
+            return await self._lookup(digest, self._generation)
+        key = (digest, self._generation)
+        flight = self._flights.get(key)
+        if flight is None:
+            flight = asyncio.ensure_future(self._lookup(digest, self._generation))
+            self._flights[key] = flight
+            flight.add_done_callback(lambda f: self._landed(key, f))
+        return await asyncio.shield(flight)  # a waiter that goes away does not cancel the others' lookup
+
+    def _landed(self, key: tuple[str, int], flight: asyncio.Future[Principal]) -> None:
+        if self._flights.get(key) is flight:
+            del self._flights[key]
+        if not flight.cancelled():
+            flight.exception()  # retrieved: every waiter may have gone
+
+    async def _lookup(self, digest: str, generation: int) -> Principal:
         async with readonly_session(self._sessions) as s:
             row = (
                 await s.execute(

@@ -4,6 +4,7 @@ daemon on the same database) applies within ``cache_ttl_s``; the cache is bounde
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -123,3 +124,49 @@ async def test_last_used_is_still_recorded_once_a_minute(sessions: async_session
     clock.now = T0 + LAST_USED_GRANULARITY + timedelta(seconds=1)
     await auth.authenticate(issued.token)  # cached, but the minute has passed
     assert await last_used(sessions, issued.id) == clock.now
+
+
+async def test_checks_that_miss_together_share_one_read(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    mono = Monotonic()
+    auth = AuthService(sessions, cache_ttl_s=5, monotonic=mono)
+    issued = await auth.create_token("alice", namespaces=["acme"])
+    first = await auth.authenticate(issued.token)
+    mono.now += 6  # expired: the next checks all miss at once
+    with statements(engine) as seen:
+        many = await asyncio.gather(*(auth.authenticate(issued.token) for _ in range(20)))
+    assert all(p == first for p in many)
+    assert len([s for s in seen if "FROM API_TOKENS" in s]) == 1, seen
+    await revoke_elsewhere(sessions, issued.id)
+    mono.now += 6
+    refused = await asyncio.gather(
+        *(auth.authenticate(issued.token) for _ in range(5)), return_exceptions=True
+    )
+    assert all(isinstance(e, Unauthorized) and "revoked" in e.message for e in refused)
+
+
+async def test_a_check_after_a_revocation_here_does_not_join_an_earlier_read(
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    auth = AuthService(sessions, cache_ttl_s=300)
+    admin = await auth.authenticate((await auth.create_token("root", scopes=["admin"])).token)
+    issued = await auth.create_token("alice", namespaces=["acme"])
+    real_touch = auth._touch
+    read_done, revoked = asyncio.Event(), asyncio.Event()
+
+    async def held(token_id: int, last_used_at: Any) -> Any:
+        if token_id == issued.id:  # the row was read (live); hold the lookup until the revocation
+            read_done.set()
+            await revoked.wait()
+        return await real_touch(token_id, last_used_at)
+
+    monkeypatch.setattr(auth, "_touch", held)
+    early = asyncio.ensure_future(auth.authenticate(issued.token))
+    await asyncio.wait_for(read_done.wait(), 30)
+    await auth.revoke(admin, issued.id)
+    late = asyncio.ensure_future(auth.authenticate(issued.token))  # after the revocation
+    revoked.set()
+    assert (await early).token_id == issued.id  # began before it: let through once, as before
+    with pytest.raises(Unauthorized, match="revoked"):
+        await late
