@@ -51,7 +51,7 @@ from registry.api.keys import (
     TRUST,
     WORKER,
 )
-from registry.api.middleware import access_log_middleware, error_middleware, metrics_middleware
+from registry.api.middleware import outer_middleware
 from registry.api.psa import PSA, PsaServices, psa_app
 from registry.app import configs
 from registry.app.jobs import clocks, job_handlers
@@ -135,10 +135,10 @@ async def _end_event_streams(app: web.Application) -> None:
 
 def build_app(settings: Settings) -> web.Application:
     """The whole daemon as one aiohttp application (also what the tests run)."""
-    middlewares = [metrics_middleware, error_middleware]  # metrics outermost: it counts the final status
-    if settings.server.access_log:
-        middlewares.insert(1, access_log_middleware)
-    app = web.Application(middlewares=middlewares, client_max_size=settings.server.max_json_body_bytes)
+    app = web.Application(
+        middlewares=[outer_middleware(access_log=settings.server.access_log)],
+        client_max_size=settings.server.max_json_body_bytes,
+    )
     app[OPENAPI_CACHE] = {}
     app.cleanup_ctx.append(_running(settings))
     app.on_shutdown.append(_end_event_streams)

@@ -41,6 +41,7 @@ class Compiled:
     binds: tuple[Callable[[Any], Any] | None, ...]
     results: tuple[Callable[[Any], Any] | None, ...]  # per selected column (a SELECT's)
     returning: bool  # rows come back (a SELECT, or RETURNING); else a count of rows changed
+    processed: tuple[tuple[int, Callable[[Any], Any]], ...] = ()  # (column, processor) where there is one
 
     def args(self, params: dict[str, Any]) -> list[Any]:
         vals = {**self.defaults, **params} if self.defaults else params
@@ -49,7 +50,14 @@ class Compiled:
         ]
 
     def row(self, raw: Sequence[Any]) -> Row:
-        return tuple(v if p is None or v is None else p(v) for p, v in zip(self.results, raw, strict=True))
+        if len(raw) != len(self.results):
+            raise ValueError(f"{len(raw)} columns where the statement selects {len(self.results)}")
+        out = list(raw)
+        for i, p in self.processed:  # most columns need none: only these are touched
+            v = out[i]
+            if v is not None:
+                out[i] = p(v)
+        return tuple(out)
 
 
 class Query:
@@ -82,7 +90,8 @@ def _compile(stmt: Any, returning: bool, dialect: Dialect) -> Compiled:
     binds = tuple(comp.binds[n].type._cached_bind_processor(dialect) for n in names)
     columns = stmt.selected_columns if isinstance(stmt, Select) else ()
     results = tuple(c.type._cached_result_processor(dialect, None) for c in columns)
-    return Compiled(comp.string, names, defaults, binds, results, returning)
+    processed = tuple((i, p) for i, p in enumerate(results) if p is not None)
+    return Compiled(comp.string, names, defaults, binds, results, returning, processed)
 
 
 class Snapshot(Protocol):
@@ -218,11 +227,26 @@ class FastReads:
 
     async def all(self, q: Query, **params: Any) -> list[Row]:
         """One statement's rows."""
+        if self._sqlite:  # the hot path, without a context manager's frames
+            c = q.compiled(self.dialect)
+            conn = self._sqlite_conn()
+            try:
+                return [c.row(r) for r in conn.execute(c.sql, c.args(params)).fetchall()]
+            finally:
+                self._sqlite_release(conn)
         async with self._one_statement() as s:
             return await s.all(q, **params)
 
     async def first(self, q: Query, **params: Any) -> Row | None:
         """The first row (or None) of one statement."""
+        if self._sqlite:
+            c = q.compiled(self.dialect)
+            conn = self._sqlite_conn()
+            try:
+                raw = conn.execute(c.sql, c.args(params)).fetchone()
+            finally:
+                self._sqlite_release(conn)
+            return None if raw is None else c.row(raw)
         async with self._one_statement() as s:
             return await s.first(q, **params)
 
