@@ -21,6 +21,7 @@ from registry.api.pagination import decode_cursor, encode_cursor, page_limit
 from registry.api.schemas import (
     PackContentOut,
     PackOut,
+    PackStateOut,
     PublishIn,
     PublishOut,
     SignatureOut,
@@ -165,12 +166,10 @@ async def pack_history(request: web.Request) -> web.Response:
     return web.json_response(text=StateHistoryPage.model_validate(page).model_dump_json(by_alias=True))
 
 
-_CONTENT_FIELDS = {"manifest", "shards", "files"}
-
-
 def render_pack(d: PackDetail, content_json: Memo[str, bytes] | None = None) -> bytes:
-    """The pack detail's JSON (:class:`PackOut`). Its manifest, shards and files depend on the CID alone, so
-    with ``content_json`` they are rendered once per CID and spliced in after the other fields."""
+    """The pack detail's JSON (:class:`PackOut`): its state (:class:`PackStateOut`), then its content
+    (:class:`PackContentOut`), which depends on the CID alone, so with ``content_json`` it is rendered once
+    per CID."""
     s = d.summary
     content = None if content_json is None else content_json.get(s.cid)
     if content is None:
@@ -182,7 +181,7 @@ def render_pack(d: PackDetail, content_json: Memo[str, bytes] | None = None) -> 
         content = whole[1:-1].encode()  # '"manifest":{...},"shards":[...],"files":[...]'
         if content_json is not None:
             content_json.put(s.cid, content)
-    out = PackOut.model_construct(
+    state = PackStateOut.model_construct(  # its values are typed already; the dump still checks them
         cid=s.cid,
         namespace=s.namespace,
         model=s.model,
@@ -198,14 +197,9 @@ def render_pack(d: PackDetail, content_json: Memo[str, bytes] | None = None) -> 
         replicas=d.replicas,
         validation=None if d.validation is None else ValidationOut(**scrub(d.validation)),
         pointers=d.pointers,
-        # every field given (these are left out of the dump): model_construct would otherwise call the default
-        # factories through inspect.signature, slower than the rest of the rendering
-        manifest={},
-        shards=[],
-        files=[],
     )
-    rest = out.model_dump_json(by_alias=True, exclude=_CONTENT_FIELDS, warnings="error").encode()
-    return rest[:-1] + b"," + content + b"}"
+    head = state.model_dump_json(by_alias=True, warnings="error").encode()
+    return head[:-1] + b"," + content + b"}"
 
 
 def _shard_dict(sh: object) -> dict[str, object]:

@@ -145,6 +145,20 @@ class ValidationOut(_Out):
     finished_at: datetime | None
 
 
+class PackStateOut(PackSummaryOut):
+    """The pack detail's fields that the listing's life changes (read on every request)."""
+
+    state_reason: str | None
+    history: list[StateChangeOut] = Field(description="the newest state changes, oldest first")
+    history_next_cursor: str | None = Field(
+        description="when older changes exist: the cursor for GET /v1/packs/{cid}/history"
+    )
+    signatures: list[SignatureOut]
+    replicas: dict[str, int] = Field(description="replica count per state over the pack's shards")
+    validation: ValidationOut | None
+    pointers: list[str] = Field(description="tags of this model that point at this pack")
+
+
 class PackContentOut(_Out):
     """The pack detail's fields that depend on the CID alone (rendered once per CID)."""
 
@@ -155,21 +169,8 @@ class PackContentOut(_Out):
     )
 
 
-class PackOut(PackSummaryOut):
-    state_reason: str | None
-    manifest: dict[str, Any]
-    history: list[StateChangeOut] = Field(description="the newest state changes, oldest first")
-    history_next_cursor: str | None = Field(
-        description="when older changes exist: the cursor for GET /v1/packs/{cid}/history"
-    )
-    shards: list[ShardOut]
-    files: list[ShardOut] = Field(
-        default_factory=list, description="the manifest's other files (config.json, tokenizer.json...)"
-    )
-    signatures: list[SignatureOut]
-    replicas: dict[str, int] = Field(description="replica count per state over the pack's shards")
-    validation: ValidationOut | None
-    pointers: list[str] = Field(description="tags of this model that point at this pack")
+class PackOut(PackContentOut, PackStateOut):
+    """The pack detail: the listing's state, then its content (the JSON's fields come in this order)."""
 
 
 class StateHistoryPage(_Out):

@@ -100,6 +100,15 @@ class Snapshot(Protocol):
     async def first(self, q: Query, **params: Any) -> Row | None: ...
 
 
+def _sqlite_all(conn: sqlite3.Connection, c: Compiled, params: dict[str, Any]) -> list[Row]:
+    return [c.row(r) for r in conn.execute(c.sql, c.args(params)).fetchall()]
+
+
+def _sqlite_first(conn: sqlite3.Connection, c: Compiled, params: dict[str, Any]) -> Row | None:
+    raw = conn.execute(c.sql, c.args(params)).fetchone()
+    return None if raw is None else c.row(raw)
+
+
 class _SqliteSnap:
     __slots__ = ("_conn", "_dialect")
 
@@ -107,13 +116,10 @@ class _SqliteSnap:
         self._conn, self._dialect = conn, dialect
 
     async def all(self, q: Query, **params: Any) -> list[Row]:
-        c = q.compiled(self._dialect)
-        return [c.row(r) for r in self._conn.execute(c.sql, c.args(params)).fetchall()]
+        return _sqlite_all(self._conn, q.compiled(self._dialect), params)
 
     async def first(self, q: Query, **params: Any) -> Row | None:
-        c = q.compiled(self._dialect)
-        raw = self._conn.execute(c.sql, c.args(params)).fetchone()
-        return None if raw is None else c.row(raw)
+        return _sqlite_first(self._conn, q.compiled(self._dialect), params)
 
 
 class _PgSnap:
@@ -228,10 +234,9 @@ class FastReads:
     async def all(self, q: Query, **params: Any) -> list[Row]:
         """One statement's rows."""
         if self._sqlite:  # the hot path, without a context manager's frames
-            c = q.compiled(self.dialect)
             conn = self._sqlite_conn()
             try:
-                return [c.row(r) for r in conn.execute(c.sql, c.args(params)).fetchall()]
+                return _sqlite_all(conn, q.compiled(self.dialect), params)
             finally:
                 self._sqlite_release(conn)
         async with self._one_statement() as s:
@@ -240,13 +245,11 @@ class FastReads:
     async def first(self, q: Query, **params: Any) -> Row | None:
         """The first row (or None) of one statement."""
         if self._sqlite:
-            c = q.compiled(self.dialect)
             conn = self._sqlite_conn()
             try:
-                raw = conn.execute(c.sql, c.args(params)).fetchone()
+                return _sqlite_first(conn, q.compiled(self.dialect), params)
             finally:
                 self._sqlite_release(conn)
-            return None if raw is None else c.row(raw)
         async with self._one_statement() as s:
             return await s.first(q, **params)
 

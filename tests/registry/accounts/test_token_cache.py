@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from registry.accounts.auth import LAST_USED_GRANULARITY, AuthService
+from registry.accounts.auth import LAST_USED_GRANULARITY, AuthService, IssuedToken
+from registry.accounts.principal import Principal
 from registry.db.base import utcnow
 from registry.db.models import ApiToken
 from registry.errors import Unauthorized
@@ -31,6 +32,15 @@ async def revoke_elsewhere(sessions: async_sessionmaker[AsyncSession], token_id:
     """What another daemon's revoke writes to the shared database."""
     async with sessions() as s, s.begin():
         await s.execute(update(ApiToken).where(ApiToken.id == token_id).values(revoked_at=utcnow()))
+
+
+async def admin_and_alice(
+    sessions: async_sessionmaker[AsyncSession],
+) -> tuple[AuthService, Principal, IssuedToken]:
+    """A service caching for 300 s, an admin's principal, and a token of alice's (not yet checked)."""
+    auth = AuthService(sessions, cache_ttl_s=300)
+    admin = await auth.authenticate((await auth.create_token("root", scopes=["admin"])).token)
+    return auth, admin, await auth.create_token("alice", namespaces=["acme"])
 
 
 async def test_a_cached_token_costs_no_statement(
@@ -60,9 +70,7 @@ async def test_a_revocation_elsewhere_applies_within_the_ttl(
 
 
 async def test_a_revocation_here_applies_at_once(sessions: async_sessionmaker[AsyncSession]) -> None:
-    auth = AuthService(sessions, cache_ttl_s=300)
-    admin = await auth.authenticate((await auth.create_token("root", scopes=["admin"])).token)
-    issued = await auth.create_token("alice", namespaces=["acme"])
+    auth, admin, issued = await admin_and_alice(sessions)
     await auth.authenticate(issued.token)
     await auth.revoke(admin, issued.id)
     with pytest.raises(Unauthorized, match="revoked"):
@@ -72,9 +80,7 @@ async def test_a_revocation_here_applies_at_once(sessions: async_sessionmaker[As
 async def test_a_check_that_read_before_a_revocation_is_not_cached(
     sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    auth = AuthService(sessions, cache_ttl_s=300)
-    admin = await auth.authenticate((await auth.create_token("root", scopes=["admin"])).token)
-    issued = await auth.create_token("alice", namespaces=["acme"])
+    auth, admin, issued = await admin_and_alice(sessions)
     real_touch = auth._touch
 
     async def revoked_meanwhile(token_id: int, last_used_at: Any) -> Any:
@@ -149,9 +155,7 @@ async def test_checks_that_miss_together_share_one_read(
 async def test_a_check_after_a_revocation_here_does_not_join_an_earlier_read(
     sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    auth = AuthService(sessions, cache_ttl_s=300)
-    admin = await auth.authenticate((await auth.create_token("root", scopes=["admin"])).token)
-    issued = await auth.create_token("alice", namespaces=["acme"])
+    auth, admin, issued = await admin_and_alice(sessions)
     real_touch = auth._touch
     read_done, revoked = asyncio.Event(), asyncio.Event()
 

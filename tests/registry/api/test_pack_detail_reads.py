@@ -139,3 +139,6 @@ async def test_the_rendering_with_the_memo_equals_the_schemas(reg: Registry) -> 
     assert json.loads(once) == json.loads(plain)
     whole = PackOut.model_validate(json.loads(plain)).model_dump_json(by_alias=True)
     assert json.loads(whole) == json.loads(once)
+    assert (
+        whole.encode() == once
+    )  # byte for byte: the state's fields, then the content's, as the schema orders them
