@@ -174,6 +174,12 @@ async def seed_local(db_url: str) -> str:
 
 
 def seed_packs(url: str, token: str, versions: int) -> str:
+    """``versions`` packs of acme/tiny; the newest one's CID."""
+    return seed_pack_list(url, token, versions)[-1]
+
+
+def seed_pack_list(url: str, token: str, versions: int) -> list[str]:
+    """``versions`` packs of acme/tiny (one shard, shared), oldest first; "latest" names the newest."""
     import hashlib
     import io
 
@@ -187,7 +193,7 @@ def seed_packs(url: str, token: str, versions: int) -> str:
         f.flush()
         with RegistryClient(url, token) as client:
             client.upload_blob(cid, Path(f.name))
-            last = ""
+            cids = []
             for v in range(versions):
                 manifest = {
                     "format": "safetensors",
@@ -203,8 +209,8 @@ def seed_packs(url: str, token: str, versions: int) -> str:
                         }
                     ],
                 }
-                last = client.publish("acme/tiny", {"manifest": manifest})["cid"]
-    return last
+                cids.append(client.publish("acme/tiny", {"manifest": manifest})["cid"])
+    return cids
 
 
 # --------------------------------------------------------------------------- (a) and (b)

@@ -6,6 +6,10 @@ cache is off (``server.read_cache_ttl_s = 0``) so every request reaches the data
 (baseline), ``/healthz``, pointer resolve, pack detail, the model list and an authenticated ``whoami``; on SQLite
 and (``--postgres``) on Postgres. Goal: each ≥ 0.5× the baseline's requests/s, p99 < 50 ms.
 
+Every connection asks for the same URL, as a fleet resolving one pointer does; on Postgres identical reads that
+queue for a connection share one (registry.db.fastread). ``resolve_20`` and ``pack_20`` spread the requests over
+20 pointers / 20 packs (a wrk script cycles through them), so fewer of them are identical.
+
 wrk's own ceiling: one wrk thread on its own core drives well over the bare handler's rate, so the baseline is
 bounded by the one server core, as every target is.
 
@@ -25,6 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -53,8 +58,19 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def wrk(url: str, duration: float, headers: dict[str, str]) -> dict[str, float]:
-    """One wrk run pinned to the load CPU: requests/s, p50, p99 and the count of non-2xx answers."""
+def wrk(url: str | list[str], duration: float, headers: dict[str, str]) -> dict[str, float]:
+    """One wrk run pinned to the load CPU: requests/s, p50, p99 and the count of non-2xx answers. Several URLs
+    (of one server): each connection cycles through their paths."""
+    urls = [url] if isinstance(url, str) else url
+    script = None
+    if len(urls) > 1:
+        paths = ", ".join(json.dumps(urlsplit(u).path) for u in urls)
+        script = tempfile.NamedTemporaryFile("w", suffix=".lua")  # noqa: SIM115 (closed below)
+        script.write(
+            f"local paths = {{{paths}}}\nlocal i = 0\n"
+            "request = function()\n  i = i % #paths + 1\n  return wrk.format(nil, paths[i])\nend\n"
+        )
+        script.flush()
     cmd = [
         "taskset",
         "-c",
@@ -67,7 +83,13 @@ def wrk(url: str, duration: float, headers: dict[str, str]) -> dict[str, float]:
     ]
     for k, v in headers.items():
         cmd += ["-H", f"{k}: {v}"]
-    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    if script is not None:
+        cmd += ["-s", script.name]
+    try:
+        out = subprocess.run([*cmd, urls[0]], capture_output=True, text=True, check=True).stdout
+    finally:
+        if script is not None:
+            script.close()
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
@@ -75,15 +97,32 @@ def wrk(url: str, duration: float, headers: dict[str, str]) -> dict[str, float]:
     return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "errors": float(bad.group(1)) if bad else 0.0}
 
 
-def targets(base: str, token: str, pack_cid: str) -> dict[str, tuple[str, dict[str, str]]]:
+Target = tuple[str | list[str], dict[str, str]]
+
+
+def targets(base: str, token: str, pack_cids: list[str]) -> dict[str, Target]:
+    """The URLs of each target (the packs' pointers v0, v1, ... are set by :func:`seed`)."""
     auth = {"Authorization": f"Bearer {token}"}
     return {
         "healthz": (f"{base}/healthz", {}),
         "resolve": (f"{base}/v1/models/acme/tiny/pointers/latest", {}),
-        "pack": (f"{base}/v1/packs/{pack_cid}", {}),
+        "resolve_20": ([f"{base}/v1/models/acme/tiny/pointers/v{i}" for i in range(len(pack_cids))], {}),
+        "pack": (f"{base}/v1/packs/{pack_cids[-1]}", {}),
+        "pack_20": ([f"{base}/v1/packs/{cid}" for cid in pack_cids], {}),
         "models": (f"{base}/v1/models", {}),
         "whoami": (f"{base}/v1/whoami", auth),
     }
+
+
+def seed(base: str, token: str) -> list[str]:
+    """20 packs of acme/tiny, the pointer v<i> on the i-th; their CIDs."""
+    from registry.client import RegistryClient
+
+    cids = bench_api.seed_pack_list(base, token, 20)
+    with RegistryClient(base, token) as client:
+        for i, cid in enumerate(cids):
+            client.set_pointer("acme/tiny", f"v{i}", cid)
+    return cids
 
 
 def run_db(work: Path, name: str, db_url: str, duration: float, rounds: int) -> dict[str, Any]:
@@ -95,8 +134,10 @@ def run_db(work: Path, name: str, db_url: str, duration: float, rounds: int) -> 
     reg = PinnedServer("_registry", str(data_dir), db_url, str(reg_port), "0")
     try:
         base = f"http://127.0.0.1:{reg_port}"
-        pack_cid = bench_api.seed_packs(base, token, 20)
-        tg = {"baseline": (f"http://127.0.0.1:{bare_port}/constant", {}), **targets(base, token, pack_cid)}
+        tg: dict[str, Target] = {
+            "baseline": (f"http://127.0.0.1:{bare_port}/constant", {}),
+            **targets(base, token, seed(base, token)),
+        }
         for url, headers in tg.values():
             wrk(url, 1.0, headers)  # warm-up
         runs: dict[str, list[dict[str, float]]] = {k: [] for k in tg}

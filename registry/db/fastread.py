@@ -11,16 +11,21 @@ loop itself. In WAL mode a reader never waits for the writer, and an indexed rea
 less than a hop to a thread; the busy timeout bounds the rare wait (WAL recovery after a crash) to
 :data:`SQLITE_READ_BUSY_MS`. Postgres: an asyncpg pool beside SQLAlchemy's, with asyncpg's prepared-statement
 cache. :meth:`FastReads.snapshot` gives several reads one consistent view (one read transaction).
+
+Postgres reads that queue for a connection coalesce (:meth:`FastReads.coalesced`): a read waits behind
+``pool_size`` others only under load, and while it waits, identical reads (same key) that arrive join it
+instead of queueing their own. A read is joined only before it starts, so every caller gets a state of the
+database at least as new as its own arrival: the same freshness as reading alone, one round trip for many.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Protocol, TypeAlias, TypeVar
 
 from sqlalchemy import Select
 from sqlalchemy.engine import Dialect, make_url
@@ -29,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 SQLITE_READ_BUSY_MS = 2_000
 AnySelect: TypeAlias = Select[*tuple[Any, ...]]
 Row = tuple[Any, ...]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +161,10 @@ class FastReads:
         self._pg: Any = None
         self._pg_lock = asyncio.Lock()
         self._closed = False
+        # Postgres: coalesced reads running at once (at most the pool's size), and those queued behind them.
+        self._slots = asyncio.Semaphore(pool_size)
+        self._queued: dict[Hashable, asyncio.Future[Any]] = {}
+        self._leaders: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ SQLite
 
@@ -217,20 +227,6 @@ class FastReads:
         async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             yield _PgSnap(conn, self.dialect)
 
-    @asynccontextmanager
-    async def _one_statement(self) -> AsyncIterator[Snapshot]:
-        """A connection for one statement (its own implicit read transaction)."""
-        if self._sqlite:
-            conn = self._sqlite_conn()
-            try:
-                yield _SqliteSnap(conn, self.dialect)
-            finally:
-                self._sqlite_release(conn)
-            return
-        pool = await self._pg_pool()
-        async with pool.acquire() as pg:
-            yield _PgSnap(pg, self.dialect)
-
     async def all(self, q: Query, **params: Any) -> list[Row]:
         """One statement's rows."""
         if self._sqlite:  # the hot path, without a context manager's frames
@@ -239,8 +235,10 @@ class FastReads:
                 return _sqlite_all(conn, q.compiled(self.dialect), params)
             finally:
                 self._sqlite_release(conn)
-        async with self._one_statement() as s:
-            return await s.all(q, **params)
+        c = q.compiled(self.dialect)
+        pool = self._pg if self._pg is not None else await self._pg_pool()
+        async with pool.acquire() as pg:  # no generator-based context manager: its frames cost per request
+            return [c.row(r) for r in await pg.fetch(c.sql, *c.args(params))]
 
     async def first(self, q: Query, **params: Any) -> Row | None:
         """The first row (or None) of one statement."""
@@ -250,11 +248,58 @@ class FastReads:
                 return _sqlite_first(conn, q.compiled(self.dialect), params)
             finally:
                 self._sqlite_release(conn)
-        async with self._one_statement() as s:
-            return await s.first(q, **params)
+        c = q.compiled(self.dialect)
+        pool = self._pg if self._pg is not None else await self._pg_pool()
+        async with pool.acquire() as pg:
+            raw = await pg.fetchrow(c.sql, *c.args(params))
+        return None if raw is None else c.row(raw)
+
+    async def coalesced(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
+        """``await read()``, shared with the identical reads (equal ``key``) queued with it.
+
+        ``read`` must depend on ``key`` alone and return a value its callers do not change. On SQLite a read
+        runs on the loop at once, so nothing queues and it runs for each caller. On Postgres, while fewer than
+        ``pool_size`` coalesced reads run it runs at once too; past that it queues, and the identical reads
+        that arrive meanwhile await the queued one. Once a read starts no one joins it: each caller's result is
+        read after the caller arrived. The queued read runs in a task of its own, so a caller that goes away
+        does not cancel it for the others.
+        """
+        if self._sqlite:
+            return await read()
+        fut = self._queued.get(key)
+        if fut is None:
+            if not self._slots.locked():
+                async with self._slots:  # a free slot is taken without suspending: nothing queues
+                    return await read()
+            fut = self._queued[key] = asyncio.get_running_loop().create_future()
+            leader = asyncio.ensure_future(self._lead(key, fut, read))
+            self._leaders.add(leader)
+            leader.add_done_callback(self._leaders.discard)
+        result: T = await asyncio.shield(fut)
+        return result
+
+    async def _lead(
+        self, key: Hashable, fut: asyncio.Future[Any], read: Callable[[], Awaitable[Any]]
+    ) -> None:
+        try:
+            async with self._slots:
+                del self._queued[key]  # the read starts: whoever comes from now on reads for themselves
+                result = await read()
+        except BaseException as e:
+            if self._queued.get(key) is fut:
+                del self._queued[key]
+            if not isinstance(e, Exception):  # cancelled (the daemon stops), or the process exits
+                fut.cancel()
+                raise
+            fut.set_exception(e)
+            fut.exception()  # retrieved here: joiners that went away leave no "never retrieved" warning
+        else:
+            fut.set_result(result)
 
     async def close(self) -> None:
         self._closed = True
+        for leader in list(self._leaders):
+            leader.cancel()
         while self._idle:
             self._idle.pop().close()
         if self._pg is not None:

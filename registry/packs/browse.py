@@ -110,11 +110,20 @@ class BrowseService:
     async def list_models(
         self, *, namespace: str | None, prefix: str | None, after: tuple[str, str] | None, limit: int
     ) -> list[ModelSummary]:
+        models = await self._reads.coalesced(
+            ("models", namespace, prefix, after, limit),
+            lambda: self._list_models(namespace=namespace, prefix=prefix, after=after, limit=limit),
+        )
+        return list(models)  # the caller's own list: the tuple may be shared with identical requests
+
+    async def _list_models(
+        self, *, namespace: str | None, prefix: str | None, after: tuple[str, str] | None, limit: int
+    ) -> tuple[ModelSummary, ...]:
         if not prefix:
             rows = await reads.walk_models(self._reads, namespace=namespace, after=after, limit=limit)
-            return [ModelSummary(ns, name, at) for ns, name, at in rows]
+            return tuple(ModelSummary(ns, name, at) for ns, name, at in rows)
         if not prefix.isascii():  # names are ASCII (registry.names): nothing starts otherwise
-            return []
+            return ()
         query = reads.models_query(namespace=namespace is not None, after=after is not None)
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         lo = prefix.lower()
@@ -129,7 +138,7 @@ class BrowseService:
         if after is not None:
             params["after_ns"], params["after_name"] = after
         rows = await self._reads.all(query, **params)
-        return [ModelSummary(ns, name, at) for ns, name, at in rows]
+        return tuple(ModelSummary(ns, name, at) for ns, name, at in rows)
 
     async def list_versions(
         self, ref: ModelRef, *, after: tuple[datetime, str] | None, limit: int
@@ -186,7 +195,7 @@ class BrowseService:
         hit = self.cache.get(cid) if model is None else None
         if hit is not None:
             return hit
-        detail = await self._pack(cid, model)
+        detail = await self._reads.coalesced(("pack", cid, model), lambda: self._pack(cid, model))
         if model is None:
             self.cache.put(cid, detail)
         return detail

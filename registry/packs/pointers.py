@@ -158,7 +158,9 @@ class PointerService:
         hit = self.cache.get(key)
         if hit is not None:
             return hit
-        row = await self._reads.first(_RESOLVE, ns=key[0], model=key[1], tag=tag)
+        row = await self._reads.coalesced(
+            ("resolve", *key), lambda: self._reads.first(_RESOLVE, ns=key[0], model=key[1], tag=tag)
+        )
         if row is None:
             raise NotFound(f"no pointer {ref}@{tag}", model=str(ref), tag=tag)
         view = PointerView(row[3], row[4], tag, row[0], row[1], row[2])  # the names as created
