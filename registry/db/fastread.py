@@ -148,6 +148,11 @@ async def _keep(_conn: Any) -> None:
     """A released connection needs no reset: its sessions are read-only and set no state."""
 
 
+def _fail(fut: asyncio.Future[Any], e: Exception) -> None:
+    fut.set_exception(e)
+    fut.exception()  # retrieved here: joiners that went away leave no "never retrieved" warning
+
+
 class FastReads:
     """Read-only access beside ``engine`` for the hot paths; :meth:`close` when the engine is disposed."""
 
@@ -261,29 +266,55 @@ class FastReads:
         runs on the loop at once, so nothing queues and it runs for each caller. On Postgres, while fewer than
         ``pool_size`` coalesced reads run it runs at once too; past that it queues, and the identical reads
         that arrive meanwhile await the queued one. Once a read starts no one joins it: each caller's result is
-        read after the caller arrived. The queued read runs in a task of its own, so a caller that goes away
-        does not cancel it for the others.
+        read after the caller arrived. If the caller that queued the read goes away, a task reads for the
+        others (a read begun later still started after they arrived).
         """
         if self._sqlite:
             return await read()
         fut = self._queued.get(key)
-        if fut is None:
-            if not self._slots.locked():
-                async with self._slots:  # a free slot is taken without suspending: nothing queues
-                    return await read()
-            fut = self._queued[key] = asyncio.get_running_loop().create_future()
-            leader = asyncio.ensure_future(self._lead(key, fut, read))
-            self._leaders.add(leader)
-            leader.add_done_callback(self._leaders.discard)
-        result: T = await asyncio.shield(fut)
-        return result
+        if fut is not None:
+            joined: T = await asyncio.shield(fut)  # shielded: a joiner that goes away cancels nothing
+            return joined
+        if not self._slots.locked():
+            async with self._slots:  # a free slot is taken without suspending: nothing queues
+                return await read()
+        fut = self._queued[key] = asyncio.get_running_loop().create_future()
+        try:
+            await self._slots.acquire()
+        except asyncio.CancelledError:
+            self._hand_over(key, fut, read)
+            raise
+        try:
+            del self._queued[key]  # the read starts: whoever comes from now on reads for themselves
+            try:
+                result = await read()
+            except asyncio.CancelledError:
+                self._hand_over(key, fut, read)
+                raise
+            except Exception as e:
+                _fail(fut, e)
+                raise
+            except BaseException:
+                fut.cancel()
+                raise
+            fut.set_result(result)
+            return result
+        finally:
+            self._slots.release()
+
+    def _hand_over(self, key: Hashable, fut: asyncio.Future[Any], read: Callable[[], Awaitable[Any]]) -> None:
+        """The caller that queued ``fut``'s read went away: a task of its own reads for those who joined."""
+        task = asyncio.ensure_future(self._lead(key, fut, read))
+        self._leaders.add(task)
+        task.add_done_callback(self._leaders.discard)
 
     async def _lead(
         self, key: Hashable, fut: asyncio.Future[Any], read: Callable[[], Awaitable[Any]]
     ) -> None:
         try:
             async with self._slots:
-                del self._queued[key]  # the read starts: whoever comes from now on reads for themselves
+                if self._queued.get(key) is fut:
+                    del self._queued[key]
                 result = await read()
         except BaseException as e:
             if self._queued.get(key) is fut:
@@ -291,8 +322,7 @@ class FastReads:
             if not isinstance(e, Exception):  # cancelled (the daemon stops), or the process exits
                 fut.cancel()
                 raise
-            fut.set_exception(e)
-            fut.exception()  # retrieved here: joiners that went away leave no "never retrieved" warning
+            _fail(fut, e)
         else:
             fut.set_result(result)
 

@@ -140,6 +140,34 @@ async def test_a_caller_that_goes_away_does_not_cancel_the_read_for_the_others(o
 
 
 @pg_only
+async def test_when_the_caller_that_queued_a_read_leaves_mid_read_the_others_get_a_later_read(
+    one_slot: FastReads,
+) -> None:
+    gate, first_read = Gate(), Gate()
+    calls = 0
+
+    async def read() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return str(await first_read.read())  # never opened: this read is cut short
+        return f"read {calls}"
+
+    holder = start(one_slot, "hold", gate.read)
+    await until(lambda: gate.running == 1, "the slot is held")
+    leaving = start(one_slot, "k", read)  # queues the read
+    staying = start(one_slot, "k", read)
+    await until(lambda: "k" in one_slot._queued, "the read is queued")
+    gate.opened.set()
+    await holder
+    await until(lambda: first_read.running == 1, "the queued read has started")
+    leaving.cancel()
+    assert await staying == "read 2"  # read again for it, after it arrived
+    with pytest.raises(asyncio.CancelledError):
+        await leaving
+
+
+@pg_only
 async def test_a_failed_read_fails_every_caller_and_the_next_read_runs_anew(
     one_slot: FastReads, caplog: pytest.LogCaptureFixture
 ) -> None:
