@@ -122,16 +122,51 @@ def default_threads(pack_bytes: int, *, current: int, cpus: int, busy_cpus: floa
     return max(1, min(current, cpus, idle))
 
 
+BUSY_WINDOW_S = 0.25
+
+
+def busy_cpus_now(window_s: float = BUSY_WINDOW_S) -> float | None:
+    """How many CPUs other processes keep busy now: the machine's busy time over ``window_s`` (Linux
+    ``/proc/stat``) less this process's own, per second; None where there is no ``/proc/stat``."""
+
+    def busy_ticks() -> int:
+        with open("/proc/stat", encoding="ascii") as f:
+            ticks = [
+                int(x) for x in f.readline().split()[1:9]
+            ]  # user nice system idle iowait irq softirq steal
+        return sum(ticks) - ticks[3] - ticks[4]
+
+    try:
+        hz = os.sysconf("SC_CLK_TCK")
+        own0, busy0, t0 = os.times(), busy_ticks(), time.monotonic()
+        time.sleep(window_s)
+        own1, busy1, t1 = os.times(), busy_ticks(), time.monotonic()
+    except (OSError, ValueError, IndexError):
+        return None
+    own = (own1.user + own1.system) - (own0.user + own0.system)
+    return max(0.0, ((busy1 - busy0) / hz - own) / max(t1 - t0, 1e-3))
+
+
 def auto_threads(pack_bytes: int, current: int) -> int:
-    """``default_threads`` for this machine now: CPU affinity and the 1-minute load average (the load is
-    machine-wide, so it is scaled to the share of the CPUs this process may use)."""
+    """``default_threads`` for this machine now: CPU affinity and what keeps the CPUs busy.
+
+    Where the kernel says (``busy_cpus_now``), the other processes' use of the CPUs over the last quarter
+    second, plus half a CPU for this process (so a core that other work keeps under half busy counts as
+    free); elsewhere the 1-minute load average, which counts this process too but lags by a minute: a gate
+    run right after other work would get one thread on an idle machine. Machine-wide figures are scaled to
+    the share of the CPUs this process may use.
+    """
     total = os.cpu_count() or 1
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else total
-    try:
-        load = os.getloadavg()[0]
-    except OSError:  # not available on this platform
-        load = 0.0
-    return default_threads(pack_bytes, current=current, cpus=cpus, busy_cpus=load * cpus / max(total, cpus))
+    others = busy_cpus_now()
+    if others is not None:
+        busy = others + 0.5
+    else:
+        try:
+            busy = os.getloadavg()[0]
+        except OSError:  # not available on this platform
+            busy = 0.0
+    return default_threads(pack_bytes, current=current, cpus=cpus, busy_cpus=busy * cpus / max(total, cpus))
 
 
 def _fingerprint(model: Any) -> dict[str, Any]:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
-from model_core.worker import SMALL_PACK_BYTES, auto_threads, default_threads
+from model_core import worker
+from model_core.worker import SMALL_PACK_BYTES, auto_threads, busy_cpus_now, default_threads
 
 BIG = 270 * 1024 * 1024
 
@@ -34,7 +37,10 @@ def test_never_more_than_torch_would_use() -> None:
 
 
 @pytest.mark.parametrize("load", [0.0, 0.6, 1.5, 100.0])
-def test_auto_threads_reads_affinity_and_load(monkeypatch: pytest.MonkeyPatch, load: float) -> None:
+def test_without_proc_stat_auto_threads_reads_affinity_and_load(
+    monkeypatch: pytest.MonkeyPatch, load: float
+) -> None:
+    monkeypatch.setattr(worker, "busy_cpus_now", lambda: None)
     monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
     cpus = len(os.sched_getaffinity(0))
     busy = load * cpus / max(os.cpu_count() or 1, cpus)
@@ -42,3 +48,34 @@ def test_auto_threads_reads_affinity_and_load(monkeypatch: pytest.MonkeyPatch, l
     assert got == default_threads(BIG, current=1024, cpus=cpus, busy_cpus=busy)
     if load >= 100:  # every CPU busy: one thread
         assert got == 1
+
+
+@pytest.mark.parametrize("others", [0.0, 0.4, 0.7, 1.0, 100.0])
+def test_auto_threads_follows_what_keeps_the_cpus_busy_now(
+    monkeypatch: pytest.MonkeyPatch, others: float
+) -> None:
+    monkeypatch.setattr(worker, "busy_cpus_now", lambda: others)
+    monkeypatch.setattr(os, "getloadavg", lambda: (100.0, 100.0, 100.0))  # a busy past minute: not used
+    cpus = len(os.sched_getaffinity(0))
+    busy = (others + 0.5) * cpus / max(os.cpu_count() or 1, cpus)
+    got = auto_threads(BIG, current=1024)
+    assert got == default_threads(BIG, current=1024, cpus=cpus, busy_cpus=busy)
+    if cpus == 2 and os.cpu_count() == 2:  # this machine's shape: the cases the rule is for
+        assert got == {0.0: 2, 0.4: 2, 0.7: 1, 1.0: 1, 100.0: 1}[others]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="busy_cpus_now reads Linux's /proc/stat")
+def test_busy_cpus_now_sees_another_process_spinning() -> None:
+    spin = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdout.write('go\\n'); sys.stdout.flush()\nwhile True: pass"],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert spin.stdout is not None and spin.stdout.readline() == b"go\n"
+        busy = busy_cpus_now(window_s=1.0)
+        assert busy is not None
+        # the spinner keeps most of a core busy whatever else runs (on a loaded 2-core box, well over a third)
+        assert busy >= 0.3, busy
+    finally:
+        spin.kill()
+        spin.wait()
