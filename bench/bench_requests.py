@@ -167,15 +167,15 @@ def _postmaster_pid() -> int:
 
     from tests import dbutil
 
-    async def backend() -> int:
+    async def postmaster() -> int:
         conn = await asyncpg.connect(host=dbutil.PG_HOST, port=dbutil.PG_PORT, user=dbutil.PG_USER)
-        try:
-            return int(await conn.fetchval("SELECT pg_backend_pid()"))
+        try:  # read while the backend lives: it exits with the connection
+            stat = Path(f"/proc/{await conn.fetchval('SELECT pg_backend_pid()')}/stat").read_text()
         finally:
             await conn.close()
+        return int(stat.rsplit(")", 1)[1].split()[1])
 
-    stat = Path(f"/proc/{asyncio.run(backend())}/stat").read_text()
-    return int(stat.rsplit(")", 1)[1].split()[1])
+    return asyncio.run(postmaster())
 
 
 @contextmanager
