@@ -156,6 +156,8 @@ def auto_threads(pack_bytes: int, current: int) -> int:
     run right after other work would get one thread on an idle machine. Machine-wide figures are scaled to
     the share of the CPUs this process may use.
     """
+    if pack_bytes < SMALL_PACK_BYTES:  # one thread whatever the CPUs do: nothing to measure
+        return 1
     total = os.cpu_count() or 1
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else total
     others = busy_cpus_now()

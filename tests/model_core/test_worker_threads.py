@@ -14,8 +14,14 @@ from model_core.worker import SMALL_PACK_BYTES, auto_threads, busy_cpus_now, def
 BIG = 270 * 1024 * 1024
 
 
-def test_tiny_packs_get_one_thread() -> None:
+def test_tiny_packs_get_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     assert default_threads(SMALL_PACK_BYTES - 1, current=16, cpus=16, busy_cpus=0.0) == 1
+
+    def measured() -> float:
+        raise AssertionError("a tiny pack's thread count needs no quarter second of measuring")
+
+    monkeypatch.setattr(worker, "busy_cpus_now", measured)
+    assert auto_threads(SMALL_PACK_BYTES - 1, current=16) == 1
 
 
 @pytest.mark.parametrize(
