@@ -130,11 +130,9 @@ def busy_cpus_now(window_s: float = BUSY_WINDOW_S) -> float | None:
     ``/proc/stat``) less this process's own, per second; None where there is no ``/proc/stat``."""
 
     def busy_ticks() -> int:
-        with open("/proc/stat", encoding="ascii") as f:
-            ticks = [
-                int(x) for x in f.readline().split()[1:9]
-            ]  # user nice system idle iowait irq softirq steal
-        return sum(ticks) - ticks[3] - ticks[4]
+        with open("/proc/stat", encoding="ascii") as f:  # cpu user nice system idle iowait irq softirq steal
+            ticks = [int(x) for x in f.readline().split()[1:9]]
+        return sum(ticks) - ticks[3] - ticks[4]  # all but idle and iowait
 
     try:
         hz = os.sysconf("SC_CLK_TCK")

@@ -148,7 +148,12 @@ async def _keep(_conn: Any) -> None:
     """A released connection needs no reset: its sessions are read-only and set no state."""
 
 
-def _fail(fut: asyncio.Future[Any], e: Exception) -> None:
+def _settle(fut: asyncio.Future[Any], e: BaseException) -> None:
+    """A queued read ended with ``e``: its joiners get the error; cancelled (the daemon stops) or the process
+    exiting, they are cancelled."""
+    if not isinstance(e, Exception):
+        fut.cancel()
+        return
     fut.set_exception(e)
     fut.exception()  # retrieved here: joiners that went away leave no "never retrieved" warning
 
@@ -240,10 +245,9 @@ class FastReads:
                 return _sqlite_all(conn, q.compiled(self.dialect), params)
             finally:
                 self._sqlite_release(conn)
-        c = q.compiled(self.dialect)
         pool = self._pg if self._pg is not None else await self._pg_pool()
         async with pool.acquire() as pg:  # no generator-based context manager: its frames cost per request
-            return [c.row(r) for r in await pg.fetch(c.sql, *c.args(params))]
+            return await _PgSnap(pg, self.dialect).all(q, **params)
 
     async def first(self, q: Query, **params: Any) -> Row | None:
         """The first row (or None) of one statement."""
@@ -253,11 +257,9 @@ class FastReads:
                 return _sqlite_first(conn, q.compiled(self.dialect), params)
             finally:
                 self._sqlite_release(conn)
-        c = q.compiled(self.dialect)
         pool = self._pg if self._pg is not None else await self._pg_pool()
         async with pool.acquire() as pg:
-            raw = await pg.fetchrow(c.sql, *c.args(params))
-        return None if raw is None else c.row(raw)
+            return await _PgSnap(pg, self.dialect).first(q, **params)
 
     async def coalesced(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
         """``await read()``, shared with the identical reads (equal ``key``) queued with it.
@@ -291,11 +293,8 @@ class FastReads:
             except asyncio.CancelledError:
                 self._hand_over(key, fut, read)
                 raise
-            except Exception as e:
-                _fail(fut, e)
-                raise
-            except BaseException:
-                fut.cancel()
+            except BaseException as e:
+                _settle(fut, e)
                 raise
             fut.set_result(result)
             return result
@@ -319,10 +318,9 @@ class FastReads:
         except BaseException as e:
             if self._queued.get(key) is fut:
                 del self._queued[key]
-            if not isinstance(e, Exception):  # cancelled (the daemon stops), or the process exits
-                fut.cancel()
+            _settle(fut, e)
+            if not isinstance(e, Exception):
                 raise
-            _fail(fut, e)
         else:
             fut.set_result(result)
 
