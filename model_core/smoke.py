@@ -50,6 +50,15 @@ class _Fail(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class _PaddedRun:
+    ids: Tensor  # (B, t), rows after the first left-padded
+    mask: Tensor  # (B, t) keep-mask
+    logits: Tensor  # (B, t + gen - 1, V): the batched prefill, then each decode step
+    tokens: Tensor  # (B, gen): the greedy tokens the batch picked
+    per_row: list[Tensor]  # row r alone, unpadded: (real tokens + gen - 1, V)
+
+
 def _close(name: str, got: Tensor, want: Tensor, tol: float, half: bool = False) -> str:
     got, want = got.float(), want.float()
     if half:
@@ -86,6 +95,8 @@ class SmokeSuite:
         gen = torch.Generator().manual_seed(config.seed)
         self.ids = torch.randint(0, self.cfg.vocab_size, (config.batch_size, self.t), generator=gen)
         self.logits_digest = ""
+        self._cached: tuple[list[Tensor], list[Tensor]] | None = None
+        self._greedy: _PaddedRun | None = None
 
     def run(self) -> dict[str, Any]:
         checks: list[tuple[str, Callable[[], str]]] = [
@@ -222,20 +233,40 @@ class SmokeSuite:
             raise _Fail(f"two runs on the same input differ by up to {float((a - b).abs().max()):.3g}")
         return "identical logits on a second run"
 
+    # Forwards over the whole model dominate the suite's time (a big model's decode step reads every weight),
+    # so the checks share runs: one cached run serves cached decoding and chunked prefill, and one batched,
+    # left-padded greedy run (with its per-row references) serves left padding and batched generation.
+
+    def _cached_run(self) -> tuple[list[Tensor], list[Tensor]]:
+        """One run over a cache: the first ``t - decode_steps`` tokens in up to two chunks (the second onto a
+        non-empty cache), then the rest one token at a time. Returns (chunk logits, single-step logits)."""
+        if self._cached is None:
+            cache = self.model.new_cache(self.config.batch_size, self.t)
+            first = self.t - self.decode_steps
+            cuts = [0, first // 2, first] if first >= 2 else [0, first]
+            chunks = [self.model(self.ids[:, a:b], cache=cache) for a, b in itertools.pairwise(cuts) if a < b]
+            steps = [self.model(self.ids[:, i : i + 1], cache=cache) for i in range(first, self.t)]
+            self._cached = (chunks, steps)
+        return self._cached
+
     def check_cached_decoding(self) -> str:
-        cache = self.model.new_cache(self.config.batch_size, self.t)
+        _, steps = self._cached_run()
         first = self.t - self.decode_steps
-        steps = [self.model(self.ids[:, :first], cache=cache)] if first else []
-        steps += [self.model(self.ids[:, i : i + 1], cache=cache) for i in range(first, self.t)]
         return self._close(
-            "step-by-step cached decoding vs full forward", torch.cat(steps, 1), self._reference()
+            "step-by-step cached decoding vs full forward", torch.cat(steps, 1), self._reference()[:, first:]
         )
 
     def check_chunked_prefill(self) -> str:
-        cache = self.model.new_cache(self.config.batch_size, self.t)
-        cuts = [0, self.t // 3, 2 * self.t // 3 + 1, self.t]
-        parts = [self.model(self.ids[:, a:b], cache=cache) for a, b in itertools.pairwise(cuts) if a < b]
-        return self._close("chunked prefill vs full forward", torch.cat(parts, 1), self._reference())
+        chunks, _ = self._cached_run()
+        first = self.t - self.decode_steps
+        if len(chunks) < 2:  # that run had no chunk onto a non-empty cache: a run of chunks of its own
+            cache = self.model.new_cache(self.config.batch_size, self.t)
+            first = self.t
+            cuts = [0, self.t // 3, 2 * self.t // 3 + 1, self.t]
+            chunks = [self.model(self.ids[:, a:b], cache=cache) for a, b in itertools.pairwise(cuts) if a < b]
+        return self._close(
+            "chunked prefill vs full forward", torch.cat(chunks, 1), self._reference()[:, :first]
+        )
 
     def _padded(self) -> tuple[Tensor, Tensor]:
         ids = self.ids.clone()
@@ -257,62 +288,87 @@ class SmokeSuite:
         real = mask.bool()
         return self._close("SDPA vs manual attention on real tokens", a[real], b[real])
 
+    def _padded_greedy(self) -> _PaddedRun:
+        """The left-padded rows prefilled together, then ``gen`` greedy tokens decoded one step at a time
+        over the cache; and each row alone, unpadded, in one uncached forward over its prompt and the
+        tokens the batch chose (the same logits its own prefill + cached decoding give:
+        cached_decoding_matches_full checks that), for one forward per row instead of 1 + steps."""
+        if self._greedy is None:
+            ids, mask = self._padded()
+            cache = self.model.new_cache(ids.size(0), self.t + self.gen)
+            logits = [self.model(ids, attention_mask=mask, cache=cache)]
+            picked = [logits[0][:, -1].argmax(dim=-1)]
+            for _ in range(self.gen - 1):
+                logits.append(self.model(picked[-1][:, None], cache=cache))
+                picked.append(logits[-1][:, -1].argmax(dim=-1))
+            tokens = torch.stack(picked, dim=1)
+            rows = [torch.cat([ids[r, mask[r].bool()], tokens[r, :-1]])[None] for r in range(ids.size(0))]
+            self._greedy = _PaddedRun(
+                ids, mask, torch.cat(logits, 1), tokens, [self.model(x)[0] for x in rows]
+            )
+        return self._greedy
+
     def check_left_padding(self) -> str:
-        ids, mask = self._padded()
-        steps = self.gen
-        cache = self.model.new_cache(ids.size(0), self.t + steps)
-        batched = [self.model(ids, attention_mask=mask, cache=cache)]
-        nxt = torch.randint(
-            0, self.cfg.vocab_size, (ids.size(0), steps), generator=torch.Generator().manual_seed(7)
-        )
-        batched += [self.model(nxt[:, i : i + 1], cache=cache) for i in range(steps)]
-        got = torch.cat(batched, 1)
+        run = self._padded_greedy()
         worst = ""
-        for r in range(ids.size(0)):
-            # The row alone, unpadded, in one uncached forward over its prompt and the decoded tokens: the
-            # same logits its own prefill + cached decoding give (cached_decoding_matches_full checks
-            # that), for one forward instead of 1 + steps.
-            real = torch.cat([ids[r : r + 1, mask[r].bool()], nxt[r : r + 1]], dim=1)
-            want = self.model(real)
-            row_got = got[r : r + 1, torch.cat([mask[r].bool(), torch.ones(steps, dtype=torch.bool)])]
-            worst = self._close(f"row {r} (left padding, prefill and cached decoding)", row_got, want)
+        for r, want in enumerate(run.per_row):
+            keep = torch.cat([run.mask[r].bool(), torch.ones(self.gen - 1, dtype=torch.bool)])
+            worst = self._close(
+                f"row {r} (left padding, prefill and cached decoding)", run.logits[r, keep], want
+            )
         return worst
 
     def check_generation(self) -> str:
-        ids, mask = self._padded()
-        rows = [ids[r : r + 1, mask[r].bool()] for r in range(ids.size(0))]
-        free = [greedy_generate(self.model, row, self.gen)[0, row.size(1) :] for row in rows]
-        eos = int(free[0][min(1, self.gen - 1)])
-        # Greedy decoding is deterministic, so a row's run with EOS is its free run cut after the first EOS.
-        want = [f[: int((f == eos).nonzero()[0]) + 1] if bool((f == eos).any()) else f for f in free]
-        got = greedy_generate(self.model, ids, self.gen, eos_token_id=eos, attention_mask=mask)
+        run = self._padded_greedy()
         ties = []
-        for r, new_w in enumerate(want):
-            new_g = got[r, ids.size(1) :]
-            if not torch.equal(new_g[: new_w.numel()], new_w):
-                at = int((new_g[: new_w.numel()] != new_w).nonzero()[0])
-                margin = self._near_tie(rows[r], new_w, at, int(new_g[at]))
+        for r, want in enumerate(run.per_row):
+            # the logits each generated token was picked from, as the row alone gives them
+            alone = want[-self.gen :]
+            picks = alone.argmax(dim=-1)
+            for at in (picks != run.tokens[r]).nonzero().flatten().tolist():
+                margin = self._near_tie(alone[at], int(picks[at]), int(run.tokens[r, at]))
                 if margin is None:
                     raise _Fail(
-                        f"row {r}: batched generation {new_g.tolist()} differs from per-row {new_w.tolist()}"
+                        f"row {r}: batched generation {run.tokens[r].tolist()} differs from per-row "
+                        f"greedy decoding at step {at} (the row alone picks {int(picks[at])})"
                     )
                 ties.append(f"row {r} parts at step {at} on a near-tie (logit margin {margin:.3g})")
+        # greedy_generate with a per-row EOS: a row's tokens are its free run cut after its first EOS
+        # (greedy decoding is deterministic), then EOS padding while the other rows go on.
+        eos = int(run.tokens[0, min(1, self.gen - 1)])
+        hits = [(free == eos).nonzero() for free in run.tokens]
+        wants = [
+            free[: int(h[0]) + 1] if h.numel() else free for free, h in zip(run.tokens, hits, strict=True)
+        ]
+        got = greedy_generate(self.model, run.ids, self.gen, eos_token_id=eos, attention_mask=run.mask)
+        for r, new_w in enumerate(wants):
+            new_g = got[r, run.ids.size(1) :]
+            if not torch.equal(new_g[: new_w.numel()], new_w):
+                at = int((new_g[: new_w.numel()] != new_w).nonzero()[0])
+                step_logits = run.logits[r, self.t - 1 + at]
+                margin = self._near_tie(step_logits, int(new_w[at]), int(new_g[at]))
+                if margin is None:
+                    raise _Fail(
+                        f"row {r}: greedy_generate with EOS gave {new_g.tolist()}, "
+                        f"the batched greedy run {new_w.tolist()}"
+                    )
+                ties.append(f"row {r} with EOS parts at step {at} on a near-tie (logit margin {margin:.3g})")
                 continue
             if not bool((new_g[new_w.numel() :] == eos).all()):
                 raise _Fail(
                     f"row {r}: tokens after EOS are {new_g[new_w.numel() :].tolist()}, not EOS padding"
                 )
         note = f"; {'; '.join(ties)}" if ties else ""
-        return f"per-row EOS={eos}; generated lengths {[w.numel() for w in want]}{note}"
+        return f"per-row EOS={eos}; generated lengths {[w.numel() for w in wants]}{note}"
 
-    def _near_tie(self, row: Tensor, new_w: Tensor, at: int, other: int) -> float | None:
+    def _near_tie(self, logits: Tensor, best: int, other: int) -> float | None:
         """In half precision, batched and per-row rounding may pick different tokens where two logits
-        are (almost) equal: the per-row logit margin between the two picks when it is within the
-        tolerance (the rows are not compared further), None when it is a real difference."""
+        are (almost) equal: the margin ``logits[best] - logits[other]`` when it is within the tolerance,
+        None when it is a real difference (always, in fp32)."""
         if not self.half:
             return None
-        logits = self.model(torch.cat([row[0], new_w[:at]]).unsqueeze(0))[0, -1].float()
-        margin = float(logits[int(new_w[at])] - logits[other])
+        logits = logits.float()
+        margin = float(logits[best] - logits[other])
         limit = self.config.tie_tolerance * max(1.0, float(logits.abs().max()))
         return margin if margin <= limit else None
 

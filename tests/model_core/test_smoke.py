@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from model_core import smoke
 from model_core.config import ModelConfig
 from model_core.layers import KVCache
 from model_core.loader import load_pack
@@ -142,25 +143,55 @@ def test_batched_generation_may_part_only_on_a_near_tie_in_half_precision(
     tiny_model: Transformer, dtype: torch.dtype
 ) -> None:
     suite = SmokeSuite(tiny_model.to(dtype))
-    with torch.inference_mode():  # the prefix whose top two logits are closest
+    with torch.inference_mode():  # the position whose top two logits are closest
         logits = tiny_model(suite.ids[:1]).float()[0]
         top2 = logits.topk(2).values
-        n = int((top2[:, 0] - top2[:, 1]).argmin()) + 1
-        row = suite.ids[:1, :n]
-        last = tiny_model(row)[0, -1].float()  # as _near_tie computes it (other shapes round otherwise)
+        last = logits[int((top2[:, 0] - top2[:, 1]).argmin())]
         order = last.argsort(descending=True)
         best, runner_up, worst = int(order[0]), int(order[1]), int(order[-1])
     margin = float(last[best] - last[runner_up])
     assert margin <= SmokeConfig().tie_tolerance * max(1.0, float(last.abs().max()))
-    picked = torch.tensor([best])
-    with torch.inference_mode():
-        assert suite._near_tie(row, picked, 0, runner_up) == pytest.approx(margin, abs=1e-6)
-        assert suite._near_tie(row, picked, 0, worst) is None  # far from a tie: a real difference
+    assert suite._near_tie(last, best, runner_up) == pytest.approx(margin, abs=1e-6)
+    assert suite._near_tie(last, best, worst) is None  # far from a tie: a real difference
 
 
 def test_batched_generation_must_agree_exactly_in_fp32(tiny_model: Transformer) -> None:
     suite = SmokeSuite(tiny_model)
-    row = suite.ids[:1, :5]
     with torch.inference_mode():
-        order = tiny_model(row)[0, -1].argsort(descending=True)
-        assert suite._near_tie(row, order[:1], 0, int(order[1])) is None
+        last = tiny_model(suite.ids[:1, :5])[0, -1]
+    order = last.argsort(descending=True)
+    assert suite._near_tie(last, int(order[0]), int(order[1])) is None
+
+
+def test_a_batch_that_picks_other_tokens_than_its_rows_fails_generation(tiny_model: Transformer) -> None:
+    """Decode steps over a left-padded cache with the second row's logits scrambled: the batch then picks
+    tokens the row alone would not, and the check names the row (left padding, comparing logits, fails
+    too; cached decoding, unpadded, does not)."""
+
+    def scramble(_module: object, args: tuple, kwargs: dict, output: torch.Tensor) -> torch.Tensor:
+        cache = kwargs.get("cache")
+        if cache is not None and cache.has_padding and args[0].size(1) == 1:
+            output = output.clone()
+            output[1] = output[1].flip(-1)
+        return output
+
+    tiny_model.register_forward_hook(scramble, with_kwargs=True)
+    checks = by_name(run_smoke(tiny_model))
+    generation = checks["batched_generation_matches_per_row"]
+    assert not generation["passed"] and "row 1: batched generation" in generation["reason"]
+    assert "row 0" not in generation["reason"]
+    assert not checks["left_padding_matches_per_row"]["passed"]
+    assert checks["cached_decoding_matches_full"]["passed"]
+
+
+def test_generation_that_ignores_eos_fails(tiny_model: Transformer, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = smoke.greedy_generate
+
+    def without_eos(*args: object, eos_token_id: int | None = None, **kwargs: object) -> torch.Tensor:
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(smoke, "greedy_generate", without_eos)
+    checks = by_name(run_smoke(tiny_model))
+    generation = checks["batched_generation_matches_per_row"]
+    assert not generation["passed"] and "not EOS padding" in generation["reason"], generation
+    assert checks["left_padding_matches_per_row"]["passed"]
