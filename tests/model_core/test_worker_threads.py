@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from model_core import worker
-from model_core.worker import SMALL_PACK_BYTES, auto_threads, busy_cpus_now, default_threads
+from model_core.worker import SMALL_PACK_BYTES, BusyMeter, auto_threads, busy_cpus_now, default_threads
 
 BIG = 270 * 1024 * 1024
 
@@ -46,7 +46,7 @@ def test_never_more_than_torch_would_use() -> None:
 def test_without_proc_stat_auto_threads_reads_affinity_and_load(
     monkeypatch: pytest.MonkeyPatch, load: float
 ) -> None:
-    monkeypatch.setattr(worker, "busy_cpus_now", lambda: None)
+    monkeypatch.setattr(worker, "busy_cpus_now", lambda **_: None)
     monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
     cpus = len(os.sched_getaffinity(0))
     busy = load * cpus / max(os.cpu_count() or 1, cpus)
@@ -60,7 +60,7 @@ def test_without_proc_stat_auto_threads_reads_affinity_and_load(
 def test_auto_threads_follows_what_keeps_the_cpus_busy_now(
     monkeypatch: pytest.MonkeyPatch, others: float
 ) -> None:
-    monkeypatch.setattr(worker, "busy_cpus_now", lambda: others)
+    monkeypatch.setattr(worker, "busy_cpus_now", lambda **_: others)
     monkeypatch.setattr(os, "getloadavg", lambda: (100.0, 100.0, 100.0))  # a busy past minute: not used
     cpus = len(os.sched_getaffinity(0))
     busy = (others + 0.5) * cpus / max(os.cpu_count() or 1, cpus)
@@ -85,3 +85,35 @@ def test_busy_cpus_now_sees_another_process_spinning() -> None:
     finally:
         spin.kill()
         spin.wait()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="BusyMeter reads Linux's /proc/stat")
+def test_a_meter_started_before_the_load_measures_over_it_and_waits_out_a_short_window() -> None:
+    meter = BusyMeter()  # as the worker starts it, before the pack's load
+    spin = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdout.write('go\\n'); sys.stdout.flush()\nwhile True: pass"],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert spin.stdout is not None and spin.stdout.readline() == b"go\n"
+        # the window since the meter started already holds the spinner's start; a minimum window of 1 s
+        # is slept out, with the spinner running through it
+        busy = busy_cpus_now(window_s=1.0, since=meter)
+        assert busy is not None
+        assert busy >= 0.3, busy
+    finally:
+        spin.kill()
+        spin.wait()
+
+
+def test_auto_threads_measures_from_the_meter_it_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    meter = BusyMeter()
+    seen: list[BusyMeter | None] = []
+
+    def busy(**kw: BusyMeter | None) -> float:
+        seen.append(kw.get("since"))
+        return 0.0
+
+    monkeypatch.setattr(worker, "busy_cpus_now", busy)
+    auto_threads(BIG, current=2, since=meter)
+    assert seen == [meter]
