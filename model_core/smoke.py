@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from model_core.errors import SequenceTooLong
-from model_core.generate import greedy_generate
+from model_core.generate import greedy_generate, greedy_steps
 from model_core.model import Transformer
 
 
@@ -54,9 +54,10 @@ class _Fail(Exception):
 class _PaddedRun:
     ids: Tensor  # (B, t), rows after the first left-padded
     mask: Tensor  # (B, t) keep-mask
-    logits: Tensor  # (B, t + gen - 1, V): the batched prefill, then each decode step
-    tokens: Tensor  # (B, gen): the greedy tokens the batch picked
-    per_row: list[Tensor]  # row r alone, unpadded: (real tokens + gen - 1, V)
+    eos: int | None  # the EOS id the run stopped rows at (None: a free run)
+    logits: Tensor  # (B, t + n - 1, V): the batched prefill, then each decode step
+    tokens: Tensor  # (B, n): the tokens the batch generated (EOS fill after a row's EOS), n <= gen
+    per_row: list[Tensor]  # row r alone, unpadded: (real tokens + n - 1, V)
 
 
 def _close(name: str, got: Tensor, want: Tensor, tol: float, half: bool = False) -> str:
@@ -279,8 +280,11 @@ class SmokeSuite:
         ids, mask = self._padded()
         before = self.model.attention_backend
         try:
-            self.model.set_attention_backend("sdpa")
-            a = self.model(ids, attention_mask=mask)
+            if before == "sdpa":  # the padded greedy run's prefill ran on SDPA
+                a = self._padded_greedy().logits[:, : self.t]
+            else:
+                self.model.set_attention_backend("sdpa")
+                a = self.model(ids, attention_mask=mask)
             self.model.set_attention_backend("manual")
             b = self.model(ids, attention_mask=mask)
         finally:
@@ -289,22 +293,35 @@ class SmokeSuite:
         return self._close("SDPA vs manual attention on real tokens", a[real], b[real])
 
     def _padded_greedy(self) -> _PaddedRun:
-        """The left-padded rows prefilled together, then ``gen`` greedy tokens decoded one step at a time
-        over the cache; and each row alone, unpadded, in one uncached forward over its prompt and the
-        tokens the batch chose (the same logits its own prefill + cached decoding give:
-        cached_decoding_matches_full checks that), for one forward per row instead of 1 + steps."""
+        """The left-padded rows generated together (``greedy_steps``, as ``greedy_generate`` runs: prefill,
+        then one cached step per token, per-row EOS); and each row alone, unpadded, in one uncached forward
+        over its prompt and the tokens the batch fed it (the same logits its own prefill + cached decoding
+        give: cached_decoding_matches_full checks that), one forward per row instead of 1 + steps.
+
+        Row 0 is the unpadded ``ids[0]``: its first greedy token, from the reference forward, is the EOS
+        id, so row 0 stops at once and the others decode on beside its EOS fill. Should that stop every
+        row before any decode step, the run is repeated without EOS."""
         if self._greedy is None:
             ids, mask = self._padded()
-            cache = self.model.new_cache(ids.size(0), self.t + self.gen)
-            logits = [self.model(ids, attention_mask=mask, cache=cache)]
-            picked = [logits[0][:, -1].argmax(dim=-1)]
-            for _ in range(self.gen - 1):
-                logits.append(self.model(picked[-1][:, None], cache=cache))
-                picked.append(logits[-1][:, -1].argmax(dim=-1))
-            tokens = torch.stack(picked, dim=1)
+            eos: int | None = int(self._reference()[0, -1].argmax())
+            while True:
+                steps = list(
+                    greedy_steps(
+                        self.model, ids, self.gen, eos_token_id=eos, attention_mask=mask, prompt_logits=True
+                    )
+                )
+                if eos is None or len(steps) >= min(2, self.gen):
+                    break
+                eos = None
+            tokens = torch.stack([t for _, t in steps], dim=1)
             rows = [torch.cat([ids[r, mask[r].bool()], tokens[r, :-1]])[None] for r in range(ids.size(0))]
             self._greedy = _PaddedRun(
-                ids, mask, torch.cat(logits, 1), tokens, [self.model(x)[0] for x in rows]
+                ids,
+                mask,
+                eos,
+                torch.cat([lg for lg, _ in steps], 1),
+                tokens,
+                [self.model(x)[0] for x in rows],
             )
         return self._greedy
 
@@ -312,7 +329,7 @@ class SmokeSuite:
         run = self._padded_greedy()
         worst = ""
         for r, want in enumerate(run.per_row):
-            keep = torch.cat([run.mask[r].bool(), torch.ones(self.gen - 1, dtype=torch.bool)])
+            keep = torch.cat([run.mask[r].bool(), torch.ones(run.tokens.size(1) - 1, dtype=torch.bool)])
             worst = self._close(
                 f"row {r} (left padding, prefill and cached decoding)", run.logits[r, keep], want
             )
@@ -320,46 +337,34 @@ class SmokeSuite:
 
     def check_generation(self) -> str:
         run = self._padded_greedy()
-        ties = []
+        n, ties, lengths, stopped = run.tokens.size(1), [], [], 0
         for r, want in enumerate(run.per_row):
-            # the logits each generated token was picked from, as the row alone gives them
-            alone = want[-self.gen :]
-            picks = alone.argmax(dim=-1)
-            for at in (picks != run.tokens[r]).nonzero().flatten().tolist():
-                margin = self._near_tie(alone[at], int(picks[at]), int(run.tokens[r, at]))
+            row = run.tokens[r]
+            hits = (row == run.eos).nonzero().flatten().tolist() if run.eos is not None else []
+            live = hits[0] + 1 if hits else n  # the row's own tokens: up to and with its first EOS
+            stopped += bool(hits)
+            lengths.append(live)
+            # the logits each of them was picked from, as the row alone gives them
+            picks = want[-n:][:live].argmax(dim=-1)
+            for at in (picks != row[:live]).nonzero().flatten().tolist():
+                margin = self._near_tie(want[-n + at], int(picks[at]), int(row[at]))
                 if margin is None:
                     raise _Fail(
-                        f"row {r}: batched generation {run.tokens[r].tolist()} differs from per-row "
-                        f"greedy decoding at step {at} (the row alone picks {int(picks[at])})"
+                        f"row {r}: batched generation {row.tolist()} differs from per-row greedy decoding "
+                        f"at step {at} (the row alone picks {int(picks[at])})"
                     )
                 ties.append(f"row {r} parts at step {at} on a near-tie (logit margin {margin:.3g})")
-        # greedy_generate with a per-row EOS: a row's tokens are its free run cut after its first EOS
-        # (greedy decoding is deterministic), then EOS padding while the other rows go on.
-        eos = int(run.tokens[0, min(1, self.gen - 1)])
-        hits = [(free == eos).nonzero() for free in run.tokens]
-        wants = [
-            free[: int(h[0]) + 1] if h.numel() else free for free, h in zip(run.tokens, hits, strict=True)
-        ]
-        got = greedy_generate(self.model, run.ids, self.gen, eos_token_id=eos, attention_mask=run.mask)
-        for r, new_w in enumerate(wants):
-            new_g = got[r, run.ids.size(1) :]
-            if not torch.equal(new_g[: new_w.numel()], new_w):
-                at = int((new_g[: new_w.numel()] != new_w).nonzero()[0])
-                step_logits = run.logits[r, self.t - 1 + at]
-                margin = self._near_tie(step_logits, int(new_w[at]), int(new_g[at]))
-                if margin is None:
-                    raise _Fail(
-                        f"row {r}: greedy_generate with EOS gave {new_g.tolist()}, "
-                        f"the batched greedy run {new_w.tolist()}"
-                    )
-                ties.append(f"row {r} with EOS parts at step {at} on a near-tie (logit margin {margin:.3g})")
-                continue
-            if not bool((new_g[new_w.numel() :] == eos).all()):
-                raise _Fail(
-                    f"row {r}: tokens after EOS are {new_g[new_w.numel() :].tolist()}, not EOS padding"
-                )
+            if run.eos is not None and not bool((row[live:] == run.eos).all()):
+                raise _Fail(f"row {r}: tokens after EOS are {row[live:].tolist()}, not EOS padding")
+        if n < self.gen and (stopped < len(lengths) or max(lengths) != n):  # it ends when the last row stops
+            raise _Fail(f"generation ended after {n} of {self.gen} steps; the rows' own tokens: {lengths}")
         note = f"; {'; '.join(ties)}" if ties else ""
-        return f"per-row EOS={eos}; generated lengths {[w.numel() for w in wants]}{note}"
+        eos = (
+            f"per-row EOS={run.eos}"
+            if run.eos is not None
+            else "no EOS (it would have stopped every row at once)"
+        )
+        return f"{eos}; generated lengths {lengths}{note}"
 
     def _near_tie(self, logits: Tensor, best: int, other: int) -> float | None:
         """In half precision, batched and per-row rounding may pick different tokens where two logits

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -185,13 +186,43 @@ def test_a_batch_that_picks_other_tokens_than_its_rows_fails_generation(tiny_mod
 
 
 def test_generation_that_ignores_eos_fails(tiny_model: Transformer, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = smoke.greedy_generate
+    real = smoke.greedy_steps
 
-    def without_eos(*args: object, eos_token_id: int | None = None, **kwargs: object) -> torch.Tensor:
+    def without_eos(*args: object, eos_token_id: int | None = None, **kwargs: object) -> object:
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(smoke, "greedy_generate", without_eos)
+    monkeypatch.setattr(smoke, "greedy_steps", without_eos)
     checks = by_name(run_smoke(tiny_model))
     generation = checks["batched_generation_matches_per_row"]
     assert not generation["passed"] and "not EOS padding" in generation["reason"], generation
     assert checks["left_padding_matches_per_row"]["passed"]
+
+
+def test_generation_that_ends_with_rows_still_going_fails(
+    tiny_model: Transformer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = smoke.greedy_steps
+
+    def first_step_only(*args: object, **kwargs: object) -> object:
+        return itertools.islice(real(*args, **kwargs), 1)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(smoke, "greedy_steps", first_step_only)
+    generation = by_name(run_smoke(tiny_model))["batched_generation_matches_per_row"]
+    assert not generation["passed"] and "generation ended after 1 of" in generation["reason"], generation
+
+
+def test_a_model_whose_rows_all_pick_the_eos_candidate_is_checked_on_a_free_run(
+    tiny_model: Transformer,
+) -> None:
+    """Every row's first token is row 0's (the EOS the run would use): stopping them all at once would
+    leave no decode step to check, so the rows are generated again without EOS, and still compared."""
+
+    def favour(_module: object, _args: tuple, output: torch.Tensor) -> torch.Tensor:
+        output = output.clone()
+        output[..., 5] += 1e4
+        return output
+
+    tiny_model.register_forward_hook(favour)
+    generation = by_name(run_smoke(tiny_model))["batched_generation_matches_per_row"]
+    assert generation["passed"] and generation["reason"].startswith("no EOS"), generation
+    assert "generated lengths [6, 6]" in generation["reason"], generation
