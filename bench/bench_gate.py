@@ -9,7 +9,7 @@
     against the bare read + sha256 of the shards, each in a fresh process, page cache warm, medians.
 
     .venv/bin/python bench/bench_gate.py [--preset bench|small] [--dir /tmp/modelpack-bench-gate]
-        [--repeats 3] [--skip-e2e]
+        [--repeats 3] [--skip-e2e] [--other-tree /tmp/wt-old]
 
 ``bench`` is issue #4's ~0.8 GiB fp32 pack (vocab 32000, d_model 1024, 16 layers, 16/4 heads, dim_ff 2816).
 """
@@ -67,13 +67,32 @@ def fresh(code: str) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def local_gate(pack: Path, repeats: int) -> dict[str, Any]:
+def gate_in_tree(tree: Path, pack: Path) -> float:
+    """``modelpack gate PACK`` with another checkout's code (its ``registry`` and ``model_core`` first on
+    ``PYTHONPATH``, which the sandbox passes on to its worker); wall seconds."""
+    env = {**clean_env(), "PYTHONPATH": str(tree)}
+    code = "import sys; from registry.app.main import main; sys.exit(main())"
+    start = time.perf_counter()
+    p = subprocess.run(
+        [sys.executable, "-c", code, "gate", str(pack), "--json"],
+        env=env,
+        cwd="/",
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    return time.perf_counter() - start
+
+
+def local_gate(pack: Path, repeats: int, other_tree: Path | None = None) -> dict[str, Any]:
     bare = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from bench.bench_gate import read_sha256; from pathlib import Path; print(read_sha256(Path({str(pack)!r})))"
     # #17's baseline: a whole process doing a bare ``import torch`` and the same read + sha256 (wall time)
     with_torch = f"import torch; {bare}"
     fresh(bare)  # warm the page cache
-    a, b, g, smoke = [], [], [], []
+    a, b, g, smoke, other = [], [], [], [], []
     for _ in range(repeats):
+        if other_tree is not None:
+            other.append(gate_in_tree(other_tree, pack))
         a.append(fresh(bare))
         start = time.perf_counter()
         fresh(with_torch)
@@ -84,7 +103,15 @@ def local_gate(pack: Path, repeats: int) -> dict[str, Any]:
         assert r.code == 0, r.out + r.err
         sandbox = next(c for c in json.loads(r.out)["checks"] if c["name"] == "sandbox")
         smoke.append(sandbox["seconds"])
+    compared = {}
+    if other:
+        compared = {
+            "other_tree": str(other_tree),
+            "other_gate_local_s": statistics.median(other),
+            "other_ratio_to_torch_baseline": statistics.median(other) / statistics.median(b),
+        }
     return {
+        **compared,
         "read_sha256_s": statistics.median(a),
         "gate_local_s": statistics.median(g),
         "gate_sandbox_s": statistics.median(smoke),
@@ -161,6 +188,11 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=Path("/tmp/modelpack-bench-gate"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-e2e", action="store_true")
+    parser.add_argument(
+        "--other-tree",
+        type=Path,
+        help="another checkout (e.g. a git worktree of an older commit) whose local gate runs in each repeat too",
+    )
     args = parser.parse_args()
     pack = args.dir / f"pack-{args.preset}"
     if not (pack / "manifest.json").exists():
@@ -171,7 +203,7 @@ def main() -> None:
     if not args.skip_e2e:
         with tempfile.TemporaryDirectory(prefix="bench-gate-") as tmp:
             out["end_to_end"] = end_to_end(pack, Path(tmp))
-    out["local_gate"] = local_gate(pack, args.repeats)
+    out["local_gate"] = local_gate(pack, args.repeats, args.other_tree)
     out["load_avg_1m_after"] = os.getloadavg()[0]
     print(json.dumps(out, indent=2))
 
