@@ -2,23 +2,15 @@
 its header validated from those verified bytes, and the model's parameters are views of the same bytes.
 
 No second read of the file exists, so a file changed after hashing cannot change the model. The model is
-built on the meta device (no random init) and the tensors are assigned, then tied weights re-tied.
+built on the meta device (no random init) and the tensors are assigned, then tied weights re-tied. The
+reads themselves are ``model_core.shardread``'s (torch-free, so they can start before torch is imported).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import io
-import mmap
-import os
-import queue
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -27,11 +19,12 @@ from model_core.config import ModelConfig
 from model_core.errors import ModelCoreError, PackInvalid
 from model_core.layers import split_packed_w1
 from model_core.layouts import SEED, check_tensor_table, plan_layout, tie_mismatch, with_tied_embedding
-from model_core.manifest import Manifest, PackLimits
+from model_core.manifest import Manifest
 from model_core.model import DTYPES, Transformer
-from model_core.packconfig import pack_config
-from model_core.preflight import DEFAULT_RUNTIME_OVERHEAD_BYTES, PackPlan, ShardPlan, plan_pack
 from model_core.shard_header import ShardHeader, parse_header
+from model_core.shardread import LoaderConfig, PackRead, ShardBuffer
+
+__all__ = ["LoadedPack", "LoaderConfig", "PackRead", "load_pack"]
 
 TORCH_DTYPES: dict[str, torch.dtype] = {
     "F64": torch.float64,
@@ -47,16 +40,6 @@ TORCH_DTYPES: dict[str, torch.dtype] = {
 }
 
 
-@dataclass(frozen=True)
-class LoaderConfig:
-    limits: PackLimits = field(default_factory=PackLimits)
-    allowed_roots: tuple[Path, ...] = ()  # symlinked shards may point into these (e.g. the gate's store)
-    memory_budget_bytes: int | None = None
-    overhead_bytes: int = DEFAULT_RUNTIME_OVERHEAD_BYTES
-    read_chunk_bytes: int = 8 * 1024 * 1024
-    read_threads: int = 2  # shards are read and hashed in parallel; hashlib and readinto drop the GIL
-
-
 @dataclass
 class LoadedPack:
     model: Transformer
@@ -67,103 +50,6 @@ class LoadedPack:
     layout: str
     total_bytes: int
     timings: dict[str, float] = field(default_factory=dict)
-
-
-ShardBuffer = mmap.mmap | bytearray
-
-
-def _private_buffer(size: int, populate: bool = True) -> ShardBuffer:
-    """Anonymous memory for one shard; pre-faulted in one go when ``populate`` (cheaper than a page fault
-    per 4 KiB when nothing else runs meanwhile)."""
-    if size == 0 or not hasattr(mmap, "MAP_POPULATE"):
-        return bytearray(size)
-    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | (mmap.MAP_POPULATE if populate else 0)
-    return mmap.mmap(-1, size, flags=flags)
-
-
-def _open_shard(shard: ShardPlan) -> io.FileIO:
-    fd = os.open(shard.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
-    return io.FileIO(fd, "rb", closefd=True)
-
-
-def read_verified(shard: ShardPlan, chunk: int) -> ShardBuffer:
-    """Read the whole shard into private memory, hashing as it goes; the hash must match the manifest.
-
-    A shard of several chunks is read by a second thread while this one hashes what has arrived (both
-    release the GIL), so reading, page faults and sha256 overlap; the bytes hashed are the bytes kept.
-    """
-    name = shard.entry.filename
-    pipelined = shard.size >= 2 * chunk
-    buf = _private_buffer(shard.size, populate=not pipelined)
-    view = memoryview(buf)
-    h = hashlib.sha256()
-    try:
-        got, extra = (_pipelined if pipelined else _sequential)(shard, view, chunk, h)
-    finally:
-        view.release()
-    if got != shard.size or extra:
-        raise PackInvalid(f"shard {name!r} changed size while it was being read", shard=name)
-    if not hmac.compare_digest(h.hexdigest(), shard.entry.sha256_hex):
-        raise PackInvalid(
-            f"shard {name!r} sha256 is {h.hexdigest()}, not sha256:{shard.entry.sha256_hex} "
-            "as the manifest says (corrupted or tampered)",
-            shard=name,
-        )
-    return buf
-
-
-def _sequential(shard: ShardPlan, view: memoryview, chunk: int, h: Any) -> tuple[int, bool]:
-    with _open_shard(shard) as f:
-        got = 0
-        while got < shard.size:
-            n = f.readinto(view[got : got + chunk])
-            if not n:
-                break
-            h.update(view[got : got + n])
-            got += n
-        return got, bool(f.read(1))
-
-
-def _pipelined(shard: ShardPlan, view: memoryview, chunk: int, h: Any) -> tuple[int, bool]:
-    """The reader thread fills ``view`` ahead (never the part being hashed) and says how far it got:
-    ``(upto, None)`` per chunk, then ``(got, extra)`` at the end (``extra``: bytes beyond the size)."""
-    arrived: queue.Queue[tuple[int, bool | None] | BaseException] = queue.Queue(maxsize=16)
-
-    def reader() -> None:
-        try:
-            with _open_shard(shard) as f:
-                got = 0
-                while got < shard.size:
-                    n = f.readinto(view[got : got + chunk])
-                    if not n:
-                        break
-                    got += n
-                    arrived.put((got, None))
-                arrived.put((got, bool(f.read(1))))
-        except BaseException as e:  # re-raised in the caller's thread
-            arrived.put(e)
-
-    thread = threading.Thread(target=reader, name=f"read {shard.entry.filename}", daemon=True)
-    thread.start()
-    hashed = 0
-    try:
-        while True:
-            item = arrived.get()
-            if isinstance(item, BaseException):
-                raise item
-            upto, extra = item
-            if upto > hashed:
-                h.update(view[hashed:upto])
-                hashed = upto
-            if extra is not None:
-                return hashed, extra
-    finally:
-        while thread.is_alive():  # never leave the reader blocked on a full queue
-            try:
-                arrived.get(timeout=0.1)
-            except queue.Empty:
-                pass
-        thread.join()
 
 
 def tensors_from_buffer(buf: ShardBuffer, header: ShardHeader) -> dict[str, Tensor]:
@@ -235,38 +121,30 @@ def build_model(cfg: ModelConfig, state: dict[str, Tensor], dtype: str) -> Trans
     return model.eval()
 
 
-def load_pack(pack_dir: Path | str, config: LoaderConfig = LoaderConfig()) -> LoadedPack:
+def load_pack(
+    pack_dir: Path | str, config: LoaderConfig = LoaderConfig(), *, early: PackRead | None = None
+) -> LoadedPack:
     """Verify and load a pack folder (manifest.json + shards, in the seed's or Hugging Face's layout)
     into an eval-mode model.
 
     Raises:
         PackInvalid: naming the shard, tensor or manifest field at fault (PackTooLarge when over budget).
         ConfigInvalid: the manifest's config is not valid.
+
+    ``early``: the pack's plan and reads, started beforehand (``PackRead``; its folder and config are used).
     """
-    t0 = time.perf_counter()
-    plan: PackPlan = plan_pack(
-        pack_dir,
-        config.limits,
-        allowed_roots=config.allowed_roots,
-        memory_budget_bytes=config.memory_budget_bytes,
-        overhead_bytes=config.overhead_bytes,
-    )
-    packcfg = pack_config(plan.manifest, plan.pack_dir, config.allowed_roots)
+    read = early if early is not None else PackRead(pack_dir, config, start=False)
+    plan, packcfg, buffers = read.result()
     cfg, ignored = packcfg.config, packcfg.ignored_keys
-    t1 = time.perf_counter()
-    workers = max(1, min(config.read_threads, len(plan.shards)))
-    if workers == 1:
-        buffers = [read_verified(s, config.read_chunk_bytes) for s in plan.shards]
-    else:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            buffers = list(pool.map(lambda s: read_verified(s, config.read_chunk_bytes), plan.shards))
     t2 = time.perf_counter()
     tensors: dict[str, Tensor] = {}
     dtypes: dict[str, str] = {}
     origin: dict[str, str] = {}
     for shard, buf in zip(plan.shards, buffers, strict=True):
         name = shard.entry.filename
-        header = parse_header(buf, shard.size, name, config.limits.header_max_bytes)  # from verified bytes
+        header = parse_header(
+            buf, shard.size, name, read.config.limits.header_max_bytes
+        )  # from verified bytes
         for key, tensor in tensors_from_buffer(buf, header).items():
             if key in tensors:
                 raise PackInvalid(f"tensor {key!r} is in two shards: {origin[key]!r} and {name!r}", key=key)
@@ -287,5 +165,5 @@ def load_pack(pack_dir: Path | str, config: LoaderConfig = LoaderConfig()) -> Lo
         dtype=dtype,
         layout=packcfg.layout,
         total_bytes=plan.total_bytes,
-        timings={"plan_s": t1 - t0, "read_verify_s": t2 - t1, "build_s": t3 - t2},
+        timings={**read.timings, "build_s": t3 - t2},
     )

@@ -235,8 +235,8 @@ class SmokeSuite:
         return "identical logits on a second run"
 
     # Forwards over the whole model dominate the suite's time (a big model's decode step reads every weight),
-    # so the checks share runs: one cached run serves cached decoding and chunked prefill, and one batched,
-    # left-padded greedy run (with its per-row references) serves left padding and batched generation.
+    # so the checks share runs: one cached run serves cached decoding and chunked prefill, one batched, left-
+    # padded greedy run (with per-row references) left padding, batched generation and the SDPA check's SDPA.
 
     def _cached_run(self) -> tuple[list[Tensor], list[Tensor]]:
         """One run over a cache: the first ``t - decode_steps`` tokens in up to two chunks (the second onto a
@@ -315,14 +315,9 @@ class SmokeSuite:
                 eos = None
             tokens = torch.stack([t for _, t in steps], dim=1)
             rows = [torch.cat([ids[r, mask[r].bool()], tokens[r, :-1]])[None] for r in range(ids.size(0))]
-            self._greedy = _PaddedRun(
-                ids,
-                mask,
-                eos,
-                torch.cat([lg for lg, _ in steps], 1),
-                tokens,
-                [self.model(x)[0] for x in rows],
-            )
+            per_row = [self.model(x)[0] for x in rows]
+            logits = torch.cat([lg for lg, _ in steps], 1)
+            self._greedy = _PaddedRun(ids, mask, eos, logits, tokens, per_row)
         return self._greedy
 
     def check_left_padding(self) -> str:
@@ -360,9 +355,9 @@ class SmokeSuite:
             raise _Fail(f"generation ended after {n} of {self.gen} steps; the rows' own tokens: {lengths}")
         note = f"; {'; '.join(ties)}" if ties else ""
         eos = (
-            f"per-row EOS={run.eos}"
-            if run.eos is not None
-            else "no EOS (it would have stopped every row at once)"
+            "no EOS (it would have stopped every row at once)"
+            if run.eos is None
+            else f"per-row EOS={run.eos}"
         )
         return f"{eos}; generated lengths {lengths}{note}"
 

@@ -8,10 +8,12 @@ not meant to be called directly. The supervisor reads the result file and the ex
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import math
 import os
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -39,42 +41,50 @@ def _is_oom(e: BaseException) -> bool:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    # The pack's reads and hashing start first, in threads, and need no torch: they run on the CPU that
+    # torch's import (one thread) leaves idle. A meter samples the CPUs' use meanwhile; its latest quarter
+    # second before the checks picks their threads.
+    from model_core.errors import ConfigInvalid, PackInvalid
+    from model_core.manifest import PackLimits
+    from model_core.shardread import LoaderConfig, PackRead
+
+    meter = BusyMeter(every_s=0.05) if not args.threads else None
+    roots = tuple(Path(r) for r in args.allow_root)
+    config = LoaderConfig(
+        limits=PackLimits(
+            manifest_max_bytes=args.manifest_max_bytes,
+            max_shards=args.max_shards,
+            header_max_bytes=args.header_max_bytes,
+            filename_max_len=args.filename_max_len,
+        ),
+        allowed_roots=roots,
+        memory_budget_bytes=args.memory_bytes,
+        overhead_bytes=args.overhead_bytes,
+    )
+    early = PackRead(args.pack_dir, config)
+
     import torch
 
     from model_core.behaviour import plan_evaluation, read_manifest_data, run_evaluation
-    from model_core.errors import ConfigInvalid, PackInvalid
-    from model_core.loader import LoaderConfig, load_pack
-    from model_core.manifest import PackLimits
+    from model_core.loader import load_pack
     from model_core.smoke import SmokeConfig, run_smoke
 
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    meter = BusyMeter()  # the CPUs' use by other processes over the load picks the checks' threads
-    roots = tuple(Path(r) for r in args.allow_root)
     try:
-        loaded = load_pack(
-            args.pack_dir,
-            LoaderConfig(
-                limits=PackLimits(
-                    manifest_max_bytes=args.manifest_max_bytes,
-                    max_shards=args.max_shards,
-                    header_max_bytes=args.header_max_bytes,
-                    filename_max_len=args.filename_max_len,
-                ),
-                allowed_roots=roots,
-                memory_budget_bytes=args.memory_bytes,
-                overhead_bytes=args.overhead_bytes,
-            ),
-        )
-        load_s = time.perf_counter() - t0
+        loaded = load_pack(args.pack_dir, config, early=early)
+        load_s = time.perf_counter() - t0  # what the load added after the imports (its reads ran beside them)
         # The evaluation block is checked against the model before the smoke suite spends any time.
         manifest = read_manifest_data(args.pack_dir, args.manifest_max_bytes)
         plan = plan_evaluation(args.pack_dir, manifest, loaded.model, roots)
     except (PackInvalid, ConfigInvalid) as e:
+        if meter is not None:
+            meter.close()
         return {"verdict": "invalid_pack", "reason": e.message, "error_code": e.code}
-    if not args.threads:
+    if meter is not None:
         torch.set_num_threads(auto_threads(loaded.total_bytes, torch.get_num_threads(), meter))
+        meter.close()
     smoke = run_smoke(loaded.model, SmokeConfig(time_budget_s=args.time_budget))
     load = {
         "seconds": round(load_s, 4),
@@ -127,12 +137,29 @@ BUSY_WINDOW_S = 0.25
 
 
 class BusyMeter:
-    """What other processes keep the CPUs busy with from its start on: the machine's busy time (Linux
-    ``/proc/stat``) less this process's own. Started before the pack's load, it measures over the load,
-    so the worker need not wait a window out on its own."""
+    """What other processes keep the CPUs busy with: the machine's busy time (Linux ``/proc/stat``) less this
+    process's own, over the last ``min_window_s`` (at least) before ``others()`` is asked.
 
-    def __init__(self) -> None:
-        self._start = self._sample()
+    With ``every_s`` a thread samples the counters meanwhile, so the answer covers only the latest window:
+    the worker starts one before its imports and the pack's reads, and a parent's work that ended during
+    them (the local gate hashes the shards while the sandbox starts) is not taken for lasting load. Without
+    it, the window runs from the start."""
+
+    def __init__(self, every_s: float | None = None) -> None:
+        first = self._sample()
+        self._samples = collections.deque([first] if first else [], maxlen=256)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if first is not None and every_s is not None:
+            self._thread = threading.Thread(target=self._sampling, args=(every_s,), name="busy", daemon=True)
+            self._thread.start()
+
+    def _sampling(self, every_s: float) -> None:
+        while not self._stop.wait(every_s):
+            sample = self._sample()
+            if sample is None:
+                return
+            self._samples.append(sample)
 
     @staticmethod
     def _sample() -> tuple[float, float, float] | None:
@@ -140,7 +167,7 @@ class BusyMeter:
         try:
             with open(
                 "/proc/stat", encoding="ascii"
-            ) as f:  # cpu user nice system idle iowait irq softirq steal
+            ) as f:  # cpu user nice system idle iowait irq softirq ...
                 ticks = [int(x) for x in f.readline().split()[1:9]]
             hz = os.sysconf("SC_CLK_TCK")
         except (OSError, ValueError, IndexError):
@@ -148,18 +175,26 @@ class BusyMeter:
         own = os.times()
         return (sum(ticks) - ticks[3] - ticks[4]) / hz, own.user + own.system, time.monotonic()
 
+    def close(self) -> None:
+        """Stop sampling."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
     def others(self, min_window_s: float = BUSY_WINDOW_S) -> float | None:
-        """CPUs kept busy by other processes since the start, per second (over at least ``min_window_s``,
-        sleeping out what is left of it); None where there is no ``/proc/stat``."""
-        if self._start is None:
+        """CPUs kept busy by other processes per second over the latest window of at least ``min_window_s``
+        (sleeping out what is left of one since the start); None where there is no ``/proc/stat``."""
+        self.close()
+        if not self._samples:
             return None
-        left = min_window_s - (time.monotonic() - self._start[2])
+        left = min_window_s - (time.monotonic() - self._samples[0][2])
         if left > 0:
             time.sleep(left)
         end = self._sample()
         if end is None:
             return None
-        busy, own, elapsed = (b - a for a, b in zip(self._start, end, strict=True))
+        start = next(s for s in reversed(self._samples) if end[2] - s[2] >= min_window_s - 1e-3)
+        busy, own, elapsed = (b - a for a, b in zip(start, end, strict=True))
         return max(0.0, (busy - own) / max(elapsed, 1e-3))
 
 
@@ -172,8 +207,8 @@ def busy_cpus_now(window_s: float = BUSY_WINDOW_S, since: BusyMeter | None = Non
 def auto_threads(pack_bytes: int, current: int, since: BusyMeter | None = None) -> int:
     """``default_threads`` for this machine now: CPU affinity and what keeps the CPUs busy.
 
-    Where the kernel says (``busy_cpus_now``), the other processes' use of the CPUs since ``since`` started
-    (the worker starts it before the pack's load) or over the next quarter second, plus half a CPU for this process (so a core that other work keeps under half busy counts as
+    Where the kernel says (``busy_cpus_now``), the other processes' use of the CPUs over the latest quarter
+    second that ``since`` measured (the worker starts it before its imports) or the next one, plus half a CPU for this process (so a core that other work keeps under half busy counts as
     free); elsewhere the 1-minute load average, which counts this process too but lags by a minute: a gate
     run right after other work would get one thread on an idle machine. Machine-wide figures are scaled to
     the share of the CPUs this process may use.

@@ -6,6 +6,8 @@ import hashlib
 import json
 import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import save_model
 
-from model_core import loader
+from model_core import shardread
 from model_core.config import ModelConfig
 from model_core.demo import demo_state_dict
 from model_core.errors import PackInvalid, PackTooLarge
@@ -57,14 +59,14 @@ def test_parameters_are_views_of_the_verified_buffers(
     tiny_pack: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     buffers: list[bytearray] = []
-    original = loader.read_verified
+    original = shardread.read_verified
 
     def capture(shard: Any, chunk: int) -> bytearray:
         buf = original(shard, chunk)
         buffers.append(buf)
         return buf
 
-    monkeypatch.setattr(loader, "read_verified", capture)
+    monkeypatch.setattr(shardread, "read_verified", capture)
     model = load_pack(tiny_pack).model
     ranges = []
     for b in buffers:
@@ -77,7 +79,7 @@ def test_parameters_are_views_of_the_verified_buffers(
 def test_a_file_changed_after_verification_does_not_change_the_model(
     tiny_pack: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    original = loader.read_verified
+    original = shardread.read_verified
 
     def then_tamper(shard: Any, chunk: int) -> bytearray:
         buf = original(shard, chunk)
@@ -86,7 +88,7 @@ def test_a_file_changed_after_verification_does_not_change_the_model(
         shard.path.write_bytes(data)
         return buf
 
-    monkeypatch.setattr(loader, "read_verified", then_tamper)
+    monkeypatch.setattr(shardread, "read_verified", then_tamper)
     model = load_pack(tiny_pack).model
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
@@ -281,7 +283,7 @@ def test_pack_over_the_memory_budget_is_refused_before_reading(
     def must_not_read(*_: Any) -> bytearray:
         raise AssertionError("shard data was read")
 
-    monkeypatch.setattr(loader, "read_verified", must_not_read)
+    monkeypatch.setattr(shardread, "read_verified", must_not_read)
     with pytest.raises(PackTooLarge) as e:
         load_pack(tiny_pack, LoaderConfig(memory_budget_bytes=100_000, overhead_bytes=0))
     assert e.value.needed_bytes > 100_000 and "budget of 100000 bytes" in str(e.value)
@@ -347,19 +349,52 @@ def test_read_verified_keeps_exactly_the_hashed_bytes(tmp_path: Path, chunk: int
     data = bytes(range(256)) * 40  # 10,240 bytes: one chunk, or 11 chunks read ahead by a second thread
     path = tmp_path / "s.safetensors"
     path.write_bytes(data)
-    assert bytes(loader.read_verified(_plan(path, data), chunk)) == data
+    assert bytes(shardread.read_verified(_plan(path, data), chunk)) == data
     bad = bytearray(data)
     bad[7777] ^= 1
     path.write_bytes(bad)
     with pytest.raises(PackInvalid, match=r"sha256.*corrupted or tampered"):
-        loader.read_verified(_plan(path, data), chunk)
+        shardread.read_verified(_plan(path, data), chunk)
     for changed in (data + b"more", data[:-10]):  # grew or shrank between the size check and the read
         path.write_bytes(changed)
         with pytest.raises(PackInvalid, match="changed size while it was being read"):
-            loader.read_verified(_plan(path, data), chunk)
+            shardread.read_verified(_plan(path, data), chunk)
 
 
 def test_a_read_error_in_the_reader_thread_reaches_the_caller(tmp_path: Path) -> None:
     data = b"x" * 5000
     with pytest.raises(IsADirectoryError):
-        loader.read_verified(_plan(tmp_path, data), 1000)  # a directory: the reader thread's open fails
+        shardread.read_verified(_plan(tmp_path, data), 1000)  # a directory: the reader thread's open fails
+
+
+def test_reads_started_early_give_the_same_model_and_the_same_errors(tiny_pack: Path) -> None:
+    """The sandbox worker starts the reads (``PackRead``) before it imports torch; load_pack then takes them."""
+    want = load_pack(tiny_pack).model.state_dict()
+    got = load_pack(tiny_pack, early=shardread.PackRead(tiny_pack, LoaderConfig())).model.state_dict()
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
+
+    name = shard_names(tiny_pack)[1]
+    data = bytearray((tiny_pack / name).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (tiny_pack / name).write_bytes(data)
+    early = shardread.PackRead(tiny_pack, LoaderConfig())  # fails in its thread; raised by load_pack
+    with pytest.raises(PackInvalid, match=f"{name}.*sha256.*corrupted or tampered"):
+        load_pack(tiny_pack, early=early)
+
+
+def test_an_early_read_over_the_memory_budget_reads_nothing(
+    tiny_pack: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def must_not_read(*_: Any) -> bytearray:
+        raise AssertionError("shard data was read")
+
+    monkeypatch.setattr(shardread, "read_verified", must_not_read)
+    early = shardread.PackRead(tiny_pack, LoaderConfig(memory_budget_bytes=100_000, overhead_bytes=0))
+    with pytest.raises(PackTooLarge):
+        load_pack(tiny_pack, early=early)
+
+
+def test_the_shard_reader_needs_no_torch() -> None:
+    code = "import sys, model_core.shardread; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -117,3 +118,27 @@ def test_auto_threads_measures_from_the_meter_it_is_given(monkeypatch: pytest.Mo
     monkeypatch.setattr(worker, "busy_cpus_now", busy)
     auto_threads(BIG, current=2, since=meter)
     assert seen == [meter]
+
+
+def test_a_sampling_meter_counts_only_the_latest_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process kept a CPU busy for the first second (the local gate hashing the shards while the
+    sandbox starts), then stopped: the quarter second before the question is idle, so that is the answer."""
+    meter = BusyMeter()
+    t = time.monotonic() - 10  # (machine busy s, own CPU s, time): a second of 1 busy CPU, then idle
+    meter._samples.clear()
+    meter._samples.extend([(0.0, 0.0, t), (1.0, 0.0, t + 1.0), (1.0, 0.0, t + 1.5), (1.05, 0.05, t + 1.8)])
+    monkeypatch.setattr(BusyMeter, "_sample", staticmethod(lambda: (1.1, 0.1, t + 2.0)))
+    assert meter.others(min_window_s=0.25) == pytest.approx(0.0, abs=1e-9)
+    # over the whole run the same counters say half a CPU: what a meter without samples would answer
+    meter._samples.clear()
+    meter._samples.append((0.0, 0.0, t))
+    assert meter.others(min_window_s=0.25) == pytest.approx(0.5)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="BusyMeter reads Linux's /proc/stat")
+def test_a_sampling_meter_stops_when_closed() -> None:
+    meter = BusyMeter(every_s=0.01)
+    assert meter._thread is not None and meter._thread.is_alive()
+    meter.close()
+    assert not meter._thread.is_alive()
+    assert meter.others(min_window_s=0.0) is not None
