@@ -78,13 +78,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # The evaluation block is checked against the model before the smoke suite spends any time.
         manifest = read_manifest_data(args.pack_dir, args.manifest_max_bytes)
         plan = plan_evaluation(args.pack_dir, manifest, loaded.model, roots)
-    except (PackInvalid, ConfigInvalid) as e:
         if meter is not None:
-            meter.close()
+            torch.set_num_threads(auto_threads(loaded.total_bytes, torch.get_num_threads(), meter))
+    except (PackInvalid, ConfigInvalid) as e:
         return {"verdict": "invalid_pack", "reason": e.message, "error_code": e.code}
-    if meter is not None:
-        torch.set_num_threads(auto_threads(loaded.total_bytes, torch.get_num_threads(), meter))
-        meter.close()
+    finally:
+        if meter is not None:
+            meter.close()  # whatever happened: no sampling thread outlives the load
     smoke = run_smoke(loaded.model, SmokeConfig(time_budget_s=args.time_budget))
     load = {
         "seconds": round(load_s, 4),
@@ -165,9 +165,8 @@ class BusyMeter:
     def _sample() -> tuple[float, float, float] | None:
         """(machine busy seconds, this process's CPU seconds, monotonic time), None without /proc/stat."""
         try:
-            with open(
-                "/proc/stat", encoding="ascii"
-            ) as f:  # cpu user nice system idle iowait irq softirq ...
+            # the first line's fields: cpu user nice system idle iowait irq softirq steal ...
+            with open("/proc/stat", encoding="ascii") as f:
                 ticks = [int(x) for x in f.readline().split()[1:9]]
             hz = os.sysconf("SC_CLK_TCK")
         except (OSError, ValueError, IndexError):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -142,3 +144,16 @@ def test_a_sampling_meter_stops_when_closed() -> None:
     meter.close()
     assert not meter._thread.is_alive()
     assert meter.others(min_window_s=0.0) is not None
+
+
+@pytest.mark.parametrize("broken", [False, True], ids=["passes", "invalid-pack"])
+def test_no_sampling_thread_outlives_the_worker_run(tiny_pack: Path, broken: bool) -> None:
+    if broken:
+        name = next(p for p in sorted(tiny_pack.iterdir()) if p.suffix == ".safetensors")
+        data = bytearray(name.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        name.write_bytes(data)
+    out = tiny_pack.parent / "result.json"
+    rc = worker.main([str(tiny_pack), "--result", str(out)])
+    assert rc == worker.EXIT_CODES["invalid_pack" if broken else "pass"]
+    assert not [t for t in threading.enumerate() if t.name == "busy"]
