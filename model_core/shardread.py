@@ -14,6 +14,7 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,15 +79,23 @@ def read_verified(shard: ShardPlan, chunk: int) -> ShardBuffer:
     return buf
 
 
+def _fill(f: io.FileIO, view: memoryview, size: int, chunk: int) -> Iterator[tuple[int, int]]:
+    """Read ``f`` into ``view`` a chunk at a time, up to ``size`` bytes or the end of the file; yields each
+    chunk's (start, end)."""
+    got = 0
+    while got < size:
+        n = f.readinto(view[got : got + chunk])
+        if not n:
+            return
+        yield got, got + n
+        got += n
+
+
 def _sequential(shard: ShardPlan, view: memoryview, chunk: int, h: Any) -> tuple[int, bool]:
     with _open_shard(shard) as f:
         got = 0
-        while got < shard.size:
-            n = f.readinto(view[got : got + chunk])
-            if not n:
-                break
-            h.update(view[got : got + n])
-            got += n
+        for start, got in _fill(f, view, shard.size, chunk):
+            h.update(view[start:got])
         return got, bool(f.read(1))
 
 
@@ -99,11 +108,7 @@ def _pipelined(shard: ShardPlan, view: memoryview, chunk: int, h: Any) -> tuple[
         try:
             with _open_shard(shard) as f:
                 got = 0
-                while got < shard.size:
-                    n = f.readinto(view[got : got + chunk])
-                    if not n:
-                        break
-                    got += n
+                for _, got in _fill(f, view, shard.size, chunk):
                     arrived.put((got, None))
                 arrived.put((got, bool(f.read(1))))
         except BaseException as e:  # re-raised in the caller's thread

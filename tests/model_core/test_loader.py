@@ -277,15 +277,17 @@ def test_manifest_config_disagrees_with_tensors(tiny_pack: Path) -> None:
         load_pack(tiny_pack)
 
 
+@pytest.mark.parametrize("early", [False, True], ids=["in-call", "read-started-early"])
 def test_pack_over_the_memory_budget_is_refused_before_reading(
-    tiny_pack: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_pack: Path, monkeypatch: pytest.MonkeyPatch, early: bool
 ) -> None:
     def must_not_read(*_: Any) -> bytearray:
         raise AssertionError("shard data was read")
 
     monkeypatch.setattr(shardread, "read_verified", must_not_read)
+    config = LoaderConfig(memory_budget_bytes=100_000, overhead_bytes=0)
     with pytest.raises(PackTooLarge) as e:
-        load_pack(tiny_pack, LoaderConfig(memory_budget_bytes=100_000, overhead_bytes=0))
+        load_pack(tiny_pack, config, early=shardread.PackRead(tiny_pack, config) if early else None)
     assert e.value.needed_bytes > 100_000 and "budget of 100000 bytes" in str(e.value)
 
 
@@ -379,18 +381,6 @@ def test_reads_started_early_give_the_same_model_and_the_same_errors(tiny_pack: 
     (tiny_pack / name).write_bytes(data)
     early = shardread.PackRead(tiny_pack, LoaderConfig())  # fails in its thread; raised by load_pack
     with pytest.raises(PackInvalid, match=f"{name}.*sha256.*corrupted or tampered"):
-        load_pack(tiny_pack, early=early)
-
-
-def test_an_early_read_over_the_memory_budget_reads_nothing(
-    tiny_pack: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def must_not_read(*_: Any) -> bytearray:
-        raise AssertionError("shard data was read")
-
-    monkeypatch.setattr(shardread, "read_verified", must_not_read)
-    early = shardread.PackRead(tiny_pack, LoaderConfig(memory_budget_bytes=100_000, overhead_bytes=0))
-    with pytest.raises(PackTooLarge):
         load_pack(tiny_pack, early=early)
 
 
