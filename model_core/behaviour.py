@@ -20,27 +20,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from pydantic import ValidationError
 
 from model_core.errors import PackInvalid, bounded, q
 from model_core.format.digest import Sha256Digest
 from model_core.format.errors import InvalidManifest
-from model_core.format.evaluation import (
-    TOKENIZER_FILE,
-    Evaluation,
-    PromptSpec,
-    check_evaluation,
-    check_prompt_length,
-)
-from model_core.format.fields import MANIFEST_NAME, check_shard_filename
-from model_core.format.fingerprint import (
+from model_core.format.fields import MANIFEST_NAME, TOKENIZER_FILE, check_shard_filename
+from model_core.format.limits import ManifestLimits
+from model_core.format.probes import (
     FINGERPRINT_K,
     FINGERPRINT_SCHEME,
     LOGPROB_DECIMALS,
     probe_inputs,
     probe_positions,
 )
-from model_core.format.pack import ManifestLimits
 from model_core.format.strict_json import parse_json_strict
 from model_core.generate import greedy_generate
 from model_core.model import Transformer
@@ -48,6 +40,10 @@ from model_core.preflight import resolve_shard
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
+
+    # Imported where an ``evaluation`` block is read: pydantic's models would add ~0.2 s to every
+    # sandbox worker's start, and most packs have no block.
+    from model_core.format.evaluation import Evaluation, PromptSpec
 
 FILE_MAX_BYTES = 64 * 1024 * 1024  # tokenizer.json of a 128k vocabulary is ~10 MB
 PERPLEXITY_CHUNK = 128  # tokens per forward when scoring a reference text (bounds the logits' memory)
@@ -138,6 +134,10 @@ def load_tokenizer(raw: bytes) -> Tokenizer:
 
 
 def _parse_evaluation(data: Any) -> Evaluation:
+    from pydantic import ValidationError
+
+    from model_core.format.evaluation import Evaluation
+
     try:
         return Evaluation.model_validate(data)
     except ValidationError as e:
@@ -182,6 +182,8 @@ def plan_evaluation(
     raw = manifest.get("evaluation")
     if raw is None:
         return None
+    from model_core.format.evaluation import check_evaluation, check_prompt_length
+
     ev = _parse_evaluation(raw)
     files = _pack_files(manifest.get("files"))
     cfg = model.cfg

@@ -16,7 +16,7 @@ from model_core.errors import PackInvalid
 from model_core.format.digest import Sha256Digest
 from model_core.format.errors import InvalidManifest
 from model_core.format.fields import FILENAME_MAX_LEN, MANIFEST_NAME, check_shard_filename
-from model_core.format.pack import MANIFEST_MAX_BYTES, MAX_SHARDS, ManifestLimits
+from model_core.format.limits import MANIFEST_MAX_BYTES, MAX_SHARDS, ManifestLimits
 from model_core.format.strict_json import parse_json_strict
 
 _KNOWN = frozenset(

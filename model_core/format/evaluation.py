@@ -17,9 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from model_core.errors import q
 from model_core.format.errors import InvalidManifest
-from model_core.format.fields import check_shard_filename
+from model_core.format.fields import TOKENIZER_FILE, check_shard_filename
 
-TOKENIZER_FILE = "tokenizer.json"
 MAX_PROMPTS = 16
 MAX_NEW_TOKENS = 256
 DEFAULT_NEW_TOKENS = 16

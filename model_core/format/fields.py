@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import re
 
-from multiformats import CID
-
 MANIFEST_NAME = "manifest.json"
+TOKENIZER_FILE = "tokenizer.json"  # the file an evaluation block's text prompts are tokenized with
 FILENAME_MAX_LEN = 255
 FILENAME_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$"
 _FILENAME = re.compile(FILENAME_PATTERN)
@@ -51,6 +50,8 @@ def check_profile(profile: str | None) -> str | None:
 
 def check_shard_cid(text: str) -> str:
     """A CID whose bytes can be verified: sha2-256 over the raw or dag-pb codec (what ``ipfs add`` makes)."""
+    from multiformats import CID  # here, not at the top: the sandbox imports these rules without it
+
     try:
         cid = CID.decode(text)
     except Exception as e:  # multiformats raises several unrelated types for bad input

@@ -18,26 +18,9 @@ from pydantic import ValidationError
 
 from model_core.format.errors import InvalidManifest, ManifestTooLarge
 from model_core.format.evaluation import check_evaluation, manifest_context
-from model_core.format.fields import FILENAME_MAX_LEN
+from model_core.format.limits import ManifestLimits
 from model_core.format.schema import KNOWN_KEYS, ManifestDoc
 from model_core.format.strict_json import parse_json_strict
-
-MANIFEST_MAX_BYTES = 1024 * 1024
-MAX_SHARDS = 4096
-MAX_FILES = 1024
-
-
-@dataclass(frozen=True, slots=True)
-class ManifestLimits:
-    """Budgets a hostile manifest could probe (the registry fills them from ``settings.limits``)."""
-
-    manifest_max_bytes: int = MANIFEST_MAX_BYTES
-    max_shards: int = MAX_SHARDS
-    max_files: int = MAX_FILES
-    filename_max_len: int = FILENAME_MAX_LEN
-    string_max_len: int = 4096
-    json_max_depth: int = 32
-    pack_max_bytes: int = 1024**4
 
 
 @dataclass(frozen=True, slots=True)

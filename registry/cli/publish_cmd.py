@@ -209,8 +209,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
 @remote
 def pull(ref: str, dest: Path, registry: str, token: str | None, as_json: bool) -> None:
     """Download NS/MODEL[@TAG] or a pack CID into DEST, verifying every byte (CID and sha256)."""
+    from model_core.format.limits import MANIFEST_MAX_BYTES
     from model_core.format.pack import (
-        MANIFEST_MAX_BYTES,
         ManifestLimits,
         pack_cid_of,
         parse_manifest_bytes,

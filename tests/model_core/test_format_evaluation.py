@@ -15,14 +15,9 @@ from typing import Any
 import pytest
 
 from model_core.format.errors import InvalidManifest
-from model_core.format.fingerprint import (
-    FingerprintMismatch,
-    compare_fingerprints,
-    probe_inputs,
-    probe_positions,
-    row_kl,
-)
+from model_core.format.fingerprint import FingerprintMismatch, compare_fingerprints, row_kl
 from model_core.format.pack import ManifestLimits, load_manifest
+from model_core.format.probes import probe_inputs, probe_positions
 from tests.model_core.behaviour_util import raw_cid
 from tests.model_core.test_format import base
 

@@ -34,8 +34,26 @@ def run_cli(*args: str) -> tuple[int, dict]:
 
 
 def test_validate_module_does_not_import_torch() -> None:
-    code = "import sys, model_core.validate, model_core.sandbox; sys.exit('torch' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+    # nor pydantic and multiformats (the full manifest format): the supervisor starts its worker sooner
+    heavy = ("torch", "pydantic", "multiformats", "rfc8785")
+    code = (
+        "import sys, model_core.validate, model_core.sandbox\n"
+        f"found = [m for m in {heavy!r} if m in sys.modules]\n"
+        "sys.exit(f'imported: {found}' if found else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_the_worker_imports_no_manifest_schema_for_a_pack_without_evaluation() -> None:
+    # pydantic's models load only where a pack's evaluation block is read (model_core.behaviour)
+    code = (
+        "import sys, model_core.worker, model_core.behaviour, model_core.loader, model_core.smoke\n"
+        "found = [m for m in ('pydantic', 'multiformats', 'rfc8785') if m in sys.modules]\n"
+        "sys.exit(f'imported: {found}' if found else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_healthy_pack_passes_with_a_full_report(tiny_pack: Path, tmp_path: Path) -> None:
