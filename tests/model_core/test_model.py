@@ -209,3 +209,24 @@ def test_rope_tables_grow_on_demand_up_to_max_seq_len() -> None:
     with torch.no_grad():
         model(torch.zeros(1, 5000, dtype=torch.long))
     assert model.rope.cos_cached.size(0) >= 5000
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(
+    "shape", [(1, 7), (2, 1, 7), (1, 2, 7), (3, 7), (4, 1, 7), (5, 7), (2, 8, 7), (0, 7)]
+)
+def test_linear_matches_f_linear_for_every_row_count(shape: tuple[int, ...], dtype: torch.dtype) -> None:
+    """Linear computes ``weight @ x.T`` for 2-4 float32 rows (layers.SMALL_BATCH_ROWS): same values and
+    shape as F.linear, for 2-D and 3-D inputs; other row counts and dtypes are F.linear itself."""
+    from model_core.layers import SMALL_BATCH_ROWS, Linear
+
+    layer = Linear(7, 5, dtype=dtype)
+    x = torch.randn(*shape, dtype=dtype)
+    with torch.no_grad():
+        got, want = layer(x), F.linear(x, layer.weight)
+    assert got.shape == want.shape == (*shape[:-1], 5) and got.dtype == dtype
+    rows = x.numel() // 7
+    if dtype == torch.float32 and SMALL_BATCH_ROWS[0] <= rows <= SMALL_BATCH_ROWS[1]:
+        close(got, want)
+    else:
+        assert torch.equal(got, want)
