@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 from model_core.format.pack import ManifestLimits
 from registry.accounts.auth import AuthService
-from registry.cache import CacheConfig, Memo, TtlCache
+from registry.cache import CacheConfig, Memo, Rendered, TtlCache
 from registry.events.service import EventService
 from registry.packs.blobs import BlobService
 from registry.packs.browse import BrowseService
@@ -34,3 +35,5 @@ class RegistryServices:
     pack_json: TtlCache[str, bytes] = field(default_factory=lambda: TtlCache(CacheConfig(ttl_s=0)))
     # the pack detail's manifest, shards and files rendered, by CID: they never change under it
     pack_content_json: Memo[str, bytes] = field(default_factory=lambda: Memo(4096, 64 * 1024 * 1024, len))
+    # rendered pack details and model pages, reused while the reads return the same (unchanged) result
+    rendered: Rendered[Hashable] = field(default_factory=Rendered)

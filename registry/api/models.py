@@ -46,13 +46,20 @@ async def list_models(request: web.Request) -> web.Response:
     cur = decode_cursor(request.query.get("cursor"), 2)
     after = (str(cur[0]), str(cur[1])) if cur else None
     rows = await svc.browse.list_models(namespace=ns, prefix=prefix, after=after, limit=limit + 1)
-    page = ModelPage(
-        items=[ModelOut(namespace=m.namespace, name=m.name, created_at=m.created_at) for m in rows[:limit]],
-        next_cursor=encode_cursor([rows[limit - 1].namespace, rows[limit - 1].name])
-        if len(rows) > limit
-        else None,
-    )
-    return web.json_response(text=page.model_dump_json())
+
+    def render() -> bytes:
+        page = ModelPage(
+            items=[
+                ModelOut(namespace=m.namespace, name=m.name, created_at=m.created_at) for m in rows[:limit]
+            ],
+            next_cursor=encode_cursor([rows[limit - 1].namespace, rows[limit - 1].name])
+            if len(rows) > limit
+            else None,
+        )
+        return page.model_dump_json().encode()
+
+    body = svc.rendered.get(("models", ns, prefix, after, limit), rows, render)
+    return web.Response(body=body, content_type="application/json", charset="utf-8")
 
 
 @routes.get("/v1/models/{namespace}/{model}/packs")

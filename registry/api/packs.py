@@ -133,7 +133,10 @@ async def get_pack(request: web.Request) -> web.Response:
     svc = services(request)
     body = svc.pack_json.get(cid) if model is None else None
     if body is None:
-        body = render_pack(await svc.browse.pack(cid, model), svc.pack_content_json)
+        detail = await svc.browse.pack(cid, model)
+        body = svc.rendered.get(
+            ("pack", cid, model), detail, lambda: render_pack(detail, svc.pack_content_json)
+        )
         if model is None:
             svc.pack_json.put(cid, body)
     return web.Response(body=body, content_type="application/json")

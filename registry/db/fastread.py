@@ -16,6 +16,12 @@ Postgres reads that queue for a connection coalesce (:meth:`FastReads.coalesced`
 ``pool_size`` others only under load, and while it waits, identical reads (same key) that arrive join it
 instead of queueing their own. A read is joined only before it starts, so every caller gets a state of the
 database at least as new as its own arrival: the same freshness as reading alone, one round trip for many.
+
+SQLite coalesced reads are remembered instead (:data:`SQLITE_MEMO_ENTRIES` of them) with the database's
+``PRAGMA data_version`` read just before them, on a connection of ours that never writes: SQLite changes that
+number whenever any other connection (this daemon's writer, another process) commits. A read whose key is
+remembered under the current number returns the remembered result: nothing was committed since it was read,
+so reading again would give the same rows. Never stale, and one ~4 us PRAGMA instead of the statements.
 """
 
 from __future__ import annotations
@@ -31,7 +37,10 @@ from sqlalchemy import Select
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from registry.cache import Memo
+
 SQLITE_READ_BUSY_MS = 2_000
+SQLITE_MEMO_ENTRIES = 2_048  # coalesced SQLite reads remembered with the data_version they were read under
 AnySelect: TypeAlias = Select[*tuple[Any, ...]]
 Row = tuple[Any, ...]
 T = TypeVar("T")
@@ -148,6 +157,10 @@ async def _keep(_conn: Any) -> None:
     """A released connection needs no reset: its sessions are read-only and set no state."""
 
 
+def _one(_: object) -> int:
+    return 1
+
+
 def _settle(fut: asyncio.Future[Any], e: BaseException) -> None:
     """A queued read ended with ``e``: its joiners get the error; cancelled (the daemon stops) or the process
     exiting, they are cancelled."""
@@ -175,6 +188,9 @@ class FastReads:
         self._slots = asyncio.Semaphore(pool_size)
         self._queued: dict[Hashable, asyncio.Future[Any]] = {}
         self._leaders: set[asyncio.Task[None]] = set()
+        # SQLite: key -> (data_version before the read, its result); the version comes from _watch
+        self._memo: Memo[Hashable, tuple[int, Any]] = Memo(SQLITE_MEMO_ENTRIES, SQLITE_MEMO_ENTRIES, _one)
+        self._watch: sqlite3.Connection | None = None
 
     # ------------------------------------------------------------------ SQLite
 
@@ -190,6 +206,14 @@ class FastReads:
         conn.execute(f"PRAGMA busy_timeout={SQLITE_READ_BUSY_MS}")
         conn.execute("PRAGMA query_only=ON")
         return conn
+
+    def data_version(self) -> int:
+        """SQLite's ``PRAGMA data_version`` on a connection that never writes: it changes whenever another
+        connection commits (a read transaction or a rollback leaves it alone)."""
+        if self._watch is None:
+            self._watch = self._sqlite_conn()
+        row = self._watch.execute("PRAGMA data_version").fetchone()
+        return int(row[0])
 
     def _sqlite_release(self, conn: sqlite3.Connection) -> None:
         if self._closed or len(self._idle) >= self._pool_size:
@@ -265,14 +289,22 @@ class FastReads:
         """``await read()``, shared with the identical reads (equal ``key``) queued with it.
 
         ``read`` must depend on ``key`` alone and return a value its callers do not change. On SQLite a read
-        runs on the loop at once, so nothing queues and it runs for each caller. On Postgres, while fewer than
+        runs on the loop at once, so nothing queues; its result is remembered with the database's data_version
+        and returned again until another connection commits (see the module's doc). On Postgres, while fewer than
         ``pool_size`` coalesced reads run it runs at once too; past that it queues, and the identical reads
         that arrive meanwhile await the queued one. Once a read starts no one joins it: each caller's result is
         read after the caller arrived. If the caller that queued the read goes away, a task reads for the
         others (a read begun later still started after they arrived).
         """
         if self._sqlite:
-            return await read()
+            version = self.data_version()  # before the read: a commit during it only makes the entry miss
+            hit = self._memo.get(key)
+            if hit is not None and hit[0] == version:
+                remembered: T = hit[1]
+                return remembered
+            result = await read()
+            self._memo.put(key, (version, result))
+            return result
         fut = self._queued.get(key)
         if fut is not None:
             joined: T = await asyncio.shield(fut)  # shielded: a joiner that goes away cancels nothing
@@ -330,6 +362,9 @@ class FastReads:
             leader.cancel()
         while self._idle:
             self._idle.pop().close()
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.close()
         if self._pg is not None:
             pool, self._pg = self._pg, None
             await pool.close()

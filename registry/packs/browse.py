@@ -109,12 +109,12 @@ class BrowseService:
 
     async def list_models(
         self, *, namespace: str | None, prefix: str | None, after: tuple[str, str] | None, limit: int
-    ) -> list[ModelSummary]:
-        models = await self._reads.coalesced(
+    ) -> tuple[ModelSummary, ...]:
+        """The page (shared with identical requests: the same tuple while the index is unchanged)."""
+        return await self._reads.coalesced(
             ("models", namespace, prefix, after, limit),
             lambda: self._list_models(namespace=namespace, prefix=prefix, after=after, limit=limit),
         )
-        return list(models)  # the caller's own list: the tuple may be shared with identical requests
 
     async def _list_models(
         self, *, namespace: str | None, prefix: str | None, after: tuple[str, str] | None, limit: int

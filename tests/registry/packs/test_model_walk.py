@@ -71,7 +71,7 @@ async def test_pages_give_the_sorted_list(
     assert await _all(browse, limit, None) == names
     assert await _all(browse, limit, "ACME") == [p for p in names if p[0] == "acme"]  # case-blind namespace
     assert await _all(browse, limit, "empty1") == []
-    assert await browse.list_models(namespace="nobody", prefix=None, after=None, limit=limit) == []
+    assert await browse.list_models(namespace="nobody", prefix=None, after=None, limit=limit) == ()
 
 
 PREFIXED = {"acme": ["m1", "M12", "m123", "m2", "m1_x", "m1%y", "n1"], "beta": ["m10", "zz"], "gamma": ["m"]}

@@ -1,0 +1,132 @@
+"""SQLite's remembered reads (registry.db.fastread.FastReads.coalesced): a read's result is returned again only
+while SQLite's ``PRAGMA data_version`` says no other connection committed since it was read: a commit by this
+daemon's writer or by another process makes the next read run; a rollback, or nothing, does not. And the
+rendered bodies built from those results (registry.cache.Rendered) follow them."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from registry.cache import Rendered
+from registry.db import fastread
+from registry.db.fastread import FastReads
+
+sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+
+class Counter:
+    def __init__(self, fail: Exception | None = None) -> None:
+        self.calls = 0
+        self.fail = fail
+
+    async def read(self) -> tuple[str, int]:
+        self.calls += 1
+        if self.fail is not None:
+            raise self.fail
+        return ("rows", self.calls)
+
+
+@pytest.fixture
+async def reads(engine: AsyncEngine) -> AsyncIterator[FastReads]:
+    r = FastReads(engine)
+    yield r
+    await r.close()
+
+
+def _db_path(engine: AsyncEngine) -> str:
+    path = engine.url.database
+    assert path
+    return path
+
+
+@sqlite_only
+async def test_a_read_is_remembered_while_nothing_commits(reads: FastReads) -> None:
+    c = Counter()
+    first = await reads.coalesced("k", c.read)
+    assert await reads.coalesced("k", c.read) is first and c.calls == 1
+    assert await reads.coalesced("other", c.read) == ("rows", 2)  # another key reads for itself
+
+
+@sqlite_only
+async def test_a_commit_by_the_daemons_writer_makes_the_next_read_run(
+    reads: FastReads, engine: AsyncEngine
+) -> None:
+    c = Counter()
+    assert await reads.coalesced("k", c.read) == ("rows", 1)
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE probe (x INTEGER)"))
+    assert await reads.coalesced("k", c.read) == ("rows", 2)
+    assert await reads.coalesced("k", c.read) == ("rows", 2)
+
+
+@sqlite_only
+async def test_a_commit_by_another_process_makes_the_next_read_run(
+    reads: FastReads, engine: AsyncEngine
+) -> None:
+    c = Counter()
+    assert await reads.coalesced("k", c.read) == ("rows", 1)
+    code = "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('CREATE TABLE probe (x)'); c.commit()"
+    subprocess.run([sys.executable, "-c", code, _db_path(engine)], check=True, timeout=60)
+    assert await reads.coalesced("k", c.read) == ("rows", 2)
+
+
+@sqlite_only
+async def test_a_rollback_leaves_the_remembered_read(reads: FastReads, engine: AsyncEngine) -> None:
+    c = Counter()
+    await reads.coalesced("k", c.read)
+    other = sqlite3.connect(_db_path(engine), isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("CREATE TABLE probe (x INTEGER)")
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+    assert await reads.coalesced("k", c.read) == ("rows", 1) and c.calls == 1
+
+
+@sqlite_only
+async def test_a_failed_read_is_not_remembered(reads: FastReads) -> None:
+    c = Counter(fail=LookupError("no such row"))
+    for _ in range(2):
+        with pytest.raises(LookupError):
+            await reads.coalesced("k", c.read)
+    assert c.calls == 2
+
+
+@sqlite_only
+async def test_the_memo_is_bounded(engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fastread, "SQLITE_MEMO_ENTRIES", 2)
+    reads = FastReads(engine)
+    try:
+        c = Counter()
+        for key in ("a", "b", "c"):
+            await reads.coalesced(key, c.read)
+        assert len(reads._memo) == 2
+        await reads.coalesced("a", c.read)  # the oldest went first: read again
+        assert c.calls == 4
+    finally:
+        await reads.close()
+
+
+def test_a_rendering_is_reused_only_for_the_same_source_object() -> None:
+    rendered: Rendered[str] = Rendered()
+    calls: list[Any] = []
+
+    def render(value: tuple[str, ...]) -> bytes:
+        calls.append(value)
+        return repr(value).encode()
+
+    a = ("x",)
+    assert rendered.get("k", a, lambda: render(a)) == b"('x',)"
+    assert rendered.get("k", a, lambda: render(a)) == b"('x',)" and len(calls) == 1
+    b = tuple(["x"])  # equal, but another read's result (another object): rendered anew
+    rendered.get("k", b, lambda: render(b))
+    assert len(calls) == 2
