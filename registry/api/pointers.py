@@ -66,9 +66,11 @@ async def list_pointers(request: web.Request) -> web.Response:
 async def resolve(request: web.Request) -> web.Response:
     """``ns/model@tag`` -> pack CID; the ETag is the CID (use it as If-Match to move the pointer)."""
     await read_gate(request)
-    p = await services(request).pointers.resolve(model_ref(request), check_tag(request.match_info["tag"]))
+    svc = services(request)
+    p = await svc.pointers.resolve(model_ref(request), check_tag(request.match_info["tag"]))
+    body = svc.rendered.get(("pointer", p.namespace, p.model, p.tag), p, lambda: POINTER_JSON.dump_json(p))
     headers = {"Content-Type": "application/json; charset=utf-8", "ETag": f'"{p.cid}"'}
-    return web.Response(body=POINTER_JSON.dump_json(p), headers=headers)
+    return web.Response(body=body, headers=headers)
 
 
 @routes.put("/v1/models/{namespace}/{model}/pointers/{tag}")

@@ -158,14 +158,17 @@ class PointerService:
         hit = self.cache.get(key)
         if hit is not None:
             return hit
-        row = await self._reads.coalesced(
-            ("resolve", *key), lambda: self._reads.first(_RESOLVE, ns=key[0], model=key[1], tag=tag)
-        )
-        if row is None:
+        view = await self._reads.coalesced(("resolve", *key), lambda: self._read(key))
+        if view is None:
             raise NotFound(f"no pointer {ref}@{tag}", model=str(ref), tag=tag)
-        view = PointerView(row[3], row[4], tag, row[0], row[1], row[2])  # the names as created
         self.cache.put(key, view)
         return view
+
+    async def _read(self, key: PointerKey) -> PointerView | None:
+        row = await self._reads.first(_RESOLVE, ns=key[0], model=key[1], tag=key[2])
+        return (
+            None if row is None else PointerView(row[3], row[4], key[2], row[0], row[1], row[2])
+        )  # names as created
 
     async def list_tags(self, ref: ModelRef) -> list[PointerView]:
         async with readonly_session(self._sessions) as s:
