@@ -2,8 +2,10 @@
 
 Each server runs pinned to CPU 0 (``taskset``); the load generator is ``wrk`` (Debian package) pinned to CPU 1,
 32 keep-alive connections, ``--duration`` s per target, ``--rounds`` interleaved rounds, medians reported. The read
-cache is off (``server.read_cache_ttl_s = 0``) so every request reaches the database. Targets: the bare handler
-(baseline), ``/healthz``, pointer resolve, pack detail, the model list and an authenticated ``whoami``; on SQLite
+cache is off (``server.read_cache_ttl_s = 0``) so every request reaches the database (on SQLite the hot reads
+are remembered under ``PRAGMA data_version``, which each request still reads: never stale, see
+registry.db.fastread). Targets: the bare handler (baseline), ``/healthz``, pointer resolve, pack detail, the
+model list and an authenticated ``whoami``; on SQLite
 and (``--postgres``) on Postgres. Goal: each ≥ 0.5× the baseline's requests/s, p99 < 50 ms.
 
 Every connection asks for the same URL, as a fleet resolving one pointer does; on Postgres identical reads that
