@@ -124,8 +124,13 @@ class RegistryClient:
             try:
                 if isinstance(body, bytes):
                     conn.send(body)
-                elif body is not None:
-                    _send_body(conn, body, length, progress)
+                elif body is not None:  # never past the Content-Length sent, should the file have grown
+                    left = sys.maxsize if length is None else length
+                    while left > 0 and (chunk := body.read(min(left, CHUNK))):
+                        conn.send(chunk)
+                        left -= len(chunk)
+                        if progress:
+                            progress(len(chunk))
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the server refused early (e.g. 413); its answer is still readable
             resp = conn.getresponse()
@@ -393,17 +398,3 @@ def _loopback(host: str) -> bool:
 def _listing(path: str, model: str | None) -> str:
     """``path`` for the listing of a CID under ``model`` (``ns/name``), when the caller knows it."""
     return path if model is None else f"{path}?model={quote(model, safe='/')}"
-
-
-def _send_body(
-    conn: http.client.HTTPConnection, body: BinaryIO, length: int | None, progress: Progress | None
-) -> None:
-    """A file body from its current position, at most ``length`` bytes: the Content-Length sent, which a file
-    that grows meanwhile must not overrun (the extra bytes would be read as the connection's next request).
-    (``socket.sendfile`` was tried: no less CPU over loopback, and slower.)"""
-    left = sys.maxsize if length is None else length
-    while left > 0 and (chunk := body.read(min(left, CHUNK))):
-        conn.send(chunk)
-        left -= len(chunk)
-        if progress:
-            progress(len(chunk))
