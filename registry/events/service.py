@@ -102,6 +102,7 @@ class EventService:
         self.config = config
         self._subs: set[_Subscriber] = set()
         self._poller: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()  # set once the running poller has read where it starts
         self._last = 0
 
     @property
@@ -142,13 +143,22 @@ class EventService:
             raise TooManySubscribers(f"{len(self._subs)} event streams are open, the limit of this daemon")
         sub = _Subscriber(self.config.queue_size)
         self._subs.add(sub)  # before the replay: nothing committed meanwhile is missed (dupes are skipped)
-        self._ensure_poller()
-        return EventStream(self._subs, sub, self._follow(sub, viewer, after, types, namespace))
+        ready = self._ensure_poller()
+        return EventStream(self._subs, sub, self._follow(sub, ready, viewer, after, types, namespace))
 
     async def _follow(
-        self, sub: _Subscriber, viewer: Viewer, after: int | None, types: Sequence[str], namespace: str | None
+        self,
+        sub: _Subscriber,
+        ready: asyncio.Event,
+        viewer: Viewer,
+        after: int | None,
+        types: Sequence[str],
+        namespace: str | None,
     ) -> AsyncGenerator[Event | None, None]:
         try:
+            # The replay ends on an empty page read after the poller has read where it starts: an event
+            # committed before that start is in the replay, one after it reaches this queue.
+            await ready.wait()
             if after is None:
                 async with readonly_session(self._sessions) as s:
                     after = await store.last_id(s)
@@ -180,11 +190,16 @@ class EventService:
         finally:
             self._subs.discard(sub)
 
-    def _ensure_poller(self) -> None:
+    def _ensure_poller(self) -> asyncio.Event:
+        """The running poller's readiness (set once it has read its starting id); starts one if none runs."""
         if self._poller is None or self._poller.done():
-            self._poller = asyncio.get_running_loop().create_task(self._poll(), name="events-poller")
+            self._ready = asyncio.Event()
+            self._poller = asyncio.get_running_loop().create_task(
+                self._poll(self._ready), name="events-poller"
+            )
+        return self._ready
 
-    async def _poll(self) -> None:
+    async def _poll(self, ready: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         woken = asyncio.Event()
 
@@ -193,8 +208,15 @@ class EventService:
 
         store.add_waker(wake)
         try:
-            async with readonly_session(self._sessions) as s:
-                self._last = await store.last_id(s)
+            while not ready.is_set() and self._subs:
+                try:
+                    async with readonly_session(self._sessions) as s:
+                        self._last = await store.last_id(s)
+                    ready.set()
+                except Exception:  # the database is away for a moment: the streams wait for it
+                    log.warning("event poller: reading the newest event id failed", exc_info=True)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(woken.wait(), self.config.poll_interval_s)
             while self._subs:
                 woken.clear()
                 try:
@@ -212,6 +234,7 @@ class EventService:
                         await asyncio.wait_for(woken.wait(), self.config.poll_interval_s)
         finally:
             store.remove_waker(wake)
+            ready.set()  # stopped (shut down): a stream still waiting goes on to its end marker
 
     def end_streams(self) -> None:
         """Wake every open stream with its end marker (the daemon is shutting down)."""

@@ -4,6 +4,7 @@ and on Postgres ids that become visible in commit order (the advisory lock), so 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 from typing import Any
 
@@ -84,6 +85,38 @@ async def test_streams_are_limited_and_a_slow_one_is_cut(sessions: async_session
         await unused.aclose()
         assert svc.subscribers == 0
     finally:
+        await svc.close()
+
+
+async def test_an_event_committed_while_the_poller_starts_is_not_lost(
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An event that commits after a new stream's replay has read its last page but before the poller reads
+    where it starts must still reach the stream (the replay waits for the poller's start)."""
+    svc = EventService(sessions, EventsConfig(poll_interval_s=0.05, heartbeat_s=0.05))
+    real_last_id, real_page = store.last_id, store.page
+    replay_read = asyncio.Event()
+
+    async def page(s: AsyncSession, **kw: Any) -> list[Event]:
+        rows = await real_page(s, **kw)
+        replay_read.set()
+        return rows
+
+    async def last_id(s: AsyncSession) -> int:  # the poller's first read: the event commits just before it
+        monkeypatch.setattr(store, "last_id", real_last_id)
+        with contextlib.suppress(TimeoutError):  # (the fixed service's replay reads nothing before this ends)
+            await asyncio.wait_for(replay_read.wait(), 1.0)
+        await _record(sessions, payload={"n": "racing"})
+        return await real_last_id(s)
+
+    monkeypatch.setattr(store, "page", page)
+    monkeypatch.setattr(store, "last_id", last_id)
+    stream = svc.stream(Viewer(), after=0)
+    try:
+        got = await asyncio.wait_for(_next_event(stream), 30)
+        assert got.payload["n"] == "racing"
+    finally:
+        await stream.aclose()
         await svc.close()
 
 
