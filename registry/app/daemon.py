@@ -81,6 +81,26 @@ ROUTE_MODULES = (
     webhooks_api,
     hfhub,  # last: /{ns}/{model}/resolve/... and /api/* (aiohttp tries longer fixed prefixes first)
 )
+# The paths fleets and pipelines poll, added before the rest. aiohttp tries the routes that share a fixed prefix
+# (``/v1/models``: eight of them) in the order they were added, and each one that fails to match costs a
+# coroutine and a regex: the pointer resolve came fifth. Hoisting cannot shadow a route:
+# tests/registry/api/test_routes.py resolves a path of every route and asserts it reaches its own handler.
+HOT_ROUTES = (
+    ("GET", "/v1/models/{namespace}/{model}/pointers/{tag}"),
+    ("PUT", "/v1/models/{namespace}/{model}/pointers/{tag}"),  # the same resource: keep the two together
+    ("GET", "/v1/models"),
+    ("GET", "/v1/packs/{cid}"),
+)
+
+
+def _rank(d: web.AbstractRouteDef) -> int:
+    key = (d.method, d.path) if isinstance(d, web.RouteDef) else None
+    return HOT_ROUTES.index(key) if key in HOT_ROUTES else len(HOT_ROUTES)
+
+
+def route_defs() -> list[web.AbstractRouteDef]:
+    """Every module's routes: those in ``HOT_ROUTES`` first, in its order; then the rest in module order."""
+    return sorted((d for module in ROUTE_MODULES for d in module.routes), key=_rank)  # a stable sort
 
 
 def _expose(app: web.Application, svc: Services) -> None:
@@ -142,8 +162,7 @@ def build_app(settings: Settings) -> web.Application:
     app[OPENAPI_CACHE] = {}
     app.cleanup_ctx.append(_running(settings))
     app.on_shutdown.append(_end_event_streams)
-    for module in ROUTE_MODULES:
-        app.add_routes(module.routes)
+    app.add_routes(route_defs())
     app.add_subapp(settings.pinning.base_path, psa_app())
     gateway = GatewayConfig(write_buffer_bytes=settings.server.gateway_write_buffer_bytes)
     pulled = functools.partial(record_pull_bytes, "gateway")
