@@ -75,7 +75,7 @@ def serve_registry(data_dir: str, db_url: str, port: int, cache_ttl_s: float = 1
         jobs={"workers": 0},
     )
     web.run_app(
-        build_app(settings),
+        build_app(settings, freeze_heap=True),  # as `modelpack serve` runs it
         host="127.0.0.1",
         port=port,
         access_log=None,

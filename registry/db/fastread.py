@@ -12,10 +12,11 @@ less than a hop to a thread; the busy timeout bounds the rare wait (WAL recovery
 :data:`SQLITE_READ_BUSY_MS`. Postgres: an asyncpg pool beside SQLAlchemy's, with asyncpg's prepared-statement
 cache. :meth:`FastReads.snapshot` gives several reads one consistent view (one read transaction).
 
-Postgres reads that queue for a connection coalesce (:meth:`FastReads.coalesced`): a read waits behind
-``pool_size`` others only under load, and while it waits, identical reads (same key) that arrive join it
-instead of queueing their own. A read is joined only before it starts, so every caller gets a state of the
-database at least as new as its own arrival: the same freshness as reading alone, one round trip for many.
+Postgres reads coalesce (:meth:`FastReads.coalesced`): at most one read of a key runs at a time, and at most
+``pool_size`` in all. A read that finds its key's read running (or the pool busy) queues, and the identical
+reads (same key) that arrive while it waits join it instead of queueing their own: a fleet resolving one
+pointer costs one round trip at a time, however many ask. A read is joined only before it starts, so every
+caller gets a state of the database at least as new as its own arrival: the same freshness as reading alone.
 
 SQLite coalesced reads are remembered instead (:data:`SQLITE_MEMO_ENTRIES` of them) with the database's
 ``PRAGMA data_version`` read just before them, on a connection of ours that never writes: SQLite changes that
@@ -184,9 +185,11 @@ class FastReads:
         self._pg: Any = None
         self._pg_lock = asyncio.Lock()
         self._closed = False
-        # Postgres: coalesced reads running at once (at most the pool's size), and those queued behind them.
+        # Postgres: coalesced reads running at once (at most the pool's size, one per key), those queued
+        # behind them (one per key) and the tasks that run the queued ones.
         self._slots = asyncio.Semaphore(pool_size)
         self._queued: dict[Hashable, asyncio.Future[Any]] = {}
+        self._running: dict[Hashable, list[asyncio.Future[None]]] = {}  # key -> who waits for its read to end
         self._leaders: set[asyncio.Task[None]] = set()
         # SQLite: key -> (data_version before the read, its result); the version comes from _watch
         self._memo: Memo[Hashable, tuple[int, Any]] = Memo(SQLITE_MEMO_ENTRIES, SQLITE_MEMO_ENTRIES, _one)
@@ -290,11 +293,11 @@ class FastReads:
 
         ``read`` must depend on ``key`` alone and return a value its callers do not change. On SQLite a read
         runs on the loop at once, so nothing queues; its result is remembered with the database's data_version
-        and returned again until another connection commits (see the module's doc). On Postgres, while fewer than
-        ``pool_size`` coalesced reads run it runs at once too; past that it queues, and the identical reads
-        that arrive meanwhile await the queued one. Once a read starts no one joins it: each caller's result is
-        read after the caller arrived. If the caller that queued the read goes away, a task reads for the
-        others (a read begun later still started after they arrived).
+        and returned again until another connection commits (see the module's doc). On Postgres at most one
+        read of a key runs at a time, and at most ``pool_size`` reads in all. A read that finds its key running
+        or every slot taken queues, and the identical reads that arrive meanwhile await the queued one. Once a
+        read starts no one joins it: each caller's result is read after the caller arrived. A queued read is
+        run by a task of its own, so a caller that goes away (a client disconnects) takes no one's read with it.
         """
         if self._sqlite:
             version = self.data_version()  # before the read: a commit during it only makes the entry miss
@@ -306,47 +309,47 @@ class FastReads:
             self._memo.put(key, (version, result))
             return result
         fut = self._queued.get(key)
-        if fut is not None:
-            joined: T = await asyncio.shield(fut)  # shielded: a joiner that goes away cancels nothing
-            return joined
-        if not self._slots.locked():
-            async with self._slots:  # a free slot is taken without suspending: nothing queues
-                return await read()
-        fut = self._queued[key] = asyncio.get_running_loop().create_future()
-        try:
-            await self._slots.acquire()
-        except asyncio.CancelledError:
-            self._hand_over(key, fut, read)
-            raise
-        try:
-            del self._queued[key]  # the read starts: whoever comes from now on reads for themselves
-            try:
-                result = await read()
-            except asyncio.CancelledError:
-                self._hand_over(key, fut, read)
-                raise
-            except BaseException as e:
-                _settle(fut, e)
-                raise
-            fut.set_result(result)
-            return result
-        finally:
-            self._slots.release()
+        if fut is None:
+            if key not in self._running and not self._slots.locked():
+                # Nothing of this key runs and a slot is free: it is taken without suspending.
+                async with self._slots:
+                    waiting: list[asyncio.Future[None]] = []
+                    self._running[key] = waiting
+                    try:
+                        return await read()
+                    finally:
+                        self._finished(key, waiting)
+            fut = self._queued[key] = asyncio.get_running_loop().create_future()
+            task = asyncio.ensure_future(self._lead(key, fut, read))
+            self._leaders.add(task)
+            task.add_done_callback(self._leaders.discard)
+        joined: T = await asyncio.shield(fut)  # shielded: a caller that goes away cancels nothing
+        return joined
 
-    def _hand_over(self, key: Hashable, fut: asyncio.Future[Any], read: Callable[[], Awaitable[Any]]) -> None:
-        """The caller that queued ``fut``'s read went away: a task of its own reads for those who joined."""
-        task = asyncio.ensure_future(self._lead(key, fut, read))
-        self._leaders.add(task)
-        task.add_done_callback(self._leaders.discard)
+    def _finished(self, key: Hashable, waiting: list[asyncio.Future[None]]) -> None:
+        """The read of ``key`` ended: the read queued behind it may start."""
+        del self._running[key]
+        for w in waiting:
+            if not w.done():
+                w.set_result(None)
 
     async def _lead(
         self, key: Hashable, fut: asyncio.Future[Any], read: Callable[[], Awaitable[Any]]
     ) -> None:
+        """Runs the read queued as ``fut`` once its key's running read has ended and a slot is free."""
         try:
+            while key in self._running:  # one queued read per key: only this task waits here
+                ahead = asyncio.get_running_loop().create_future()
+                self._running[key].append(ahead)
+                await ahead
             async with self._slots:
-                if self._queued.get(key) is fut:
-                    del self._queued[key]
-                result = await read()
+                del self._queued[key]  # the read starts: whoever comes from now on reads for themselves
+                waiting: list[asyncio.Future[None]] = []
+                self._running[key] = waiting
+                try:
+                    result = await read()
+                finally:
+                    self._finished(key, waiting)
         except BaseException as e:
             if self._queued.get(key) is fut:
                 del self._queued[key]

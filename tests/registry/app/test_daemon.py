@@ -157,3 +157,19 @@ def test_serve_prints_where_it_listens_and_stops_cleanly_on_sigterm(tmp_path: Pa
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+async def test_the_daemon_sets_its_startup_heap_aside_from_the_collector(settings: Settings) -> None:
+    """``modelpack serve`` (``freeze_heap``) freezes what startup made once the services are open, so a full
+    collection under load scans only what serving made; the tests' apps leave the collector alone."""
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    async with TestClient(TestServer(build_app(settings))):
+        assert gc.get_freeze_count() == 0
+    try:
+        async with TestClient(TestServer(build_app(settings, freeze_heap=True))) as c:
+            assert gc.get_freeze_count() > 10_000  # the modules, the app and its services
+            assert (await c.get("/healthz")).status == 200
+    finally:
+        gc.unfreeze()  # back to the oldest generation: this test process's objects stay collectable

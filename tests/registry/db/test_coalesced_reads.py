@@ -1,6 +1,7 @@
 """Coalesced reads (registry.db.fastread.FastReads.coalesced): identical reads queued together share one, a read
-that has started is never joined (so a caller never gets a state older than its own request), at most
-``pool_size`` run at once, and a caller that goes away or a read that fails harms no one else."""
+that has started is never joined (so a caller never gets a state older than its own request), one read of a key
+and at most ``pool_size`` in all run at once, and a caller that goes away or a read that fails harms no one
+else."""
 
 from __future__ import annotations
 
@@ -140,31 +141,61 @@ async def test_a_caller_that_goes_away_does_not_cancel_the_read_for_the_others(o
 
 
 @pg_only
-async def test_when_the_caller_that_queued_a_read_leaves_mid_read_the_others_get_a_later_read(
+async def test_when_the_caller_that_queued_a_read_leaves_mid_read_the_read_goes_on_for_the_others(
     one_slot: FastReads,
 ) -> None:
-    gate, first_read = Gate(), Gate()
-    calls = 0
-
-    async def read() -> str:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            return str(await first_read.read())  # never opened: this read is cut short
-        return f"read {calls}"
-
+    gate, queued = Gate(), Gate()
     holder = start(one_slot, "hold", gate.read)
     await until(lambda: gate.running == 1, "the slot is held")
-    leaving = start(one_slot, "k", read)  # queues the read
-    staying = start(one_slot, "k", read)
+    leaving = start(one_slot, "k", queued.read)  # queues the read
+    staying = start(one_slot, "k", queued.read)
     await until(lambda: "k" in one_slot._queued, "the read is queued")
     gate.opened.set()
     await holder
-    await until(lambda: first_read.running == 1, "the queued read has started")
+    await until(lambda: queued.running == 1, "the queued read has started")
     leaving.cancel()
-    assert await staying == "read 2"  # read again for it, after it arrived
     with pytest.raises(asyncio.CancelledError):
         await leaving
+    queued.opened.set()
+    assert await staying == "held"
+    assert queued.running == 1  # one read, not cut short and begun again
+
+
+@pg_only
+async def test_one_read_of_a_key_runs_at_a_time_even_with_slots_free(engine: AsyncEngine) -> None:
+    reads = FastReads(engine, pool_size=3)
+    try:
+        first, same, other = Gate(), Counter("same"), Counter("other")
+        running = start(reads, "k", first.read)
+        await until(lambda: first.running == 1, "the first read of k runs")
+        # Two slots are free, but a read of k runs: these queue as one read, behind it
+        joined = [start(reads, "k", same.read) for _ in range(4)]
+        await until(lambda: "k" in reads._queued, "the second read of k is queued")
+        assert await start(reads, "j", other.read) == ("other", 1)  # another key runs at once
+        assert same.calls == 0
+        first.opened.set()
+        assert await running == "held"
+        assert await asyncio.gather(*joined) == [("same", 1)] * 4  # four callers, one read, after the first
+        assert not reads._queued and not reads._running
+        assert await reads.coalesced("k", same.read) == ("same", 2)  # nothing runs: at once, its own
+    finally:
+        await reads.close()
+
+
+@pg_only
+async def test_close_cancels_the_queued_reads_and_their_callers(one_slot: FastReads) -> None:
+    gate, never = Gate(), Counter()
+    holder = start(one_slot, "hold", gate.read)
+    await until(lambda: gate.running == 1, "the slot is held")
+    waiting = [start(one_slot, "k", never.read) for _ in range(2)]
+    await until(lambda: "k" in one_slot._queued, "the read is queued")
+    await one_slot.close()
+    for w in waiting:
+        with pytest.raises(asyncio.CancelledError):
+            await w
+    assert never.calls == 0
+    gate.opened.set()
+    assert await holder == "held"
 
 
 @pg_only
