@@ -107,10 +107,19 @@ async def revoke_token(request: web.Request) -> web.Response:
 async def whoami(request: web.Request) -> web.Response:
     """The publisher, scopes and namespaces of the calling token."""
     p = await require_principal(request)
-    out = WhoAmI(
-        publisher=p.publisher,
-        token_id=p.token_id,
-        scopes=sorted(p.scopes),
-        namespaces=list(p.namespaces) if p.namespaces is not None else None,
-    )
-    return web.json_response(text=out.model_dump_json())
+
+    def render() -> bytes:
+        return (
+            WhoAmI(
+                publisher=p.publisher,
+                token_id=p.token_id,
+                scopes=sorted(p.scopes),
+                namespaces=list(p.namespaces) if p.namespaces is not None else None,
+            )
+            .model_dump_json()
+            .encode()
+        )
+
+    # The same principal object comes back while the token is cached: its JSON is rendered once for it.
+    body = services(request).rendered.get(("whoami", p.token_id), p, render)
+    return web.Response(body=body, headers={"Content-Type": "application/json; charset=utf-8"})
