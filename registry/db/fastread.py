@@ -12,11 +12,11 @@ less than a hop to a thread; the busy timeout bounds the rare wait (WAL recovery
 :data:`SQLITE_READ_BUSY_MS`. Postgres: an asyncpg pool beside SQLAlchemy's, with asyncpg's prepared-statement
 cache. :meth:`FastReads.snapshot` gives several reads one consistent view (one read transaction).
 
-Postgres reads coalesce (:meth:`FastReads.coalesced`): at most one read of a key runs at a time, and at most
-``pool_size`` in all. A read that finds its key's read running (or the pool busy) queues, and the identical
-reads (same key) that arrive while it waits join it instead of queueing their own: a fleet resolving one
-pointer costs one round trip at a time, however many ask. A read is joined only before it starts, so every
-caller gets a state of the database at least as new as its own arrival: the same freshness as reading alone.
+Postgres reads coalesce (:meth:`FastReads.coalesced`, :meth:`FastReads.batched`; registry.db.coalesce): at most
+one read of a kind runs at a time, and the reads of that kind that arrive meanwhile wait and run together, as one
+statement over all their keys (identical keys share one result): a fleet resolving pointers costs one round
+trip at a time, however many ask. A batch is joined only before it starts, so every caller gets a state of the
+database at least as new as its own arrival: the same freshness as reading alone.
 
 SQLite coalesced reads are remembered instead (:data:`SQLITE_MEMO_ENTRIES` of them) with the database's
 ``PRAGMA data_version`` read just before them, on a connection of ours that never writes: SQLite changes that
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias, TypeVar
@@ -39,6 +39,7 @@ from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from registry.cache import Memo
+from registry.db.coalesce import Coalescer
 
 SQLITE_READ_BUSY_MS = 2_000
 SQLITE_MEMO_ENTRIES = 2_048  # coalesced SQLite reads remembered with the data_version they were read under
@@ -162,16 +163,6 @@ def _one(_: object) -> int:
     return 1
 
 
-def _settle(fut: asyncio.Future[Any], e: BaseException) -> None:
-    """A queued read ended with ``e``: its joiners get the error; cancelled (the daemon stops) or the process
-    exiting, they are cancelled."""
-    if not isinstance(e, Exception):
-        fut.cancel()
-        return
-    fut.set_exception(e)
-    fut.exception()  # retrieved here: joiners that went away leave no "never retrieved" warning
-
-
 class FastReads:
     """Read-only access beside ``engine`` for the hot paths; :meth:`close` when the engine is disposed."""
 
@@ -185,12 +176,8 @@ class FastReads:
         self._pg: Any = None
         self._pg_lock = asyncio.Lock()
         self._closed = False
-        # Postgres: coalesced reads running at once (at most the pool's size, one per key), those queued
-        # behind them (one per key) and the tasks that run the queued ones.
-        self._slots = asyncio.Semaphore(pool_size)
-        self._queued: dict[Hashable, asyncio.Future[Any]] = {}
-        self._running: dict[Hashable, list[asyncio.Future[None]]] = {}  # key -> who waits for its read to end
-        self._leaders: set[asyncio.Task[None]] = set()
+        # Postgres: coalesced reads, one of a kind at a time, at most the pool's size at once (registry.db.coalesce)
+        self.coalescer = Coalescer(pool_size)
         # SQLite: key -> (data_version before the read, its result); the version comes from _watch
         self._memo: Memo[Hashable, tuple[int, Any]] = Memo(SQLITE_MEMO_ENTRIES, SQLITE_MEMO_ENTRIES, _one)
         self._watch: sqlite3.Connection | None = None
@@ -289,15 +276,13 @@ class FastReads:
             return await _PgSnap(pg, self.dialect).first(q, **params)
 
     async def coalesced(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
-        """``await read()``, shared with the identical reads (equal ``key``) queued with it.
+        """``await read()``, shared with the identical reads (equal ``key``) that wait with it.
 
         ``read`` must depend on ``key`` alone and return a value its callers do not change. On SQLite a read
         runs on the loop at once, so nothing queues; its result is remembered with the database's data_version
         and returned again until another connection commits (see the module's doc). On Postgres at most one
-        read of a key runs at a time, and at most ``pool_size`` reads in all. A read that finds its key running
-        or every slot taken queues, and the identical reads that arrive meanwhile await the queued one. Once a
-        read starts no one joins it: each caller's result is read after the caller arrived. A queued read is
-        run by a task of its own, so a caller that goes away (a client disconnects) takes no one's read with it.
+        read of a key runs at a time; the identical reads that arrive meanwhile share the next one, which starts
+        after they arrived (registry.db.coalesce).
         """
         if self._sqlite:
             version = self.data_version()  # before the read: a commit during it only makes the entry miss
@@ -308,61 +293,26 @@ class FastReads:
             result = await read()
             self._memo.put(key, (version, result))
             return result
-        fut = self._queued.get(key)
-        if fut is None:
-            if key not in self._running and not self._slots.locked():
-                # Nothing of this key runs and a slot is free: it is taken without suspending.
-                async with self._slots:
-                    waiting: list[asyncio.Future[None]] = []
-                    self._running[key] = waiting
-                    try:
-                        return await read()
-                    finally:
-                        self._finished(key, waiting)
-            fut = self._queued[key] = asyncio.get_running_loop().create_future()
-            task = asyncio.ensure_future(self._lead(key, fut, read))
-            self._leaders.add(task)
-            task.add_done_callback(self._leaders.discard)
-        joined: T = await asyncio.shield(fut)  # shielded: a caller that goes away cancels nothing
-        return joined
+        return await self.coalescer.read(key, read)
 
-    def _finished(self, key: Hashable, waiting: list[asyncio.Future[None]]) -> None:
-        """The read of ``key`` ended: the read queued behind it may start."""
-        del self._running[key]
-        for w in waiting:
-            if not w.done():
-                w.set_result(None)
-
-    async def _lead(
-        self, key: Hashable, fut: asyncio.Future[Any], read: Callable[[], Awaitable[Any]]
-    ) -> None:
-        """Runs the read queued as ``fut`` once its key's running read has ended and a slot is free."""
-        try:
-            while key in self._running:  # one queued read per key: only this task waits here
-                ahead = asyncio.get_running_loop().create_future()
-                self._running[key].append(ahead)
-                await ahead
-            async with self._slots:
-                del self._queued[key]  # the read starts: whoever comes from now on reads for themselves
-                waiting: list[asyncio.Future[None]] = []
-                self._running[key] = waiting
-                try:
-                    result = await read()
-                finally:
-                    self._finished(key, waiting)
-        except BaseException as e:
-            if self._queued.get(key) is fut:
-                del self._queued[key]
-            _settle(fut, e)
-            if not isinstance(e, Exception):
-                raise
-        else:
-            fut.set_result(result)
+    async def batched(
+        self,
+        kind: Hashable,
+        key: Hashable,
+        one: Callable[[], Awaitable[T]],
+        many: Callable[[list[Any]], Awaitable[Mapping[Any, T]]],
+    ) -> T:
+        """``key``'s value: on Postgres ``one()`` when nothing of ``kind`` is running, else one ``many(keys)`` for
+        every key of ``kind`` that waits (registry.db.coalesce); on SQLite ``one()``, remembered as
+        :meth:`coalesced` does."""
+        if self._sqlite:
+            return await self.coalesced((kind, key), one)
+        value: T = await self.coalescer.run(kind, key, one, many)
+        return value
 
     async def close(self) -> None:
         self._closed = True
-        for leader in list(self._leaders):
-            leader.cancel()
+        self.coalescer.close()
         while self._idle:
             self._idle.pop().close()
         watch, self._watch = self._watch, None

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import String, and_, bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -33,6 +34,21 @@ _RESOLVE = Query(
     .join(Model, Model.id == Pointer.model_id)
     .join(Namespace, Namespace.id == Model.namespace_id)
     .where(namespace_key_is("ns"), model_key_is("model"), Pointer.tag == bindparam("tag"))
+)
+
+# Postgres: the resolves that waited together, in one statement (registry.db.coalesce): the keys as three
+# arrays, each row tagged with its key's position. Each key is a nested loop of the same unique-index lookups.
+_KEYS = (
+    func.unnest(*(bindparam(n, type_=ARRAY(String)) for n in ("ns", "model", "tag")))
+    .table_valued("ns", "model", "tag", with_ordinality="i")
+    .render_derived(name="k")
+)
+_RESOLVE_MANY = Query(
+    select(_KEYS.c.i, Pointer.pack_cid, Pointer.updated_at, Pointer.updated_by, Namespace.name, Model.name)
+    .select_from(_KEYS)
+    .join(Namespace, func.lower(Namespace.name) == _KEYS.c.ns)
+    .join(Model, and_(Model.namespace_id == Namespace.id, func.lower(Model.name) == _KEYS.c.model))
+    .join(Pointer, and_(Pointer.model_id == Model.id, Pointer.tag == _KEYS.c.tag))
 )
 
 PointerKey = tuple[str, str, str]  # namespace, model (both case-folded: registry.names.name_key), tag
@@ -158,7 +174,7 @@ class PointerService:
         hit = self.cache.get(key)
         if hit is not None:
             return hit
-        view = await self._reads.coalesced(("resolve", *key), lambda: self._read(key))
+        view = await self._reads.batched("resolve", key, lambda: self._read(key), self._read_many)
         if view is None:
             raise NotFound(f"no pointer {ref}@{tag}", model=str(ref), tag=tag)
         self.cache.put(key, view)
@@ -169,6 +185,16 @@ class PointerService:
         return (
             None if row is None else PointerView(row[3], row[4], key[2], row[0], row[1], row[2])
         )  # names as created
+
+    async def _read_many(self, keys: list[PointerKey]) -> dict[PointerKey, PointerView | None]:
+        found: dict[PointerKey, PointerView | None] = dict.fromkeys(keys)
+        cols = list(zip(*keys, strict=True))
+        for i, cid, at, by, ns, model in await self._reads.all(
+            _RESOLVE_MANY, ns=cols[0], model=cols[1], tag=cols[2]
+        ):
+            key = keys[i - 1]  # WITH ORDINALITY counts from 1
+            found[key] = PointerView(ns, model, key[2], cid, at, by)
+        return found
 
     async def list_tags(self, ref: ModelRef) -> list[PointerView]:
         async with readonly_session(self._sessions) as s:

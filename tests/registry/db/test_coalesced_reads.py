@@ -97,13 +97,13 @@ async def test_queued_identical_reads_share_one_and_others_run_their_own(one_slo
     await until(lambda: gate.running == 1, "the first read holds the only slot")
     joined = [start(one_slot, "k", same.read) for _ in range(5)]
     apart = start(one_slot, "j", other.read)
-    await until(lambda: len(one_slot._queued) == 2, "the two keys are queued")
+    await until(lambda: len(one_slot.coalescer.queued()) == 2, "the two keys are queued")
     gate.opened.set()
     assert await holder == "held"
     assert await asyncio.gather(*joined) == [("same", 1)] * 5  # five callers, one read
     assert await apart == ("other", 1)
     assert (same.calls, other.calls) == (1, 1)
-    assert not one_slot._queued
+    assert not one_slot.coalescer.queued()
 
 
 @pg_only
@@ -113,12 +113,12 @@ async def test_a_read_that_started_is_not_joined(one_slot: FastReads) -> None:
     await until(lambda: running.running == 1, "the first read is running")
     queued, later = Gate(), Counter("fresh")
     second = start(one_slot, "k", queued.read)  # same key, but the first has started: it queues its own
-    await until(lambda: "k" in one_slot._queued, "the second read is queued")
+    await until(lambda: "k" in one_slot.coalescer.queued(), "the second read is queued")
     running.opened.set()
     assert await first == "held"
     await until(lambda: queued.running == 1, "the queued read has started")
     third = start(one_slot, "k", later.read)  # the queued one has started now: not joined either
-    await until(lambda: "k" in one_slot._queued, "the third read is queued")
+    await until(lambda: "k" in one_slot.coalescer.queued(), "the third read is queued")
     queued.opened.set()
     assert await second == "held"
     assert await third == ("fresh", 1)
@@ -131,7 +131,7 @@ async def test_a_caller_that_goes_away_does_not_cancel_the_read_for_the_others(o
     await until(lambda: gate.running == 1, "the slot is held")
     leaving = start(one_slot, "k", same.read)  # its call queued the read
     staying = start(one_slot, "k", same.read)
-    await until(lambda: "k" in one_slot._queued, "the read is queued")
+    await until(lambda: "k" in one_slot.coalescer.queued(), "the read is queued")
     leaving.cancel()
     gate.opened.set()
     await holder
@@ -149,7 +149,7 @@ async def test_when_the_caller_that_queued_a_read_leaves_mid_read_the_read_goes_
     await until(lambda: gate.running == 1, "the slot is held")
     leaving = start(one_slot, "k", queued.read)  # queues the read
     staying = start(one_slot, "k", queued.read)
-    await until(lambda: "k" in one_slot._queued, "the read is queued")
+    await until(lambda: "k" in one_slot.coalescer.queued(), "the read is queued")
     gate.opened.set()
     await holder
     await until(lambda: queued.running == 1, "the queued read has started")
@@ -170,13 +170,13 @@ async def test_one_read_of_a_key_runs_at_a_time_even_with_slots_free(engine: Asy
         await until(lambda: first.running == 1, "the first read of k runs")
         # Two slots are free, but a read of k runs: these queue as one read, behind it
         joined = [start(reads, "k", same.read) for _ in range(4)]
-        await until(lambda: "k" in reads._queued, "the second read of k is queued")
+        await until(lambda: "k" in reads.coalescer.queued(), "the second read of k is queued")
         assert await start(reads, "j", other.read) == ("other", 1)  # another key runs at once
         assert same.calls == 0
         first.opened.set()
         assert await running == "held"
         assert await asyncio.gather(*joined) == [("same", 1)] * 4  # four callers, one read, after the first
-        assert not reads._queued and not reads._running
+        assert not reads.coalescer.busy()
         assert await reads.coalesced("k", same.read) == ("same", 2)  # nothing runs: at once, its own
     finally:
         await reads.close()
@@ -188,7 +188,7 @@ async def test_close_cancels_the_queued_reads_and_their_callers(one_slot: FastRe
     holder = start(one_slot, "hold", gate.read)
     await until(lambda: gate.running == 1, "the slot is held")
     waiting = [start(one_slot, "k", never.read) for _ in range(2)]
-    await until(lambda: "k" in one_slot._queued, "the read is queued")
+    await until(lambda: "k" in one_slot.coalescer.queued(), "the read is queued")
     await one_slot.close()
     for w in waiting:
         with pytest.raises(asyncio.CancelledError):
@@ -207,14 +207,14 @@ async def test_a_failed_read_fails_every_caller_and_the_next_read_runs_anew(
     await until(lambda: gate.running == 1, "the slot is held")
     callers = [start(one_slot, "k", failing.read) for _ in range(3)]
     gone = start(one_slot, "g", failing.read)  # its only caller leaves: the error is retrieved all the same
-    await until(lambda: len(one_slot._queued) == 2, "both reads are queued")
+    await until(lambda: len(one_slot.coalescer.queued()) == 2, "both reads are queued")
     gone.cancel()
     gate.opened.set()
     await holder
     for c in callers:
         with pytest.raises(RuntimeError, match="went away"):
             await c
-    await until(lambda: not one_slot._leaders, "both queued reads are done")
+    await until(lambda: not one_slot.coalescer.busy(), "both queued reads are done")
     assert failing.calls == 2  # one per key
     ok = Counter("ok")
     assert await one_slot.coalesced("k", ok.read) == ("ok", 1)
@@ -277,7 +277,9 @@ async def test_a_resolve_made_after_a_move_sees_it_even_when_it_joins_a_queued_o
     await until(lambda: gate.running == 1, "the slot is held")
     before = asyncio.ensure_future(pointers.resolve(ref, "latest"))
     sqlite = one_slot.dialect.name == "sqlite"
-    await until(lambda: before.done() if sqlite else bool(one_slot._queued), "the first resolve is queued")
+    await until(
+        lambda: before.done() if sqlite else bool(one_slot.coalescer.queued()), "the first resolve is queued"
+    )
     # The move commits, then reads the pointer back (so on Postgres it too waits for the slot).
     moved = asyncio.ensure_future(pointers.set(alice, ref, "latest", new.cid))
     await until_committed(sessions, new.cid)

@@ -1,0 +1,198 @@
+"""Batches (registry.db.coalesce.Coalescer.run): the reads of a kind that wait while one runs are read together,
+in one ``many(keys)``, each caller getting its own key's value; a batch is joined only before it starts; a
+batch that fails, or leaves a key out, fails its callers instead of hanging them; and on real Postgres the
+batched pointer resolve gives exactly what each resolve alone gives."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from model_core.format.pack import load_manifest
+from pinner.blockstore import FsBlockstore, FsBlockstoreConfig
+from registry.accounts.auth import AuthService
+from registry.db.coalesce import Coalescer
+from registry.db.fastread import FastReads
+from registry.errors import NotFound
+from registry.names import ModelRef
+from registry.packs.blobs import BlobService
+from registry.packs.pointers import PointerService
+from registry.packs.publish import PublishService
+from tests.registry.api import helpers
+from tests.registry.db.test_coalesced_reads import Gate, until
+
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+
+
+class Source:
+    """``one`` and ``many`` over a dict, counting calls; ``many`` can be held, fail or leave keys out."""
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self.values = dict(values)
+        self.ones: list[str] = []
+        self.batches: list[list[str]] = []
+        self.hold: asyncio.Event | None = None
+        self.fail: Exception | None = None
+        self.drop: str | None = None
+
+    def one(self, key: str) -> Callable[[], Any]:
+        async def read() -> Any:
+            self.ones.append(key)
+            return self.values.get(key)
+
+        return read
+
+    async def many(self, keys: list[str]) -> dict[str, Any]:
+        self.batches.append(sorted(keys))
+        if self.hold is not None:
+            await self.hold.wait()
+        if self.fail is not None:
+            raise self.fail
+        return {k: self.values.get(k) for k in keys if k != self.drop}
+
+
+def run(c: Coalescer, src: Source, key: str) -> asyncio.Task[Any]:
+    return asyncio.ensure_future(c.run("kind", key, src.one(key), src.many))
+
+
+async def test_reads_that_wait_for_a_running_one_are_read_in_one_batch() -> None:
+    c, src, gate = Coalescer(4), Source({"a": 1, "b": 2, "c": 3}), Gate()
+    first = asyncio.ensure_future(c.run("kind", "a", gate.read, src.many))  # nothing runs: one(), at once
+    await until(lambda: gate.running == 1, "the first read runs")
+    waiting = [run(c, src, k) for k in ("b", "c", "b", "missing", "a")]  # slots are free, but the kind runs
+    await until(lambda: "kind" in c.queued(), "a batch is pending")
+    other = Source({"x": 9})
+    assert await asyncio.ensure_future(c.run("other", "x", other.one("x"), other.many)) == 9  # another kind
+    assert src.batches == [] and src.ones == []
+    gate.opened.set()
+    assert await first == "held"
+    assert await asyncio.gather(*waiting) == [2, 3, 2, None, 1]
+    assert src.batches == [["a", "b", "c", "missing"]]  # one statement, each key once
+    await until(lambda: not c.busy(), "nothing runs")
+    assert await run(c, src, "c") == 3 and src.ones == ["c"]  # idle again: one() at once
+
+
+async def test_a_batch_that_started_is_not_joined() -> None:
+    c, src, gate = Coalescer(4), Source({"a": 1, "b": 2}), Gate()
+    first = asyncio.ensure_future(c.run("kind", "a", gate.read, src.many))
+    await until(lambda: gate.running == 1, "the first read runs")
+    src.hold = asyncio.Event()
+    early = run(c, src, "a")
+    await until(lambda: "kind" in c.queued(), "a batch is pending")
+    gate.opened.set()
+    await first
+    await until(lambda: len(src.batches) == 1, "the batch has started")
+    late = run(c, src, "a")  # same key, but its batch has started: it waits for the next
+    await until(lambda: "kind" in c.queued(), "the next batch is pending")
+    src.values["a"] = 10
+    src.hold.set()
+    assert await early == 10 and await late == 10
+    assert src.batches == [["a"], ["a"]]
+
+
+async def test_a_failed_batch_fails_its_callers_and_a_key_left_out_fails_them_too() -> None:
+    c, src, gate = Coalescer(1), Source({"a": 1, "b": 2}), Gate()
+    held = asyncio.ensure_future(c.run("hold", "h", gate.read, src.many))
+    await until(lambda: gate.running == 1, "the only slot is held")
+    src.fail = RuntimeError("the database went away")
+    callers = [run(c, src, k) for k in ("a", "b")]
+    gone = run(c, src, "a")
+    await until(lambda: "kind" in c.queued(), "a batch is pending")
+    gone.cancel()  # a caller that leaves cancels nothing, and its error is retrieved all the same
+    gate.opened.set()
+    await held
+    for t in callers:
+        with pytest.raises(RuntimeError, match="went away"):
+            await t
+    src.fail, src.drop = None, "b"
+    gate2 = Gate()
+    held = asyncio.ensure_future(c.run("hold", "h", gate2.read, src.many))
+    await until(lambda: gate2.running == 1, "the slot is held again")
+    callers = [run(c, src, k) for k in ("a", "b")]
+    await until(lambda: "kind" in c.queued(), "a batch is pending")
+    gate2.opened.set()
+    await held
+    for t in callers:  # not a hang: "b" is missing from the result
+        with pytest.raises(KeyError):
+            await t
+    await until(lambda: not c.busy(), "nothing runs")
+
+
+async def test_closing_cancels_the_pending_batches_callers() -> None:
+    c, src, gate = Coalescer(1), Source({"a": 1}), Gate()
+    held = asyncio.ensure_future(c.run("hold", "h", gate.read, src.many))
+    await until(lambda: gate.running == 1, "the only slot is held")
+    waiting = run(c, src, "a")
+    await until(lambda: "kind" in c.queued(), "a batch is pending")
+    await asyncio.gather(*c.close(), return_exceptions=True)
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    gate.opened.set()
+    assert await held == "held"
+    assert src.batches == []
+
+
+@pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+async def test_batched_resolves_give_what_each_resolve_alone_gives(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path, engine: Any
+) -> None:
+    reads = FastReads(engine, pool_size=1)
+    try:
+        auth = AuthService(sessions)
+        alice = await auth.authenticate((await auth.create_token("alice", namespaces=["Acme"])).token)
+        data = helpers.shard_bytes(4000, 3)
+
+        async def one() -> Any:
+            yield data
+
+        store = FsBlockstore(tmp_path, FsBlockstoreConfig(fsync=False))
+        await BlobService(sessions, store).ingest(alice, helpers.cid_of(data), one())
+        publish, pointers = PublishService(sessions, None), PointerService(sessions, reads)
+        refs = [ModelRef("Acme", "Tiny-LLM"), ModelRef("Acme", "other")]
+        cids = {}
+        for ref in refs:
+            for v in ("1", "2"):
+                m = load_manifest(
+                    helpers.manifest([("a.safetensors", data)], version=v, model_name=ref.model)
+                )
+                cids[(ref.model, v)] = (await publish.publish(alice, ref, m)).cid
+            await pointers.set(alice, ref, "v1", cids[(ref.model, "1")])
+        asks = [
+            (ModelRef("acme", "tiny-llm"), "latest"),  # case-blind names
+            (ModelRef("ACME", "Tiny-LLM"), "v1"),
+            (ModelRef("acme", "other"), "latest"),
+            (ModelRef("acme", "other"), "v1"),
+            (ModelRef("acme", "tiny-llm"), "latest"),  # the same key twice
+            (ModelRef("acme", "tiny-llm"), "nope"),
+            (ModelRef("nobody", "tiny-llm"), "latest"),
+        ]
+        alone = []
+        for ref, tag in asks:
+            try:
+                alone.append(await pointers.resolve(ref, tag))
+            except NotFound as e:
+                alone.append(e.message)
+        gate = Gate()
+        held = asyncio.ensure_future(reads.coalesced("hold", gate.read))
+        await until(lambda: gate.running == 1, "the only slot is held")
+        together = [asyncio.ensure_future(pointers.resolve(ref, tag)) for ref, tag in asks]
+        await until(lambda: "resolve" in reads.coalescer.queued(), "the resolves wait as one batch")
+        gate.opened.set()
+        await held
+        got = []
+        for t in together:
+            try:
+                got.append(await t)
+            except NotFound as e:
+                got.append(e.message)
+        assert got == alone
+        assert got[0].namespace == "Acme" and got[0].model == "Tiny-LLM"  # names as created
+        assert got[0].cid == cids[("Tiny-LLM", "2")] and got[1].cid == cids[("Tiny-LLM", "1")]
+        assert got[3].cid == cids[("other", "1")]
+    finally:
+        await reads.close()
