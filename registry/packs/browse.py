@@ -195,9 +195,12 @@ class BrowseService:
         hit = self.cache.get(cid) if model is None else None
         if hit is not None:
             return hit
-        detail = await self._reads.coalesced(("pack", cid, model), lambda: self._pack(cid, model))
-        if model is None:
-            self.cache.put(cid, detail)
+        if model is not None:
+            return await self._reads.coalesced(("pack", cid, model), lambda: self._pack(cid, model))
+        detail = await self._reads.batched("pack", cid, lambda: self._pack(cid, None), self._packs)
+        if detail is None:  # not exactly one listing in the batch: alone, which words the error
+            detail = await self._pack(cid, None)
+        self.cache.put(cid, detail)
         return detail
 
     async def state_history(
@@ -208,6 +211,12 @@ class BrowseService:
             pack = await find_listing(s, cid, model)
             return [_change(h) for h in await _state_changes(s, pack, before_id, limit)]
 
+    async def _packs(self, cids: list[str]) -> dict[str, PackDetail | None]:
+        """Postgres: the batched detail of several packs (None where one must be read alone)."""
+        content = any(self.contents.get(cid) is None for cid in cids)
+        found = await reads.pack_details_many(self._reads, cids, content=content)
+        return {cid: None if f is None else self._detail(cid, *f) for cid, f in found.items()}
+
     async def _pack(self, cid: str, model: ModelSelector) -> PackDetail:
         content = self.contents.get(cid)
         rows, d = await reads.pack_detail_rows(self._reads, cid, model, content=content is None)
@@ -215,10 +224,20 @@ class BrowseService:
             async with readonly_session(self._sessions) as s:
                 await find_listing(s, cid, model)
             raise NotFound(f"no pack {cid}", cid=cid)  # it changed in between
+        detail = self._detail(cid, rows[0], d, content)
+        assert detail is not None  # the content was read with the rows when it was not kept
+        return detail
+
+    def _detail(
+        self, cid: str, row: Row, d: dict[str, list[Row]], content: PackContent | None = None
+    ) -> PackDetail | None:
+        """The detail from its rows; None when its content was neither kept nor read (dropped meanwhile)."""
+        content = content or self.contents.get(cid)
         if content is None:
+            if "manifest" not in d:
+                return None
             content = PackContent(d["manifest"][0][0], tuple(ShardView(*x) for x in d["shards"]))
             self.contents.put(cid, content)
-        row = rows[0]
         newest = d["history"]
         history = newest[:DETAIL_HISTORY][::-1]
         report = d["validation"][0] if d["validation"] else None

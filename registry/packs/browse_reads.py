@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import String, and_, bindparam, case, func, literal, or_, select, true
+from sqlalchemy import String, and_, any_, bindparam, case, func, literal, or_, select, true
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from registry.db.base import BytewiseLower
 from registry.db.fastread import AnySelect, FastReads, Query, Row, Snapshot
@@ -30,10 +31,12 @@ from registry.names import name_key
 DETAIL_HISTORY = 50  # state changes inlined in the pack detail (the newest); the rest page via state_history
 
 
-def _listing(*where: Any) -> Query:
+def _listing(*where: Any, many: bool = False) -> Query:
     """A listing with its names (0 id, 1 cid, 2 model_id, 3 version, 4 state, 5 reason, 6 created, 7 ns,
-    8 model, 9 total_size, 10 shard_count); at most two rows, oldest first. The manifest's bytes are not read
-    here: they never change under their CID, so the caller reads them once (:data:`CONTENT`) and keeps them."""
+    8 model, 9 total_size, 10 shard_count); at most two rows, oldest first (``many``: every listing of the
+    array ``cids``). The manifest's bytes are not read here: they never change under their CID, so the caller
+    reads them once (:data:`CONTENT`) and keeps them."""
+    cid_is = any_(bindparam("cids", type_=ARRAY(String))) if many else bindparam("cid")
     stmt = (
         select(
             Pack.id,
@@ -51,11 +54,10 @@ def _listing(*where: Any) -> Query:
         .join(Manifest, Manifest.cid == Pack.cid)
         .join(Model, Model.id == Pack.model_id)
         .join(Namespace, Namespace.id == Model.namespace_id)
-        .where(Pack.cid == bindparam("cid"), *where)
+        .where(Pack.cid == cid_is, *where)
         .order_by(Pack.id)
-        .limit(2)
     )
-    return Query(stmt)
+    return Query(stmt if many else stmt.limit(2))
 
 
 LISTING = _listing()
@@ -130,13 +132,13 @@ SHARDS = Query(select(*_SHARD_COLS).where(Shard.pack_cid == bindparam("cid")).or
 HISTORY = PARTS["history"]
 
 
-def _in_one(where: Any, *, content: bool) -> Query:
+def _in_one(where: Any, *, content: bool, many: bool = False) -> Query:
     """Postgres: the listing and every part in one statement (one round trip, one snapshot). Each part is an
     array of anonymous records, which asyncpg decodes into tuples of typed values."""
     parts = _parts(Pack.cid, Pack.model_id)
     if content:
         parts["shards"] = select(*_SHARD_COLS).where(Shard.pack_cid == Pack.cid).order_by(Shard.position)
-    listing = _listing(*where).stmt
+    listing = _listing(*where, many=many).stmt
     arrays = [
         func.array(part.with_only_columns(func.row(*part.selected_columns)).scalar_subquery()).label(k)
         for k, part in parts.items()
@@ -172,14 +174,36 @@ async def _in_one_statement(
     rows = await reads.all(q, **params)
     if len(rows) != 1:
         return [r[:_LISTING_WIDTH] for r in rows], {}
-    row = rows[0]
+    return [rows[0][:_LISTING_WIDTH]], _split(reads, rows[0], content=content)
+
+
+def _split(reads: FastReads, row: Row, *, content: bool) -> dict[str, list[Row]]:
+    """The parts of a row of :func:`_in_one`, each array's records processed as its own query's rows."""
     parts: dict[str, list[Row]] = {}
     for i, name in enumerate([*PARTS, *(["shards"] if content else [])]):
         proc = _AS_QUERY[name].compiled(reads.dialect)
         parts[name] = [proc.row(r) for r in row[_LISTING_WIDTH + i]]
     if content:
         parts["manifest"] = [(row[-1],)]
-    return [row[:_LISTING_WIDTH]], parts
+    return parts
+
+
+_MANY = {content: _in_one((), content=content, many=True) for content in (False, True)}
+
+
+async def pack_details_many(
+    reads: FastReads, cids: list[str], *, content: bool
+) -> dict[str, tuple[Row, dict[str, list[Row]]] | None]:
+    """Postgres: the details of several packs in one statement (the batched pack detail), as
+    :func:`pack_detail_rows` gives one; None for a CID without exactly one listing (the caller reads it alone)."""
+    by_cid: dict[str, list[Row]] = {}
+    for row in await reads.all(_MANY[content], cids=cids):
+        by_cid.setdefault(row[1], []).append(row)
+    out: dict[str, tuple[Row, dict[str, list[Row]]] | None] = dict.fromkeys(cids)
+    for cid, rows in by_cid.items():
+        if len(rows) == 1:
+            out[cid] = (rows[0][:_LISTING_WIDTH], _split(reads, rows[0], content=content))
+    return out
 
 
 async def _listings(s: Snapshot, cid: str, model: object) -> list[Row]:

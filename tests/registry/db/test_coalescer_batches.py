@@ -6,6 +6,7 @@ batched pointer resolve gives exactly what each resolve alone gives."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,10 @@ from pinner.blockstore import FsBlockstore, FsBlockstoreConfig
 from registry.accounts.auth import AuthService
 from registry.db.coalesce import Coalescer
 from registry.db.fastread import FastReads
-from registry.errors import NotFound
+from registry.errors import NotFound, RegistryError
 from registry.names import ModelRef
 from registry.packs.blobs import BlobService
+from registry.packs.browse import BrowseService, content_memo
 from registry.packs.pointers import PointerService
 from registry.packs.publish import PublishService
 from tests.registry.api import helpers
@@ -171,7 +173,7 @@ async def test_batched_resolves_give_what_each_resolve_alone_gives(
             (ModelRef("acme", "tiny-llm"), "nope"),
             (ModelRef("nobody", "tiny-llm"), "latest"),
         ]
-        alone = []
+        alone: list[Any] = []
         for ref, tag in asks:
             try:
                 alone.append(await pointers.resolve(ref, tag))
@@ -184,7 +186,7 @@ async def test_batched_resolves_give_what_each_resolve_alone_gives(
         await until(lambda: "resolve" in reads.coalescer.queued(), "the resolves wait as one batch")
         gate.opened.set()
         await held
-        got = []
+        got: list[Any] = []
         for t in together:
             try:
                 got.append(await t)
@@ -194,5 +196,71 @@ async def test_batched_resolves_give_what_each_resolve_alone_gives(
         assert got[0].namespace == "Acme" and got[0].model == "Tiny-LLM"  # names as created
         assert got[0].cid == cids[("Tiny-LLM", "2")] and got[1].cid == cids[("Tiny-LLM", "1")]
         assert got[3].cid == cids[("other", "1")]
+    finally:
+        await reads.close()
+
+
+async def _outcome(aw: Any) -> Any:
+    try:
+        detail = await aw
+    except RegistryError as e:
+        return (type(e).__name__, e.message)
+    return dataclasses.asdict(detail)
+
+
+@pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+@pytest.mark.parametrize("kept", [False, True], ids=["content-read", "content-kept"])
+async def test_batched_pack_details_give_what_each_alone_gives(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path, engine: Any, kept: bool
+) -> None:
+    reads = FastReads(engine, pool_size=1)
+    try:
+        auth = AuthService(sessions)
+        alice = await auth.authenticate((await auth.create_token("alice", namespaces=["acme", "beta"])).token)
+        data = helpers.shard_bytes(4000, 4)
+
+        async def one() -> Any:
+            yield data
+
+        await BlobService(sessions, FsBlockstore(tmp_path, FsBlockstoreConfig(fsync=False))).ingest(
+            alice, helpers.cid_of(data), one()
+        )
+        publish = PublishService(sessions, None)
+        shards = [("a.safetensors", data)]
+        cids = [
+            (
+                await publish.publish(
+                    alice, ModelRef("acme", "tiny"), load_manifest(helpers.manifest(shards, v))
+                )
+            ).cid
+            for v in ("1", "2", "3")
+        ]
+        twice = load_manifest(helpers.manifest(shards, "9"))  # one CID listed by two models
+        both = (await publish.publish(alice, ModelRef("acme", "tiny"), twice)).cid
+        await publish.publish(alice, ModelRef("beta", "tiny"), twice)
+        missing = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+        asks = [cids[0], cids[1], both, cids[2], missing, cids[1]]
+        browse = BrowseService(sessions, reads)
+        alone = [await _outcome(browse.pack(cid)) for cid in asks]
+        assert alone[4][0] == "NotFound" and isinstance(alone[0], dict)
+        if not kept:
+            browse.contents = content_memo()  # the batch reads the manifests and shards too
+        read_alone: list[str] = []
+        by_itself = browse._pack
+
+        async def counted(cid: str, model: Any) -> Any:
+            read_alone.append(cid)
+            return await by_itself(cid, model)
+
+        browse._pack = counted  # type: ignore[method-assign]
+        gate = Gate()
+        held = asyncio.ensure_future(reads.coalesced("hold", gate.read))
+        await until(lambda: gate.running == 1, "the only slot is held")
+        together = [asyncio.ensure_future(_outcome(browse.pack(cid))) for cid in asks]
+        await until(lambda: "pack" in reads.coalescer.queued(), "the details wait as one batch")
+        gate.opened.set()
+        await held
+        assert await asyncio.gather(*together) == alone
+        assert sorted(read_alone) == sorted([both, missing])  # the rest came from the one batched statement
     finally:
         await reads.close()
