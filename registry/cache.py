@@ -99,16 +99,18 @@ class Memo(Generic[K, V]):
 
 
 class Rendered(Generic[K]):
-    """Bytes rendered from a value, kept while the same value (the same object) comes back for its key: the
-    fast reads' memo (``registry.db.fastread``) returns the object it kept while the database is unchanged,
-    so its rendering is reused exactly as long. The entry holds the value, so its identity is never reused."""
+    """Bytes rendered from a value, kept while the same value comes back for its key: on SQLite the fast reads'
+    memo (``registry.db.fastread``) returns the very object it kept while the database is unchanged; on Postgres
+    each read makes a new one, equal to the kept one (same type, ``==``) while nothing it shows changed. The
+    values kept here are frozen views built the same way from the same reads, so equal values render alike.
+    The entry holds the value, so its identity is never reused."""
 
     def __init__(self, max_entries: int = 1024, max_bytes: int = 32 * 1024 * 1024) -> None:
         self._memo: Memo[K, tuple[object, bytes]] = Memo(max_entries, max_bytes, lambda v: len(v[1]))
 
     def get(self, key: K, source: object, render: Callable[[], bytes]) -> bytes:
         hit = self._memo.get(key)
-        if hit is not None and hit[0] is source:
+        if hit is not None and (hit[0] is source or (type(hit[0]) is type(source) and hit[0] == source)):
             return hit[1]
         body = render()
         self._memo.put(key, (source, body))

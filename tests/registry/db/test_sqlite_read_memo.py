@@ -116,17 +116,21 @@ async def test_the_memo_is_bounded(engine: AsyncEngine, monkeypatch: pytest.Monk
         await reads.close()
 
 
-def test_a_rendering_is_reused_only_for_the_same_source_object() -> None:
+def test_a_rendering_is_reused_for_the_same_or_an_equal_value_and_only_for_it() -> None:
     rendered: Rendered[str] = Rendered()
     calls: list[Any] = []
 
-    def render(value: tuple[str, ...]) -> bytes:
+    def render(value: object) -> bytes:
         calls.append(value)
         return repr(value).encode()
 
     a = ("x",)
     assert rendered.get("k", a, lambda: render(a)) == b"('x',)"
     assert rendered.get("k", a, lambda: render(a)) == b"('x',)" and len(calls) == 1
-    b = tuple(["x"])  # equal, but another read's result (another object): rendered anew
-    rendered.get("k", b, lambda: render(b))
-    assert len(calls) == 2
+    b = tuple(["x"])  # another read's result (a Postgres read makes a new object each time), equal: reused
+    assert b is not a and rendered.get("k", b, lambda: render(b)) == b"('x',)" and len(calls) == 1
+    c = ("y",)  # changed: rendered anew, and kept
+    assert rendered.get("k", c, lambda: render(c)) == b"('y',)" and len(calls) == 2
+    d = ["y"]  # of another type: rendered anew even were it equal
+    assert rendered.get("k", d, lambda: render(d)) == b"['y']" and len(calls) == 3
+    assert rendered.get("other", c, lambda: render(c)) == b"('y',)" and len(calls) == 4  # per key
