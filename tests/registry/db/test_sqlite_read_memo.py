@@ -1,10 +1,12 @@
 """SQLite's remembered reads (registry.db.fastread.FastReads.coalesced): a read's result is returned again only
 while SQLite's ``PRAGMA data_version`` says no other connection committed since it was read: a commit by this
 daemon's writer or by another process makes the next read run; a rollback, or nothing, does not. And the
-rendered bodies built from those results (registry.cache.Rendered) follow them."""
+rendered bodies built from those results (registry.cache.Rendered) follow them. The number is read once per pass
+of the event loop: what arrives after that read, in a later pass, reads it again."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import subprocess
 import sys
@@ -75,6 +77,42 @@ async def test_a_commit_by_another_process_makes_the_next_read_run(
     assert await reads.coalesced("k", c.read) == ("rows", 1)
     code = "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('CREATE TABLE probe (x)'); c.commit()"
     subprocess.run([sys.executable, "-c", code, _db_path(engine)], check=True, timeout=60)
+    # This step blocked the loop while the other process committed. A request sent after that commit arrives
+    # in a later pass of the loop, which reads the number again: one pass, as such a request would have.
+    await asyncio.sleep(0)
+    assert await reads.coalesced("k", c.read) == ("rows", 2)
+
+
+@sqlite_only
+async def test_the_number_is_read_once_per_pass_of_the_loop(reads: FastReads) -> None:
+    first = reads.data_version()
+    assert reads._watch is not None
+    executed: list[str] = []
+    reads._watch.set_trace_callback(executed.append)
+    assert [reads.data_version() for _ in range(3)] == [first] * 3 and executed == []  # the same pass
+    await asyncio.sleep(0)  # the next pass: read again
+    assert reads.data_version() == first and executed == ["PRAGMA data_version"]
+    assert reads.data_version() == first and executed == ["PRAGMA data_version"]
+
+
+@sqlite_only
+async def test_a_commit_handed_back_from_a_thread_after_the_read_makes_the_next_read_run(
+    reads: FastReads, engine: AsyncEngine
+) -> None:
+    """The daemon's writers commit on threads and resume on the loop: queued after the number's read, so the
+    code that resumes reads it again, and so does every request that arrives after the commit."""
+    c = Counter()
+    path = _db_path(engine)
+
+    def commit() -> None:
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("CREATE TABLE probe (x INTEGER)")
+        finally:
+            other.close()
+
+    assert await reads.coalesced("k", c.read) == ("rows", 1)  # read and remembered in this pass
+    await asyncio.to_thread(commit)
     assert await reads.coalesced("k", c.read) == ("rows", 2)
 
 
