@@ -3,10 +3,15 @@
 Each server runs pinned to CPU 0 (``taskset``); the load generator is ``wrk`` (Debian package) pinned to CPU 1,
 32 keep-alive connections, ``--duration`` s per target, ``--rounds`` interleaved rounds, medians reported. The read
 cache is off (``server.read_cache_ttl_s = 0``) so every request reaches the database (on SQLite the hot reads
-are remembered under ``PRAGMA data_version``, which each request still reads: never stale, see
+are remembered under ``PRAGMA data_version``, read once per pass of the event loop: never stale, see
 registry.db.fastread). Targets: the bare handler (baseline), ``/healthz``, pointer resolve, pack detail, the
-model list and an authenticated ``whoami``; on SQLite
-and (``--postgres``) on Postgres. Goal: each ≥ 0.5× the baseline's requests/s, p99 < 50 ms.
+model list and an authenticated ``whoami``; on SQLite and (``--postgres``) on Postgres. Goal: each ≥ 0.5× the
+baseline's requests/s, p99 < 50 ms.
+
+Each target also reports the server's CPU time per request (user + system, every thread, from ``/proc``), and on
+Postgres its backends' (children of the postmaster), in microseconds, and the bare handler's CPU per request over
+the server's. Requests/s move with whatever else the host runs (a virtual machine's neighbours take its CPUs
+for a while); CPU time per request does not count that time, so it is the steadier comparison.
 
 Every connection asks for the same URL, as a fleet resolving one pointer does; on Postgres identical reads that
 queue for a connection share one (registry.db.fastread). ``resolve_20`` and ``pack_20`` spread the requests over
@@ -104,7 +109,40 @@ def wrk(url: str | list[str], duration: float, headers: dict[str, str]) -> dict[
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "errors": float(bad.group(1)) if bad else 0.0}
+    total = float(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return {
+        "rps": rps,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "errors": float(bad.group(1)) if bad else 0.0,
+        "n": total,
+    }
+
+
+def cpu_s(proc: Any) -> float:
+    """CPU seconds (user + system, every thread) of a psutil process; 0 for one that is gone."""
+    try:
+        t = proc.cpu_times()
+    except Exception:  # psutil.NoSuchProcess: a backend that exited
+        return 0.0
+    return float(t.user + t.system)
+
+
+def measured(
+    url: str | list[str], duration: float, headers: dict[str, str], server: Any, db: Any
+) -> dict[str, float]:
+    """:func:`wrk` plus the CPU time each request cost the server process and (Postgres: ``db`` is the
+    postmaster) the database's backends, in microseconds. The CPU per request does not count time the machine
+    gave to others, so it varies less than requests/s on a busy host."""
+    backends = db.children() if db is not None else []
+    before = cpu_s(server), sum(cpu_s(b) for b in backends)
+    r = wrk(url, duration, headers)
+    backends_after = {b.pid: b for b in (db.children() if db is not None else [])}
+    after = cpu_s(server), sum(cpu_s(b) for b in backends_after.values())
+    n = max(r["n"], 1.0)
+    r["server_us"] = (after[0] - before[0]) / n * 1e6
+    r["db_us"] = max(after[1] - before[1], 0.0) / n * 1e6
+    return r
 
 
 Target = tuple[str | list[str], dict[str, str]]
@@ -136,6 +174,8 @@ def seed(base: str, token: str) -> list[str]:
 
 
 def run_db(work: Path, name: str, db_url: str, duration: float, rounds: int) -> dict[str, Any]:
+    import psutil
+
     data_dir = work / name
     data_dir.mkdir(parents=True)
     token = asyncio.run(bench_api.seed_local(db_url))
@@ -150,15 +190,22 @@ def run_db(work: Path, name: str, db_url: str, duration: float, rounds: int) -> 
         }
         for url, headers in tg.values():
             wrk(url, 1.0, headers)  # warm-up
+        db = None if db_url.startswith("sqlite") else psutil.Process(_postmaster_pid())
         runs: dict[str, list[dict[str, float]]] = {k: [] for k in tg}
         for _ in range(rounds):
             for key, (url, headers) in tg.items():
-                runs[key].append(wrk(url, duration, headers))
+                server = bare if key == "baseline" else reg
+                runs[key].append(
+                    measured(url, duration, headers, server.ps, None if key == "baseline" else db)
+                )
     finally:
         bare.stop()
         reg.stop()
     return {
-        key: {m: statistics.median(r[m] for r in rs) for m in ("rps", "p50_ms", "p99_ms", "errors")}
+        key: {
+            m: statistics.median(r[m] for r in rs)
+            for m in ("rps", "p50_ms", "p99_ms", "errors", "server_us", "db_us")
+        }
         for key, rs in runs.items()
     }
 
@@ -196,14 +243,19 @@ def pinned_postgres(pin: bool) -> Iterator[None]:
 
 
 def report(name: str, r: dict[str, Any]) -> None:
-    base = r["baseline"]["rps"]
-    print(f"{name}: bare aiohttp {base:8.0f} req/s  p99 {r['baseline']['p99_ms']:.1f} ms")
+    base, base_us = r["baseline"]["rps"], r["baseline"]["server_us"]
+    print(
+        f"{name}: bare aiohttp {base:8.0f} req/s  p99 {r['baseline']['p99_ms']:.1f} ms  "
+        f"server CPU {base_us:.0f} us/req"
+    )
     for key, x in r.items():
         if key == "baseline":
             continue
+        db = f" + db {x['db_us']:.0f}" if x["db_us"] else ""
         print(
             f"  {key:10s} {x['rps']:8.0f} req/s  ratio {x['rps'] / base:.2f} (goal >= 0.5)  "
-            f"p50 {x['p50_ms']:.1f} ms  p99 {x['p99_ms']:.1f} ms (goal < 50)  non-2xx {x['errors']:.0f}"
+            f"p50 {x['p50_ms']:.1f} ms  p99 {x['p99_ms']:.1f} ms (goal < 50)  non-2xx {x['errors']:.0f}  "
+            f"CPU {x['server_us']:.0f}{db} us/req (bare/server {base_us / max(x['server_us'], 1e-9):.2f})"
         )
 
 
