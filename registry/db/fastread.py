@@ -18,7 +18,7 @@ statement over all their keys (identical keys share one result): a fleet resolvi
 trip at a time, however many ask. A batch is joined only before it starts, so every caller gets a state of the
 database at least as new as its own arrival: the same freshness as reading alone.
 
-SQLite coalesced reads are remembered instead (:data:`SQLITE_MEMO_ENTRIES` of them) with the database's
+SQLite coalesced reads are remembered instead (:data:`MEMO_ENTRIES` of them) with the database's
 ``PRAGMA data_version`` read just before them, on a connection of ours that never writes: SQLite changes that
 number whenever any other connection (this daemon's writer, another process) commits. A read whose key is
 remembered under the current number returns the remembered result: nothing was committed since it was read,
@@ -31,6 +31,8 @@ handed back from its thread, a timer) is queued after that callback and reads th
 still sees every commit that completed before it arrived. A fleet of requests handled in one pass pays one
 PRAGMA between them. (Only code that blocks the loop on another process's commit and reads again in the same
 step could see the older number; nothing in the daemon does.)
+
+Postgres coalesced reads are remembered too, under the snapshot they were read after (registry.db.remember).
 """
 
 from __future__ import annotations
@@ -47,10 +49,13 @@ from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from registry.cache import Memo
+from registry.db import remember
 from registry.db.coalesce import Coalescer
 
 SQLITE_READ_BUSY_MS = 2_000
-SQLITE_MEMO_ENTRIES = 2_048  # coalesced SQLite reads remembered with the data_version they were read under
+MEMO_ENTRIES = (
+    2_048  # coalesced reads remembered with the data_version (SQLite) or snapshot (Postgres) of their read
+)
 AnySelect: TypeAlias = Select[*tuple[Any, ...]]
 Row = tuple[Any, ...]
 T = TypeVar("T")
@@ -174,7 +179,16 @@ def _one(_: object) -> int:
 class FastReads:
     """Read-only access beside ``engine`` for the hot paths; :meth:`close` when the engine is disposed."""
 
-    def __init__(self, engine: AsyncEngine, *, pool_size: int = 10, connect_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        pool_size: int = 10,
+        connect_timeout_s: float = 5.0,
+        remember: bool = True,
+    ) -> None:
+        """``remember=False``: coalesced reads are not remembered (each runs its statement), to test the
+        coalescing alone."""
         self._url = make_url(str(engine.url.render_as_string(hide_password=False)))
         self.dialect = engine.dialect
         self._sqlite = self._url.get_backend_name() == "sqlite"
@@ -186,9 +200,10 @@ class FastReads:
         self._closed = False
         # Postgres: coalesced reads, one of a kind at a time, at most the pool's size at once (registry.db.coalesce)
         self.coalescer = Coalescer(pool_size)
-        # SQLite: key -> (data_version before the read, its result); the version comes from _watch
-        self._memo: Memo[Hashable, tuple[int, Any]] = Memo(SQLITE_MEMO_ENTRIES, SQLITE_MEMO_ENTRIES, _one)
+        # key -> (SQLite: data_version, from _watch; Postgres: snapshot; taken before the read, its result)
+        self._memo: Memo[Hashable, tuple[object, Any]] = Memo(MEMO_ENTRIES, MEMO_ENTRIES, _one)
         self._watch: sqlite3.Connection | None = None
+        self._remember = remember
         self._version: int | None = None  # data_version for the rest of this pass of the event loop
 
     # ------------------------------------------------------------------ SQLite
@@ -304,8 +319,10 @@ class FastReads:
         runs on the loop at once, so nothing queues; its result is remembered with the database's data_version
         and returned again until another connection commits (see the module's doc). On Postgres at most one
         read of a key runs at a time; the identical reads that arrive meanwhile share the next one, which starts
-        after they arrived (registry.db.coalesce).
+        after they arrived (registry.db.coalesce), and it is remembered under the snapshot it was read after.
         """
+        if not self._remember:
+            return await (read() if self._sqlite else self.coalescer.read(key, read))
         if self._sqlite:
             version = self.data_version()  # before the read: a commit during it only makes the entry miss
             hit = self._memo.get(key)
@@ -315,7 +332,7 @@ class FastReads:
             result = await read()
             self._memo.put(key, (version, result))
             return result
-        return await self.coalescer.read(key, read)
+        return await self.coalescer.read(key, lambda: self._pg_remembered(key, read))
 
     async def batched(
         self,
@@ -325,12 +342,32 @@ class FastReads:
         many: Callable[[list[Any]], Awaitable[Mapping[Any, T]]],
     ) -> T:
         """``key``'s value: on Postgres ``one()`` when nothing of ``kind`` is running, else one ``many(keys)`` for
-        every key of ``kind`` that waits (registry.db.coalesce); on SQLite ``one()``, remembered as
-        :meth:`coalesced` does."""
-        if self._sqlite:
-            return await self.coalesced((kind, key), one)
-        value: T = await self.coalescer.run(kind, key, one, many)
+        every key of ``kind`` that waits (registry.db.coalesce); each value remembered as :meth:`coalesced`
+        does."""
+        if self._sqlite or not self._remember:
+            return await (
+                self.coalesced((kind, key), one) if self._sqlite else self.coalescer.run(kind, key, one, many)
+            )
+        value: T = await self.coalescer.run(
+            kind,
+            key,
+            lambda: self._pg_remembered((kind, key), one),
+            lambda keys: self._pg_many(kind, keys, many),
+        )
         return value
+
+    async def _pg_snapshot(self) -> str:
+        pool = self._pg if self._pg is not None else await self._pg_pool()
+        async with pool.acquire() as pg:
+            return str(await pg.fetchval(remember.SNAPSHOT))
+
+    async def _pg_remembered(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
+        return await remember.one(self._memo, await self._pg_snapshot(), key, read)
+
+    async def _pg_many(
+        self, kind: Hashable, keys: list[Any], many: Callable[[list[Any]], Awaitable[Mapping[Any, T]]]
+    ) -> dict[Any, T]:
+        return await remember.many(self._memo, await self._pg_snapshot(), kind, keys, many)
 
     async def close(self) -> None:
         self._closed = True

@@ -50,8 +50,9 @@ async def until_committed(sessions: async_sessionmaker[AsyncSession], cid: str) 
 
 @pytest.fixture
 async def one_slot(engine: AsyncEngine) -> AsyncIterator[FastReads]:
-    """Reads with one connection: the second read at once queues."""
-    reads = FastReads(engine, pool_size=1)
+    """Reads with one connection: the second read at once queues (none remembered: registry.db.remember has its
+    own tests)."""
+    reads = FastReads(engine, pool_size=1, remember=False)
     yield reads
     await reads.close()
 
@@ -163,7 +164,7 @@ async def test_when_the_caller_that_queued_a_read_leaves_mid_read_the_read_goes_
 
 @pg_only
 async def test_one_read_of_a_key_runs_at_a_time_even_with_slots_free(engine: AsyncEngine) -> None:
-    reads = FastReads(engine, pool_size=3)
+    reads = FastReads(engine, pool_size=3, remember=False)
     try:
         first, same, other = Gate(), Counter("same"), Counter("other")
         running = start(reads, "k", first.read)
@@ -222,7 +223,7 @@ async def test_a_failed_read_fails_every_caller_and_the_next_read_runs_anew(
 
 
 async def test_at_most_pool_size_reads_run_at_once(engine: AsyncEngine) -> None:
-    reads = FastReads(engine, pool_size=3)
+    reads = FastReads(engine, pool_size=3, remember=False)
     try:
         now = peak = 0
         release = asyncio.Event()

@@ -143,7 +143,7 @@ async def test_closing_cancels_the_pending_batches_callers() -> None:
 async def test_batched_resolves_give_what_each_resolve_alone_gives(
     sessions: async_sessionmaker[AsyncSession], tmp_path: Path, engine: Any
 ) -> None:
-    reads = FastReads(engine, pool_size=1)
+    reads = FastReads(engine, pool_size=1, remember=False)
     try:
         auth = AuthService(sessions)
         alice = await auth.authenticate((await auth.create_token("alice", namespaces=["Acme"])).token)
@@ -213,7 +213,7 @@ async def _outcome(aw: Any) -> Any:
 async def test_batched_pack_details_give_what_each_alone_gives(
     sessions: async_sessionmaker[AsyncSession], tmp_path: Path, engine: Any, kept: bool
 ) -> None:
-    reads = FastReads(engine, pool_size=1)
+    reads = FastReads(engine, pool_size=1, remember=False)
     try:
         auth = AuthService(sessions)
         alice = await auth.authenticate((await auth.create_token("alice", namespaces=["acme", "beta"])).token)

@@ -141,7 +141,7 @@ async def test_a_failed_read_is_not_remembered(reads: FastReads) -> None:
 
 @sqlite_only
 async def test_the_memo_is_bounded(engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fastread, "SQLITE_MEMO_ENTRIES", 2)
+    monkeypatch.setattr(fastread, "MEMO_ENTRIES", 2)
     reads = FastReads(engine)
     try:
         c = Counter()
