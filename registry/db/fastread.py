@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias, TypeVar
@@ -204,6 +204,7 @@ class FastReads:
         self._memo: Memo[Hashable, tuple[object, Any]] = Memo(MEMO_ENTRIES, MEMO_ENTRIES, _one)
         self._watch: sqlite3.Connection | None = None
         self._remember = remember
+        self._pg_last: str | None = None  # the newest Postgres snapshot seen (registry.db.remember.tag)
         self._version: int | None = None  # data_version for the rest of this pass of the event loop
 
     # ------------------------------------------------------------------ SQLite
@@ -361,13 +362,18 @@ class FastReads:
         async with pool.acquire() as pg:
             return str(await pg.fetchval(remember.SNAPSHOT))
 
+    async def _pg_tag(self, keys: Iterable[Hashable]) -> str:
+        last = self._pg_last = await remember.tag(self._memo, self._pg_last, keys, self._pg_snapshot)
+        return last
+
     async def _pg_remembered(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
-        return await remember.one(self._memo, await self._pg_snapshot(), key, read)
+        return await remember.one(self._memo, await self._pg_tag((key,)), key, read)
 
     async def _pg_many(
         self, kind: Hashable, keys: list[Any], many: Callable[[list[Any]], Awaitable[Mapping[Any, T]]]
     ) -> dict[Any, T]:
-        return await remember.many(self._memo, await self._pg_snapshot(), kind, keys, many)
+        now = await self._pg_tag((kind, key) for key in keys)
+        return await remember.many(self._memo, now, kind, keys, many)
 
     async def close(self) -> None:
         self._closed = True

@@ -81,6 +81,21 @@ async def test_a_key_left_out_of_a_batch_is_neither_returned_nor_remembered() ->
     assert await remember.many(memo, "5:5:", "kind", ["b"], src.read) == {} and src.batches[-1] == ["b"]
 
 
+async def test_the_snapshot_is_asked_for_only_when_a_key_may_still_hold() -> None:
+    memo, asked = _memo(), []
+
+    async def ask() -> str:
+        asked.append(1)
+        return "9:9:"
+
+    assert await remember.tag(memo, None, ["a"], ask) == "9:9:" and len(asked) == 1  # none seen yet
+    assert await remember.tag(memo, "8:8:", ["a", "b"], ask) == "8:8:" and len(asked) == 1  # nothing to check
+    memo.put("b", ("7:7:", "old"))
+    assert await remember.tag(memo, "8:8:", ["a", "b"], ask) == "8:8:" and len(asked) == 1  # b's tag is older
+    memo.put("b", ("8:8:", "kept"))
+    assert await remember.tag(memo, "8:8:", ["a", "b"], ask) == "9:9:" and len(asked) == 2  # b may hold: ask
+
+
 @pytest.fixture
 async def reads(engine: AsyncEngine) -> AsyncIterator[FastReads]:
     r = FastReads(engine, pool_size=1)
@@ -119,6 +134,32 @@ async def test_a_commit_makes_the_next_read_run(reads: FastReads, engine: AsyncE
     async with engine.begin() as conn:  # a row written and committed: the same
         await conn.execute(text("INSERT INTO probe VALUES (1)"))
     assert await reads.coalesced("k", c.read) == ("rows", 3)
+
+
+@pg_only
+async def test_a_key_read_for_the_first_time_is_read_at_once_and_its_result_holds(
+    reads: FastReads, engine: AsyncEngine
+) -> None:
+    asks = 0
+    ask = reads._pg_snapshot
+
+    async def counted() -> str:
+        nonlocal asks
+        asks += 1
+        return await ask()
+
+    reads._pg_snapshot = counted  # type: ignore[method-assign]
+    c = Counter()
+    await reads.coalesced("first", c.read)  # no snapshot seen yet: asked
+    assert asks == 1
+    await reads.coalesced(
+        "new", c.read
+    )  # nothing remembered to check: read at once, tagged with the last seen
+    assert asks == 1 and c.calls == 2
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE probe (x INTEGER)"))
+    assert await reads.coalesced("new", c.read) == ("rows", 3)  # remembered under the last seen: asked, moved
+    assert asks == 2
 
 
 @pg_only
