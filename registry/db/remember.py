@@ -1,21 +1,21 @@
 """Remembered reads on Postgres (registry.db.fastread.FastReads.coalesced and .batched).
 
-Coalesced reads on Postgres are remembered under the snapshot they were read after: each read (or batch)
-first asks ``SELECT pg_current_snapshot()`` (a few bytes, no table), and a key remembered under that very
-snapshot is returned without its statement; the others are read, and remembered under it. Two equal snapshots
-(xmin, xmax, in-progress ids) see exactly the same committed transactions, and every transaction that ends
-changes the snapshot for good (its id leaves the in-progress list, or xmax moves past it), so an entry is
-returned only while nothing has committed since it was read: never stale, like SQLite's. A result read after
-a newer commit than its tag only misses later. Any commit in the cluster (another database's too) makes the next
-read of every key run its statement again.
+Coalesced reads on Postgres are remembered under a snapshot taken before them. A read (or batch) asks
+``SELECT pg_current_snapshot()`` (a few bytes, no table), and a key remembered under that very snapshot is
+returned without its statement; the others are read, and remembered under it. Two equal snapshots (xmin, xmax,
+in-progress ids) see exactly the same committed transactions, and every transaction that ends changes the
+snapshot for good (its id leaves the in-progress list, or xmax moves past it), so an entry is returned only
+while nothing has committed since it was read: never stale, like SQLite's. A result read after a newer commit
+than its tag only misses later. Any commit in the cluster (another database's too) makes the next read of every
+key run its statement again.
 
-The snapshot is asked for only when one of the read's keys is remembered under the last snapshot seen (so it may
-still hold: :func:`tag`). Otherwise nothing of the read can be returned, so it runs at once, without that round
-trip, and its result is remembered under the last snapshot seen. That one was taken before the read, which is
-all a tag needs: the result is returned again only under an unchanged snapshot, when nothing committed since
-the tag, so none between the tag and the read either. Keys read once (a fleet spread over many pointers) cost
-one round trip, as before; keys read again cost one small statement while nothing commits, and two just after
-a commit.
+The snapshot is asked for only when at least half of the read's keys are remembered under the last snapshot seen
+(so they may still hold: :func:`tag`). Otherwise the statement would run for most of them anyway, so it runs
+at once for all, without that round trip, and its results are remembered under the last snapshot seen. That one
+was taken before the read, which is all a tag needs: a result is returned again only under an unchanged
+snapshot, when nothing committed since the tag, so none between the tag and the read either. Keys read once (a
+fleet spread over many pointers) cost one round trip, as before; keys read again cost one small statement while
+nothing commits, and two just after a commit.
 """
 
 from __future__ import annotations
@@ -35,11 +35,17 @@ async def tag(
     keys: Iterable[Hashable],
     ask: Callable[[], Awaitable[str]],
 ) -> str:
-    """The snapshot to check ``keys`` against and remember their reads under: ``ask()`` when one of them is
-    remembered under ``last`` (the newest seen) or none was seen yet; else ``last`` (see the module's doc)."""
-    if last is not None and not any((hit := memo.get(k)) is not None and hit[0] == last for k in keys):
-        return last
-    return await ask()
+    """The snapshot to check ``keys`` against and remember their reads under: ``ask()`` when at least half of
+    them are remembered under ``last`` (the newest seen), or none was seen yet; else ``last`` (see the module's
+    doc: the statement runs for every key anyway, so the round trip would save little)."""
+    if last is None:
+        return await ask()
+    n = may_hold = 0
+    for key in keys:
+        n += 1
+        hit = memo.get(key)
+        may_hold += hit is not None and hit[0] == last
+    return await ask() if may_hold and 2 * may_hold >= n else last
 
 
 async def one(

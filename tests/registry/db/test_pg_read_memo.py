@@ -94,6 +94,9 @@ async def test_the_snapshot_is_asked_for_only_when_a_key_may_still_hold() -> Non
     assert await remember.tag(memo, "8:8:", ["a", "b"], ask) == "8:8:" and len(asked) == 1  # b's tag is older
     memo.put("b", ("8:8:", "kept"))
     assert await remember.tag(memo, "8:8:", ["a", "b"], ask) == "9:9:" and len(asked) == 2  # b may hold: ask
+    assert (
+        await remember.tag(memo, "8:8:", ["a", "b", "c"], ask) == "8:8:" and len(asked) == 2
+    )  # 1 of 3: read all
 
 
 @pytest.fixture
