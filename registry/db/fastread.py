@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias, TypeVar
@@ -49,8 +49,8 @@ from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from registry.cache import Memo
-from registry.db import remember
 from registry.db.coalesce import Coalescer
+from registry.db.remember import SNAPSHOT, SnapshotMemo
 
 SQLITE_READ_BUSY_MS = 2_000
 MEMO_ENTRIES = (
@@ -59,6 +59,7 @@ MEMO_ENTRIES = (
 AnySelect: TypeAlias = Select[*tuple[Any, ...]]
 Row = tuple[Any, ...]
 T = TypeVar("T")
+_SNAPSHOT_KEY = object()  # the coalesced read of a Postgres snapshot (registry.db.remember)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +205,7 @@ class FastReads:
         self._memo: Memo[Hashable, tuple[object, Any]] = Memo(MEMO_ENTRIES, MEMO_ENTRIES, _one)
         self._watch: sqlite3.Connection | None = None
         self._remember = remember
-        self._pg_last: str | None = None  # the newest Postgres snapshot seen (registry.db.remember.tag)
+        self._pg_memo = SnapshotMemo(self._memo, self._pg_fresh)
         self._version: int | None = None  # data_version for the rest of this pass of the event loop
 
     # ------------------------------------------------------------------ SQLite
@@ -333,7 +334,7 @@ class FastReads:
             result = await read()
             self._memo.put(key, (version, result))
             return result
-        return await self.coalescer.read(key, lambda: self._pg_remembered(key, read))
+        return await self._pg_memo.get(key, lambda: self.coalescer.read(key, read))
 
     async def batched(
         self,
@@ -349,31 +350,16 @@ class FastReads:
             return await (
                 self.coalesced((kind, key), one) if self._sqlite else self.coalescer.run(kind, key, one, many)
             )
-        value: T = await self.coalescer.run(
-            kind,
-            key,
-            lambda: self._pg_remembered((kind, key), one),
-            lambda keys: self._pg_many(kind, keys, many),
-        )
-        return value
+        return await self._pg_memo.get((kind, key), lambda: self.coalescer.run(kind, key, one, many))
 
     async def _pg_snapshot(self) -> str:
         pool = self._pg if self._pg is not None else await self._pg_pool()
         async with pool.acquire() as pg:
-            return str(await pg.fetchval(remember.SNAPSHOT))
+            return str(await pg.fetchval(SNAPSHOT))
 
-    async def _pg_tag(self, keys: Iterable[Hashable]) -> str:
-        last = self._pg_last = await remember.tag(self._memo, self._pg_last, keys, self._pg_snapshot)
-        return last
-
-    async def _pg_remembered(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
-        return await remember.one(self._memo, await self._pg_tag((key,)), key, read)
-
-    async def _pg_many(
-        self, kind: Hashable, keys: list[Any], many: Callable[[list[Any]], Awaitable[Mapping[Any, T]]]
-    ) -> dict[Any, T]:
-        now = await self._pg_tag((kind, key) for key in keys)
-        return await remember.many(self._memo, now, kind, keys, many)
+    async def _pg_fresh(self) -> str:
+        """A snapshot taken after this call, shared with every caller waiting for one (registry.db.coalesce)."""
+        return await self.coalescer.read(_SNAPSHOT_KEY, self._pg_snapshot)
 
     async def close(self) -> None:
         self._closed = True

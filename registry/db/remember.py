@@ -1,26 +1,23 @@
 """Remembered reads on Postgres (registry.db.fastread.FastReads.coalesced and .batched).
 
-Coalesced reads on Postgres are remembered under a snapshot taken before them. A read (or batch) asks
-``SELECT pg_current_snapshot()`` (a few bytes, no table), and a key remembered under that very snapshot is
-returned without its statement; the others are read, and remembered under it. Two equal snapshots (xmin, xmax,
-in-progress ids) see exactly the same committed transactions, and every transaction that ends changes the
-snapshot for good (its id leaves the in-progress list, or xmax moves past it), so an entry is returned only
-while nothing has committed since it was read: never stale, like SQLite's. A result read after a newer commit
-than its tag only misses later. Any commit in the cluster (another database's too) makes the next read of every
-key run its statement again.
+A read's result is remembered under a Postgres snapshot (``pg_current_snapshot()``: xmin, xmax, in-progress ids)
+taken before the read started. Two equal snapshots see exactly the same committed transactions, and every
+transaction that ends changes the snapshot for good (its id leaves the in-progress list, or xmax moves past it),
+so a result is as fresh as a new read while the current snapshot still equals its tag: nothing has committed
+since, so nothing between the tag and the read either. Any commit in the cluster (another database's too) makes
+the next read of every key run its statement again.
 
-The snapshot is asked for only when at least half of the read's keys are remembered under the last snapshot seen
-(so they may still hold: :func:`tag`). Otherwise the statement would run for most of them anyway, so it runs
-at once for all, without that round trip, and its results are remembered under the last snapshot seen. That one
-was taken before the read, which is all a tag needs: a result is returned again only under an unchanged
-snapshot, when nothing committed since the tag, so none between the tag and the read either. Keys read once (a
-fleet spread over many pointers) cost one round trip, as before; keys read again cost one small statement while
-nothing commits, and two just after a commit.
+A request whose key is remembered under the newest snapshot seen asks for a snapshot taken after it arrived
+(one small statement, shared by every request that waits for one, of every kind: registry.db.coalesce) and,
+if that is still the tag, returns the remembered result. Otherwise, or when its key is not remembered under the
+newest snapshot seen, it reads (coalesced or batched, as before), and the result is remembered under that newest
+snapshot, which was taken before the read. Keys read once (a fleet spread over many pointers) cost what they
+did; keys read again cost one shared small statement while nothing commits, and it again just after a commit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, TypeVar
 
 from registry.cache import Memo
@@ -29,59 +26,31 @@ T = TypeVar("T")
 SNAPSHOT = "SELECT pg_current_snapshot()::text"  # the snapshot a statement runs under, as text
 
 
-async def tag(
-    memo: Memo[Hashable, tuple[object, Any]],
-    last: str | None,
-    keys: Iterable[Hashable],
-    ask: Callable[[], Awaitable[str]],
-) -> str:
-    """The snapshot to check ``keys`` against and remember their reads under: ``ask()`` when at least half of
-    them are remembered under ``last`` (the newest seen), or none was seen yet; else ``last`` (see the module's
-    doc: the statement runs for every key anyway, so the round trip would save little)."""
-    if last is None:
-        return await ask()
-    n = may_hold = 0
-    for key in keys:
-        n += 1
-        hit = memo.get(key)
-        may_hold += hit is not None and hit[0] == last
-    return await ask() if may_hold and 2 * may_hold >= n else last
+class SnapshotMemo:
+    """Results remembered under the snapshot taken before their read; ``fresh()`` gives a snapshot taken after
+    its call (the caller coalesces it)."""
 
+    def __init__(self, memo: Memo[Hashable, tuple[object, Any]], fresh: Callable[[], Awaitable[str]]) -> None:
+        self._memo = memo
+        self._fresh = fresh
+        self.last: str | None = None  # the newest snapshot seen
 
-async def one(
-    memo: Memo[Hashable, tuple[object, Any]], now: str, key: Hashable, read: Callable[[], Awaitable[T]]
-) -> T:
-    """``read()``'s result, or the one remembered under the snapshot ``now`` taken just before."""
-    hit = memo.get(key)
-    if hit is not None and hit[0] == now:
-        remembered: T = hit[1]
-        return remembered
-    result = await read()
-    memo.put(key, (now, result))
-    return result
+    async def _now(self) -> str:
+        now = self.last = await self._fresh()
+        return now
 
-
-async def many(
-    memo: Memo[Hashable, tuple[object, Any]],
-    now: str,
-    kind: Hashable,
-    keys: list[Any],
-    read: Callable[[list[Any]], Awaitable[Mapping[Any, T]]],
-) -> dict[Any, T]:
-    """:func:`one` for a batch of ``kind`` (remembered under ``(kind, key)``): one ``read`` of the keys not
-    remembered under ``now``."""
-    out: dict[Any, T] = {}
-    missing = []
-    for key in keys:
-        hit = memo.get((kind, key))
-        if hit is not None and hit[0] == now:
-            out[key] = hit[1]
-        else:
-            missing.append(key)
-    if missing:
-        found = await read(missing)
-        for key in missing:
-            if key in found:  # one left out fails its callers (registry.db.coalesce)
-                out[key] = found[key]
-                memo.put((kind, key), (now, found[key]))
-    return out
+    async def get(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
+        """``key``'s remembered result while the snapshot is its tag's, else ``read()``'s (then remembered)."""
+        hit = self._memo.get(key)
+        last = self.last
+        if hit is not None and hit[0] == last:
+            now = await self._now()
+            if now == last:
+                remembered: T = hit[1]
+                return remembered
+            last = now
+        elif last is None:
+            last = await self._now()
+        result = await read()  # starts after ``last`` was taken: a valid tag
+        self._memo.put(key, (last, result))
+        return result

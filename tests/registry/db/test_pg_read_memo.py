@@ -1,6 +1,6 @@
 """Postgres's remembered reads (registry.db.remember): a coalesced or batched read returns its remembered result
 only under the very snapshot it was read after; any commit makes the next read run its statement again, and a
-batch reads only the keys not remembered under its snapshot."""
+batch reads only the keys not remembered under the newest snapshot."""
 
 from __future__ import annotations
 
@@ -23,8 +23,20 @@ pg_only = pytest.mark.parametrize(
 ATTEMPTS = 200  # tries at a window without any commit in the cluster (other databases' commits move it too)
 
 
-def _memo() -> Memo[Any, tuple[object, Any]]:
-    return Memo(16, 16, lambda _: 1)
+class Snapshots:
+    """``fresh()`` for a SnapshotMemo: the current snapshot, counting the asks."""
+
+    def __init__(self) -> None:
+        self.now = "10:10:"
+        self.asks = 0
+
+    async def fresh(self) -> str:
+        self.asks += 1
+        return self.now
+
+
+def _memo(snaps: Snapshots) -> remember.SnapshotMemo:
+    return remember.SnapshotMemo(Memo(16, 16, lambda _: 1), snaps.fresh)
 
 
 class Counter:
@@ -36,67 +48,49 @@ class Counter:
         return ("rows", self.calls)
 
 
-class Many:
-    def __init__(self, leave_out: frozenset[str] = frozenset()) -> None:
-        self.batches: list[list[str]] = []
-        self.leave_out = leave_out
+async def test_a_result_is_returned_again_only_under_its_snapshot() -> None:
+    snaps, c = Snapshots(), Counter()
+    memo = _memo(snaps)
+    first = await memo.get("k", c.read)  # no snapshot seen yet: asked, then read
+    assert (snaps.asks, c.calls) == (1, 1)
+    assert await memo.get("k", c.read) is first and (snaps.asks, c.calls) == (2, 1)  # asked: unchanged
+    snaps.now = "10:11:10"  # something committed
+    assert await memo.get("k", c.read) == ("rows", 2) and (snaps.asks, c.calls) == (3, 2)
+    assert await memo.get("k", c.read) == ("rows", 2) and (snaps.asks, c.calls) == (4, 2)  # under the new one
 
-    async def read(self, keys: list[str]) -> Mapping[str, Any]:
-        self.batches.append(list(keys))
-        return {k: (k, len(self.batches)) for k in keys if k not in self.leave_out}
 
-
-async def test_one_returns_what_was_remembered_under_the_same_snapshot_only() -> None:
-    memo, c = _memo(), Counter()
-    first = await remember.one(memo, "10:10:", "k", c.read)
-    assert await remember.one(memo, "10:10:", "k", c.read) is first and c.calls == 1
-    assert await remember.one(memo, "10:11:10", "k", c.read) == ("rows", 2)  # another snapshot: read
-    assert await remember.one(memo, "10:10:", "k", c.read) == ("rows", 3)  # kept under the newest only
+async def test_a_key_not_remembered_under_the_newest_snapshot_is_read_without_asking() -> None:
+    snaps, c = Snapshots(), Counter()
+    memo = _memo(snaps)
+    await memo.get("a", c.read)
+    assert await memo.get("b", c.read) == ("rows", 2) and snaps.asks == 1  # nothing to check: read at once
+    snaps.now = "11:11:"
+    await memo.get("a", c.read)  # asked: moved, read again under the new snapshot
+    assert (snaps.asks, c.calls) == (2, 3)
+    # b is tagged with the older snapshot, so it cannot hold: read at once, tagged with the newest
+    assert await memo.get("b", c.read) == ("rows", 4) and snaps.asks == 2
+    assert await memo.get("b", c.read) == ("rows", 4) and snaps.asks == 3
 
 
 async def test_a_failed_read_is_not_remembered() -> None:
-    memo = _memo()
+    memo = _memo(Snapshots())
 
     async def fail() -> str:
         raise LookupError("gone")
 
     with pytest.raises(LookupError):
-        await remember.one(memo, "1:1:", "k", fail)
-    assert len(memo) == 0
+        await memo.get("k", fail)
+    c = Counter()
+    assert await memo.get("k", c.read) == ("rows", 1)
 
 
-async def test_many_reads_only_the_keys_not_remembered_under_its_snapshot() -> None:
-    memo, src = _memo(), Many()
-    assert await remember.many(memo, "5:5:", "kind", ["a"], src.read) == {"a": ("a", 1)}
-    got = await remember.many(memo, "5:5:", "kind", ["a", "b"], src.read)
-    assert got == {"a": ("a", 1), "b": ("b", 2)} and src.batches == [["a"], ["b"]]
-    assert await remember.many(memo, "5:5:", "kind", ["b", "a"], src.read) == got and len(src.batches) == 2
-    assert await remember.many(memo, "5:5:", "other", ["a"], src.read) == {"a": ("a", 3)}  # per kind
-    assert await remember.many(memo, "6:6:", "kind", ["a", "b"], src.read) == {"a": ("a", 4), "b": ("b", 4)}
+class Many:
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
 
-
-async def test_a_key_left_out_of_a_batch_is_neither_returned_nor_remembered() -> None:
-    memo, src = _memo(), Many(leave_out=frozenset({"b"}))
-    assert await remember.many(memo, "5:5:", "kind", ["a", "b"], src.read) == {"a": ("a", 1)}
-    assert await remember.many(memo, "5:5:", "kind", ["b"], src.read) == {} and src.batches[-1] == ["b"]
-
-
-async def test_the_snapshot_is_asked_for_only_when_a_key_may_still_hold() -> None:
-    memo, asked = _memo(), []
-
-    async def ask() -> str:
-        asked.append(1)
-        return "9:9:"
-
-    assert await remember.tag(memo, None, ["a"], ask) == "9:9:" and len(asked) == 1  # none seen yet
-    assert await remember.tag(memo, "8:8:", ["a", "b"], ask) == "8:8:" and len(asked) == 1  # nothing to check
-    memo.put("b", ("7:7:", "old"))
-    assert await remember.tag(memo, "8:8:", ["a", "b"], ask) == "8:8:" and len(asked) == 1  # b's tag is older
-    memo.put("b", ("8:8:", "kept"))
-    assert await remember.tag(memo, "8:8:", ["a", "b"], ask) == "9:9:" and len(asked) == 2  # b may hold: ask
-    assert (
-        await remember.tag(memo, "8:8:", ["a", "b", "c"], ask) == "8:8:" and len(asked) == 2
-    )  # 1 of 3: read all
+    async def read(self, keys: list[str]) -> Mapping[str, Any]:
+        self.batches.append(list(keys))
+        return {k: (k, len(self.batches)) for k in keys}
 
 
 @pytest.fixture
