@@ -247,11 +247,23 @@ async def test_at_most_pool_size_reads_run_at_once(engine: AsyncEngine) -> None:
         await reads.close()
 
 
+@pytest.mark.parametrize("remember", [False, True], ids=["coalesced", "coalesced-and-remembered"])
 async def test_a_resolve_made_after_a_move_sees_it_even_when_it_joins_a_queued_one(
-    sessions: async_sessionmaker[AsyncSession], one_slot: FastReads, tmp_path: Path
+    sessions: async_sessionmaker[AsyncSession], engine: AsyncEngine, tmp_path: Path, remember: bool
 ) -> None:
     """On Postgres the resolve queued before the move and the one made after it share one read, which starts
-    after the move: both see it. On SQLite each runs at once: the first sees the old CID, the second the new."""
+    after the move: both see it. On SQLite each runs at once: the first sees the old CID, the second the new.
+    Remembered (registry.db.remember), the first resolve is remembered before the move; both see it all the same."""
+    one_slot = FastReads(engine, pool_size=1, remember=remember)
+    try:
+        await _resolve_around_a_move(sessions, one_slot, tmp_path, remember)
+    finally:
+        await one_slot.close()
+
+
+async def _resolve_around_a_move(
+    sessions: async_sessionmaker[AsyncSession], one_slot: FastReads, tmp_path: Path, remember: bool
+) -> None:
     auth = AuthService(sessions)
     alice = await auth.authenticate((await auth.create_token("alice", namespaces=["acme"])).token)
     data = helpers.shard_bytes(4000, 2)
@@ -273,6 +285,8 @@ async def test_a_resolve_made_after_a_move_sees_it_even_when_it_joins_a_queued_o
     ]
     async with sessions.begin() as s:  # "latest" back to the old pack
         await s.execute(update(Pointer).where(Pointer.tag == "latest").values(pack_cid=old.cid))
+    if remember:  # read and remembered before the move
+        assert (await pointers.resolve(ref, "latest")).cid == old.cid
     gate = Gate()
     holder = start(one_slot, "hold", gate.read)
     await until(lambda: gate.running == 1, "the slot is held")
