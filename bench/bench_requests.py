@@ -5,9 +5,10 @@ Each server runs pinned to CPU 0 (``taskset``); the load generator is ``wrk`` (D
 bare handler runs just before each target, and each ratio is the median of those pairs' ratios. The read
 cache is off (``server.read_cache_ttl_s = 0``) so every request reaches the database (the hot reads are
 remembered only while nothing commits: under SQLite's ``PRAGMA data_version``, read once per pass of the event
-loop, or Postgres's ``pg_current_snapshot()``; never stale, see registry.db.fastread and registry.db.remember). Targets: the bare handler (baseline), ``/healthz``, pointer resolve, pack detail, the
-model list and an authenticated ``whoami``; on SQLite and (``--postgres``) on Postgres. Goal: each ≥ 0.5× the
-baseline's requests/s, p99 < 50 ms.
+loop, or Postgres's ``pg_current_snapshot()``; never stale, see registry.db.fastread and registry.db.remember).
+Targets: the bare handler (baseline), ``/healthz``, pointer resolve, pack detail, the model list and an
+authenticated ``whoami``; on SQLite and (``--postgres``) on Postgres. Goal: each ≥ 0.5× the baseline's
+requests/s, p99 < 50 ms.
 
 Each target also reports the server's CPU time per request (user + system, every thread, from ``/proc``), and on
 Postgres its backends' (children of the postmaster), in microseconds, and the bare handler's CPU per request over
@@ -135,14 +136,15 @@ def measured(
     """:func:`wrk` plus the CPU time each request cost the server process and (Postgres: ``db`` is the
     postmaster) the database's backends, in microseconds. The CPU per request does not count time the machine
     gave to others, so it varies less than requests/s on a busy host."""
-    backends = db.children() if db is not None else []
-    before = cpu_s(server), sum(cpu_s(b) for b in backends)
+    server_before = cpu_s(server)
+    backends_before = {b.pid: cpu_s(b) for b in (db.children() if db is not None else [])}
     r = wrk(url, duration, headers)
-    backends_after = {b.pid: b for b in (db.children() if db is not None else [])}
-    after = cpu_s(server), sum(cpu_s(b) for b in backends_after.values())
+    server_s = cpu_s(server) - server_before
+    # per backend, from its own start when it was forked meanwhile (one that exited meanwhile is not counted)
+    db_s = sum(cpu_s(b) - backends_before.get(b.pid, 0.0) for b in (db.children() if db is not None else []))
     n = max(r["n"], 1.0)
-    r["server_us"] = (after[0] - before[0]) / n * 1e6
-    r["db_us"] = max(after[1] - before[1], 0.0) / n * 1e6
+    r["server_us"] = server_s / n * 1e6
+    r["db_us"] = max(db_s, 0.0) / n * 1e6
     return r
 
 

@@ -32,7 +32,7 @@ still sees every commit that completed before it arrived. A fleet of requests ha
 PRAGMA between them. (Only code that blocks the loop on another process's commit and reads again in the same
 step could see the older number; nothing in the daemon does.)
 
-Postgres coalesced reads are remembered too, under the snapshot they were read after (registry.db.remember).
+Postgres coalesced reads are remembered too, under a snapshot taken before them (registry.db.remember).
 """
 
 from __future__ import annotations
@@ -53,9 +53,8 @@ from registry.db.coalesce import Coalescer
 from registry.db.remember import SNAPSHOT, SnapshotMemo
 
 SQLITE_READ_BUSY_MS = 2_000
-MEMO_ENTRIES = (
-    2_048  # coalesced reads remembered with the data_version (SQLite) or snapshot (Postgres) of their read
-)
+# coalesced reads remembered with the data_version (SQLite) or snapshot (Postgres) taken before their read
+MEMO_ENTRIES = 2_048
 AnySelect: TypeAlias = Select[*tuple[Any, ...]]
 Row = tuple[Any, ...]
 T = TypeVar("T")
@@ -323,8 +322,8 @@ class FastReads:
         read of a key runs at a time; the identical reads that arrive meanwhile share the next one, which starts
         after they arrived (registry.db.coalesce), and it is remembered under the snapshot it was read after.
         """
-        if not self._remember:
-            return await (read() if self._sqlite else self.coalescer.read(key, read))
+        if self._sqlite and not self._remember:
+            return await read()
         if self._sqlite:
             version = self.data_version()  # before the read: a commit during it only makes the entry miss
             hit = self._memo.get(key)
@@ -334,6 +333,8 @@ class FastReads:
             result = await read()
             self._memo.put(key, (version, result))
             return result
+        if not self._remember:
+            return await self.coalescer.read(key, read)
         return await self._pg_memo.get(key, lambda: self.coalescer.read(key, read))
 
     async def batched(
@@ -346,11 +347,13 @@ class FastReads:
         """``key``'s value: on Postgres ``one()`` when nothing of ``kind`` is running, else one ``many(keys)`` for
         every key of ``kind`` that waits (registry.db.coalesce); each value remembered as :meth:`coalesced`
         does."""
-        if self._sqlite or not self._remember:
-            return await (
-                self.coalesced((kind, key), one) if self._sqlite else self.coalescer.run(kind, key, one, many)
-            )
-        return await self._pg_memo.get((kind, key), lambda: self.coalescer.run(kind, key, one, many))
+        if self._sqlite:
+            return await self.coalesced((kind, key), one)
+
+        def run() -> Awaitable[T]:
+            return self.coalescer.run(kind, key, one, many)
+
+        return await (self._pg_memo.get((kind, key), run) if self._remember else run())
 
     async def _pg_snapshot(self) -> str:
         pool = self._pg if self._pg is not None else await self._pg_pool()
