@@ -75,7 +75,7 @@ def serve_registry(data_dir: str, db_url: str, port: int, cache_ttl_s: float = 1
         jobs={"workers": 0},
     )
     web.run_app(
-        build_app(settings, freeze_heap=True),  # as `modelpack serve` runs it
+        build_app(settings, tune_heap=True),  # as `modelpack serve` runs it
         host="127.0.0.1",
         port=port,
         access_log=None,
@@ -254,7 +254,8 @@ def bench_requests(work: Path, duration: float, rounds: int) -> dict[str, Any]:
 
 
 def bench_upload(work: Path, size_mib: int, repeat: int = 3) -> dict[str, Any]:
-    """``repeat`` interleaved rounds of (in-process ingest, upload to a fresh daemon) of one file; bests."""
+    """``repeat`` interleaved rounds of (in-process ingest, upload to a fresh daemon) of one file; bests, and
+    each side's CPU seconds in its best round."""
     from pinner.unixfs import hash_file
 
     src = work / "shard.bin"
@@ -263,29 +264,54 @@ def bench_upload(work: Path, size_mib: int, repeat: int = 3) -> dict[str, Any]:
             f.write(os.urandom(MIB))
     digest = hash_file(src)
     rounds = [_upload_round(work / f"round{i}", src, digest) for i in range(repeat)]
-    ingest_s = min(r[0] for r in rounds)
-    upload_s = min(r[1] for r in rounds)
+    ingest = min(rounds, key=lambda r: r["ingest_s"])
+    upload = min(rounds, key=lambda r: r["upload_s"])
     return {
         "size_mib": size_mib,
-        "ingest_s": ingest_s,
-        "upload_s": upload_s,
-        "rounds": [[round(a, 3), round(b, 3)] for a, b, _, _ in rounds],
-        "ratio": ingest_s / upload_s,
-        "server_rss_before_mib": max(r[2] for r in rounds) / MIB,
-        "server_rss_peak_growth_mib": max(r[3] for r in rounds) / MIB,
+        "ingest_s": ingest["ingest_s"],
+        "upload_s": upload["upload_s"],
+        "rounds": [[round(r["ingest_s"], 3), round(r["upload_s"], 3)] for r in rounds],
+        "ratio": ingest["ingest_s"] / upload["upload_s"],
+        "ingest_cpu_s": ingest["ingest_cpu_s"],
+        "upload_server_cpu_s": upload["server_cpu_s"],
+        "upload_client_cpu_s": upload["client_cpu_s"],
+        "server_rss_before_mib": max(r["rss0"] for r in rounds) / MIB,
+        "server_rss_peak_growth_mib": max(r["rss_growth"] for r in rounds) / MIB,
     }
 
 
-def _upload_round(work: Path, src: Path, digest: Any) -> tuple[float, float, int, int]:
-    """(in-process ingest s, upload s, server RSS before, its peak growth) into fresh stores."""
+def _warm_pages(work: Path, size: int) -> None:
+    """Writes and deletes ``size`` bytes just before a timed run, so that both runs find the kernel's free pages
+    in the same state. On this VM, pages freed more than a second or two earlier have gone back to the host, and
+    faulting them in again costs ~2 s of system time per GiB written (the measurement is in bench/README.md):
+    without this, whichever run followed a pause (the upload, behind its daemon's start) paid for it."""
+    scratch = work / "warm.bin"
+    block = b"\0" * (8 * MIB)
+    with scratch.open("wb") as f:
+        for _ in range(-(-size // len(block))):
+            f.write(block)
+    scratch.unlink()
+
+
+def _cpu() -> tuple[float, float]:
+    t = os.times()
+    return t.user, t.system
+
+
+def _upload_round(work: Path, src: Path, digest: Any) -> dict[str, Any]:
+    """In-process ingest s, upload s, the CPU of each and the server's RSS, into fresh stores."""
     from pinner.blockstore import FsBlockstore
     from registry.client import RegistryClient
 
+    size = src.stat().st_size
     store_dir = work / "ingest-baseline"
-    t0 = time.perf_counter()
+    work.mkdir(parents=True)
+    _warm_pages(work, size)
+    cpu0, t0 = _cpu(), time.perf_counter()
     FsBlockstore(store_dir).ingest_file(src, expected_cid=digest.cid)
-    ingest_s = time.perf_counter() - t0
+    ingest_s, cpu1 = time.perf_counter() - t0, _cpu()
     shutil.rmtree(store_dir)
+    out: dict[str, Any] = {"ingest_s": ingest_s, "ingest_cpu_s": [cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]]}
 
     data_dir = work / "upload"
     data_dir.mkdir(parents=True)
@@ -304,19 +330,28 @@ def _upload_round(work: Path, src: Path, digest: Any) -> tuple[float, float, int
                 peak = max(peak, server.ps.memory_info().rss)
                 time.sleep(0.02)
 
-        watcher = threading.Thread(target=watch)
-        watcher.start()
-        t0 = time.perf_counter()
         with RegistryClient(f"http://127.0.0.1:{port}", token) as client:
+            client.whoami()  # the connection is open and the daemon has served a request before the clock starts
+            _warm_pages(work, size)
+            watcher = threading.Thread(target=watch)
+            watcher.start()
+            s0, cpu0, t0 = server.ps.cpu_times(), _cpu(), time.perf_counter()
             info = client.upload_blob(str(digest.cid), src, sha256=digest.sha256_hex)
-        upload_s = time.perf_counter() - t0
+            upload_s, cpu1, s1 = time.perf_counter() - t0, _cpu(), server.ps.cpu_times()
         done.set()
         watcher.join()
         assert info["cid"] == str(digest.cid)
     finally:
         server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
-    return ingest_s, upload_s, rss0, peak - rss0
+    out.update(
+        upload_s=upload_s,
+        server_cpu_s=[s1.user - s0.user, s1.system - s0.system],
+        client_cpu_s=[cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]],  # the RSS watcher's polls included
+        rss0=rss0,
+        rss_growth=peak - rss0,
+    )
+    return out
 
 
 def main() -> None:
@@ -366,6 +401,14 @@ def main() -> None:
                 f"(b) {u['size_mib']} MiB: ingest in-process {u['ingest_s']:.2f} s, upload over loopback "
                 f"{u['upload_s']:.2f} s  ratio {u['ratio']:.2f} (goal >= 0.9)  rounds {u['rounds']}  "
                 f"server RSS +{u['server_rss_peak_growth_mib']:.0f} MiB (from {u['server_rss_before_mib']:.0f})"
+            )
+            cpu = " + ".join(
+                f"{name} {sum(u[key]):.2f} (sys {u[key][1]:.2f})"
+                for name, key in (("server", "upload_server_cpu_s"), ("client", "upload_client_cpu_s"))
+            )
+            print(
+                f"(b) CPU s, user+sys: ingest {sum(u['ingest_cpu_s']):.2f} (sys {u['ingest_cpu_s'][1]:.2f}); "
+                f"upload {cpu}"
             )
         print(json.dumps(report, indent=2, default=str), file=sys.stderr)
     finally:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import gc
 import logging
 import signal
 import sys
@@ -55,6 +54,7 @@ from registry.api.keys import (
 from registry.api.middleware import outer_middleware
 from registry.api.psa import PSA, PsaServices, psa_app
 from registry.app import configs
+from registry.app.heap import freeze_startup_heap, keep_freed_memory
 from registry.app.jobs import clocks, job_handlers
 from registry.app.services import Services, open_services
 from registry.errors import RegistryError
@@ -154,16 +154,15 @@ async def _end_event_streams(app: web.Application) -> None:
         app[REGISTRY].events.end_streams()
 
 
-async def _freeze_heap(_app: web.Application) -> None:
-    """Once every service is open: what startup made (modules, tables, compiled statements) is set aside from
-    the collector's scans. A full collection scanned all of it, ~100 ms with the loop stopped, every few
-    seconds under load (the p99 of every request); now it scans only what serving made since."""
-    gc.collect()
-    gc.freeze()
+async def _tune_heap(_app: web.Application) -> None:
+    """The daemon's own process only (registry.app.heap): malloc keeps what it frees, and the startup heap is
+    set aside from the collector once every service is open."""
+    keep_freed_memory()
+    freeze_startup_heap()
 
 
-def build_app(settings: Settings, *, freeze_heap: bool = False) -> web.Application:
-    """The whole daemon as one aiohttp application (also what the tests run, without ``freeze_heap``: the
+def build_app(settings: Settings, *, tune_heap: bool = False) -> web.Application:
+    """The whole daemon as one aiohttp application (also what the tests run, without ``tune_heap``: the
     daemon's process, and only it, sets its startup heap aside from the garbage collector)."""
     app = web.Application(
         middlewares=[outer_middleware(access_log=settings.server.access_log)],
@@ -180,8 +179,8 @@ def build_app(settings: Settings, *, freeze_heap: bool = False) -> web.Applicati
         gateway_routes(lambda request: request.app[BLOCKSTORE], gateway, guard=blob_read_gate, sent=pulled)
     )
     setup_web(app)  # the HTML pages at / and under /ui/
-    if freeze_heap:
-        app.on_startup.append(_freeze_heap)  # after the services' startup context (the first hook)
+    if tune_heap:
+        app.on_startup.append(_tune_heap)  # after the services' startup context (the first hook)
     return app
 
 
@@ -198,7 +197,7 @@ def configure_logging(level: int = logging.INFO) -> None:
 async def serve(settings: Settings, *, ready: Callable[[str], Any] | None = None) -> None:
     """Run until SIGTERM/SIGINT; then stop taking work, finish or release jobs, close the database."""
     settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
-    app = build_app(settings, freeze_heap=True)
+    app = build_app(settings, tune_heap=True)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     try:
         await runner.setup()
