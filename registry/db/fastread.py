@@ -50,7 +50,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from registry.cache import Memo
 from registry.db.coalesce import Coalescer
-from registry.db.remember import SNAPSHOT, SnapshotMemo
+from registry.db.remember import SnapshotClock, SnapshotMemo
 
 SQLITE_READ_BUSY_MS = 2_000
 # coalesced reads remembered with the data_version (SQLite) or snapshot (Postgres) taken before their read
@@ -58,7 +58,6 @@ MEMO_ENTRIES = 2_048
 AnySelect: TypeAlias = Select[*tuple[Any, ...]]
 Row = tuple[Any, ...]
 T = TypeVar("T")
-_SNAPSHOT_KEY = object()  # the coalesced read of a Postgres snapshot (registry.db.remember)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +203,8 @@ class FastReads:
         self._memo: Memo[Hashable, tuple[object, Any]] = Memo(MEMO_ENTRIES, MEMO_ENTRIES, _one)
         self._watch: sqlite3.Connection | None = None
         self._remember = remember
-        self._pg_memo = SnapshotMemo(self._memo, self._pg_fresh)
+        self.clock = SnapshotClock(self._pg_connect)  # snapshots for the memo's checks (registry.db.remember)
+        self._pg_memo = SnapshotMemo(self._memo, self.clock.now)
         self._version: int | None = None  # data_version for the rest of this pass of the event loop
 
     # ------------------------------------------------------------------ SQLite
@@ -257,17 +257,30 @@ class FastReads:
                 if self._pg is None:
                     import asyncpg
 
-                    dsn = self._url.set(drivername="postgresql").render_as_string(hide_password=False)
                     self._pg = await asyncpg.create_pool(
-                        dsn,
+                        self._pg_dsn(),
                         min_size=0,
                         max_size=self._pool_size,
-                        timeout=self._timeout,
-                        command_timeout=60,
-                        server_settings={"default_transaction_read_only": "on"},
                         reset=_keep,  # read-only sessions that set nothing: no reset round trip per release
+                        **self._pg_settings(),
                     )
         return self._pg
+
+    def _pg_dsn(self) -> str:
+        return self._url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    def _pg_settings(self) -> dict[str, Any]:
+        return {
+            "timeout": self._timeout,
+            "command_timeout": 60,
+            "server_settings": {"default_transaction_read_only": "on"},
+        }
+
+    async def _pg_connect(self) -> Any:
+        """The snapshot clock's own connection, set up as the pool's are."""
+        import asyncpg
+
+        return await asyncpg.connect(self._pg_dsn(), **self._pg_settings())
 
     # ------------------------------------------------------------------ reads
 
@@ -355,18 +368,10 @@ class FastReads:
 
         return await (self._pg_memo.get((kind, key), run) if self._remember else run())
 
-    async def _pg_snapshot(self) -> str:
-        pool = self._pg if self._pg is not None else await self._pg_pool()
-        async with pool.acquire() as pg:
-            return str(await pg.fetchval(SNAPSHOT))
-
-    async def _pg_fresh(self) -> str:
-        """A snapshot taken after this call, shared with every caller waiting for one (registry.db.coalesce)."""
-        return await self.coalescer.read(_SNAPSHOT_KEY, self._pg_snapshot)
-
     async def close(self) -> None:
         self._closed = True
         self.coalescer.close()
+        await self.clock.close()
         while self._idle:
             self._idle.pop().close()
         self._version = None

@@ -104,9 +104,9 @@ async def _quiet(reads: FastReads, body: Callable[[], Awaitable[Any]]) -> Any:
     """``body()``'s result from a try during which the cluster's snapshot did not move (nothing committed
     anywhere), so the memo must have held; a test fails only if every try saw a commit."""
     for _ in range(ATTEMPTS):
-        before = await reads._pg_snapshot()
+        before = await reads.clock.now()
         result = await body()
-        if await reads._pg_snapshot() == before:
+        if await reads.clock.now() == before:
             return result
     pytest.fail(f"the cluster committed during each of {ATTEMPTS} tries")
 
@@ -137,26 +137,20 @@ async def test_a_commit_makes_the_next_read_run(reads: FastReads, engine: AsyncE
 async def test_a_key_read_for_the_first_time_is_read_at_once_and_its_result_holds(
     reads: FastReads, engine: AsyncEngine
 ) -> None:
-    asks = 0
-    ask = reads._pg_snapshot
+    def asks() -> int:
+        return reads.clock.statements
 
-    async def counted() -> str:
-        nonlocal asks
-        asks += 1
-        return await ask()
-
-    reads._pg_snapshot = counted  # type: ignore[method-assign]
     c = Counter()
     await reads.coalesced("first", c.read)  # no snapshot seen yet: asked
-    assert asks == 1
+    assert asks() == 1
     await reads.coalesced(
         "new", c.read
     )  # nothing remembered to check: read at once, tagged with the last seen
-    assert asks == 1 and c.calls == 2
+    assert asks() == 1 and c.calls == 2
     async with engine.begin() as conn:
         await conn.execute(text("CREATE TABLE probe (x INTEGER)"))
     assert await reads.coalesced("new", c.read) == ("rows", 3)  # remembered under the last seen: asked, moved
-    assert asks == 2
+    assert asks() == 2
 
 
 @pg_only
