@@ -110,8 +110,14 @@ class Rendered(Generic[K]):
 
     def get(self, key: K, source: object, render: Callable[[], bytes]) -> bytes:
         hit = self._memo.get(key)
-        if hit is not None and (hit[0] is source or (type(hit[0]) is type(source) and hit[0] == source)):
-            return hit[1]
+        if hit is not None:
+            if hit[0] is source:
+                return hit[1]
+            if type(hit[0]) is type(source) and hit[0] == source:
+                # A new read of unchanged data: keep the new object, which the reads' memo now returns, so the
+                # next requests match it by identity instead of comparing every field again.
+                self._memo.put(key, (source, hit[1]))
+                return hit[1]
         body = render()
         self._memo.put(key, (source, body))
         return body

@@ -172,3 +172,28 @@ def test_a_rendering_is_reused_for_the_same_or_an_equal_value_and_only_for_it() 
     d = ["y"]  # of another type: rendered anew even were it equal
     assert rendered.get("k", d, lambda: render(d)) == b"['y']" and len(calls) == 3
     assert rendered.get("other", c, lambda: render(c)) == b"('y',)" and len(calls) == 4  # per key
+
+
+def test_after_an_equal_value_the_rendering_matches_that_value_by_identity() -> None:
+    """A new read of unchanged data is compared field by field once; the reads' memo then returns that new object
+    again and again, and each of those requests matches it by identity."""
+
+    class Value:
+        compared = 0
+
+        def __init__(self, x: str) -> None:
+            self.x = x
+
+        def __eq__(self, other: object) -> bool:
+            Value.compared += 1
+            return isinstance(other, Value) and other.x == self.x
+
+        __hash__ = None  # type: ignore[assignment]
+
+    rendered: Rendered[str] = Rendered()
+    old, new = Value("x"), Value("x")
+    rendered.get("k", old, lambda: b"x")
+    assert rendered.get("k", new, lambda: b"rendered again") == b"x" and Value.compared == 1
+    for _ in range(3):
+        assert rendered.get("k", new, lambda: b"rendered again") == b"x"
+    assert Value.compared == 1
