@@ -8,7 +8,9 @@
 (b) Upload of a ``--size-mib`` shard over loopback (PUT /v1/blobs/{cid}, fsync on) against the in-process
     ``FsBlockstore.ingest_file`` of the same file (the ingest benchmark of #3), ``--upload-repeat`` interleaved
     rounds, a fresh daemon each, bests: throughput ratio (goal >= 0.9, #17; #5's was 0.5) and the server's
-    peak RSS growth during the upload (goal < 64 MiB).
+    peak RSS growth during the upload (goal < 64 MiB). Each timed run follows the same write and delete of a
+    scratch file of the shard's size, so both find the kernel's free pages alike (see ``_warm_pages``), and the
+    CPU seconds of each side are reported: the ingest's, and the daemon's and the client's during the upload.
 (c) The Postgres scale figures (resolve and model-list p99 at 10k and 1M packs) moved to ``bench/bench_scale.py``,
     which uses this module's server processes, load generator and seeding.
 
