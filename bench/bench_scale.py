@@ -3,7 +3,9 @@
 (a) Reads as the index grows: ``--sizes`` packs (10k and 1M; 10 per model, a ``latest`` pointer each), read cache
     off, 32 connections, ``--duration`` s per target: resolve of random models; ``GET /v1/models`` first page and
     a cursor page; ``?prefix=`` matching one model at every size, and a 3-digit one (``models_prefix_page``: 1 match
-    at 10k, 111 at 1M: the response grows to a page). p50/p99 at each size, p99 growth (goal <= 2x).
+    at 10k, 111 at 1M: the response grows to a page). Each target draws its URLs among 500 distinct ones at every
+    size, so that the reads the daemon remembers are as many at every size. p50/p99 at each size, p99 growth
+    (goal <= 2x).
 (b) Job handlers over ``--job-packs`` packs (100k), each with one shard; two Kubo nodes (fakes in the handler's
     process) pin both units of every pack but one pin in 1,000 on the first node; the newest pack of each model is
     curated (pointer ``curated``), the one before it validated. The replication reconcile (the ``reconcile``
@@ -170,6 +172,7 @@ async def _nodes(w: Writer) -> list[int]:
 # --------------------------------------------------------------------------- (a) reads at scale
 
 TARGETS = ("resolve", "models_first", "models_cursor", "models_prefix", "models_prefix_page")
+DISTINCT_KEYS = 500  # distinct URLs per target at every size (the smallest, 10k packs, has 1,000 models)
 
 
 def http_at(work: Path, db_url: str, n: int, duration: float) -> dict[str, Any]:
@@ -182,15 +185,22 @@ def http_at(work: Path, db_url: str, n: int, duration: float) -> dict[str, Any]:
     models = n // PER_MODEL
     rnd = random.Random(n)
     base = f"http://127.0.0.1:{port}/v1/models"
+
+    def spread(choices: range, n: int) -> list[int]:
+        """``n`` draws among the same number of distinct values at every size (DISTINCT_KEYS): the daemon
+        remembers repeated reads, so a size with more distinct URLs would also measure more first reads."""
+        pool = rnd.sample(choices, min(DISTINCT_KEYS, len(choices)))
+        return [rnd.choice(pool) for _ in range(n)]
+
     urls = {
-        "resolve": [f"{base}/acme/m{rnd.randrange(models)}/pointers/latest" for _ in range(2000)],
+        "resolve": [f"{base}/acme/m{i}/pointers/latest" for i in spread(range(models), 2000)],
         "models_first": [base],
         "models_cursor": [
-            f"{base}?cursor={encode_cursor(['acme', f'm{rnd.randrange(models)}'])}" for _ in range(2000)
+            f"{base}?cursor={encode_cursor(['acme', f'm{i}'])}" for i in spread(range(models), 2000)
         ],
         # a model of the last decade of names: one match at every size (see the docstring)
-        "models_prefix": [f"{base}?prefix=m{rnd.randrange(models // 10, models)}" for _ in range(900)],
-        "models_prefix_page": [f"{base}?prefix=m{rnd.randrange(100, 1000)}" for _ in range(900)],
+        "models_prefix": [f"{base}?prefix=m{i}" for i in spread(range(models // 10, models), 900)],
+        "models_prefix_page": [f"{base}?prefix=m{i}" for i in spread(range(100, 1000), 900)],
     }
     out: dict[str, Any] = {}
     try:

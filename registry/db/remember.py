@@ -86,9 +86,12 @@ class SnapshotClock:
         self._waiting: list[asyncio.Future[str]] = []  # the callers of the next statement
         self._runner: asyncio.Task[None] | None = None
         self.statements = 0  # run so far (one per batch of callers)
+        self._closed = False
 
     async def now(self) -> str:
         """A snapshot taken after this call."""
+        if self._closed:  # a connection opened now would outlive its owner
+            raise RuntimeError("the snapshot clock is closed")
         fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._waiting.append(fut)
         if self._runner is None:
@@ -140,7 +143,8 @@ class SnapshotClock:
             conn.terminate()
 
     async def close(self) -> None:
-        """Cancels whoever waits and closes the connection."""
+        """Cancels whoever waits and closes the connection; ``now()`` fails from then on."""
+        self._closed = True
         runner = self._runner
         if runner is not None:
             runner.cancel()

@@ -122,6 +122,9 @@ async def test_closing_cancels_whoever_waits(src: Source) -> None:
     with pytest.raises(asyncio.CancelledError):
         await behind
     assert src.conns[0].closed
+    with pytest.raises(RuntimeError, match="closed"):  # no connection opened past its owner's close
+        await clock.now()
+    assert len(src.conns) == 1
 
 
 pg_only = pytest.mark.parametrize(
