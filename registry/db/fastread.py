@@ -366,7 +366,9 @@ class FastReads:
         def run() -> Awaitable[T]:
             return self.coalescer.run(kind, key, one, many)
 
-        return await (self._pg_memo.get((kind, key), run) if self._remember else run())
+        if not self._remember:
+            return await run()
+        return await self._pg_memo.get((kind, key), run)
 
     async def close(self) -> None:
         self._closed = True

@@ -30,7 +30,7 @@ SNAPSHOT = "SELECT pg_current_snapshot()::text"  # the snapshot a statement runs
 
 class SnapshotMemo:
     """Results remembered under the snapshot taken before their read; ``fresh()`` gives a snapshot taken after
-    its call (the caller coalesces it)."""
+    its call (SnapshotClock.now, shared by the callers waiting at once)."""
 
     def __init__(self, memo: Memo[Hashable, tuple[object, Any]], fresh: Callable[[], Awaitable[str]]) -> None:
         self._memo = memo
